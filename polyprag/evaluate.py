@@ -1,0 +1,104 @@
+"""Run answering modes over a question set and score them (EM, F1, accuracy, recall@k, latency)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+from .answer import Answer, GenerationConfig, answer_questions
+from .corpus import Document
+from .datasets import Question
+from .errors import InputError
+from .metrics import Scores, mean_scores, score
+from .models import LoadedModel
+from .retrieve import BM25Index
+
+log = logging.getLogger("polyprag")
+
+# closed-book: the bare question; rag: BM25 top-k passages in the prompt;
+# rag-gold: the question's gold passages in the prompt (an upper bound for the reader; needs gold ids).
+MODES = ("closed-book", "rag", "rag-gold")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    modes: tuple[str, ...] = ("closed-book", "rag")
+    k: int = 3
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self):
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise InputError(f"unknown mode(s) {bad}; choose from {list(MODES)}.")
+        if self.k < 1:
+            raise InputError(f"k = {self.k} is invalid: retrieve at least 1 passage.")
+
+
+@dataclass
+class EvalResult:
+    config: dict
+    rows: list[dict]
+    predictions: dict[str, list[dict]]
+
+    def to_json(self) -> dict:
+        return {"config": self.config, "rows": self.rows, "predictions": self.predictions}
+
+
+def recall_at_k(gold: list[str], retrieved: list[str]) -> float:
+    return len(set(gold) & set(retrieved)) / len(set(gold))
+
+
+def evaluate(lm: LoadedModel, questions: list[Question], docs: list[Document], config: EvalConfig,
+             progress: bool = True) -> EvalResult:
+    by_id = {d.id: d for d in docs}
+    index = BM25Index.build(docs)
+    hits = index.search([q.question for q in questions], k=config.k)
+    retrieved = [[h.doc_id for h in hs] for hs in hits]
+    rows, predictions = [], {}
+    for mode in config.modes:
+        contexts = _contexts(mode, questions, retrieved, by_id)
+        timings: list[float] = []
+        start = time.perf_counter()
+        answers = answer_questions(lm, [q.question for q in questions], contexts, config.generation,
+                                   progress=progress, timings=timings)
+        seconds = time.perf_counter() - start
+        rows.append(_row(mode, questions, answers, retrieved, timings, seconds))
+        predictions[mode] = [_prediction(q, a, r) for q, a, r in zip(questions, answers, retrieved)]
+        log.info("%s: F1 %.1f in %.0f s", mode, rows[-1]["f1"], seconds)
+    cfg = {"model": lm.spec, "model_path": lm.path, "k": config.k, "modes": list(config.modes),
+           "n_questions": len(questions), "n_docs": len(docs), **asdict(config.generation)}
+    return EvalResult(cfg, rows, predictions)
+
+
+def _contexts(mode: str, questions: list[Question], retrieved: list[list[str]],
+              by_id: dict[str, Document]) -> list[list[str]] | None:
+    if mode == "closed-book":
+        return None
+    if mode == "rag-gold":
+        missing = [q.id for q in questions if not q.gold_doc_ids]
+        if missing:
+            raise InputError(f"mode rag-gold needs gold_doc_ids for every question; missing for {missing[:5]}.")
+        return [[by_id[d].content() for d in q.gold_doc_ids] for q in questions]
+    return [[by_id[d].content() for d in ids] for ids in retrieved]
+
+
+def _row(mode: str, questions: list[Question], answers: list[Answer], retrieved: list[list[str]],
+         timings: list[float], seconds: float) -> dict:
+    ours = mean_scores([score(a.answer, q.answers) for q, a in zip(questions, answers)])
+    prag = mean_scores([score(a.answer_prag, q.answers) for q, a in zip(questions, answers)])
+    with_gold = [(q, r) for q, r in zip(questions, retrieved) if q.gold_doc_ids]
+    recall = statistics.fmean(recall_at_k(q.gold_doc_ids, r) for q, r in with_gold) if with_gold else None
+    return {"method": mode, "n": len(questions), **_pct(ours), "em_prag": round(100 * prag.em, 2),
+            "f1_prag": round(100 * prag.f1, 2), "recall_at_k": None if recall is None else round(recall, 4),
+            "latency_p50_s": round(statistics.median(timings), 3), "seconds_per_question": round(seconds / len(questions), 3)}
+
+
+def _pct(s: Scores) -> dict:
+    return {"em": round(100 * s.em, 2), "f1": round(100 * s.f1, 2), "acc": round(100 * s.acc, 2)}
+
+
+def _prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
+    return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": a.answer,
+            "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved}

@@ -1,0 +1,80 @@
+"""BM25 over title + text (bm25s), saved as .npy + JSON — no pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from .corpus import Document
+from .errors import InputError
+
+IDS_FILE = "doc_ids.json"
+
+
+@dataclass(frozen=True)
+class Hit:
+    doc_id: str
+    score: float
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased word tokens (scikit-learn pattern) without English stopwords; shared by docs and queries."""
+    return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
+
+
+class BM25Index:
+    def __init__(self, retriever: bm25s.BM25, doc_ids: list[str]):
+        self.retriever = retriever
+        self.doc_ids = doc_ids
+
+    @classmethod
+    def build(cls, docs: list[Document], k1: float = 1.5, b: float = 0.75) -> BM25Index:
+        if not docs:
+            raise InputError("cannot build a BM25 index over an empty corpus; pass at least one document.")
+        retriever = bm25s.BM25(method="lucene", k1=k1, b=b)
+        retriever.index(tokenize([d.content() for d in docs]), show_progress=False)
+        return cls(retriever, [d.id for d in docs])
+
+    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+        """Top-k documents per query, best first; queries with no known word get no hits."""
+        if k < 1:
+            raise InputError(f"k = {k} is invalid: retrieve at least 1 document (k >= 1).")
+        k = min(k, len(self.doc_ids))
+        return [self._search_one(tokens, k) for tokens in tokenize(queries)]
+
+    def _search_one(self, tokens: list[str], k: int) -> list[Hit]:
+        known = [t for t in tokens if t in self.retriever.vocab_dict]
+        if not known:
+            return []
+        scores = self.retriever.get_scores(known)  # (N,)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [Hit(self.doc_ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def save(self, folder: str | Path) -> None:
+        """Write atomically: a sibling temp folder renamed into place."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            self.retriever.save(str(tmp), allow_pickle=False)
+            (tmp / IDS_FILE).write_text(json.dumps(self.doc_ids, ensure_ascii=False), encoding="utf-8")
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> BM25Index:
+        folder = Path(folder)
+        if not (folder / IDS_FILE).exists():
+            raise InputError(f"{folder} is not a polyprag BM25 index ({IDS_FILE} missing); rebuild it.")
+        retriever = bm25s.BM25.load(str(folder), allow_pickle=False)
+        return cls(retriever, json.loads((folder / IDS_FILE).read_text(encoding="utf-8")))

@@ -1,0 +1,57 @@
+"""Prompt formats per model kind and batched generation on the tiny model."""
+
+import pytest
+
+from polyprag.answer import (ANSWER_PREFIX, GenerationConfig, answer_questions, build_prompt, generate)
+from polyprag.models import load_model
+
+
+@pytest.fixture(scope="module")
+def chat_lm(tiny_chat_model_dir):
+    return load_model(str(tiny_chat_model_dir))
+
+
+@pytest.fixture(scope="module")
+def base_lm(tiny_base_model_dir):
+    return load_model(str(tiny_base_model_dir))
+
+
+def test_chat_prompt_uses_template_example_and_answer_prefix(chat_lm):
+    p = build_prompt(chat_lm.tokenizer, "Where is Velmark", ["Velmark is a town on the Tesk."])
+    assert p.startswith("<|im_start|>system\n")
+    assert "Passage 1: Velmark is a town on the Tesk." in p
+    assert "Question: Where is Velmark?" in p
+    assert p.count("Question:") == 2  # the invented example, then the real question
+    assert p.endswith("<|im_start|>assistant\n" + ANSWER_PREFIX)
+
+
+def test_closed_book_prompt_has_no_passages(chat_lm):
+    p = build_prompt(chat_lm.tokenizer, "Where is Velmark?")
+    assert "Passage" not in p and "knowledge provided below" not in p
+
+
+def test_base_prompt_starts_with_bos_and_ends_with_answer_cue(base_lm):
+    p = build_prompt(base_lm.tokenizer, "Where is Velmark?", ["Velmark is a town."])
+    ids = base_lm.tokenizer(p, add_special_tokens=False).input_ids
+    assert ids[0] == base_lm.tokenizer.bos_token_id
+    assert p.endswith("Question: Where is Velmark?\nAnswer:")
+
+
+@pytest.mark.parametrize("which", ["chat_lm", "base_lm"])
+def test_batched_generation_equals_one_by_one(which, request):
+    lm = request.getfixturevalue(which)
+    prompts = [build_prompt(lm.tokenizer, q) for q in ["Who built it?", "Where is the long river Tesk?", "Why?"]]
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=3)
+    batched = generate(lm, prompts, cfg, progress=False)
+    single = [generate(lm, [p], GenerationConfig(max_new_tokens=6, batch_size=1), progress=False)[0] for p in prompts]
+    assert batched == single
+
+
+def test_answer_questions_returns_extracted_answers_and_timings(chat_lm):
+    timings = []
+    answers = answer_questions(chat_lm, ["Who built the bridge?", "Where?"], [["p one"], ["p two"]],
+                               GenerationConfig(max_new_tokens=4, batch_size=2), progress=False, timings=timings)
+    assert [a.question for a in answers] == ["Who built the bridge?", "Where?"]
+    assert all(a.raw.startswith(ANSWER_PREFIX) for a in answers)
+    assert answers[0].passages == ["p one"]
+    assert len(timings) == 2 and all(t > 0 for t in timings)
