@@ -24,10 +24,13 @@ RAG_INSTRUCTION = ("You should answer the question by referring to the knowledge
                    "and integrating your own knowledge.\n")
 SYSTEM = "You answer questions with a short phrase: a name, a date, a number, or yes/no."
 ANSWER_PREFIX = "The answer is"
-# An invented exchange (no model knows it) that shows the wanted form of an answer.
-EXAMPLE_PASSAGE = "Marlow Bridge is a stone arch bridge over the river Tesk, finished in 1862 by the engineer Ada Feld."
-EXAMPLE_QUESTION = "Who built the Marlow Bridge?"
-EXAMPLE_ANSWER = "Ada Feld"
+# Invented exchanges (no model knows them) that show the wanted form of an answer: a name, and yes/no.
+EXAMPLES = (
+    ("Marlow Bridge is a stone arch bridge over the river Tesk, finished in 1862 by the engineer Ada Feld.",
+     "Who built the Marlow Bridge?", "Ada Feld"),
+    ("Orrin Pell (born 1901) was a Velmarkish painter. Ada Feld (born 1833) was a Velmarkish engineer.",
+     "Were Orrin Pell and Ada Feld both painters?", "no"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,16 +66,18 @@ def is_chat(tokenizer) -> bool:
 
 
 def build_prompt(tokenizer, question: str, passages: list[str] | None = None) -> str:
-    example = user_content(EXAMPLE_QUESTION, [EXAMPLE_PASSAGE] if passages else None)
+    shots = [(user_content(q, [p] if passages else None), a) for p, q, a in EXAMPLES]
     if is_chat(tokenizer):
-        messages = [{"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": example},
-                    {"role": "assistant", "content": f"{ANSWER_PREFIX} {EXAMPLE_ANSWER}."},
-                    {"role": "user", "content": user_content(question, passages)}]
+        messages = [{"role": "system", "content": SYSTEM}]
+        for user, answer in shots:
+            messages += [{"role": "user", "content": user},
+                         {"role": "assistant", "content": f"{ANSWER_PREFIX} {answer}."}]
+        messages.append({"role": "user", "content": user_content(question, passages)})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + ANSWER_PREFIX
     bos = tokenizer.bos_token or ""
-    return f"{bos}{example}\nAnswer: {EXAMPLE_ANSWER}\n\n{user_content(question, passages)}\nAnswer:"
+    examples = "".join(f"{user}\nAnswer: {answer}\n\n" for user, answer in shots)
+    return f"{bos}{examples}{user_content(question, passages)}\nAnswer:"
 
 
 def raw_to_answer(tokenizer, generated: str) -> tuple[str, str, str]:
