@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
+from .adapters import PolyLoRALinear, mixing
 from .metrics import extract_answer, extract_answer_prag
 from .models import LoadedModel
 
@@ -37,6 +39,14 @@ EXAMPLES = (
 class GenerationConfig:
     max_new_tokens: int = 32
     batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Per-question mixing weights for the adapter inventory: weights (Q, G, M) over `layers`."""
+
+    layers: list[PolyLoRALinear]
+    weights: torch.Tensor
 
 
 @dataclass
@@ -65,19 +75,33 @@ def is_chat(tokenizer) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def build_prompt(tokenizer, question: str, passages: list[str] | None = None) -> str:
-    shots = [(user_content(q, [p] if passages else None), a) for p, q, a in EXAMPLES]
+def build_prompt(tokenizer, question: str, passages: list[str] | None = None, shots: bool = True) -> str:
+    """The reader's prompt, ending where the answer starts. Parametric modes train and ask without shots."""
+    examples = [(user_content(q, [p] if passages else None), a) for p, q, a in EXAMPLES] if shots else []
     if is_chat(tokenizer):
         messages = [{"role": "system", "content": SYSTEM}]
-        for user, answer in shots:
+        for user, answer in examples:
             messages += [{"role": "user", "content": user},
                          {"role": "assistant", "content": f"{ANSWER_PREFIX} {answer}."}]
         messages.append({"role": "user", "content": user_content(question, passages)})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text + ANSWER_PREFIX
-    bos = tokenizer.bos_token or ""
-    examples = "".join(f"{user}\nAnswer: {answer}\n\n" for user, answer in shots)
-    return f"{bos}{examples}{user_content(question, passages)}\nAnswer:"
+    shown = "".join(f"{user}\nAnswer: {answer}\n\n" for user, answer in examples)
+    return f"{tokenizer.bos_token or ''}{shown}{user_content(question, passages)}\nAnswer:"
+
+
+def prompt_prefix(tokenizer) -> str:
+    """The part every prompt starts with (system turn or bos): training leaves it out of the loss."""
+    if is_chat(tokenizer):
+        return tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}], tokenize=False)
+    return tokenizer.bos_token or ""
+
+
+def answer_completion(tokenizer, answer: str) -> str:
+    """What a trained reader should write after `build_prompt`: the answer, then end of turn."""
+    if is_chat(tokenizer):
+        return f" {answer.strip().rstrip('.')}.{tokenizer.eos_token}"
+    return f" {answer.strip()}\n"
 
 
 def raw_to_answer(tokenizer, generated: str) -> tuple[str, str, str]:
@@ -91,7 +115,7 @@ def raw_to_answer(tokenizer, generated: str) -> tuple[str, str, str]:
 
 @torch.inference_mode()
 def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = GenerationConfig(),
-             progress: bool = True, timings: list[float] | None = None) -> list[str]:
+             progress: bool = True, timings: list[float] | None = None, routing: Routing | None = None) -> list[str]:
     """Greedy, batched (left padding), longest prompts first; returns only the new text of each prompt.
 
     `timings`, when given, receives each prompt's share of its batch's wall time (amortised latency).
@@ -103,7 +127,9 @@ def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = Gen
     batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress or len(batches) < 2):
         start = time.perf_counter()
-        texts = _generate_batch(lm, [prompts[i] for i in batch], config)
+        route = mixing(routing.layers, routing.weights[batch]) if routing else nullcontext()
+        with route:
+            texts = _generate_batch(lm, [prompts[i] for i in batch], config)
         share = (time.perf_counter() - start) / len(batch)
         for i, text in zip(batch, texts):
             out[i], shares[i] = text, share
@@ -127,11 +153,15 @@ def _generate_batch(lm: LoadedModel, prompts: list[str], config: GenerationConfi
 
 def answer_questions(lm: LoadedModel, questions: list[str], passages: list[list[str]] | None = None,
                      config: GenerationConfig = GenerationConfig(), progress: bool = True,
-                     timings: list[float] | None = None) -> list[Answer]:
-    """Closed-book when `passages` is None, else each question with its own passages in the prompt."""
+                     timings: list[float] | None = None, routing: Routing | None = None) -> list[Answer]:
+    """Closed-book when `passages` is None, else each question with its own passages in the prompt.
+
+    With `routing`, each question is answered by the base model mixed with its own adapter weights, and
+    prompted without the few-shot examples, exactly as the adapters were trained.
+    """
     contexts = passages if passages is not None else [[] for _ in questions]
-    prompts = [build_prompt(lm.tokenizer, q, ps) for q, ps in zip(questions, contexts)]
-    generated = generate(lm, prompts, config, progress=progress, timings=timings)
+    prompts = [build_prompt(lm.tokenizer, q, ps, shots=routing is None) for q, ps in zip(questions, contexts)]
+    generated = generate(lm, prompts, config, progress=progress, timings=timings, routing=routing)
     answers = []
     for q, ps, g in zip(questions, contexts, generated):
         short, raw, prag = raw_to_answer(lm.tokenizer, g)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from polyprag.answer import (ANSWER_PREFIX, GenerationConfig, answer_questions, build_prompt, generate)
+from polyprag.answer import (ANSWER_PREFIX, EXAMPLES, GenerationConfig, answer_questions, build_prompt, generate)
 from polyprag.models import load_model
 
 
@@ -21,8 +21,14 @@ def test_chat_prompt_uses_template_example_and_answer_prefix(chat_lm):
     assert p.startswith("<|im_start|>system\n")
     assert "Passage 1: Velmark is a town on the Tesk." in p
     assert "Question: Where is Velmark?" in p
-    assert p.count("Question:") == 2  # the invented example, then the real question
+    assert p.count("Question:") == len(EXAMPLES) + 1  # the invented examples, then the real question
     assert p.endswith("<|im_start|>assistant\n" + ANSWER_PREFIX)
+
+
+def test_parametric_prompt_has_no_examples(chat_lm):
+    p = build_prompt(chat_lm.tokenizer, "Where is Velmark?", shots=False)
+    assert p.count("Question:") == 1 and EXAMPLES[0][1] not in p
+    assert p.endswith(ANSWER_PREFIX)
 
 
 def test_closed_book_prompt_has_no_passages(chat_lm):

@@ -1,0 +1,119 @@
+"""The adapter inventory: M LoRA pairs of rank r on every target linear layer, mixed per batch row.
+
+Why not PEFT's Poly tuner: it routes by integer task ids through a router owned by each layer, with a
+fixed task count; Poly-PRAG needs external mixing weights at inference (the mean of the retrieved
+documents' weights, or uniform) and a document table that grows (Poly-z). So the routing table lives in
+`routing.py` and the layer below only mixes the weights it is handed: ~60 lines.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Target module names by architecture family: MLP projections (PRAG's choice) and attention.
+MLP_TARGETS = {"llama": ("gate_proj", "up_proj", "down_proj"), "gpt2": ("c_fc", "c_proj")}
+ATTN_TARGETS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj"), "gpt2": ("c_attn",)}
+
+
+@dataclass(frozen=True)
+class InventoryConfig:
+    n_adapters: int = 20  # M
+    rank: int = 4  # r
+    alpha: float = 32.0  # scaling s = alpha / r
+    targets: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+    mixing: str = "poly"  # "poly": A = Σ w A_m, B = Σ w B_m;  "delta": Σ w B_m A_m
+
+    def __post_init__(self):
+        if self.n_adapters < 1 or self.rank < 1:
+            raise ValueError(f"n_adapters={self.n_adapters} and rank={self.rank} must both be >= 1")
+        if self.mixing not in ("poly", "delta"):
+            raise ValueError(f"mixing={self.mixing!r}; choose 'poly' or 'delta'")
+
+
+class PolyLoRALinear(nn.Module):
+    """h = W0 x + s · B_w (A_w x), with A_w, B_w mixed from the inventory by each row's weights w."""
+
+    def __init__(self, base: nn.Linear, config: InventoryConfig):
+        super().__init__()
+        self.base_layer = base
+        self.config = config
+        self.scaling = config.alpha / config.rank
+        m, r = config.n_adapters, config.rank
+        d_in, d_out = _in_out(base)
+        self.lora_A = nn.Parameter(torch.empty(m, r, d_in))
+        self.lora_B = nn.Parameter(torch.zeros(m, d_out, r))  # zeros: no change until trained
+        for a in self.lora_A:  # same init as PEFT's LoRA A
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self.weights: torch.Tensor | None = None  # (B, M), set only inside `mixing(...)`
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
+        out = self.base_layer(x)
+        if self.weights is None:
+            return out
+        w = self.weights.to(x.dtype)  # (B, M)
+        if self.config.mixing == "poly":
+            a = torch.einsum("bm,mrd->brd", w, self.lora_A)  # (B, r, d_in)
+            b = torch.einsum("bm,mor->bor", w, self.lora_B)  # (B, d_out, r)
+            delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
+        else:
+            ax = torch.einsum("btd,mrd->btmr", x, self.lora_A)  # (B, T, M, r)
+            delta = torch.einsum("btmr,mor,bm->bto", ax, self.lora_B, w)
+        return out + self.scaling * delta
+
+
+def _in_out(layer: nn.Module) -> tuple[int, int]:
+    if isinstance(layer, nn.Linear):
+        return layer.in_features, layer.out_features
+    if type(layer).__name__ == "Conv1D":  # GPT-2 style: weight is (d_in, d_out)
+        return layer.weight.shape[0], layer.weight.shape[1]
+    raise TypeError(f"cannot put adapters on {type(layer).__name__}; target nn.Linear or GPT-2 Conv1D layers")
+
+
+def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
+    """Swap every target layer for a PolyLoRALinear (in module order); freeze everything else."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    targets = [(name, mod) for name, mod in model.named_modules() if name.rsplit(".", 1)[-1] in config.targets]
+    if not targets:
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no module named {list(config.targets)} in {type(model).__name__}; linear layers: {names}")
+    layers = []
+    for name, mod in targets:
+        parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+        layer = PolyLoRALinear(mod, config).to(device=mod.weight.device)
+        setattr(parent, name.rsplit(".", 1)[-1], layer)
+        layers.append(layer)
+    return layers
+
+
+def inventory_state(layers: list[PolyLoRALinear]) -> dict[str, torch.Tensor]:
+    return {f"{i}.{k}": getattr(l, k).detach().contiguous() for i, l in enumerate(layers) for k in ("lora_A", "lora_B")}
+
+
+def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Tensor]) -> None:
+    expected = set(inventory_state(layers))
+    if set(state) != expected:
+        raise ValueError(f"inventory tensors {sorted(set(state) ^ expected)[:4]} do not match the model's layers")
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.lora_A.copy_(state[f"{i}.lora_A"])
+            layer.lora_B.copy_(state[f"{i}.lora_B"])
+
+
+@contextmanager
+def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
+    """Route a batch: weights (B, G, M) with G = len(layers) ("fine") or 1 ("coarse"). Always cleared."""
+    if weights.shape[1] not in (1, len(layers)):
+        raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers (or 1)")
+    try:
+        for g, layer in enumerate(layers):
+            layer.weights = weights[:, g if weights.shape[1] > 1 else 0]
+        yield
+    finally:
+        for layer in layers:
+            layer.weights = None

@@ -1,0 +1,158 @@
+"""Document augmentation (PRAG protocol) and the training samples built from it.
+
+Per document: one rewrite and QA pairs, from an LLM (PRAG's prompts) or from rules (`augment_rules`).
+Results are cached as JSONL keyed by document hash + augmenter config, so they are never recomputed by
+accident. LLM outputs that do not parse after the allowed retries are counted and fall back to rules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .augment_rules import Augmentation, QAPair, from_json, rule_augment, to_json
+from .corpus import Document
+from .errors import InputError
+
+log = logging.getLogger("polyprag")
+
+AUGMENTERS = ("rules", "llm")
+RULES_MAX_QA = 8  # more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
+LLM_RETRIES = 2
+
+# PRAG's augmentation prompts (data_augment.py), verbatim in substance.
+REWRITE_PROMPT = ("Rewrite the following passage. While keeping the entities, proper nouns, and key details such as "
+                  "names, locations, and terminology intact, create a new version of the text that expresses the same "
+                  "ideas in a different way. Make sure the revised passage is distinct from the original one, but "
+                  "preserves the core meaning and relevant information.\n{passage}")
+QA_PROMPT = ("I will provide a passage of text, and you need to generate three different questions based on the "
+             "content of this passage. Each question should be answerable using the information provided in the "
+             "passage. Additionally, please provide an appropriate answer for each question derived from the "
+             "passage.\nYou need to generate the question and answer in the following format:\n[\n    {{\n"
+             "        \"question\": \"What is the capital of France?\",\n        \"answer\": \"Paris\",\n"
+             "        \"full_answer\": \"The capital of France is Paris.\"\n    }}\n]\n\nThis list should have at "
+             "least three elements. You only need to output this list in the above format.\nPassage:\n{passage}")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training sequence: the document's row, a question, its answer, and optionally a passage shown."""
+
+    doc: int
+    question: str
+    answer: str
+    passage: str | None = None
+
+
+def cache_key(doc: Document, augmenter: str, model: str) -> str:
+    return hashlib.sha256(json.dumps([doc.id, doc.title, doc.text, augmenter, model]).encode()).hexdigest()[:24]
+
+
+def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path | None = None,
+                      progress: bool = True) -> list[Augmentation]:
+    if augmenter not in AUGMENTERS:
+        raise InputError(f"--augmenter {augmenter!r}; choose from {list(AUGMENTERS)}.")
+    model = lm.spec if augmenter == "llm" else "-"
+    keys = [cache_key(d, augmenter, model) for d in docs]
+    cached = _read_cache(cache) if cache else {}
+    missing = [d for d, k in zip(docs, keys) if k not in cached]
+    if missing:
+        log.info("augmenting %d documents with %s (%d cached)", len(missing), augmenter, len(docs) - len(missing))
+        fresh = ([rule_augment(d, max_qa=RULES_MAX_QA) for d in missing] if augmenter == "rules"
+                 else llm_augment(missing, lm, progress))
+        new = {cache_key(d, augmenter, model): a for d, a in zip(missing, fresh)}
+        cached.update(new)
+        if cache:
+            _append_cache(cache, new)
+    return [cached[k] for k in keys]
+
+
+def llm_augment(docs: list[Document], lm, progress: bool = True) -> list[Augmentation]:
+    """PRAG's protocol with the given model; bounded retries; unparsable QA falls back to rules (counted)."""
+    from .answer import GenerationConfig, generate
+
+    gen = GenerationConfig(max_new_tokens=256, batch_size=4)
+    rewrites = generate(lm, [_chat(lm.tokenizer, REWRITE_PROMPT.format(passage=d.text)) for d in docs], gen, progress)
+    qa: list[list[QAPair] | None] = [None] * len(docs)
+    for _ in range(1 + LLM_RETRIES):
+        todo = [i for i, q in enumerate(qa) if q is None]
+        if not todo:
+            break
+        outs = generate(lm, [_chat(lm.tokenizer, QA_PROMPT.format(passage=docs[i].text)) for i in todo], gen, progress)
+        for i, out in zip(todo, outs):
+            qa[i] = parse_qa(out, docs[i].text)
+    failed = [i for i, q in enumerate(qa) if q is None]
+    if failed:
+        log.warning("LLM QA unparsable for %d of %d documents after %d tries: rules used for them",
+                    len(failed), len(docs), 1 + LLM_RETRIES)
+    return [Augmentation(d.id, rw.strip() or d.text, tuple(q) if q else rule_augment(d).qa,
+                         "llm" if q else "llm-failed+rules") for d, rw, q in zip(docs, rewrites, qa)]
+
+
+def _chat(tokenizer, text: str) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"{tokenizer.bos_token or ''}{text}\n"
+
+
+def parse_qa(text: str, passage: str) -> list[QAPair] | None:
+    """The first JSON list of {question, answer} objects in `text`; None when there is none usable."""
+    match = re.search(r"\[.*\]", text, re.S)
+    try:
+        items = json.loads(match.group(0)) if match else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(items, list):
+        return None
+    pairs = [QAPair(str(i["question"]).strip(), str(i["answer"]).strip(), str(i.get("full_answer", i["answer"])).strip())
+             for i in items if isinstance(i, dict) and i.get("question") and i.get("answer")]
+    return pairs[:3] or None
+
+
+def training_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]:
+    """PRAG's samples: QA 1–2 each with the passage and with the rewrite in context; every QA alone too
+    (the parametric modes ask the bare question, so the bare form must be trained)."""
+    samples = []
+    for i, (doc, aug) in enumerate(zip(docs, augs)):
+        for j, qa in enumerate(aug.qa):
+            if j < 2:
+                samples += [Sample(i, qa.question, qa.answer, doc.content()),
+                            Sample(i, qa.question, qa.answer, f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite)]
+            samples.append(Sample(i, qa.question, qa.answer))
+    return samples
+
+
+def _read_cache(path: Path) -> dict[str, Augmentation]:
+    if not path.exists():
+        return {}
+    out = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                obj = json.loads(line)
+                out[obj["key"]] = from_json(obj)
+            except (json.JSONDecodeError, KeyError, InputError) as e:
+                log.warning("%s:%d: unreadable cache line skipped (%s); it will be recomputed", path, lineno, e)
+    return out
+
+
+def _append_cache(path: Path, new: dict[str, Augmentation]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:  # appending whole lines: a crash loses at most the last one
+        for key, aug in new.items():
+            f.write(json.dumps({"key": key, **to_json(aug)}, ensure_ascii=False) + "\n")
+
+
+def write_augmentations(augs: list[Augmentation], path: Path) -> None:
+    path.write_text("".join(json.dumps(to_json(a), ensure_ascii=False) + "\n" for a in augs), encoding="utf-8")
+
+
+def read_augmentations(path: Path) -> list[Augmentation]:
+    if not path.exists():
+        return []
+    return [from_json(json.loads(l)) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]

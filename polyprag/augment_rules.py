@@ -1,0 +1,685 @@
+"""Rule-based, LLM-free document augmentation in PRAG's shape: one rewrite and some QA pairs.
+
+PRAG trains one LoRA per document on an LLM's rewrite of it and three QA pairs
+{question, answer, full_answer}. This module makes the same records with regexes only,
+so augmentation is instant, deterministic (same document -> same record, no randomness)
+and needs no model. Answers are always verbatim spans of the document text; the
+full_answer is the sentence they came from.
+
+Questions come in two kinds: wh-questions built from a few templates keyed on the span
+type and the cue word before it ("in 1412" -> "in what year", "by the chemist X" ->
+"Which chemist ...?", "born in X" -> "Where was <title> born?"), mostly kept in place
+("... rising to how many metres?") because moving a phrase to the front needs do-support
+that regexes cannot do safely; and cloze questions ("<title>: ... ___ .... What fills the
+blank?") as the fallback when no template fits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from polyprag.corpus import Document
+from polyprag.errors import InputError
+
+SOURCE = "rules-v1"
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class QAPair:
+    question: str
+    answer: str
+    full_answer: str
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    doc_id: str
+    rewrite: str
+    qa: tuple[QAPair, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Span:
+    """An answer candidate inside one sentence.
+
+    [start, end) is the answer; [pstart, pend) is the phrase a wh-question replaces, which can
+    be wider (the counted noun in "40 workers", the "a ... colour" around a colour).
+    """
+
+    start: int
+    end: int
+    kind: str  # date, year, measure, count, number, quote, alias, colour, material, name
+    text: str
+    pstart: int
+    pend: int
+    extra: str = ""  # unit, counted noun or material category, used by the question templates
+
+
+# ---------------------------------------------------------------- word lists and patterns
+
+_MONTHS = ("January February March April May June July August September October November "
+           "December").split()
+_WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+_MONTH = "(?:" + "|".join(_MONTHS) + ")"
+# Case matters: "Dr. Watson" is an abbreviation, a sentence ending in "dr." is not.
+_ABBREVIATIONS = {"St", "Dr", "Mr", "Mrs", "Ms", "Prof", "Mt", "Jr", "Sr", "vs", "Co", "Ltd", "Inc",
+                  "approx", "c", "ca", "Rev", "Gen", "Capt", "Lt"}
+_NUMBERED = {"No", "Nos", "Vol", "Fig", "p", "pp"}  # "No. 14": only before a number
+_NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+                 "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty "
+                 "seventy eighty ninety hundred").split()
+_NUM = (r"(?:\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
+        r"(?: (?:million|billion|thousand))?")
+_UNITS = ("(?:square |cubic )?(?:kilometre|kilometer|metre|meter|centimetre|centimeter|millimetre|"
+          "millimeter|mile|foot|feet|inch|inche|yard|hectare|acre|litre|liter|gallon|km|cm|mm|kg)s?"
+          "|nautical miles?|light years?|degrees (?:Celsius|Fahrenheit)|degrees|per ?cent|percent"
+          "|(?:gram|kilogram|tonne|ton|pound|ounce|second|minute|hour|day|week|month|year|decade"
+          "|century|centurie)s?")
+_IRREGULAR_PLURALS = "people|crew|staff|children|men|women|sheep|cattle|fish|deer|personnel"
+# Words that can follow a number without being the counted noun ("in 1912 she was").
+_FUNCTION_WORDS = set(
+    "a an the and or but of in on at by to from for with as is was were are be been has had have "
+    "it its he she they his her their this that these those which who whom whose where when "
+    "thus across plus always perhaps besides less unless whereas us yes into onto upon under "
+    "over after before since until till than then also only not nor so yet inside outside near "
+    "beside between during up down through along around via per".split()
+)
+_COLOURS = ("red orange yellow green blue violet purple pink brown black white grey gray crimson "
+            "scarlet maroon olive indigo amber ivory turquoise golden silver copper bronze").split()
+_PURE_COLOURS = [c for c in _COLOURS if c not in {"silver", "copper", "bronze", "olive", "indigo"}]
+_MATERIALS = {
+    "wood": "teak oak pine birch elm mahogany cedar walnut beech timber bamboo",
+    "metal": "silver gold copper brass bronze iron steel tin zinc pewter platinum",
+    "stone": "slate basalt granite limestone sandstone marble chalk flint quartz",
+    "gas": "hydrogen helium oxygen nitrogen",
+    "fabric": "linen wool silk cotton canvas leather",
+    "fuel": "coal paraffin charcoal gas",
+    "element": "boron calcium magnesium sodium potassium sulphur sulfur carbon",
+    "material": "glass enamel clay porcelain bark milk wax",
+}
+_MATERIAL_OF = {w: cat for cat, words in _MATERIALS.items() for w in words.split()}
+_MATERIAL_OF.update({"whale oil": "fuel", "birch bark": "material"})
+# Nouns that, after a leading "The", almost always mean the document's own topic.
+_TOPIC_NOUNS = set(
+    "band ship river species mountain club canal college book novel dance game firm company "
+    "cheese bell festival automaton tower town village island language bird plant mineral "
+    "compound observatory railway line lighthouse airship opera typeface team group school "
+    "building bridge museum painting film album song machine peak lake city church".split()
+)
+_PLACE_WORDS = set(
+    "Lake Mount River Island Street Lane Road Hall Gallery Museum Institute University College "
+    "Church Theatre House Court Tunnel Path Field Shoals Sound Scar Ferry Arch Aqueduct Glacier "
+    "Moss Brook Bay Cape Valley Hill Park Square Bridge Castle Abbey Port Harbour Station".split()
+)
+# Last words that make a capitalised run a thing, not a person: "Lantern Wool Fair".
+_THING_WORDS = _PLACE_WORDS | set(
+    "Fair Festival Exhibition Guild Games Award Prize Company Club Society Works Press Courier "
+    "Times Gazette Letters Ironware Psalter Act Eve Day".split()
+)
+# Words before a name that describe, not name a role: "the lower Dravoss", "an old Ossenlaw word".
+_ADJECTIVES = set(
+    "old new lower upper northern southern eastern western first last same great little big "
+    "small large early late main nearby modern ancient famous local national royal".split()
+)
+# A verb before "in/at/to X" makes "where" read well ("died where"); a noun does not ("workshop where").
+_PLACE_VERBS = set(
+    "is was are were be been lies lay stands stood hangs hung sits sat lives lived died born held "
+    "kept built made found set rises rose flows grows grew remains remained".split()
+)
+_PASSIVE_VERB = (r"(?:[a-z]+ed|built|cast|dug|made|sold|held|found|led|taught|bought|brought|won|"
+                 r"set|kept|paid|laid|sent|spent|lent|lit|shot|bound|hung|spun|struck)")
+
+_SENT_END_RE = re.compile(r"[.!?][\"'”’)\]]*\s+|\n\s*\n")
+_YEAR_RE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?![,.]\d)")
+_DATE_RE = re.compile(
+    rf"\b(?:\d{{1,2}} {_MONTH}(?: \d{{4}})?|{_MONTH} \d{{1,2}}, \d{{4}}|{_MONTH} \d{{4}})\b"
+)
+_MEASURE_RE = re.compile(rf"\b({_NUM})[ -]({_UNITS})\b(?!-)")
+_COUNT_RE = re.compile(
+    rf"\b({_NUM}) ((?:[a-z][a-z-]* )?(?:[a-z][a-z-]*[a-z]s|{_IRREGULAR_PLURALS}))\b(?!-)"
+)
+_NUMBER_RE = re.compile(r"(?<![\w.,/])(?:\d+/\d+|\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
+                        r"(?: (?:million|billion|thousand))?(?![\w/]|[.,]\d)")
+_QUOTE_RE = re.compile(r"[\"“]([^\"“”]{2,60})[\"”]")
+_PAREN_RE = re.compile(r"\(([^()0-9]{3,60})\)")
+_CAP = r"(?:[A-Z]\.|(?:St|Dr|Mt|Mr|Mrs|Ms|Prof)\.|[A-ZÀ-ÖØ-Þ][\w'’-]*)"
+_CONNECTOR = r"(?:of|de|da|del|van|von|der|du|la|le|the|on|upon|&)"
+_NAME_RE = re.compile(rf"(?<![\w'’-]){_CAP}(?: (?:{_CONNECTOR} ){{0,2}}{_CAP})*")
+_COLOUR_RE = re.compile(
+    rf"\b(?:(?:{'|'.join(_COLOURS)})-(?:{'|'.join(_COLOURS)})"
+    rf"|(?:(?:pale|dark|light|deep|cobalt|navy|royal|sky|sea|bottle|lime|blood) )?"
+    rf"(?:{'|'.join(_PURE_COLOURS)})"
+    rf"|(?:olive|indigo)(?= [a-z]+s\b))\b(?!-)"
+)
+_MATERIAL_RE = re.compile(
+    r"\b(?:[a-z]+'s )?(?:" + "|".join(sorted(_MATERIAL_OF, key=len, reverse=True)) + r")\b(?!-)"
+)
+_NOT_NAMES = {"The", "A", "An", "It", "Its", "He", "She", "They", "I", "In", "On", "At", "By"}
+# Spans earlier in this list win when two overlap (a date contains a year, "1400 glyphs" a year).
+_KIND_ORDER = ("quote", "date", "measure", "count", "year", "number", "colour", "material",
+               "alias", "name")
+
+
+# ---------------------------------------------------------------- sentences
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split at . ! ? followed by a capital, but not after initials, abbreviations or in 3.5."""
+    sentences, start = [], 0
+    for m in _SENT_END_RE.finditer(text):
+        if m.group().strip() and not _is_boundary(text, m):
+            continue  # "J. Smith", "St. Ebba", "F.C. Rovers"
+        piece = text[start : m.end()].strip()
+        if piece:
+            sentences.append(piece)
+        start = m.end()
+    if text[start:].strip():
+        sentences.append(text[start:].strip())
+    return sentences
+
+
+def _is_boundary(text: str, m: re.Match) -> bool:
+    nxt = text[m.end() : m.end() + 1]
+    if not (nxt.isupper() or nxt.isdigit() or nxt in "\"'“‘(["):
+        return False  # "e.g. the", "i.e., budget"
+    words = text[: m.start()].split()
+    word = words[-1].lstrip("\"'“‘([") if words else ""
+    if text[m.start()] != ".":
+        return True
+    if re.fullmatch(r"[A-Z]", word) or word in _ABBREVIATIONS or (word in _NUMBERED and nxt.isdigit()):
+        return False
+    return not re.fullmatch(r"(?:[A-Za-z]\.)+[A-Za-z]", word)  # dotted acronyms: F.C, U.S
+
+
+# ---------------------------------------------------------------- span extraction
+
+
+def extract_spans(sentence: str, title: str = "") -> list[Span]:
+    """Answer candidates in one sentence, non-overlapping, in sentence order."""
+    found: list[Span] = []
+    for finder in (_quotes, _dates, _measures, _counts, _years, _numbers, _colours,
+                   _materials, _aliases, _names):
+        found.extend(finder(sentence, title))
+    found.sort(key=lambda s: (_KIND_ORDER.index(s.kind), s.pstart))
+    kept: list[Span] = []
+    for span in found:
+        if all(span.pend <= k.pstart or span.pstart >= k.pend for k in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda s: s.start)
+
+
+def _span(sent: str, start: int, end: int, kind: str, pstart: int | None = None,
+          pend: int | None = None, extra: str = "") -> Span:
+    pstart = start if pstart is None else pstart
+    pend = end if pend is None else pend
+    return Span(start, end, kind, sent[start:end], pstart, pend, extra)
+
+
+def _quotes(sent: str, title: str) -> list[Span]:
+    return [_span(sent, m.start(1), m.end(1), "quote", m.start(), m.end())
+            for m in _QUOTE_RE.finditer(sent)]
+
+
+def _dates(sent: str, title: str) -> list[Span]:
+    return [_span(sent, m.start(), m.end(), "date") for m in _DATE_RE.finditer(sent)]
+
+
+def _years(sent: str, title: str) -> list[Span]:
+    return [_span(sent, m.start(), m.end(), "year") for m in _YEAR_RE.finditer(sent)]
+
+
+def _measures(sent: str, title: str) -> list[Span]:
+    # The unit stays in the answer: "214 kilometres" is the fact, "214" alone is not.
+    return [_span(sent, m.start(), m.end(), "measure", extra=m.group(2))
+            for m in _MEASURE_RE.finditer(sent)]
+
+
+def _counts(sent: str, title: str) -> list[Span]:
+    # The answer is the number; the counted noun moves into "how many workers".
+    spans = []
+    for m in _COUNT_RE.finditer(sent):
+        noun = m.group(2)
+        if any(w in _FUNCTION_WORDS for w in noun.split()):
+            continue  # "1912 she was", "1688 and its"
+        if _YEAR_RE.fullmatch(m.group(1)) and re.search(r"\b(?:in|since|of|by|until|from)\s$",
+                                                        sent[: m.start()]):
+            continue  # "in 1929 records show": a year, not a count
+        spans.append(_span(sent, m.start(1), m.end(1), "count", m.start(), m.end(), noun))
+    return spans
+
+
+def _numbers(sent: str, title: str) -> list[Span]:
+    return [_span(sent, m.start(), m.end(), "number") for m in _NUMBER_RE.finditer(sent)]
+
+
+def _colours(sent: str, title: str) -> list[Span]:
+    return [_span(sent, m.start(), m.end(), "colour") for m in _COLOUR_RE.finditer(sent)]
+
+
+def _materials(sent: str, title: str) -> list[Span]:
+    spans = []
+    for m in _MATERIAL_RE.finditer(sent):
+        key = m.group().split("'s ")[-1]
+        spans.append(_span(sent, m.start(), m.end(), "material", extra=_MATERIAL_OF[key]))
+    return spans
+
+
+def _aliases(sent: str, title: str) -> list[Span]:
+    # "(Lucerna ferrandii)", "(AJK)": a second name for something in the sentence.
+    return [_span(sent, m.start(1), m.end(1), "alias", m.start(), m.end())
+            for m in _PAREN_RE.finditer(sent)]
+
+
+def _names(sent: str, title: str) -> list[Span]:
+    spans = []
+    title_words = set(_title_core(title).split())
+    for m in _NAME_RE.finditer(sent):
+        start, text = m.start(), m.group()
+        words = text.split()
+        # A capital at the start of a sentence is grammar, not a name, unless it is the title.
+        if start == 0 and words[0] not in title_words and not (words[0].endswith(".") and len(words) > 1):
+            words = words[1:]
+        while words and words[0] in _MONTHS + _WEEKDAYS:
+            words = words[1:]
+        while words and re.fullmatch(_CONNECTOR, words[0]):
+            words = words[1:]
+        if not words or (len(words) == 1 and words[0] in _NOT_NAMES):
+            continue
+        name = re.sub(r"['’]s$", "", " ".join(words))  # "Saddler's Arch" stays, "Pakistan's" -> "Pakistan"
+        begin = m.end() - len(" ".join(words))
+        spans.append(_span(sent, begin, begin + len(name), "name"))
+    return spans
+
+
+# ---------------------------------------------------------------- subjects and clauses
+
+
+def _title_core(title: str) -> str:
+    """The title as a noun phrase: "Dravoss (river)" -> "Dravoss"."""
+    return re.sub(r"\s*\([^)]*\)\s*$", "", title).strip()
+
+
+def _possessive(subject: str) -> str:
+    return subject + ("'" if subject.endswith("s") else "'s")
+
+
+def _fix_subject(text: str, subject: str) -> str:
+    """Replace a leading pronoun or "The band" with the title, so the question stands alone."""
+    if subject:
+        possessive = _possessive(subject)
+        text = re.sub(r"^(?:it|she|he|they)\b(?!')", subject, text, flags=re.IGNORECASE)
+        text = re.sub(r"^(?:its|her|his|their)\b", possessive, text, flags=re.IGNORECASE)
+        m = re.match(r"^[Tt]he ([a-z]+)('s)?(?=$| [a-z])", text)
+        if m and m.group(1) in _TOPIC_NOUNS:
+            text = (possessive if m.group(2) else subject) + text[m.end() :]
+    return text[:1].upper() + text[1:]
+
+
+def _as_object(text: str, subject: str) -> str:
+    """A sentence subject moved after the verb: pronouns -> title, "The old quarter" -> "the ..."."""
+    fixed = _fix_subject(text, subject)
+    if fixed.startswith("The ") and not (subject and text.startswith(subject)):
+        return "the " + fixed[4:]
+    return fixed
+
+
+# Where a clause ends after the asked-about phrase; not at an " and " that joins two numbers or
+# names ("1791 and 1798", "Aurel and Casimir Halvering").
+_TAIL_END_RE = re.compile(r"[,;:]\s|\s[–—-]\s|\s\(|\s(?:and|but|which|who|where|while)\s(?![\dA-Z])")
+
+
+def _tail(after: str, appositive: bool = False) -> str:
+    """The rest of the clause after the phrase, without its final punctuation.
+
+    In an appositive ("The crystal, 14 centimetres long, is kept ...") the clause goes on
+    past the closing comma.
+    """
+    skip = after.find(", ") + 2 if appositive and ", " in after else 0
+    m = _TAIL_END_RE.search(after, skip)
+    piece = after[: m.start()] if m else after
+    return re.sub(r"[.!?,]+$", "", piece.rstrip())
+
+
+def _clause_start(before: str) -> int:
+    """Where the clause containing the end of `before` starts."""
+    ends = [m.end() for m in re.finditer(r"[;:]\s|,\s(?:and|but)\s|,\s|\sand\s", before)]
+    return ends[-1] if ends else 0
+
+
+# ---------------------------------------------------------------- questions
+
+
+def _in_situ(sent: str, pstart: int, pend: int, wh: str, subject: str) -> str:
+    """The sentence with the phrase replaced by its wh-phrase: "... rising to how many metres?"."""
+    before = sent[:pstart]
+    tail = _tail(sent[pend:], appositive=before.endswith(", "))
+    if not before.strip():
+        # A leading adverbial ("In 1927 a flood ...") moves to the end: "A flood ... in what year?"
+        rest = tail.lstrip(" ,")
+        if not rest or rest.split()[0] in ("to", "and", "or", "until", "till", "through"):
+            return ""  # "From 1902 to 1931 ...": the clause needs its opening phrase
+        return f"{_fix_subject(rest, subject)} {wh}?"
+    return _fix_subject(f"{before}{wh}{tail}", subject) + "?"
+
+
+def _front_passive(sent: str, span: Span, wh: str, subject: str, agent: bool) -> str | None:
+    """ "X was granted a charter in 1412" -> "In what year was X granted a charter?";
+    with agent=True, "X was cast in 1714 by Y" -> "Who cast X in 1714?"."""
+    before = sent[: span.pstart]
+    clause = before[_clause_start(before) :]
+    m = re.fullmatch(rf"(?P<subj>[A-Z][^,;]*?) (?P<aux>was|were) (?P<adv>(?:first|originally|"
+                     rf"later|also|once|jointly|officially) )?(?P<verb>{_PASSIVE_VERB})(?P<rest>.*?)\s*",
+                     clause)
+    if not m or len(m["subj"].split()) > 6:
+        return None
+    tail, adv = _tail(sent[span.pend :]), m["adv"] or ""
+    obj = _as_object(m["subj"], subject)
+    if agent:
+        if not re.fullmatch(r"(?: (?:in|on) [\w ]*\d{4})?", m["rest"]):
+            return None  # "founded in 1884 with money left by X": X did not found it
+        return f"{wh} {adv}{m['verb']} {obj}{m['rest']}{tail}?"
+    return f"{wh} {m['aux']} {obj} {adv}{m['verb']}{m['rest']}{tail}?"
+
+
+def _wh_question(sent: str, span: Span, subject: str) -> str | None:
+    """A template question for the span, or None when no template fits (then: cloze)."""
+    builder = _WH_BUILDERS.get(span.kind)
+    return builder(sent, span, subject) if builder else None
+
+
+def _time_question(sent: str, span: Span, subject: str) -> str | None:
+    before = sent[: span.start]
+    m = re.search(r"\b(in|on|since|until|till|by|from|to|between|and|after|before|around|of)\s$",
+                  before, re.IGNORECASE)
+    if not m:
+        return None  # "an 1897 novel", "(1871–1939)": no natural wh-phrase
+    prep = m.group(1).lower()
+    what = "what year"
+    if span.kind == "date":
+        what = "what date" if span.text[0].isdigit() or "," in span.text else "what month and year"
+    phrase = Span(span.start, span.end, span.kind, span.text, m.start(1), span.pend)
+    if prep in ("in", "on") and m.start(1) > 0:
+        fronted = _front_passive(sent, phrase, f"{prep.capitalize()} {what}", subject, agent=False)
+        if fronted:
+            return fronted
+    return _in_situ(sent, m.start(1), span.pend, f"{prep} {what}", subject)
+
+
+def _amount_question(sent: str, span: Span, subject: str) -> str | None:
+    noun = span.extra
+    if span.kind == "measure" and not noun.endswith("s") and noun not in ("feet", "percent"):
+        noun += "s"  # "1 kilometre" -> "how many kilometres"
+    return _in_situ(sent, span.pstart, span.pend, f"how many {noun}", subject)
+
+
+def _in_list(sent: str, span: Span) -> bool:
+    """ "boron, calcium and magnesium": a wh-phrase in the middle of a list reads badly."""
+    return bool(re.search(r"(?:,|\band) $", sent[: span.start]) or re.match(r", \w+ and ", sent[span.end :]))
+
+
+def _ends_phrase(next_word: str) -> bool:
+    """Whether the noun phrase ends before `next_word`: not in "wool road", but in "granite quarried"."""
+    return next_word in _FUNCTION_WORDS or bool(re.fullmatch(r"[a-z]+(?:ed|ing)", next_word))
+
+
+def _colour_question(sent: str, span: Span, subject: str) -> str | None:
+    if _in_list(sent, span):
+        return None
+    # "of a pale violet colour" -> "of what colour"; "a bright copper-red crown" -> "what colour crown".
+    start, end = span.pstart, span.pend
+    m = re.search(r"\b(?:an? )?(?:(?:bright|vivid|rich) )?$", sent[:start])
+    start = m.start() if m and m.group() else start
+    m = re.match(r" colou?r(?:ed)?\b", sent[end:])
+    end = end + m.end() if m else end
+    return _in_situ(sent, start, end, "what colour", subject)
+
+
+def _material_question(sent: str, span: Span, subject: str) -> str | None:
+    nxt = re.match(r" ([a-z]+)", sent[span.end :])
+    if _in_list(sent, span) or (nxt and not _ends_phrase(nxt.group(1))):
+        return None  # "the wool road": the material is an adjective here
+    return _in_situ(sent, span.pstart, span.pend, f"what {span.extra}", subject)
+
+
+def _name_question(sent: str, span: Span, subject: str) -> str | None:
+    before = sent[: span.start]
+    if re.search(r"\bborn in $", before):
+        return f"Where was {subject} born?" if subject else None
+    nxt = re.match(r" ([a-z]+)", sent[span.end :])
+    if nxt and not _ends_phrase(nxt.group(1)):
+        return None  # "the Linden kettle", "Skerrow fishermen": the name is a modifier here
+    role = _ROLE_RE.search(before)
+    if role and _is_role(role["role"]):
+        return _role_question(sent, span, role, subject)
+    cue = re.search(r"\b(by|under|in|at|near|on|beside|into|to|from|is|was|were|are)\s(?:the\s)?$",
+                    before)
+    if not cue:
+        return None
+    word, person = cue.group(1), _is_person(span.text)
+    if word in ("by", "under"):
+        if word == "by":
+            fronted = _front_passive(sent, _with_phrase(span, cue.start()), "Who", subject, True)
+            if fronted and person:
+                return fronted
+        wh = f"{word} {'whom' if person else 'what'}"
+    elif word in ("is", "was", "were", "are"):
+        wh = f"{word} {'who' if person else 'what'}"
+    elif _after_verb(before[: cue.start()]) and not _is_person(span.text):
+        wh = "from where" if word == "from" else "where"
+    else:
+        return None
+    return _in_situ(sent, cue.start(), span.pend, wh, subject)
+
+
+def _after_verb(before: str) -> bool:
+    words = before.split()
+    last = words[-1].lower() if words else ""
+    return last in _PLACE_VERBS or bool(re.fullmatch(r"[a-z]+(?:ed|ing)", last))
+
+
+def _is_role(role: str) -> bool:
+    """ "the chemist", "the wool merchant", "the island (of)": not "the lower", "the slopes (of)"."""
+    words = role.split()
+    last = words[-1]
+    return not (set(w.lower() for w in words) & (_FUNCTION_WORDS | _ADJECTIVES)
+                or re.search(r"(?:[^s]s|ed|ern)$", last))
+
+
+_ROLE_RE = re.compile(
+    r"(?:\b(?P<prep>by|from|to|in|at|of|for|with|under|on|into|near)\s)?"
+    r"\b(?P<det>the|a|an|its|her|his|their)\s(?P<role>(?:[A-Za-z'’-]+\s){0,2}?[a-z][a-z-]*)\s(?:of\s)?$"
+)
+
+
+def _role_question(sent: str, span: Span, role: re.Match, subject: str) -> str | None:
+    """ "by the chemist Ilario Quenn" -> "Which chemist ...?", "the island of Skerrow" -> "which island"."""
+    prep = role["prep"] or ""
+    start = role.start("prep") if prep else role.start("det")
+    if prep == "by":
+        fronted = _front_passive(sent, _with_phrase(span, start), f"Which {role['role']}", subject, True)
+        if fronted:
+            return fronted
+    wh = f"{prep} which {role['role']}".strip()
+    return _in_situ(sent, start, span.pend, wh, subject)
+
+
+def _with_phrase(span: Span, pstart: int) -> Span:
+    return Span(span.start, span.end, span.kind, span.text, pstart, span.pend, span.extra)
+
+
+def _is_person(name: str) -> bool:
+    """Two or three plain capitalised words and no place word: "Teodor Vask", not "Lake Immerveld"."""
+    words = name.split()
+    return 2 <= len(words) <= 4 and all(w[0].isupper() for w in words) and not (
+        set(words) & _THING_WORDS)
+
+
+_WH_BUILDERS = {
+    "year": _time_question,
+    "date": _time_question,
+    "measure": _amount_question,
+    "count": _amount_question,
+    "colour": _colour_question,
+    "material": _material_question,
+    "name": _name_question,
+}
+
+
+def _cloze(sent: str, span: Span, title: str) -> str:
+    """ "<title>: <sentence with ___>. What fills the blank?"."""
+    body = re.sub(r"[.!?]+$", "", (sent[: span.start] + "___" + sent[span.end :]).strip())
+    return f"{title}: {body}. What fills the blank?" if title else f"{body}. What fills the blank?"
+
+
+def _with_topic(question: str | None, title: str) -> str | None:
+    """Prefix "<title>: " to a question that names neither the title nor its main words,
+    so "The old quarter is known for ...?" still says which document it is about."""
+    words = [w for w in re.findall(r"[\w'’&.-]+", _title_core(title)) if w[0].isupper() and w != "The"]
+    if not question or not words or any(w.lower() in question.lower() for w in words):
+        return question
+    return f"{title}: {question}"
+
+
+def _leaks(question: str, answer: str) -> bool:
+    """True when the question gives its own answer away (e.g. the answer is also the title)."""
+    pattern = r"(?<!\w)" + re.escape(answer.lower()) + r"(?!\w)"
+    return re.search(pattern, question.lower()) is not None
+
+
+# ---------------------------------------------------------------- candidates and selection
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    pair: QAPair
+    sentence: int
+    kind: str
+    cloze: bool
+    order: int
+
+
+def _candidates(doc: Document, sentences: list[str]) -> list[_Candidate]:
+    subject = _title_core(doc.title)
+    out: list[_Candidate] = []
+    for i, sent in enumerate(sentences):
+        for span in extract_spans(sent, doc.title):
+            question = _with_topic(_wh_question(sent, span, subject), doc.title)
+            cloze = not question or _leaks(question, span.text)
+            if cloze:
+                question = _cloze(sent, span, doc.title)
+            if _leaks(question, span.text):
+                continue  # the answer appears twice, or in the title: a giveaway
+            out.append(_Candidate(QAPair(question, span.text, sent), i, span.kind, cloze, len(out)))
+    return out
+
+
+def _select(cands: list[_Candidate], k: int) -> list[_Candidate]:
+    """Greedy diverse pick: new sentences first, then new span kinds and answers, wh before cloze."""
+    chosen: list[_Candidate] = []
+    left = list(cands)
+    while left and len(chosen) < k:
+        def cost(c: _Candidate) -> tuple:
+            return (sum(x.sentence == c.sentence for x in chosen),
+                    sum(x.pair.answer == c.pair.answer for x in chosen),
+                    c.cloze, sum(x.kind == c.kind for x in chosen), c.order)
+        best = min(left, key=cost)
+        chosen.append(best)
+        left.remove(best)
+    return sorted(chosen, key=lambda c: c.order)  # document order reads naturally
+
+
+def _fallback(doc: Document, sentences: list[str]) -> QAPair:
+    """A cloze on the title (or the longest word) of the first sentence: never an empty qa."""
+    sent = sentences[0]
+    core = _title_core(doc.title)
+    at = sent.find(core) if core else -1
+    if at >= 0:
+        span = _span(sent, at, at + len(core), "name")
+        return QAPair(_cloze(sent, span, ""), span.text, sent)
+    words = list(re.finditer(r"\w+", sent))
+    if not words:
+        return QAPair(f"{doc.title or 'The document'} says what?", sent, sent)
+    word = max(words, key=lambda m: len(m.group()))  # max keeps the first on ties
+    return QAPair(_cloze(sent, _span(sent, word.start(), word.end(), "word"), doc.title),
+                  word.group(), sent)
+
+
+# ---------------------------------------------------------------- rewrite
+
+
+_REWRITES = ((" is known for ", " is noted for "), (" was known for ", " was noted for "),
+             (" more than ", " over "), (" was founded in ", " was established in "))
+
+
+def _rewrite(doc: Document, sentences: list[str]) -> str:
+    """Second sentence first, the opening sentence last, pronouns resolved, a few safe synonyms."""
+    order = sentences[1:] + sentences[:1] if len(sentences) > 1 else sentences
+    subject = _title_core(doc.title)
+    text = " ".join(_fix_subject(s, subject) if i == 0 and subject else s for i, s in enumerate(order))
+    for old, new in _REWRITES:
+        text = text.replace(old, new)
+    return f"About {subject}: {text}" if subject else text
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def rule_augment(doc: Document, n_qa: int = 3, max_qa: int | None = None) -> Augmentation:
+    """Rewrite plus QA pairs for one document: n_qa pairs, or up to max_qa when it is given.
+
+    max_qa overrides n_qa: every candidate (up to max_qa) is kept, because a fact that no QA
+    pair asks about is not learned by the document's LoRA.
+    """
+    for name, value in (("n_qa", n_qa), ("max_qa", max_qa)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InputError(f"{name}={value!r}: use a positive integer (PRAG uses n_qa=3)")
+    sentences = split_sentences(doc.text)
+    if not sentences:
+        raise InputError(f"document {doc.id!r} has no text to augment; remove it or give it text")
+    chosen = _select(_candidates(doc, sentences), max_qa if max_qa is not None else n_qa)
+    qa = tuple(c.pair for c in chosen) or (_fallback(doc, sentences),)
+    return Augmentation(doc.id, _rewrite(doc, sentences), qa, SOURCE)
+
+
+# ---------------------------------------------------------------- JSON cache
+
+
+def to_json(aug: Augmentation) -> dict:
+    """A JSON-ready dict with PRAG-like keys, for JSONL caching."""
+    return {
+        "doc_id": aug.doc_id,
+        "rewrite": aug.rewrite,
+        "qa": [{"question": p.question, "answer": p.answer, "full_answer": p.full_answer}
+               for p in aug.qa],
+        "source": aug.source,
+    }
+
+
+def from_json(obj: Any) -> Augmentation:
+    """Inverse of to_json; a missing or mistyped field raises InputError naming it."""
+    record = _require_fields(obj, ("doc_id", "rewrite", "qa", "source"), "augmentation record")
+    if not isinstance(record["qa"], list):
+        raise InputError(f"augmentation record: field 'qa' must be a list, got "
+                         f"{type(record['qa']).__name__}; re-create the cache")
+    pairs = []
+    for i, item in enumerate(record["qa"]):
+        fields = _require_fields(item, ("question", "answer", "full_answer"), f"augmentation qa[{i}]")
+        pairs.append(QAPair(fields["question"], fields["answer"], fields["full_answer"]))
+    return Augmentation(record["doc_id"], record["rewrite"], tuple(pairs), record["source"])
+
+
+def _require_fields(obj: Any, names: tuple[str, ...], where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}; re-create the cache")
+    for name in names:
+        if name not in obj:
+            raise InputError(f"{where}: missing field {name!r}; re-create the cache")
+        if name != "qa" and not isinstance(obj[name], str):
+            raise InputError(f"{where}: field {name!r} must be a string, got "
+                             f"{type(obj[name]).__name__}; re-create the cache")
+    return obj

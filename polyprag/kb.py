@@ -1,0 +1,199 @@
+"""The knowledge base: documents + adapter inventory + routing table + BM25 index, one folder on disk.
+
+KB/
+  manifest.json           format version, base model + fingerprint, inventory/routing/training config
+  inventory.safetensors   M LoRA pairs per target layer
+  routing.safetensors     routing logits (N_docs, G, M); row i is line i of docs.jsonl
+  docs.jsonl              id, title, text
+  augment.jsonl           the augmentations the adapters were trained on (a cache for rebuilds)
+  index/                  BM25 (bm25s arrays + JSON)
+Writes go to a sibling temp folder renamed into place: a KB is the old version or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, load_inventory_state
+from .answer import Answer, GenerationConfig, Routing, answer_questions
+from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
+from .corpus import Document, load_corpus, write_jsonl
+from .errors import InputError
+from .models import LoadedModel, load_model
+from .retrieve import BM25Index, Hit
+from .routing import RoutingTable
+from .train import TrainConfig, train
+
+log = logging.getLogger("polyprag")
+
+FORMAT_VERSION = 1
+POLY_MODES = ("poly", "poly-combine", "poly-uniform")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
+    augmenter: str = "rules"
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.routing not in ("fine", "coarse"):
+            raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
+
+
+def model_fingerprint(model) -> str:
+    """Architecture, parameter shapes and the first embedding values: differs between base models."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            h.update(f"{name}:{tuple(p.shape)};".encode())
+    h.update(model.get_input_embeddings().weight.detach().flatten()[:4096].float().numpy().tobytes())
+    return h.hexdigest()
+
+
+class KnowledgeBase:
+    def __init__(self, lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, docs: list[Document],
+                 index: BM25Index, manifest: dict, augmentations: list[Augmentation]):
+        self.lm, self.layers, self.routing, self.docs = lm, layers, routing, docs
+        self.index, self.manifest, self.augmentations = index, manifest, augmentations
+        self.row = {d.id: i for i, d in enumerate(docs)}
+
+    @classmethod
+    def build(cls, docs: list[Document], lm: LoadedModel, config: BuildConfig = BuildConfig(),
+              cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True) -> KnowledgeBase:
+        fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
+        start = time.perf_counter()
+        augs = augment_documents(docs, config.augmenter, lm, cache=cache, progress=progress)
+        torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
+        layers = inject(lm.model, config.inventory)
+        groups = len(layers) if config.routing == "fine" else 1
+        routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
+        samples = training_samples(docs, augs)
+        log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
+                 len(samples), len(docs))
+        history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
+                        progress=progress)
+        manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
+        return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            save_file(inventory_state(self.layers), tmp / "inventory.safetensors")
+            save_file({"logits": self.routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
+            write_jsonl(self.docs, tmp / "docs.jsonl")
+            write_augmentations(self.augmentations, tmp / "augment.jsonl")
+            self.index.save(tmp / "index")
+            manifest = {**self.manifest, "updated": _now()}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            _swap_in(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, folder: str | Path, lm: LoadedModel | None = None) -> KnowledgeBase:
+        folder = Path(folder)
+        manifest = _read_manifest(folder)
+        lm = lm or load_model(manifest["base_model"]["spec"])
+        found = model_fingerprint(lm.model)
+        if found != manifest["base_model"]["fingerprint"]:
+            raise InputError(f"{folder} was built for base model {manifest['base_model']['spec']!r} "
+                             f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
+                             f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
+                             f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
+        inv = InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
+        layers = inject(lm.model, inv)
+        load_inventory_state(layers, load_file(folder / "inventory.safetensors"))
+        logits = load_file(folder / "routing.safetensors")["logits"]
+        routing = RoutingTable(*logits.shape)
+        with torch.no_grad():
+            routing.logits.copy_(logits)
+        routing.eval()
+        docs = load_corpus(folder / "docs.jsonl")
+        augs = read_augmentations(folder / "augment.jsonl")
+        return cls(lm, layers, routing, docs, BM25Index.load(folder / "index"), manifest, augs)
+
+    def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
+        return self.index.search(questions, k=k)
+
+    def weights(self, hits: list[list[Hit]], mode: str) -> torch.Tensor:
+        """(Q, G, M): the mean of the retrieved documents' weights, or uniform (no hit ⇒ uniform too)."""
+        rows = []
+        for hs in hits:
+            if mode == "poly-uniform" or not hs:
+                rows.append(self.routing.uniform())
+            else:
+                rows.append(self.routing.mean_weights(torch.tensor([self.row[h.doc_id] for h in hs])))
+        return torch.stack(rows)
+
+    def answer(self, questions: list[str], mode: str = "poly", k: int = 3,
+               generation: GenerationConfig = GenerationConfig(), progress: bool = True,
+               timings: list[float] | None = None, hits: list[list[Hit]] | None = None) -> list[Answer]:
+        if mode not in POLY_MODES:
+            raise InputError(f"mode {mode!r} is not a knowledge-base mode; choose from {list(POLY_MODES)}.")
+        hits = hits if hits is not None else self.retrieve(questions, k)
+        by_id = {d.id: d for d in self.docs}
+        passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "poly-combine" else None
+        routing = Routing(self.layers, self.weights(hits, mode))
+        return answer_questions(self.lm, questions, passages, generation, progress=progress, timings=timings,
+                                routing=routing)
+
+    def storage_bytes(self, folder: str | Path) -> dict[str, int]:
+        folder = Path(folder)
+        sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+        return {"total": sum(sizes.values()) + sum(p.stat().st_size for p in (folder / "index").iterdir()),
+                "inventory": sizes["inventory.safetensors"], "routing": sizes["routing.safetensors"],
+                "routing_per_doc": self.routing.logits[0].numel() * self.routing.logits.element_size()}
+
+
+def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
+              history: list[float], seconds: float) -> dict:
+    inv = asdict(config.inventory)
+    return {"format_version": FORMAT_VERSION, "created": _now(),
+            "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
+            "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
+            "augmenter": config.augmenter, "training": asdict(config.training), "n_docs": n_docs,
+            "n_samples": n_samples, "loss_per_epoch": [round(x, 5) for x in history],
+            "build_seconds": round(seconds, 1)}
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.exists():
+        raise InputError(f"{folder} is not a polyprag knowledge base (no manifest.json); build one with `polyprag build`.")
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise InputError(f"{path}: format version {manifest['format_version']} is newer than this polyprag "
+                         f"reads ({FORMAT_VERSION}); upgrade polyprag.")
+    return manifest
+
+
+def _swap_in(tmp: Path, folder: Path) -> None:
+    """Replace `folder` by `tmp`: the old one is renamed aside first, so a crash leaves one of the two."""
+    if not folder.exists():
+        os.replace(tmp, folder)
+        return
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

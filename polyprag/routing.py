@@ -1,0 +1,49 @@
+"""The routing table: per document, logits over the M adapters (per target layer, or one shared vector).
+
+Training: w = normalize(σ((Z[d] + L) / τ)), L logistic noise (a relaxed Bernoulli, as in Polytropon);
+inference: w = normalize(σ(Z[d])); normalize(v) = v / (Σv + ε).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-6
+
+
+def normalize(v: torch.Tensor) -> torch.Tensor:
+    return v / (v.sum(-1, keepdim=True) + EPS)
+
+
+class RoutingTable(nn.Module):
+    def __init__(self, n_docs: int, n_groups: int, n_adapters: int, init_range: float = 1e-3):
+        super().__init__()
+        self.logits = nn.Parameter(torch.empty(n_docs, n_groups, n_adapters).uniform_(-init_range, init_range))
+
+    @property
+    def n_docs(self) -> int:
+        return self.logits.shape[0]
+
+    def forward(self, doc_idx: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+        """Mixing weights (B, G, M) for documents doc_idx (B,); noisy only in training mode."""
+        z = self.logits[doc_idx]  # (B, G, M)
+        if self.training:
+            u = torch.rand_like(z).clamp(EPS, 1 - EPS)
+            z = (z + torch.log(u) - torch.log1p(-u)) / tau
+        return normalize(torch.sigmoid(z))
+
+    @torch.no_grad()
+    def mean_weights(self, doc_idx: torch.Tensor) -> torch.Tensor:
+        """Inference weights of several documents averaged: (k,) → (G, M)."""
+        return normalize(torch.sigmoid(self.logits[doc_idx])).mean(0)
+
+    def uniform(self) -> torch.Tensor:
+        g, m = self.logits.shape[1:]
+        return torch.full((g, m), 1.0 / m)
+
+    @torch.no_grad()
+    def grow(self, n_new: int, init_range: float = 1e-3) -> None:
+        """Append rows for new documents (Poly-z); existing rows keep their values."""
+        new = torch.empty(n_new, *self.logits.shape[1:]).uniform_(-init_range, init_range)
+        self.logits = nn.Parameter(torch.cat([self.logits.data, new.to(self.logits)]))

@@ -1,0 +1,131 @@
+"""Poly-PRAG layers, routing and training on the tiny model: the specification of the method."""
+
+import pytest
+import torch
+
+from polyprag.adapters import InventoryConfig, inject, mixing
+from polyprag.augment import Sample
+from polyprag.models import load_model
+from polyprag.routing import RoutingTable
+from polyprag.train import TrainConfig, collate, encode, train
+
+
+@pytest.fixture
+def lm(tiny_chat_model_dir):
+    return load_model(str(tiny_chat_model_dir))
+
+
+def _ids(lm, n=3, t=7):
+    torch.manual_seed(1)
+    return torch.randint(5, len(lm.tokenizer), (n, t))
+
+
+def _randomize_B(layers):
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for l in layers:
+            l.lora_B.normal_(0, 0.5)
+
+
+def test_zero_B_gives_the_base_models_logits(lm):
+    ids = _ids(lm)
+    base = lm.model(ids).logits
+    layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
+    w = RoutingTable(3, len(layers), 4)(torch.arange(3))
+    with mixing(layers, w):
+        assert torch.allclose(lm.model(ids).logits, base, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode, groups", [("poly", "fine"), ("poly", "coarse"), ("delta", "fine")])
+def test_batched_mixing_equals_one_document_at_a_time(lm, mode, groups):
+    layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2, mixing=mode))
+    _randomize_B(layers)
+    routing = RoutingTable(3, len(layers) if groups == "fine" else 1, 4, init_range=2.0).eval()
+    ids, w = _ids(lm), routing(torch.arange(3))
+    with mixing(layers, w):
+        batched = lm.model(ids).logits
+    for i in range(3):
+        with mixing(layers, w[i:i + 1]):
+            assert torch.allclose(batched[i], lm.model(ids[i:i + 1]).logits[0], atol=1e-5)
+
+
+def test_poly_mixing_is_the_lora_of_the_mixed_matrices(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=3, rank=2))
+    _randomize_B(layers)
+    layer, x = layers[0], torch.randn(1, 5, layers[0].base_layer.in_features)
+    w = torch.tensor([[0.2, 0.5, 0.3]])
+    a = sum(w[0, m] * layer.lora_A[m] for m in range(3))  # (r, d_in)
+    b = sum(w[0, m] * layer.lora_B[m] for m in range(3))  # (d_out, r)
+    expected = layer.base_layer(x) + layer.scaling * x @ a.T @ b.T
+    layer.weights = w
+    assert torch.allclose(layer(x), expected, atol=1e-5)
+    layer.weights = None
+
+
+def test_weights_are_nonnegative_sum_to_one_and_noisy_only_in_training():
+    routing = RoutingTable(5, 3, 8, init_range=1.0)
+    docs = torch.tensor([0, 3, 3])
+    routing.eval()
+    w = routing(docs)
+    assert (w >= 0).all() and torch.allclose(w.sum(-1), torch.ones(3, 3), atol=1e-4)
+    assert torch.equal(w, routing(docs))  # deterministic at inference
+    routing.train()
+    noisy = routing(docs)
+    assert torch.allclose(noisy.sum(-1), torch.ones(3, 3), atol=1e-4)
+    assert not torch.allclose(noisy[1], noisy[2])  # same document, different noise
+    assert torch.allclose(routing.mean_weights(torch.tensor([1, 2])).sum(-1), torch.ones(3), atol=1e-4)
+
+
+def test_mixing_context_always_clears_the_weights(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
+    with pytest.raises(RuntimeError):
+        with mixing(layers, torch.full((1, 1, 2), 0.5)):
+            raise RuntimeError("boom")
+    assert all(l.weights is None for l in layers)
+
+
+def test_only_adapters_and_routing_train(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
+    trainable = {n for n, p in lm.model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert len(layers) == 3 * lm.model.config.num_hidden_layers  # gate, up, down per layer
+
+
+def test_loss_mask_comes_from_lengths_and_skips_the_prefix(lm):
+    e = encode(lm.tokenizer, Sample(0, "Who built the bridge?", "Ada Feld"), max_length=512)
+    batch = collate([e, encode(lm.tokenizer, Sample(1, "Why?", "no"), 512)], lm.tokenizer.pad_token_id)
+    labels = batch["labels"][0]
+    assert (labels[:e.loss_from] == -100).all() and (labels[e.loss_from:] != -100).all()
+    assert labels[len(e.ids) - 1] == lm.tokenizer.eos_token_id  # the model learns to stop
+    assert batch["input_ids"].shape[1] == len(e.ids)  # dynamic padding: to the longest row only
+
+
+FACTS = [("Who built the Marlow Bridge?", "Ada Feld"), ("Where is Velmark?", "on the Tesk"),
+         ("When did the mill burn?", "1901"), ("What is a glass harp?", "an instrument")]
+
+
+def test_twenty_steps_on_four_documents_halve_the_loss(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=4))
+    routing = RoutingTable(4, len(layers), 4)
+    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+    history = train(lm.model, lm.tokenizer, layers, routing, samples,
+                    TrainConfig(epochs=20, batch_size=4, lr_adapters=1e-2), progress=False)
+    assert len(history) == 20 and history[-1] < history[0] / 2
+
+
+def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir, tmp_path):
+    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+
+    def run(epochs, ckpt):
+        m = load_model(str(tiny_chat_model_dir))
+        torch.manual_seed(0)
+        layers = inject(m.model, InventoryConfig(n_adapters=2, rank=2))
+        routing = RoutingTable(4, len(layers), 2)
+        train(m.model, m.tokenizer, layers, routing, samples, TrainConfig(epochs=epochs, batch_size=2), ckpt,
+              progress=False)
+        return routing.logits.detach().clone()
+
+    straight = run(4, None)
+    run(2, tmp_path / "ckpt")  # "interrupted" after 2 epochs
+    resumed = run(4, tmp_path / "ckpt")
+    assert torch.allclose(straight, resumed, atol=1e-5)
