@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from importlib.resources import files
@@ -15,13 +16,17 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from .adapters import InventoryConfig
 from .answer import GenerationConfig, answer_questions
+from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .corpus import chunk_documents, load_corpus
 from .datasets import DATASETS, load_dataset, load_questions
 from .errors import InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
-from .models import BUNDLED, DEFAULT_MODEL, load_model
+from .kb import POLY_MODES, BuildConfig, KnowledgeBase
+from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .retrieve import BM25Index
+from .train import TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
@@ -46,10 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    ask = sub.add_parser("ask", help="answer one question over a corpus")
+    ask = sub.add_parser("ask", help="answer one question over a corpus or a knowledge base")
     ask.add_argument("question")
-    ask.add_argument("--corpus", help="JSONL, JSON list, or folder of .txt/.md (needed for --mode rag)")
-    ask.add_argument("--mode", choices=["rag", "closed-book"], default="rag")
+    ask.add_argument("--corpus", help="JSONL, JSON list, or folder of .txt/.md (for --mode rag)")
+    ask.add_argument("--kb", help="a knowledge base folder from `polyprag build` (for the poly modes)")
+    ask.add_argument("--mode", choices=["rag", "closed-book", *POLY_MODES], default=None,
+                     help="default: poly with --kb, else rag")
     _common(ask)
     ask.set_defaults(func=cmd_ask)
 
@@ -59,16 +66,54 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
     ev.add_argument("--corpus", help="your documents (instead of --dataset)")
     ev.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
+    ev.add_argument("--kb", help="a knowledge base: retrieval over its documents, enables the poly modes")
     ev.add_argument("--modes", default="closed-book,rag", help=f"comma-separated, from {', '.join(MODES)}")
     ev.add_argument("--json", dest="json_out", help="write config, rows and predictions to this JSON file")
     _common(ev)
     ev.set_defaults(func=cmd_eval)
 
-    demo = sub.add_parser("demo", help="closed-book vs rag on the bundled sample corpus of invented facts")
+    aug = sub.add_parser("augment", help="rewrite + QA pairs per document (PRAG protocol), cached")
+    aug.add_argument("corpus")
+    aug.add_argument("--out", required=True, help="augmentations as JSONL")
+    _augment_args(aug)
+    _common(aug)
+    aug.set_defaults(func=cmd_augment)
+
+    build = sub.add_parser("build", help="encode a corpus into a knowledge base (adapters + routing)")
+    build.add_argument("corpus")
+    build.add_argument("--out", required=True, help="the knowledge base folder (written atomically)")
+    build.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+    _build_args(build)
+    _common(build)
+    build.set_defaults(func=cmd_build)
+
+    demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out")
+    demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
+    _build_args(demo)
     _common(demo)
     demo.set_defaults(func=cmd_demo)
     return p
+
+
+def _augment_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--augmenter", choices=AUGMENTERS, default="rules", help="rules (no LLM) or llm (the --model)")
+    p.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
+
+
+def _build_args(p: argparse.ArgumentParser) -> None:
+    _augment_args(p)
+    d, t = InventoryConfig(), TrainConfig()
+    p.add_argument("--adapters", type=int, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters})")
+    p.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank r (default {d.rank})")
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
+    p.add_argument("--targets", default=",".join(d.targets), help="target module names, comma-separated")
+    p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
+    p.add_argument("--epochs", type=int, default=t.epochs)
+    p.add_argument("--train-batch-size", type=int, default=t.batch_size)
+    p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)
+    p.add_argument("--lr-routing", type=float, default=t.lr_routing)
+    p.add_argument("--seed", type=int, default=t.seed)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -91,18 +136,36 @@ def _docs(path: str, chunk_words: int):
 
 
 def cmd_ask(args) -> None:
-    if args.mode == "rag" and not args.corpus:
-        raise InputError("--mode rag needs --corpus FILE (or use --mode closed-book).")
+    mode = args.mode or ("poly" if args.kb else "rag")
     if not args.question.strip():
         raise InputError("the question is empty; pass the question as the last argument.")
-    hits, passages = [], None
-    if args.mode == "rag":
-        docs = _docs(args.corpus, args.chunk_words)
+    if mode in POLY_MODES:
+        if not args.kb:
+            raise InputError(f"--mode {mode} needs --kb KB (build one with `polyprag build CORPUS --out KB`).")
+        kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+        hits = kb.retrieve([args.question], args.k)
+        answer = kb.answer([args.question], mode, args.k, _generation(args), progress=False, hits=hits)[0]
+        _print_answer(answer, hits[0], {d.id: d for d in kb.docs})
+        return
+    if mode == "rag" and not (args.corpus or args.kb):
+        raise InputError("--mode rag needs --corpus FILE or --kb KB (or use --mode closed-book).")
+    hits, passages, by_id = [], None, {}
+    if mode == "rag":
+        docs = load_corpus(f"{args.kb}/docs.jsonl") if args.kb else _docs(args.corpus, args.chunk_words)
         by_id = {d.id: d for d in docs}
         hits = BM25Index.build(docs).search([args.question], k=args.k)[0]
         passages = [[by_id[h.doc_id].content() for h in hits]]
     lm = load_model(args.model)
     answer = answer_questions(lm, [args.question], passages, _generation(args), progress=False)[0]
+    _print_answer(answer, hits, by_id)
+
+
+def _model_for_kb(args):
+    """A KB names its base model; --model only overrides it when given explicitly."""
+    return load_model(args.model) if args.model != DEFAULT_MODEL else None
+
+
+def _print_answer(answer, hits, by_id) -> None:
     console.print(f"[bold]{answer.answer}[/]", highlight=False)
     console.print(f"[dim]model output: {answer.raw}[/]", highlight=False)
     for rank, h in enumerate(hits, 1):
@@ -111,6 +174,12 @@ def cmd_ask(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    if args.kb:
+        if not args.questions:
+            raise InputError("--kb needs --questions Q.jsonl (retrieval runs over the KB's own documents).")
+        kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+        _run(args, load_questions(args.questions), kb.docs, _modes(args.modes), kb=kb)
+        return
     if bool(args.dataset) == bool(args.corpus or args.questions):
         raise InputError("pass either --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")
     if args.dataset:
@@ -121,23 +190,91 @@ def cmd_eval(args) -> None:
         raise InputError("--corpus and --questions go together: give both.")
     else:
         questions, docs = load_questions(args.questions), _docs(args.corpus, args.chunk_words)
-    _run(args, questions, docs, tuple(m.strip() for m in args.modes.split(",") if m.strip()))
+    _run(args, questions, docs, _modes(args.modes))
+
+
+def _modes(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _build_config(args) -> BuildConfig:
+    try:
+        inventory = InventoryConfig(n_adapters=args.adapters, rank=args.rank, alpha=args.alpha,
+                                    targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()))
+    except ValueError as e:
+        raise InputError(f"{e}; fix --adapters/--rank.") from None
+    if args.epochs < 1 or args.train_batch_size < 1:
+        raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
+    training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
+                           lr_routing=args.lr_routing, seed=args.seed)
+    return BuildConfig(inventory=inventory, routing=args.routing, augmenter=args.augmenter, training=training)
+
+
+def _cache(args) -> Path:
+    return Path(args.augment_cache) if args.augment_cache else polyprag_home() / "augment-cache.jsonl"
+
+
+def cmd_augment(args) -> None:
+    docs = _docs(args.corpus, args.chunk_words)
+    lm = load_model(args.model) if args.augmenter == "llm" else None
+    augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_augmentations(augs, out)
+    console.print(f"wrote {len(augs)} augmentations ({sum(len(a.qa) for a in augs)} QA pairs) to {out}")
+
+
+def cmd_build(args) -> None:
+    config = _build_config(args)  # validate everything before loading a model
+    docs = _docs(args.corpus, args.chunk_words)
+    kb = _build(args, docs, config, Path(args.out), resume=args.resume)
+    console.print(f"built {args.out}: {len(docs)} documents in {kb.manifest['build_seconds']:.0f} s, "
+                  f"{kb.storage_bytes(args.out)['total']:,} bytes")
+
+
+def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> KnowledgeBase:
+    ckpt = out.with_name(out.name + ".ckpt")
+    if ckpt.exists() and not resume:
+        shutil.rmtree(ckpt)  # a fresh build must not pick up an old run's weights
+    kb = KnowledgeBase.build(docs, load_model(args.model), config, cache=_cache(args), checkpoint_dir=ckpt)
+    kb.save(out)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return kb
 
 
 def cmd_demo(args) -> None:
     questions = load_questions(SAMPLE / "questions.jsonl")
     docs = load_corpus(SAMPLE / "docs.jsonl")
-    _run(args, questions, docs, ("closed-book", "rag"))
-
-
-def _run(args, questions, docs, modes) -> None:
-    config = EvalConfig(modes=modes, k=args.k, generation=_generation(args))
-    lm = load_model(args.model)
-    result = evaluate(lm, questions, docs, config)
-    console.print(results_table(result, title=f"{lm.spec}: {len(questions)} questions, {len(docs)} documents"))
+    config = _build_config(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.out) if args.out else Path(tmp) / "kb"
+        kb = _build(args, docs, config, out, resume=False)
+        storage = kb.storage_bytes(out)
+        modes = ("closed-book", "rag", "poly", "poly-combine", "poly-uniform")
+        result = _run(args, questions, docs, modes, kb=kb, save=False)
+    extra = {"storage_bytes": storage["total"], "storage_bytes_per_doc": storage["routing_per_doc"],
+             "inventory_bytes": storage["inventory"], "build_seconds": kb.manifest["build_seconds"]}
+    console.print(f"knowledge base: {storage['total']:,} bytes in all ({storage['inventory']:,} inventory); "
+                  f"{storage['routing_per_doc']:,} bytes of routing per document; built in "
+                  f"{kb.manifest['build_seconds']:.0f} s ({kb.manifest['augmenter']} augmentation, "
+                  f"{kb.manifest['training']['epochs']} epochs)")
     if args.json_out:
+        for row in result.rows:
+            row.update(extra)
+        result.config["build"] = kb.manifest
         write_json(result.to_json(), Path(args.json_out))
         console.print(f"wrote {args.json_out}")
+
+
+def _run(args, questions, docs, modes, kb: KnowledgeBase | None = None, save: bool = True) -> EvalResult:
+    config = EvalConfig(modes=modes, k=args.k, generation=_generation(args))
+    lm = kb.lm if kb else load_model(args.model)
+    result = evaluate(lm, questions, docs, config, kb=kb)
+    console.print(results_table(result, title=f"{lm.spec}: {len(questions)} questions, {result.config['n_docs']} documents"))
+    if save and args.json_out:
+        write_json(result.to_json(), Path(args.json_out))
+        console.print(f"wrote {args.json_out}")
+    return result
 
 
 def results_table(result: EvalResult, title: str) -> Table:

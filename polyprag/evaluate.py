@@ -11,6 +11,7 @@ from .answer import Answer, GenerationConfig, answer_questions
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError
+from .kb import POLY_MODES, KnowledgeBase
 from .metrics import Scores, mean_scores, score
 from .models import LoadedModel
 from .retrieve import BM25Index
@@ -18,8 +19,9 @@ from .retrieve import BM25Index
 log = logging.getLogger("polyprag")
 
 # closed-book: the bare question; rag: BM25 top-k passages in the prompt;
-# rag-gold: the question's gold passages in the prompt (an upper bound for the reader; needs gold ids).
-MODES = ("closed-book", "rag", "rag-gold")
+# rag-gold: the question's gold passages in the prompt (an upper bound for the reader; needs gold ids);
+# poly, poly-combine, poly-uniform: a knowledge base's adapters (see kb.py).
+MODES = ("closed-book", "rag", "rag-gold", *POLY_MODES)
 
 
 @dataclass(frozen=True)
@@ -51,18 +53,25 @@ def recall_at_k(gold: list[str], retrieved: list[str]) -> float:
 
 
 def evaluate(lm: LoadedModel, questions: list[Question], docs: list[Document], config: EvalConfig,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, kb: KnowledgeBase | None = None) -> EvalResult:
+    """Every mode over the same retrieval; with `kb`, retrieval runs over the KB's own documents."""
+    if kb is None and (poly := [m for m in config.modes if m in POLY_MODES]):
+        raise InputError(f"mode(s) {poly} need a knowledge base: pass --kb KB (build one with `polyprag build`).")
+    docs = kb.docs if kb else docs
     by_id = {d.id: d for d in docs}
-    index = BM25Index.build(docs)
-    hits = index.search([q.question for q in questions], k=config.k)
+    index = kb.index if kb else BM25Index.build(docs)
+    texts = [q.question for q in questions]
+    hits = index.search(texts, k=config.k)
     retrieved = [[h.doc_id for h in hs] for hs in hits]
     rows, predictions = [], {}
     for mode in config.modes:
-        contexts = _contexts(mode, questions, retrieved, by_id)
         timings: list[float] = []
         start = time.perf_counter()
-        answers = answer_questions(lm, [q.question for q in questions], contexts, config.generation,
-                                   progress=progress, timings=timings)
+        if mode in POLY_MODES:
+            answers = kb.answer(texts, mode, config.k, config.generation, progress, timings, hits=hits)
+        else:
+            answers = answer_questions(lm, texts, _contexts(mode, questions, retrieved, by_id), config.generation,
+                                       progress=progress, timings=timings)
         seconds = time.perf_counter() - start
         rows.append(_row(mode, questions, answers, retrieved, timings, seconds))
         predictions[mode] = [_prediction(q, a, r) for q, a, r in zip(questions, answers, retrieved)]

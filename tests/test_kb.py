@@ -1,0 +1,110 @@
+"""Knowledge base: build → save → load round trip, base-model check, answering modes, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from polyprag.adapters import InventoryConfig
+from polyprag.answer import GenerationConfig, build_prompt
+from polyprag.cli import main
+from polyprag.corpus import Document, write_jsonl
+from polyprag.errors import InputError
+from polyprag.kb import BuildConfig, KnowledgeBase
+from polyprag.models import load_model
+from polyprag.train import TrainConfig
+
+DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
+        Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
+        Document("glass", "Glass harp", "The glass harp was invented in 1741 by Richard Pockrich in Dublin.")]
+CONFIG = BuildConfig(inventory=InventoryConfig(n_adapters=4, rank=2), training=TrainConfig(epochs=2, batch_size=4))
+GEN = GenerationConfig(max_new_tokens=5, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def built(tiny_chat_model_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kb") / "kb"
+    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), CONFIG, progress=False)
+    kb.save(folder)
+    return kb, folder
+
+
+def test_folder_holds_the_documented_files(built):
+    kb, folder = built
+    assert {p.name for p in folder.iterdir()} == {"manifest.json", "inventory.safetensors", "routing.safetensors",
+                                                  "docs.jsonl", "augment.jsonl", "index"}
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["n_docs"] == 3 and manifest["inventory"]["n_adapters"] == 4
+    assert len(manifest["loss_per_epoch"]) == 2
+    assert kb.routing.logits.shape == (3, 3 * 2, 4)  # (docs, gate/up/down × 2 layers, M)
+
+
+def test_save_then_load_gives_identical_logits_and_greedy_tokens(built, tiny_chat_model_dir):
+    kb, folder = built
+    loaded = KnowledgeBase.load(folder, load_model(str(tiny_chat_model_dir)))
+    assert [d.id for d in loaded.docs] == [d.id for d in kb.docs]
+    questions = ["Who finished Marlow Bridge?", "When was Velmark founded?"]
+    for mode in ("poly", "poly-combine", "poly-uniform"):
+        a = [x.raw for x in kb.answer(questions, mode, k=2, generation=GEN, progress=False)]
+        b = [x.raw for x in loaded.answer(questions, mode, k=2, generation=GEN, progress=False)]
+        assert a == b
+    hits = kb.retrieve(questions, 2)
+    ids = kb.lm.tokenizer(build_prompt(kb.lm.tokenizer, questions[0], shots=False), return_tensors="pt").input_ids
+    from polyprag.adapters import mixing
+    with mixing(kb.layers, kb.weights(hits, "poly")[:1]):
+        expected = kb.lm.model(ids).logits
+    with mixing(loaded.layers, loaded.weights(hits, "poly")[:1]):
+        assert torch.allclose(loaded.lm.model(ids).logits, expected, atol=1e-6)
+
+
+def test_a_kb_for_another_base_model_is_refused(built, tiny_base_model_dir):
+    _, folder = built
+    with pytest.raises(InputError, match="was built for base model"):
+        KnowledgeBase.load(folder, load_model(str(tiny_base_model_dir)))
+
+
+def test_a_newer_format_is_refused(built, tmp_path):
+    _, folder = built
+    import shutil
+    copy = tmp_path / "kb"
+    shutil.copytree(folder, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(InputError, match="format version 99 is newer"):
+        KnowledgeBase.load(copy)
+
+
+def test_routing_weights_follow_the_retrieved_documents(built):
+    kb, _ = built
+    hits = kb.retrieve(["Ada Feld Marlow Bridge", "zzz"], k=1)
+    w = kb.weights(hits, "poly")
+    assert torch.allclose(w[0], kb.routing.mean_weights(torch.tensor([0])))
+    assert torch.allclose(w[1], kb.routing.uniform())  # no hit: uniform, not a random document
+    assert torch.allclose(kb.weights(hits, "poly-uniform")[0], torch.full((6, 4), 0.25))
+
+
+def test_cli_build_ask_and_eval_with_a_kb(tiny_chat_model_dir, tmp_path, capsys):
+    write_jsonl(DOCS, tmp_path / "docs.jsonl")
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "q", "question": "Who finished Marlow Bridge?",
+                                                  "answers": ["Ada Feld"], "gold_doc_ids": ["marlow"]}) + "\n")
+    model = ["--model", str(tiny_chat_model_dir)]
+    kb = str(tmp_path / "kb")
+    assert main(["build", str(tmp_path / "docs.jsonl"), "--out", kb, "--adapters", "2", "--rank", "2",
+                 "--epochs", "1", "--augment-cache", str(tmp_path / "cache.jsonl"), *model]) == 0
+    assert (tmp_path / "cache.jsonl").exists() and not (tmp_path / "kb.ckpt").exists()
+    assert main(["ask", "--kb", kb, "--max-new-tokens", "3", "Who finished Marlow Bridge?", *model]) == 0
+    assert "1. marlow" in capsys.readouterr().out
+    out = tmp_path / "res.json"
+    assert main(["eval", "--kb", kb, "--questions", str(tmp_path / "q.jsonl"), "--max-new-tokens", "3",
+                 "--modes", "closed-book,rag,poly,poly-combine,poly-uniform", "--json", str(out), *model]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["closed-book", "rag", "poly", "poly-combine", "poly-uniform"]
+    assert all(r["recall_at_k"] == 1.0 for r in rows)
+
+
+def test_poly_modes_without_a_kb_are_a_clear_error(tiny_chat_model_dir, tmp_path, capsys):
+    write_jsonl(DOCS, tmp_path / "docs.jsonl")
+    (tmp_path / "q.jsonl").write_text(json.dumps({"question": "Who?", "answers": ["x"]}) + "\n")
+    assert main(["eval", "--corpus", str(tmp_path / "docs.jsonl"), "--questions", str(tmp_path / "q.jsonl"),
+                 "--modes", "poly", "--model", str(tiny_chat_model_dir)]) == 2
+    assert "need a knowledge base" in capsys.readouterr().out
