@@ -25,6 +25,8 @@ log = logging.getLogger("polyprag")
 RAG_INSTRUCTION = ("You should answer the question by referring to the knowledge provided below "
                    "and integrating your own knowledge.\n")
 SYSTEM = "You answer questions with a short phrase: a name, a date, a number, or yes/no."
+# Parametric prompts (adapters trained on them) keep the system turn short: it is in every training sample.
+PARAMETRIC_SYSTEM = "Answer briefly."
 ANSWER_PREFIX = "The answer is"
 # Invented exchanges (no model knows them) that show the wanted form of an answer: a name, and yes/no.
 EXAMPLES = (
@@ -79,7 +81,7 @@ def build_prompt(tokenizer, question: str, passages: list[str] | None = None, sh
     """The reader's prompt, ending where the answer starts. Parametric modes train and ask without shots."""
     examples = [(user_content(q, [p] if passages else None), a) for p, q, a in EXAMPLES] if shots else []
     if is_chat(tokenizer):
-        messages = [{"role": "system", "content": SYSTEM}]
+        messages = [{"role": "system", "content": SYSTEM if shots else PARAMETRIC_SYSTEM}]
         for user, answer in examples:
             messages += [{"role": "user", "content": user},
                          {"role": "assistant", "content": f"{ANSWER_PREFIX} {answer}."}]
@@ -91,9 +93,9 @@ def build_prompt(tokenizer, question: str, passages: list[str] | None = None, sh
 
 
 def prompt_prefix(tokenizer) -> str:
-    """The part every prompt starts with (system turn or bos): training leaves it out of the loss."""
+    """The part every parametric prompt starts with (system turn or bos): training leaves it out of the loss."""
     if is_chat(tokenizer):
-        return tokenizer.apply_chat_template([{"role": "system", "content": SYSTEM}], tokenize=False)
+        return tokenizer.apply_chat_template([{"role": "system", "content": PARAMETRIC_SYSTEM}], tokenize=False)
     return tokenizer.bos_token or ""
 
 

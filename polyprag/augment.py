@@ -21,7 +21,7 @@ from .errors import InputError
 log = logging.getLogger("polyprag")
 
 AUGMENTERS = ("rules", "llm")
-RULES_MAX_QA = 8  # more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
+RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
 
 # PRAG's augmentation prompts (data_augment.py), verbatim in substance.
@@ -53,16 +53,17 @@ def cache_key(doc: Document, augmenter: str, model: str) -> str:
 
 
 def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path | None = None,
-                      progress: bool = True) -> list[Augmentation]:
+                      progress: bool = True, max_qa: int = RULES_MAX_QA) -> list[Augmentation]:
+    """`max_qa` caps the rule augmenter's QA pairs per document (the LLM writes PRAG's 3)."""
     if augmenter not in AUGMENTERS:
         raise InputError(f"--augmenter {augmenter!r}; choose from {list(AUGMENTERS)}.")
-    model = lm.spec if augmenter == "llm" else "-"
+    model = lm.spec if augmenter == "llm" else f"max_qa={max_qa}"
     keys = [cache_key(d, augmenter, model) for d in docs]
     cached = _read_cache(cache) if cache else {}
     missing = [d for d, k in zip(docs, keys) if k not in cached]
     if missing:
         log.info("augmenting %d documents with %s (%d cached)", len(missing), augmenter, len(docs) - len(missing))
-        fresh = ([rule_augment(d, max_qa=RULES_MAX_QA) for d in missing] if augmenter == "rules"
+        fresh = ([rule_augment(d, max_qa=max_qa) for d in missing] if augmenter == "rules"
                  else llm_augment(missing, lm, progress))
         new = {cache_key(d, augmenter, model): a for d, a in zip(missing, fresh)}
         cached.update(new)
@@ -114,15 +115,19 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
     return pairs[:3] or None
 
 
-def training_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]:
-    """PRAG's samples: QA 1–2 each with the passage and with the rewrite in context; every QA alone too
-    (the parametric modes ask the bare question, so the bare form must be trained)."""
+def training_samples(docs: list[Document], augs: list[Augmentation], context_qa: int = 2,
+                     rewrite: bool = True) -> list[Sample]:
+    """PRAG's samples: the first `context_qa` QA pairs (PRAG: 2) each with the passage and with the rewrite
+    in context; every QA pair alone too (the parametric modes ask the bare question, so it must be trained).
+    Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage."""
     samples = []
     for i, (doc, aug) in enumerate(zip(docs, augs)):
+        rewritten = f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite
         for j, qa in enumerate(aug.qa):
-            if j < 2:
-                samples += [Sample(i, qa.question, qa.answer, doc.content()),
-                            Sample(i, qa.question, qa.answer, f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite)]
+            if j < context_qa:
+                samples.append(Sample(i, qa.question, qa.answer, doc.content()))
+                if rewrite:
+                    samples.append(Sample(i, qa.question, qa.answer, rewritten))
             samples.append(Sample(i, qa.question, qa.answer))
     return samples
 

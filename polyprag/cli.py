@@ -19,8 +19,8 @@ from rich.table import Table
 from .adapters import InventoryConfig
 from .answer import GenerationConfig, answer_questions
 from .augment import AUGMENTERS, augment_documents, write_augmentations
-from .corpus import chunk_documents, load_corpus
-from .datasets import DATASETS, load_dataset, load_questions
+from .corpus import chunk_documents, load_corpus, write_jsonl
+from .datasets import DATASETS, load_dataset, load_questions, write_questions
 from .errors import InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import POLY_MODES, BuildConfig, KnowledgeBase
@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     _common(ev)
     ev.set_defaults(func=cmd_eval)
 
+    exp = sub.add_parser("export", help="write a dataset's questions and closed corpus as JSONL files")
+    exp.add_argument("--dataset", choices=DATASETS, required=True)
+    exp.add_argument("--data-dir", default="../shared/data")
+    exp.add_argument("--n", type=int, default=100)
+    exp.add_argument("--out", required=True, help="folder for docs.jsonl and questions.jsonl")
+    exp.set_defaults(func=cmd_export)
+
     aug = sub.add_parser("augment", help="rewrite + QA pairs per document (PRAG protocol), cached")
     aug.add_argument("corpus")
     aug.add_argument("--out", required=True, help="augmentations as JSONL")
@@ -92,13 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
     _build_args(demo)
     _common(demo)
-    demo.set_defaults(func=cmd_demo)
+    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): one passage sample per document, no
+    # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
+    demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
     return p
 
 
 def _augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmenter", choices=AUGMENTERS, default="rules", help="rules (no LLM) or llm (the --model)")
     p.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
+    p.add_argument("--max-qa", type=int, default=8, help="rules augmenter: QA pairs per document at most")
 
 
 def _build_args(p: argparse.ArgumentParser) -> None:
@@ -109,6 +119,8 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
     p.add_argument("--targets", default=",".join(d.targets), help="target module names, comma-separated")
     p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
+    p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
+    p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--train-batch-size", type=int, default=t.batch_size)
     p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)
@@ -193,6 +205,16 @@ def cmd_eval(args) -> None:
     _run(args, questions, docs, _modes(args.modes))
 
 
+def cmd_export(args) -> None:
+    if args.n < 1:
+        raise InputError(f"--n {args.n}: ask for at least 1 question.")
+    questions, docs = load_dataset(args.dataset, args.data_dir, args.n)
+    out = Path(args.out)
+    write_jsonl(docs, out / "docs.jsonl")
+    write_questions(questions, out / "questions.jsonl")
+    console.print(f"wrote {len(docs)} documents and {len(questions)} questions to {out}")
+
+
 def _modes(text: str) -> tuple[str, ...]:
     return tuple(m.strip() for m in text.split(",") if m.strip())
 
@@ -207,7 +229,10 @@ def _build_config(args) -> BuildConfig:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
                            lr_routing=args.lr_routing, seed=args.seed)
-    return BuildConfig(inventory=inventory, routing=args.routing, augmenter=args.augmenter, training=training)
+    if args.max_qa < 1 or args.context_qa < 0:
+        raise InputError(f"--max-qa {args.max_qa} must be >= 1 and --context-qa {args.context_qa} >= 0.")
+    return BuildConfig(inventory=inventory, routing=args.routing, augmenter=args.augmenter, max_qa=args.max_qa,
+                       context_qa=args.context_qa, rewrite=not args.no_rewrite, training=training)
 
 
 def _cache(args) -> Path:
@@ -217,7 +242,7 @@ def _cache(args) -> Path:
 def cmd_augment(args) -> None:
     docs = _docs(args.corpus, args.chunk_words)
     lm = load_model(args.model) if args.augmenter == "llm" else None
-    augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args))
+    augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args), max_qa=args.max_qa)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_augmentations(augs, out)

@@ -34,7 +34,8 @@ class _CorpusBuilder:
         key = (title.strip(), " ".join(text.split()))
         if key not in self._ids:
             n = self._titles[key[0]] = self._titles.get(key[0], 0) + 1
-            doc_id = key[0] if n == 1 else f"{key[0]}#{n}"
+            base = key[0].replace("/", "_").replace("\\", "_")  # ids never hold path separators ("AC/DC")
+            doc_id = base if n == 1 else f"{base}#{n}"
             self._ids[key] = doc_id
             self.docs.append(Document(doc_id, key[0], key[1]))
         return self._ids[key]
@@ -64,6 +65,14 @@ def load_hotpotqa(path: Path, n: int) -> tuple[list[Question], list[Document]]:
         answers = [s for a in row["answers_objects"] for s in a["spans"]]
         questions.append(Question(row["question_id"], row["question_text"], answers, gold))
     return questions, corpus.docs
+
+
+def write_questions(questions: list[Question], path: Path) -> None:
+    """The `--questions` JSONL format, so an exported dataset round-trips through `load_questions`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps({"id": q.id, "question": q.question, "answers": q.answers, "gold_doc_ids": q.gold_doc_ids},
+                        ensure_ascii=False) for q in questions]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _read_jsonl(path: Path) -> list[dict]:

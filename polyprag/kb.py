@@ -47,6 +47,9 @@ class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
     augmenter: str = "rules"
+    max_qa: int = 8  # rule augmenter: QA pairs per document at most
+    context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
+    rewrite: bool = True
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -76,12 +79,12 @@ class KnowledgeBase:
               cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True) -> KnowledgeBase:
         fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
         start = time.perf_counter()
-        augs = augment_documents(docs, config.augmenter, lm, cache=cache, progress=progress)
+        augs = augment_documents(docs, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa)
         torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
         layers = inject(lm.model, config.inventory)
         groups = len(layers) if config.routing == "fine" else 1
         routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
-        samples = training_samples(docs, augs)
+        samples = training_samples(docs, augs, config.context_qa, config.rewrite)
         log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
                  len(samples), len(docs))
         history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
@@ -167,7 +170,8 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
     return {"format_version": FORMAT_VERSION, "created": _now(),
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
-            "augmenter": config.augmenter, "training": asdict(config.training), "n_docs": n_docs,
+            "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
+            "rewrite": config.rewrite, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [round(x, 5) for x in history],
             "build_seconds": round(seconds, 1)}
 

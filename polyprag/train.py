@@ -105,10 +105,9 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
 
 
 def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainable_docs, progress) -> float:
-    order = list(range(len(encoded)))
-    random.Random(config.seed * 100_003 + epoch).shuffle(order)  # the same order again on resume
+    rng = random.Random(config.seed * 100_003 + epoch)  # the same order again on resume
     torch.manual_seed(config.seed * 100_003 + epoch)
-    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    batches = _length_bucketed_batches([len(e.ids) for e in encoded], config.batch_size, rng)
     losses = []
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress)
     for idx in bar:
@@ -123,6 +122,19 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     return sum(losses) / len(losses)
+
+
+def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar lengths: padding to a batch's longest row wastes little compute."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 16
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
 
 
 def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, history: list[float]) -> None:

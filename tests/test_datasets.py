@@ -60,3 +60,20 @@ def test_real_hotpotqa_closed_corpus():
     assert len(ids) == len(docs) and 500 < len(docs) < 1000
     assert all(len(q.gold_doc_ids) == 2 and set(q.gold_doc_ids) <= ids for q in questions)
     assert questions[0].answers == ["Chief of Protocol"]
+
+
+def test_export_round_trips_through_the_corpus_and_question_loaders(tmp_path):
+    from polyprag.cli import main
+    from polyprag.corpus import load_corpus
+
+    rows = [_row(0, "bridge", shared_title="AC/DC"), _row(0, "comparison", shared_title="AC/DC")]
+    data = tmp_path / "data" / HOTPOTQA_FILE
+    data.parent.mkdir(parents=True)
+    data.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["export", "--dataset", "hotpotqa", "--data-dir", str(tmp_path / "data"), "--n", "2",
+                 "--out", str(tmp_path / "out")]) == 0
+    docs = load_corpus(tmp_path / "out" / "docs.jsonl")
+    questions = load_questions(tmp_path / "out" / "questions.jsonl")
+    assert "AC_DC" in {d.id for d in docs}  # no path separators in ids; the title keeps its slash
+    assert {d.title for d in docs} >= {"AC/DC"}
+    assert [q.gold_doc_ids for q in questions] == [["Gold bridge 0"], ["Gold comparison 0"]]

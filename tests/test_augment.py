@@ -1,0 +1,61 @@
+"""Augmentation: LLM output parsing, failure fallback, the cache, and the training samples built."""
+
+import json
+
+from polyprag.augment import augment_documents, parse_qa, training_samples
+from polyprag.corpus import Document
+from polyprag.models import load_model
+
+DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld. "
+                 "It spans the river Tesk with three stone arches."),
+        Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell.")]
+
+
+def test_parse_qa_takes_the_first_json_list_and_keeps_three():
+    text = 'Sure! Here it is:\n[{"question": "Who?", "answer": "Ada", "full_answer": "Ada did."},' \
+           '{"question": "When?", "answer": 1862}, {"question": "Where?", "answer": "Tesk"},' \
+           '{"question": "What?", "answer": "arches"}]\nHope this helps.'
+    pairs = parse_qa(text, DOCS[0].text)
+    assert [(p.question, p.answer) for p in pairs] == [("Who?", "Ada"), ("When?", "1862"), ("Where?", "Tesk")]
+    assert pairs[1].full_answer == "1862"  # missing full_answer falls back to the answer
+
+
+def test_parse_qa_refuses_what_is_not_a_usable_list():
+    assert parse_qa("no json here", "") is None
+    assert parse_qa('[{"question": "Who?"}]', "") is None  # no answer
+    assert parse_qa('[{"question": "Who?", "answer": "x"', "") is None  # truncated
+
+
+def test_llm_failures_are_counted_and_fall_back_to_rules(tiny_chat_model_dir, caplog):
+    lm = load_model(str(tiny_chat_model_dir))  # random weights: never writes valid JSON
+    augs = augment_documents(DOCS, "llm", lm, progress=False)
+    assert [a.source for a in augs] == ["llm-failed+rules"] * 2
+    assert all(a.qa for a in augs)
+    assert "unparsable for 2 of 2 documents" in caplog.text
+
+
+def test_the_cache_is_reused_and_keyed_by_augmenter_config(tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    first = augment_documents(DOCS, "rules", cache=cache, max_qa=2)
+    assert len(cache.read_text().splitlines()) == 2
+    assert augment_documents(DOCS, "rules", cache=cache, max_qa=2) == first
+    assert len(cache.read_text().splitlines()) == 2  # nothing recomputed
+    augment_documents(DOCS, "rules", cache=cache, max_qa=5)
+    assert len(cache.read_text().splitlines()) == 4  # another config, other entries
+    cache.write_text(cache.read_text() + '{"key": "broken"\n')
+    assert augment_documents(DOCS, "rules", cache=cache, max_qa=2) == first  # a bad line is skipped
+
+
+def test_training_samples_follow_prags_protocol():
+    augs = augment_documents(DOCS, "rules", max_qa=3)
+    samples = training_samples(DOCS, augs, context_qa=2, rewrite=True)
+    for i, aug in enumerate(augs):
+        mine = [s for s in samples if s.doc == i]
+        bare = [s for s in mine if s.passage is None]
+        assert len(bare) == len(aug.qa)  # every QA pair asked alone
+        with_passage = [s for s in mine if s.passage == DOCS[i].content()]
+        assert len(with_passage) == min(2, len(aug.qa))
+        assert len(mine) == len(aug.qa) + 2 * min(2, len(aug.qa))
+    lean = training_samples(DOCS, augs, context_qa=1, rewrite=False)
+    assert len(lean) == sum(len(a.qa) + 1 for a in augs)
+    json.dumps([s.__dict__ for s in lean])  # plain data
