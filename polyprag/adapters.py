@@ -15,9 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# Target module names by architecture family: MLP projections (PRAG's choice) and attention.
-MLP_TARGETS = {"llama": ("gate_proj", "up_proj", "down_proj"), "gpt2": ("c_fc", "c_proj")}
-ATTN_TARGETS = {"llama": ("q_proj", "k_proj", "v_proj", "o_proj"), "gpt2": ("c_attn",)}
+# Module-name suffixes per family: Llama, Qwen, Gemma, Mistral and SmolLM share the first; GPT-2 style
+# models the second. "mlp" (PRAG's choice, the default) and "attn" pick the family's set.
+FAMILIES = {
+    "mlp": (("gate_proj", "up_proj", "down_proj"), ("mlp.c_fc", "mlp.c_proj")),
+    "attn": (("q_proj", "k_proj", "v_proj", "o_proj"), ("attn.c_attn", "attn.c_proj")),
+}
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class InventoryConfig:
     n_adapters: int = 20  # M
     rank: int = 4  # r
     alpha: float = 32.0  # scaling s = alpha / r
-    targets: tuple[str, ...] = ("gate_proj", "up_proj", "down_proj")
+    targets: tuple[str, ...] = ("mlp",)  # "mlp", "attn", or module-name suffixes such as "q_proj"
     mixing: str = "poly"  # "poly": A = Σ w A_m, B = Σ w B_m;  "delta": Σ w B_m A_m
 
     def __post_init__(self):
@@ -74,14 +77,29 @@ def _in_out(layer: nn.Module) -> tuple[int, int]:
     raise TypeError(f"cannot put adapters on {type(layer).__name__}; target nn.Linear or GPT-2 Conv1D layers")
 
 
+def target_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
+    """Modules whose name ends with a target suffix; "mlp"/"attn" expand to the model family's names."""
+    names = [n for n, _ in model.named_modules()]
+    suffixes = []
+    for t in targets:
+        if t in FAMILIES:  # the first family with a match in this model
+            suffixes += next((f for f in FAMILIES[t] if any(n.endswith("." + f[0]) for n in names)), ())
+        else:
+            suffixes.append(t)
+    found = [(n, m) for n, m in model.named_modules() if any(n.endswith("." + s) for s in suffixes)]
+    if not found:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no target module {list(targets)} in {type(model).__name__}; its linear layers: {linear}")
+    return found
+
+
 def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
     """Swap every target layer for a PolyLoRALinear (in module order); freeze everything else."""
+    if any(isinstance(m, PolyLoRALinear) for m in model.modules()):
+        raise ValueError("this model already carries an adapter inventory; load a fresh base model")
     for p in model.parameters():
         p.requires_grad_(False)
-    targets = [(name, mod) for name, mod in model.named_modules() if name.rsplit(".", 1)[-1] in config.targets]
-    if not targets:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"no module named {list(config.targets)} in {type(model).__name__}; linear layers: {names}")
+    targets = target_modules(model, config.targets)
     layers = []
     for name, mod in targets:
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model

@@ -117,7 +117,7 @@ def _build_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapters", type=int, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters})")
     p.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank r (default {d.rank})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
-    p.add_argument("--targets", default=",".join(d.targets), help="target module names, comma-separated")
+    p.add_argument("--targets", default=",".join(d.targets), help="mlp (default), attn, or module-name suffixes, comma-separated")
     p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")

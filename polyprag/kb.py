@@ -177,6 +177,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
 
 
 def _read_manifest(folder: Path) -> dict:
+    _recover(folder)
     path = folder / "manifest.json"
     if not path.exists():
         raise InputError(f"{folder} is not a polyprag knowledge base (no manifest.json); build one with `polyprag build`.")
@@ -197,6 +198,14 @@ def _swap_in(tmp: Path, folder: Path) -> None:
     os.replace(folder, old)
     os.replace(tmp, folder)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(folder: Path) -> None:
+    """A crash between the two renames of `_swap_in` leaves only the old version, aside: put it back."""
+    old = folder.with_name(f".{folder.name}.old")
+    if not folder.exists() and (old / "manifest.json").exists():
+        log.warning("%s was mid-update when a write stopped; restoring the previous version", folder)
+        os.replace(old, folder)
 
 
 def _now() -> str:

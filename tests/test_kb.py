@@ -108,3 +108,12 @@ def test_poly_modes_without_a_kb_are_a_clear_error(tiny_chat_model_dir, tmp_path
     assert main(["eval", "--corpus", str(tmp_path / "docs.jsonl"), "--questions", str(tmp_path / "q.jsonl"),
                  "--modes", "poly", "--model", str(tiny_chat_model_dir)]) == 2
     assert "need a knowledge base" in capsys.readouterr().out
+
+
+def test_a_crash_between_the_two_renames_restores_the_old_version(built, tiny_chat_model_dir, tmp_path):
+    import shutil
+    _, folder = built
+    aside = tmp_path / ".kb.old"
+    shutil.copytree(folder, aside)  # what `_swap_in` leaves if stopped after moving the old version aside
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert len(loaded.docs) == 3 and (tmp_path / "kb" / "manifest.json").exists() and not aside.exists()

@@ -129,3 +129,27 @@ def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir,
     run(2, tmp_path / "ckpt")  # "interrupted" after 2 epochs
     resumed = run(4, tmp_path / "ckpt")
     assert torch.allclose(straight, resumed, atol=1e-5)
+
+
+def test_gpt2_style_models_get_mlp_adapters_and_b0_keeps_their_logits():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=100, n_positions=32, n_embd=16, n_layer=2, n_head=2)).eval()
+    ids = torch.randint(0, 100, (2, 6))
+    base = model(ids).logits
+    layers = inject(model, InventoryConfig(n_adapters=3, rank=2))
+    assert len(layers) == 4  # mlp.c_fc and mlp.c_proj per block; attn.c_proj untouched
+    with mixing(layers, torch.full((2, 1, 3), 1 / 3)):
+        assert torch.allclose(model(ids).logits, base, atol=1e-6)
+    _randomize_B(layers)
+    with mixing(layers, torch.full((2, 1, 3), 1 / 3)):
+        assert not torch.allclose(model(ids).logits, base, atol=1e-3)
+
+
+def test_unknown_targets_and_double_injection_are_refused(lm):
+    with pytest.raises(ValueError, match="no target module"):
+        inject(lm.model, InventoryConfig(targets=("nonexistent_proj",)))
+    inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
+    with pytest.raises(ValueError, match="already carries"):
+        inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
