@@ -129,7 +129,8 @@ def _build_args(p: argparse.ArgumentParser) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"folder, HF id, or bundled: {', '.join(BUNDLED)}")
+    p.add_argument("--model", help=f"folder, HF id, or bundled: {', '.join(BUNDLED)} (default {DEFAULT_MODEL}; "
+                   "with --kb, the KB's own base model)")
     p.add_argument("--k", type=int, default=3, help="passages retrieved per question")
     p.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -167,14 +168,18 @@ def cmd_ask(args) -> None:
         by_id = {d.id: d for d in docs}
         hits = BM25Index.build(docs).search([args.question], k=args.k)[0]
         passages = [[by_id[h.doc_id].content() for h in hits]]
-    lm = load_model(args.model)
+    lm = _lm(args)
     answer = answer_questions(lm, [args.question], passages, _generation(args), progress=False)[0]
     _print_answer(answer, hits, by_id)
 
 
+def _lm(args):
+    return load_model(args.model or DEFAULT_MODEL)
+
+
 def _model_for_kb(args):
     """A KB names its base model; --model only overrides it when given explicitly."""
-    return load_model(args.model) if args.model != DEFAULT_MODEL else None
+    return load_model(args.model) if args.model else None
 
 
 def _print_answer(answer, hits, by_id) -> None:
@@ -241,7 +246,7 @@ def _cache(args) -> Path:
 
 def cmd_augment(args) -> None:
     docs = _docs(args.corpus, args.chunk_words)
-    lm = load_model(args.model) if args.augmenter == "llm" else None
+    lm = _lm(args) if args.augmenter == "llm" else None
     augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args), max_qa=args.max_qa)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -261,7 +266,7 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
     ckpt = out.with_name(out.name + ".ckpt")
     if ckpt.exists() and not resume:
         shutil.rmtree(ckpt)  # a fresh build must not pick up an old run's weights
-    kb = KnowledgeBase.build(docs, load_model(args.model), config, cache=_cache(args), checkpoint_dir=ckpt)
+    kb = KnowledgeBase.build(docs, _lm(args), config, cache=_cache(args), checkpoint_dir=ckpt)
     kb.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
     return kb
@@ -293,7 +298,7 @@ def cmd_demo(args) -> None:
 
 def _run(args, questions, docs, modes, kb: KnowledgeBase | None = None, save: bool = True) -> EvalResult:
     config = EvalConfig(modes=modes, k=args.k, generation=_generation(args))
-    lm = kb.lm if kb else load_model(args.model)
+    lm = kb.lm if kb else _lm(args)
     result = evaluate(lm, questions, docs, config, kb=kb)
     console.print(results_table(result, title=f"{lm.spec}: {len(questions)} questions, {result.config['n_docs']} documents"))
     if save and args.json_out:
