@@ -122,7 +122,6 @@ def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = Gen
 
     `timings`, when given, receives each prompt's share of its batch's wall time (amortised latency).
     """
-    tok, model = lm.tokenizer, lm.model
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     out: list[str] = [""] * len(prompts)
     shares: list[float] = [0.0] * len(prompts)
