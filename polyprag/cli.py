@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from . import atomic
 from .adapters import InventoryConfig
 from .answer import GenerationConfig, answer_questions
 from .augment import AUGMENTERS, augment_documents, write_augmentations
@@ -319,12 +319,7 @@ def results_table(result: EvalResult, title: str) -> Table:
 
 
 def write_json(obj: dict, path: Path) -> None:
-    """Atomic: a temp file beside the target, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

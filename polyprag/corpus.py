@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from polyprag import atomic
 from polyprag.errors import InputError
 
 log = logging.getLogger("polyprag")
@@ -316,18 +315,5 @@ def _cut_point(text: str, spans: list[tuple[int, int]], start: int, words: int) 
 
 def write_jsonl(docs: Iterable[Document], path: str | Path) -> None:
     """Write documents as JSONL atomically, so a crash never leaves a half-written corpus."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file must be in the same folder for os.replace to be an atomic rename.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for doc in docs:
-                record = {"id": doc.id, "title": doc.title, "text": doc.text}
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    lines = (json.dumps({"id": d.id, "title": d.title, "text": d.text}, ensure_ascii=False) + "\n" for d in docs)
+    atomic.write_text(path, "".join(lines))

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic
 from .corpus import Document
 from .errors import InputError
 
@@ -69,10 +70,9 @@ def load_hotpotqa(path: Path, n: int) -> tuple[list[Question], list[Document]]:
 
 def write_questions(questions: list[Question], path: Path) -> None:
     """The `--questions` JSONL format, so an exported dataset round-trips through `load_questions`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps({"id": q.id, "question": q.question, "answers": q.answers, "gold_doc_ids": q.gold_doc_ids},
                         ensure_ascii=False) for q in questions]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic.write_text(path, "\n".join(lines) + "\n")
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -15,9 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from . import atomic
 from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, load_inventory_state
 from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
@@ -93,10 +91,7 @@ class KnowledgeBase:
         return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
 
     def save(self, folder: str | Path) -> None:
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
+        with atomic.staged_dir(folder) as tmp:
             save_file(inventory_state(self.layers), tmp / "inventory.safetensors")
             save_file({"logits": self.routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
             write_jsonl(self.docs, tmp / "docs.jsonl")
@@ -104,9 +99,6 @@ class KnowledgeBase:
             self.index.save(tmp / "index")
             manifest = {**self.manifest, "updated": _now()}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            _swap_in(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel | None = None) -> KnowledgeBase:
@@ -177,7 +169,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
 
 
 def _read_manifest(folder: Path) -> dict:
-    _recover(folder)
+    atomic.recover_dir(folder)
     path = folder / "manifest.json"
     if not path.exists():
         raise InputError(f"{folder} is not a polyprag knowledge base (no manifest.json); build one with `polyprag build`.")
@@ -186,26 +178,6 @@ def _read_manifest(folder: Path) -> dict:
         raise InputError(f"{path}: format version {manifest['format_version']} is newer than this polyprag "
                          f"reads ({FORMAT_VERSION}); upgrade polyprag.")
     return manifest
-
-
-def _swap_in(tmp: Path, folder: Path) -> None:
-    """Replace `folder` by `tmp`: the old one is renamed aside first, so a crash leaves one of the two."""
-    if not folder.exists():
-        os.replace(tmp, folder)
-        return
-    old = folder.with_name(f".{folder.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _recover(folder: Path) -> None:
-    """A crash between the two renames of `_swap_in` leaves only the old version, aside: put it back."""
-    old = folder.with_name(f".{folder.name}.old")
-    if not folder.exists() and (old / "manifest.json").exists():
-        log.warning("%s was mid-update when a write stopped; restoring the previous version", folder)
-        os.replace(old, folder)
 
 
 def _now() -> str:

@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,6 +173,3 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
         tok.pad_token = tok.eos_token
     return LoadedModel(spec=spec, path=path, model=model, tokenizer=tok)
 
-
-def remove_cached(name: str, home: Path | None = None) -> None:
-    shutil.rmtree((home or polyprag_home()) / "models" / name, ignore_errors=True)

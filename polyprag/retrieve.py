@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import bm25s
 import numpy as np
 
+from . import atomic
 from .corpus import Document
 from .errors import InputError
 
@@ -58,18 +56,9 @@ class BM25Index:
         return [Hit(self.doc_ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
     def save(self, folder: str | Path) -> None:
-        """Write atomically: a sibling temp folder renamed into place."""
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
+        with atomic.staged_dir(folder) as tmp:
             self.retriever.save(str(tmp), allow_pickle=False)
             (tmp / IDS_FILE).write_text(json.dumps(self.doc_ids, ensure_ascii=False), encoding="utf-8")
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> BM25Index:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from . import atomic
 from .adapters import PolyLoRALinear, inventory_state, load_inventory_state, mixing
 from .answer import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
@@ -138,20 +137,17 @@ def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ra
 
 
 def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, history: list[float]) -> None:
-    """Tensors in safetensors, counters in JSON; written to a temp folder, then renamed over the old one."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(inventory_state(layers), tmp / "inventory.safetensors")
-    save_file({"logits": routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
-    save_file(_optimizer_tensors(opt), tmp / "optimizer.safetensors")
-    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "config": asdict(config)}))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    """Tensors in safetensors, counters in JSON; the whole folder replaced atomically."""
+    with atomic.staged_dir(folder) as tmp:
+        save_file(inventory_state(layers), tmp / "inventory.safetensors")
+        save_file({"logits": routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
+        save_file(_optimizer_tensors(opt), tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "config": asdict(config)}))
 
 
 def _resume(folder: Path | None, layers, routing, opt, config) -> tuple[int, list[float]]:
+    if folder is not None:
+        atomic.recover_dir(folder)
     if folder is None or not (folder / "state.json").exists():
         return 0, []
     state = json.loads((folder / "state.json").read_text())
