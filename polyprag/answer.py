@@ -154,14 +154,17 @@ def _generate_batch(lm: LoadedModel, prompts: list[str], config: GenerationConfi
 
 def answer_questions(lm: LoadedModel, questions: list[str], passages: list[list[str]] | None = None,
                      config: GenerationConfig = GenerationConfig(), progress: bool = True,
-                     timings: list[float] | None = None, routing: Routing | None = None) -> list[Answer]:
+                     timings: list[float] | None = None, routing: Routing | None = None,
+                     shots: bool | None = None) -> list[Answer]:
     """Closed-book when `passages` is None, else each question with its own passages in the prompt.
 
     With `routing`, each question is answered by the base model mixed with its own adapter weights, and
-    prompted without the few-shot examples, exactly as the adapters were trained.
+    prompted without the few-shot examples, exactly as the adapters were trained (`shots` overrides:
+    False for any reader carrying trained adapters, such as PRAG's).
     """
     contexts = passages if passages is not None else [[] for _ in questions]
-    prompts = [build_prompt(lm.tokenizer, q, ps, shots=routing is None) for q, ps in zip(questions, contexts)]
+    shots = routing is None if shots is None else shots
+    prompts = [build_prompt(lm.tokenizer, q, ps, shots=shots) for q, ps in zip(questions, contexts)]
     generated = generate(lm, prompts, config, progress=progress, timings=timings, routing=routing)
     answers = []
     for q, ps, g in zip(questions, contexts, generated):

@@ -19,12 +19,14 @@ from . import atomic
 from .adapters import InventoryConfig
 from .answer import GenerationConfig, answer_questions
 from .augment import AUGMENTERS, augment_documents, write_augmentations
+from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
-from .datasets import DATASETS, load_dataset, load_questions, write_questions
+from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write_questions
 from .errors import InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import POLY_MODES, BuildConfig, KnowledgeBase
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
+from .prag import PragConfig
 from .retrieve import BM25Index
 from .train import TrainConfig
 
@@ -94,6 +96,27 @@ def _parser() -> argparse.ArgumentParser:
     _common(build)
     build.set_defaults(func=cmd_build)
 
+    bench = sub.add_parser("bench", help="the PRAG family side by side on a dataset: quality, storage, time")
+    bench.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (in --data-dir), or sample (bundled)")
+    bench.add_argument("--data-dir", default="../shared/data")
+    bench.add_argument("--corpus", help="your documents (with --questions, instead of --dataset)")
+    bench.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
+    bench.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
+    bench.add_argument("--methods", default="all", help=f"'all' or comma-separated from {', '.join(METHODS + OPTIONAL)}")
+    bench.add_argument("--corpus-mode", choices=CORPUS_MODES, default="per-question",
+                       help="per-question (PRAG's: each question's top-k paragraphs) or closed (all paragraphs)")
+    bench.add_argument("--out", required=True, help="run folder; rerunning the same command resumes it")
+    bench.add_argument("--prag-lr", type=float, default=PragConfig().lr, help="PRAG as published (default 3e-4)")
+    bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs)
+    bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
+    bench.add_argument("--prag-tuned-epochs", type=int, default=2)
+    _build_args(bench, lists=True)
+    _common(bench)
+    # Fits ~1 hour for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
+    # as bare questions (what the parametric modes ask), 2 epochs; the answers are short.
+    bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
+                       max_new_tokens=16)
+
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out")
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
@@ -111,14 +134,19 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-qa", type=int, default=8, help="rules augmenter: QA pairs per document at most")
 
 
-def _build_args(p: argparse.ArgumentParser) -> None:
+def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
+    """`lists`: --adapters, --rank and --routing take comma-separated values; several values are an ablation."""
     _augment_args(p)
     d, t = InventoryConfig(), TrainConfig()
-    p.add_argument("--adapters", type=int, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters})")
-    p.add_argument("--rank", type=int, default=d.rank, help=f"LoRA rank r (default {d.rank})")
+    kind, more = (str, "; a list such as 1,4,8,20 adds one poly row per value") if lists else (int, "")
+    p.add_argument("--adapters", type=kind, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters}{more})")
+    p.add_argument("--rank", type=kind, default=d.rank, help=f"LoRA rank r (default {d.rank}{more})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
     p.add_argument("--targets", default=",".join(d.targets), help="mlp (default), attn, or module-name suffixes, comma-separated")
-    p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
+    if lists:
+        p.add_argument("--routing", default="fine", help="fine (default) or coarse; fine,coarse adds a row for each")
+    else:
+        p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
     p.add_argument("--epochs", type=int, default=t.epochs)
@@ -270,6 +298,55 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
     kb.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
     return kb
+
+
+def cmd_bench(args) -> None:
+    ablations = _ablations(args)  # before any model or data is loaded: fail fast on a bad flag
+    config = BenchConfig(dataset=args.dataset or "custom", n=args.n, methods=_methods(args.methods),
+                         corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
+                         prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
+                         prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
+                         generation=_generation(args), ablations=ablations)
+    questions, corpus, note = _bench_data(args)
+    notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
+    result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)
+    console.print(markdown(result), highlight=False, markup=False)
+    console.print(f"wrote {args.out}/results.json, results.md and plots")
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    return METHODS if text.strip() == "all" else _modes(text)
+
+
+def _ablations(args) -> tuple[tuple[str, tuple], ...]:
+    """Flags with several values become ablation rows (the main rows keep the default); one value sets it."""
+    d = InventoryConfig()
+    flags = (("adapters", int, d.n_adapters), ("rank", int, d.rank), ("routing", str, "fine"))
+    found = []
+    for name, cast, default in flags:
+        given = str(getattr(args, name))
+        try:
+            values = tuple(cast(v.strip()) for v in given.split(",") if v.strip())
+        except ValueError:
+            raise InputError(f"--{name} {given!r}: give an integer or comma-separated integers.") from None
+        if not values or (name == "routing" and any(v not in ("fine", "coarse") for v in values)):
+            raise InputError(f"--{name} {given!r}: give one value or a comma-separated list"
+                             + (" of fine, coarse." if name == "routing" else "."))
+        setattr(args, name, values[0] if len(values) == 1 else default)
+        if len(values) > 1:
+            found.append((name, values))
+    return tuple(found)
+
+
+def _bench_data(args) -> tuple[list, list, str]:
+    if args.dataset == "sample":
+        return load_questions(SAMPLE / "questions.jsonl")[: args.n], load_corpus(SAMPLE / "docs.jsonl"), ""
+    if args.dataset:
+        questions, docs = load_dataset(args.dataset, args.data_dir, args.n)
+        return questions, docs, CORPUS_NOTE.get(args.dataset, "")
+    if not (args.corpus and args.questions):
+        raise InputError("pass --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")
+    return load_questions(args.questions)[: args.n], _docs(args.corpus, args.chunk_words), ""
 
 
 def cmd_demo(args) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -73,8 +74,8 @@ def evaluate(lm: LoadedModel, questions: list[Question], docs: list[Document], c
             answers = answer_questions(lm, texts, _contexts(mode, questions, retrieved, by_id), config.generation,
                                        progress=progress, timings=timings)
         seconds = time.perf_counter() - start
-        rows.append(_row(mode, questions, answers, retrieved, timings, seconds))
-        predictions[mode] = [_prediction(q, a, r) for q, a, r in zip(questions, answers, retrieved)]
+        rows.append(score_row(mode, questions, answers, retrieved, timings, seconds))
+        predictions[mode] = [prediction(q, a, r) for q, a, r in zip(questions, answers, retrieved)]
         log.info("%s: F1 %.1f in %.0f s", mode, rows[-1]["f1"], seconds)
     cfg = {"model": lm.spec, "model_path": lm.path, "k": config.k, "modes": list(config.modes),
            "n_questions": len(questions), "n_docs": len(docs), **asdict(config.generation)}
@@ -93,21 +94,29 @@ def _contexts(mode: str, questions: list[Question], retrieved: list[list[str]],
     return [[by_id[d].content() for d in ids] for ids in retrieved]
 
 
-def _row(mode: str, questions: list[Question], answers: list[Answer], retrieved: list[list[str]],
-         timings: list[float], seconds: float) -> dict:
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def score_row(mode: str, questions: list[Question], answers: list[Answer], retrieved: list[list[str]],
+              timings: list[float], seconds: float) -> dict:
+    """One table row: EM/F1/acc (ours and PRAG's cut), recall@k, per-question latency p50/p95, throughput."""
     ours = mean_scores([score(a.answer, q.answers) for q, a in zip(questions, answers)])
     prag = mean_scores([score(a.answer_prag, q.answers) for q, a in zip(questions, answers)])
     with_gold = [(q, r) for q, r in zip(questions, retrieved) if q.gold_doc_ids]
     recall = statistics.fmean(recall_at_k(q.gold_doc_ids, r) for q, r in with_gold) if with_gold else None
     return {"method": mode, "n": len(questions), **_pct(ours), "em_prag": round(100 * prag.em, 2),
             "f1_prag": round(100 * prag.f1, 2), "recall_at_k": None if recall is None else round(recall, 4),
-            "latency_p50_s": round(statistics.median(timings), 3), "seconds_per_question": round(seconds / len(questions), 3)}
+            "latency_p50_s": round(statistics.median(timings), 3), "latency_p95_s": round(percentile(timings, 95), 3),
+            "seconds_per_question": round(seconds / len(questions), 3)}
 
 
 def _pct(s: Scores) -> dict:
     return {"em": round(100 * s.em, 2), "f1": round(100 * s.f1, 2), "acc": round(100 * s.acc, 2)}
 
 
-def _prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
+def prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
     return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": a.answer,
             "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved}

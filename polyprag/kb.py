@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -89,6 +89,36 @@ class KnowledgeBase:
                         progress=progress)
         manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
         return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
+
+    def add(self, docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
+            checkpoint_dir: Path | None = None, progress: bool = True) -> float:
+        """Poly-z: new documents get routing rows trained on their own samples; the inventory and every old
+        row stay frozen, so old documents' answers do not change. Returns the seconds it took."""
+        clash = sorted({d.id for d in docs} & set(self.row))
+        if clash:
+            raise InputError(f"document id(s) {clash[:5]} are already in the knowledge base; remove them first, "
+                             "or give the new documents other ids.")
+        if not docs:
+            raise InputError("no documents to add; pass a corpus with at least one document.")
+        start = time.perf_counter()
+        m = self.manifest
+        augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
+        n_old = len(self.docs)
+        samples = [replace(s, doc=s.doc + n_old) for s in training_samples(docs, augs, m["context_qa"], m["rewrite"])]
+        self.routing.grow(len(docs))
+        trainable = torch.arange(self.routing.n_docs) >= n_old
+        config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
+        history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config, checkpoint_dir,
+                        trainable_docs=trainable, progress=progress)
+        self.docs = self.docs + docs
+        self.augmentations = self.augmentations + augs
+        self.row = {d.id: i for i, d in enumerate(self.docs)}
+        self.index = BM25Index.build(self.docs)
+        seconds = time.perf_counter() - start
+        self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), {
+            "n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
+            "loss_per_epoch": [round(x, 5) for x in history], "seconds": round(seconds, 1), "at": _now()}]}
+        return seconds
 
     def save(self, folder: str | Path) -> None:
         with atomic.staged_dir(folder) as tmp:

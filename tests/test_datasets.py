@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from polyprag.datasets import HOTPOTQA_FILE, load_dataset, load_hotpotqa, load_questions
+from polyprag.datasets import (CORPUS_NOTE, CWQ_FILE, DATASET_FILES, HOTPOTQA_FILE, POPQA_FILE, TWOWIKI_FILE, Question,
+                                load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
 from polyprag.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -52,7 +53,11 @@ def test_user_questions_file_and_its_errors(tmp_path):
         load_questions(tmp_path / "t.jsonl")
 
 
-@pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(), reason=f"needs ../shared/data ({SHARED}); CI has it")
+needs_shared = pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(),
+                                  reason=f"needs ../shared/data ({SHARED}); CI has it")
+
+
+@needs_shared
 def test_real_hotpotqa_closed_corpus():
     questions, docs = load_dataset("hotpotqa", SHARED, n=100)
     assert len(questions) == 100
@@ -77,3 +82,141 @@ def test_export_round_trips_through_the_corpus_and_question_loaders(tmp_path):
     assert "AC_DC" in {d.id for d in docs}  # no path separators in ids; the title keeps its slash
     assert {d.title for d in docs} >= {"AC/DC"}
     assert [q.gold_doc_ids for q in questions] == [["Gold bridge 0"], ["Gold comparison 0"]]
+
+
+def test_per_type_sampler_balances_types_and_fills_short_ones():
+    types = ["b", "a", "b", "a", "b", "c", "b"]  # first appearance: b, a, c
+    assert sample_per_type(types, 4) == [0, 2, 1, 5]  # one each; b, first seen, gets the remainder
+    assert sample_per_type(types, 5) == [0, 2, 1, 3, 5]  # c has one row; the others share what it leaves
+    assert sample_per_type(types, 6) == [0, 2, 4, 1, 3, 5]
+    assert sample_per_type(types, 99) == [0, 2, 4, 6, 1, 3, 5]
+    assert sample_per_type(types, 3, order=("c", "a")) == [5, 1, 0]  # a fixed order beats first appearance
+    assert sample_per_type([], 3) == [] and sample_per_type(types, 0) == []
+
+
+def _official(i, kind, shared="Shared"):
+    """A HotpotQA / 2WikiMultihopQA release row; HotpotQA sentences keep their leading spaces."""
+    return {"_id": f"{kind}/{i}", "question": f"{kind} {i}?", "answer": f"answer {i}", "type": kind,
+            "supporting_facts": [[f"Gold {kind} {i}", 0], [f"Gold {kind} {i}", 1]],
+            "context": [[shared, ["Same", " distractor."]], [f"Gold {kind} {i}", ["First.", " Second."]]]}
+
+
+def test_official_hotpotqa_format_is_detected_and_sampled_per_type(tmp_path):
+    rows = [_official(0, "comparison")] + [_official(i, "bridge") for i in range(3)] + [_official(1, "comparison")]
+    path = tmp_path / "hotpot_dev_distractor_v1.json"
+    path.write_text(json.dumps(rows))
+    questions, docs = load_dataset("hotpotqa", tmp_path / "absent", n=3, path=path)
+    assert [q.id for q in questions] == ["bridge_0", "bridge_1", "comparison_0"]  # bridge first, ids sanitized
+    assert [q.qtype for q in questions] == ["bridge", "bridge", "comparison"]
+    assert questions[0].gold_doc_ids == ["Gold bridge 0"] and questions[0].answers == ["answer 0"]
+    by_id = {d.id: d for d in docs}
+    assert len(docs) == 4 and by_id["Shared"].text == "Same distractor."  # deduped; one space between sentences
+
+
+def _twowiki(i, kind):
+    row = _official(i, kind)
+    row["supporting_facts"] = [[f"Gold {kind} {i}", 0], ["Bridge", 0]]
+    row["context"].append(["Bridge", ["Shared by every question."]])
+    # the DERIVED export stores these lists as Python-literal text
+    row.update({k: repr(row[k]) for k in ("context", "supporting_facts")}, evidences=repr([["a", "b", "c"]]))
+    return row
+
+
+def test_2wiki_reads_literal_strings_samples_per_type_and_maps_gold_titles(tmp_path):
+    kinds = ["compositional", "comparison", "inference", "bridge_comparison"]
+    rows = [_twowiki(i, k) for i in range(3) for k in kinds[:3]] + [_twowiki(0, "bridge_comparison")]
+    rows[0]["answer_aliases"] = ["alias 0"]
+    data = tmp_path / TWOWIKI_FILE
+    data.parent.mkdir(parents=True)
+    data.write_text(json.dumps(rows))
+    questions, docs = load_dataset("2wiki", tmp_path, n=7)
+    counts = {k: [q.qtype for q in questions].count(k) for k in kinds}
+    assert counts == {"bridge_comparison": 1, "comparison": 2, "compositional": 2, "inference": 2}
+    q = next(q for q in questions if q.id == "compositional_0")
+    assert q.gold_doc_ids == ["Gold compositional 0", "Bridge"] and q.answers == ["answer 0", "alias 0"]
+    assert [d.id for d in docs].count("Bridge") == 1 and {g for q in questions for g in q.gold_doc_ids} <= {
+        d.id for d in docs}
+
+
+def _popqa(i, prop):
+    paragraphs = [{"title": f"Subject {i}", "text": f"Subject {i} is a {prop}.", "is_supporting": True},
+                  {"title": "Politician", "text": "A politician  is a person.", "is_supporting": True}]
+    return {"id": i, "subj": f"Subject {i}", "prop": prop, "obj": "politician", "question": f"What is {i}?",
+            "o_aliases": '["pol"]', "possible_answers": '["politician", "pol"]', "paragraphs": repr(paragraphs)}
+
+
+def test_popqa_takes_first_rows_with_supporting_paragraphs(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([_popqa(0, "occupation"), _popqa(1, "occupation"), _popqa(2, "place of birth")]))
+    questions, docs = load_dataset("popqa", tmp_path, n=2, path=path)
+    assert [(q.id, q.qtype) for q in questions] == [("0", "occupation"), ("1", "occupation")]  # PRAG: first n
+    assert questions[1].gold_doc_ids == ["Subject 1", "Politician"] and questions[1].answers == ["politician", "pol"]
+    assert [d.id for d in docs] == ["Subject 0", "Politician", "Subject 1"]
+    assert docs[1].text == "A politician is a person."
+
+
+def _write(data_dir, rel, text):
+    (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+    (data_dir / rel).write_text(text)
+
+
+def test_cwq_borrows_the_other_corpora_and_has_no_gold(tmp_path):
+    _write(tmp_path, CWQ_FILE, json.dumps([{"test_id": i, "question": f"cwq {i}?", "answer": [f"a{i}", f"alias{i}"]}
+                                            for i in range(3)]))
+    with pytest.raises(InputError, match="cwq has no passages and borrows the hotpotqa paragraphs"):
+        load_dataset("cwq", tmp_path, n=2)
+    _write(tmp_path, HOTPOTQA_FILE, json.dumps(_row(0, "bridge")) + "\n" + json.dumps(_row(0, "comparison")))
+    _write(tmp_path, TWOWIKI_FILE, json.dumps([_twowiki(0, "inference")]))
+    _write(tmp_path, POPQA_FILE, json.dumps([_popqa(0, "occupation")]))
+    questions, docs = load_dataset("cwq", tmp_path, n=2)
+    assert [(q.id, q.answers, q.gold_doc_ids) for q in questions] == [("0", ["a0", "alias0"], []),
+                                                                      ("1", ["a1", "alias1"], [])]
+    assert {"Gold bridge 0", "Gold inference 0", "Bridge", "Subject 0", "Politician"} <= {d.id for d in docs}
+    assert {d.id for d in docs if d.title == "Shared"} == {"Shared", "Shared#2"}  # hotpotqa's and 2wiki's texts
+    assert "union" in CORPUS_NOTE["cwq"]
+    official = tmp_path / "ComplexWebQuestions_dev.json"  # the release's own format
+    official.write_text(json.dumps([{"ID": "WebQ/1", "question": "q?", "answers": [
+        {"answer": "Ada", "answer_id": "m.1", "aliases": ["Ada L.", "Ada"]}]}]))
+    (q,), _ = load_dataset("cwq", tmp_path, n=5, path=official)
+    assert (q.id, q.answers) == ("WebQ_1", ["Ada", "Ada L."])
+
+
+def test_missing_and_malformed_files_name_the_file_and_the_fix(tmp_path):
+    with pytest.raises(InputError, match=r"2wiki file .* not found; pass --data-dir .* README: Datasets"):
+        load_dataset("2wiki", tmp_path, n=2)
+    bad = _official(0, "bridge")
+    bad["supporting_facts"] = [["Nowhere", 0]]
+    (tmp_path / "bad.json").write_text(json.dumps([bad]))
+    with pytest.raises(InputError, match=r"bad.json: row 0 is not a hotpotqa row .*Nowhere"):
+        load_dataset("hotpotqa", tmp_path, n=2, path=tmp_path / "bad.json")
+    with pytest.raises(InputError, match="is not known"):
+        load_dataset("nq", tmp_path, n=2)
+
+
+def test_question_type_round_trips_through_the_questions_file(tmp_path):
+    questions = [Question("a", "Who?", ["Ada"], ["Doc"], "bridge"), Question("b", "Why?", ["So"])]
+    write_questions(questions, tmp_path / "q.jsonl")
+    assert load_questions(tmp_path / "q.jsonl") == questions
+
+
+@needs_shared
+def test_real_2wiki_popqa_and_cwq():
+    questions, docs = load_dataset("2wiki", SHARED, n=8)
+    assert sorted(q.qtype for q in questions) == sorted(["bridge_comparison", "comparison", "compositional",
+                                                         "inference"] * 2)
+    ids = {d.id for d in docs}
+    assert len(ids) == len(docs) and all(q.gold_doc_ids and set(q.gold_doc_ids) <= ids for q in questions)
+    questions, docs = load_dataset("popqa", SHARED, n=20)
+    ids = {d.id for d in docs}
+    assert len(questions) == 20 and all(q.answers and len(q.gold_doc_ids) == 2 and set(q.gold_doc_ids) <= ids
+                                        for q in questions)
+    questions, docs = load_dataset("cwq", SHARED, n=10)
+    assert len(questions) == 10 and docs and all(q.answers and not q.gold_doc_ids for q in questions)
+
+
+@needs_shared
+def test_real_official_hotpotqa_matches_the_ircot_file():
+    """The official release and IRCoT's file give the same questions and corpus for the same dev rows."""
+    official = SHARED / "hotpotqa" / "hotpotqa_dev_distractor_first100_origformat.DERIVED.json"
+    assert load_dataset("hotpotqa", SHARED, n=9, path=official) == load_dataset("hotpotqa", SHARED, n=9)
+    assert set(DATASET_FILES) == {"hotpotqa", "2wiki", "popqa", "cwq"}

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig
+from polyprag.adapters import InventoryConfig, inventory_state
 from polyprag.answer import GenerationConfig, build_prompt
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
@@ -117,3 +117,25 @@ def test_a_crash_between_the_two_renames_restores_the_old_version(built, tiny_ch
     shutil.copytree(folder, aside)  # what `_swap_in` leaves if stopped after moving the old version aside
     loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert len(loaded.docs) == 3 and (tmp_path / "kb" / "manifest.json").exists() and not aside.exists()
+
+
+def test_poly_z_add_trains_only_new_rows_and_leaves_old_answers_unchanged(built, tiny_chat_model_dir, tmp_path):
+    kb = KnowledgeBase.load(built[1], load_model(str(tiny_chat_model_dir)))
+    inventory = {k: v.clone() for k, v in inventory_state(kb.layers).items()}
+    old_rows = kb.routing.logits.detach().clone()
+    old_q = ["Who finished Marlow Bridge?"]
+    old_hits = kb.retrieve(old_q, 1)
+    before = [a.raw for a in kb.answer(old_q, "poly", k=1, generation=GEN, progress=False, hits=old_hits)]
+    new = [Document("pell", "Orrin Pell", "Orrin Pell was a painter born in 1901 in Velmark.")]
+    seconds = kb.add(new, progress=False)
+    assert seconds > 0 and kb.routing.n_docs == 4 and kb.docs[-1].id == "pell"
+    assert torch.equal(kb.routing.logits[:3], old_rows)  # old documents' routing frozen
+    assert not torch.equal(kb.routing.logits[3], torch.zeros_like(kb.routing.logits[3]))
+    assert all(torch.equal(inventory[k], v) for k, v in inventory_state(kb.layers).items())  # inventory frozen
+    assert [a.raw for a in kb.answer(old_q, "poly", k=1, generation=GEN, progress=False, hits=old_hits)] == before
+    assert kb.retrieve(["Which painter was born in 1901?"], 1)[0][0].doc_id == "pell"
+    kb.save(tmp_path / "kb2")
+    again = KnowledgeBase.load(tmp_path / "kb2", load_model(str(tiny_chat_model_dir)))
+    assert again.manifest["n_docs"] == 4 and again.manifest["additions"][0]["n_docs"] == 1
+    with pytest.raises(InputError, match="already in the knowledge base"):
+        again.add(new, progress=False)

@@ -1,0 +1,335 @@
+"""`polyprag bench`: the PRAG family side by side on one dataset — quality, storage and time in one table.
+
+Every method answers the same questions from the same retrieved documents, with the same reader, prompt
+and greedy decoding. Corpus modes: "closed" encodes every paragraph of the selected questions (BM25 over
+them all); "per-question" (PRAG's) encodes only the paragraphs some question retrieved (its top-k).
+Storage counts the parametric knowledge a method keeps on top of the corpus text and its BM25 index.
+
+OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them);
+the knowledge bases and PRAG adapters trained so far (a rerun continues them); and the reports:
+results.json, results.md, f1.png, routing_pca.png, adapter_usage.png.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from . import atomic, plots
+from .answer import Answer, GenerationConfig, answer_questions
+from .augment import augment_documents, training_samples
+from .corpus import Document
+from .datasets import Question
+from .errors import InputError
+from .evaluate import prediction, score_row
+from .kb import BuildConfig, KnowledgeBase
+from .models import LoadedModel, load_model
+from .prag import PragAdapters, PragConfig
+from .retrieve import BM25Index, Hit
+from .routing import normalize
+
+log = logging.getLogger("polyprag")
+
+METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tuned-combine",
+           "poly", "poly-combine", "poly-uniform", "poly-z")
+OPTIONAL = ("rag-gold",)  # a reader upper bound; needs gold paragraphs
+CORPUS_MODES = ("per-question", "closed")
+ABLATIONS = ("adapters", "rank", "routing")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: str
+    n: int
+    methods: tuple[str, ...] = METHODS
+    corpus_mode: str = "per-question"
+    k: int = 3
+    build: BuildConfig = field(default_factory=BuildConfig)
+    prag: PragConfig = field(default_factory=PragConfig)  # the paper's setting: lr 3e-4, 1 epoch
+    prag_tuned: PragConfig = field(default_factory=lambda: PragConfig(lr=1e-3, epochs=2))
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS + OPTIONAL]
+        if bad:
+            raise InputError(f"unknown method(s) {bad}; choose from {list(METHODS + OPTIONAL)} or 'all'.")
+        if self.corpus_mode not in CORPUS_MODES:
+            raise InputError(f"--corpus-mode {self.corpus_mode!r}; choose from {list(CORPUS_MODES)}.")
+        if self.k < 1 or self.n < 1:
+            raise InputError(f"--k {self.k} and --n {self.n} must both be >= 1.")
+        unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
+        if unknown:
+            raise InputError(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)}.")
+
+
+@dataclass
+class Workload:
+    """What every method shares: the questions, the encoded documents and each question's top-k."""
+
+    questions: list[Question]
+    docs: list[Document]  # the documents encoded
+    hits: list[list[Hit]]
+    corpus: list[Document]  # the whole closed corpus (gold paragraphs may lie outside `docs`)
+
+    @property
+    def texts(self) -> list[str]:
+        return [q.question for q in self.questions]
+
+    @property
+    def retrieved(self) -> list[list[str]]:
+        return [[h.doc_id for h in hs] for hs in self.hits]
+
+
+def workload(questions: list[Question], corpus: list[Document], mode: str, k: int) -> Workload:
+    """BM25 over the whole closed corpus; per-question mode then keeps only the paragraphs retrieved."""
+    hits = BM25Index.build(corpus).search([q.question for q in questions], k=k)
+    if mode == "closed":
+        return Workload(questions, corpus, hits, corpus)
+    wanted = {h.doc_id for hs in hits for h in hs}
+    return Workload(questions, [d for d in corpus if d.id in wanted], hits, corpus)
+
+
+class Bench:
+    def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True):
+        self.model, self.config, self.out, self.progress = model, config, Path(out), progress
+        self._lms: dict[str, LoadedModel] = {}
+        self._prag_adapters: dict[PragConfig, PragAdapters] = {}
+        self._kbs: dict[Path, KnowledgeBase] = {}
+
+    def run(self, questions: list[Question], corpus: list[Document], notes: dict | None = None) -> dict:
+        self._check_config(notes or {})
+        work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
+        log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
+                 self.config.corpus_mode)
+        for name in self._plan():
+            if not self._done(name).exists():
+                log.info("running %s", name)
+                self._save_method(name, *self._method(name, work))
+        return self.report(work, notes or {})
+
+    # --- the run's folder -------------------------------------------------------------------------------
+    def _check_config(self, notes: dict) -> None:
+        path = self.out / "config.json"
+        current = json.loads(json.dumps({"model": self.model, **asdict(self.config)}))
+        if path.exists():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved != current:
+                diff = sorted(k for k in current if saved.get(k) != current[k])
+                raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "
+                                 "rerun with the same settings to resume it, or pass a new --out folder.")
+            log.info("resuming %s: %d method(s) already done", self.out, len(list((self.out / "methods").glob("*.json"))))
+        atomic.write_text(path, json.dumps(current, indent=1))
+
+    def _done(self, name: str) -> Path:
+        return self.out / "methods" / f"{name.replace('/', '_')}.json"
+
+    def _save_method(self, name: str, row: dict, predictions: list[dict]) -> None:
+        atomic.write_text(self._done(name), json.dumps({"row": row, "predictions": predictions}, ensure_ascii=False))
+
+    def _plan(self) -> list[str]:
+        ablation = [f"poly[{key}={value}]" for key, values in self.config.ablations for value in values]
+        return [*self.config.methods, *ablation]
+
+    def _lm(self, role: str) -> LoadedModel:
+        """One fresh model per family: poly layers and PEFT's must not wrap the same modules."""
+        if role not in self._lms:
+            self._lms[role] = load_model(self.model)
+        return self._lms[role]
+
+    # --- methods ----------------------------------------------------------------------------------------
+    def _method(self, name: str, work: Workload) -> tuple[dict, list[dict]]:
+        timings: list[float] = []
+        start = time.perf_counter()
+        if name in ("closed-book", "rag", "rag-gold"):
+            answers, extra = self._reader(name, work, timings), {"storage_bytes": 0, "storage_bytes_per_doc": 0}
+        elif name.startswith("prag"):
+            answers, extra = self._prag(name, work, timings)
+        else:
+            answers, extra = self._poly(name, work, timings)
+        answer_seconds = time.perf_counter() - start - extra.pop("_encode_seconds", 0.0)
+        row = score_row(name, work.questions, answers, work.retrieved, timings, answer_seconds)
+        row.update(extra)
+        log.info("%s: F1 %.1f", name, row["f1"])
+        return row, [prediction(q, a, r) for q, a, r in zip(work.questions, answers, work.retrieved)]
+
+    def _reader(self, name: str, work: Workload, timings: list[float]) -> list[Answer]:
+        by_id = {d.id: d for d in work.docs}
+        if name == "closed-book":
+            passages = None
+        elif name == "rag":
+            passages = [[by_id[d].content() for d in ids] for ids in work.retrieved]
+        else:
+            passages = self._gold_passages(work)
+        return answer_questions(self._lm("base"), work.texts, passages, self.config.generation,
+                                progress=self.progress, timings=timings)
+
+    def _gold_passages(self, work: Workload) -> list[list[str]]:
+        missing = [q.id for q in work.questions if not q.gold_doc_ids]
+        if missing:
+            raise InputError(f"method rag-gold needs gold paragraphs for every question; {missing[:5]} have none.")
+        by_id = {d.id: d for d in work.corpus}
+        return [[by_id[g].content() for g in q.gold_doc_ids] for q in work.questions]
+
+    def _samples(self, work: Workload, lm: LoadedModel):
+        b = self.config.build
+        augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
+                                 progress=self.progress, max_qa=b.max_qa)
+        return training_samples(work.docs, augs, b.context_qa, b.rewrite)
+
+    def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
+        tuned = name.startswith("prag-tuned")
+        cfg = self.config.prag_tuned if tuned else self.config.prag
+        lm = self._lm("prag")
+        adapters = self._prag_adapters.get(cfg) or PragAdapters(lm, cfg, self.out / f"prag-lr{cfg.lr:g}-e{cfg.epochs}")
+        self._prag_adapters[cfg] = adapters
+        t0 = time.perf_counter()
+        per_doc = adapters.encode(self._samples(work, lm), len(work.docs), self.progress)
+        encode_seconds = time.perf_counter() - t0
+        row = {d.id: i for i, d in enumerate(work.docs)}
+        docs = [[row[h.doc_id] for h in hs] for hs in work.hits]
+        passages = [[work.docs[i].content() for i in ds] for ds in docs] if name.endswith("combine") else None
+        answers = adapters.answer(work.texts, docs, passages, self.config.generation, self.progress, timings)
+        storage = adapters.storage_bytes(len(work.docs))
+        return answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
+                         "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
+                         "_encode_seconds": encode_seconds}
+
+    def _poly(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
+        t0 = time.perf_counter()
+        if name == "poly-z":
+            kb, folder = self._poly_z(work), self.out / "kb-z"
+            added = kb.manifest["additions"][-1]
+            encode = added["seconds"] / added["n_docs"]
+        else:
+            build = self._ablated(name)
+            kb, folder = self._kb(work, build, self._kb_folder(build))
+            encode = kb.manifest["build_seconds"] / kb.manifest["n_docs"]
+        encode_seconds = time.perf_counter() - t0
+        mode = name if name in ("poly", "poly-combine", "poly-uniform") else "poly"
+        answers = kb.answer(work.texts, mode, self.config.k, self.config.generation, self.progress, timings,
+                            hits=work.hits)
+        storage = kb.storage_bytes(folder)
+        extra = {"storage_bytes": storage["inventory"] + storage["routing"],
+                 "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],
+                 "encode_s_per_doc": round(encode, 3), "adapters": kb.manifest["inventory"]["n_adapters"],
+                 "rank": kb.manifest["inventory"]["rank"], "routing": kb.manifest["routing"],
+                 "_encode_seconds": encode_seconds}
+        if name == "poly-z":
+            extra["added_docs"] = added["n_docs"]
+        return answers, extra
+
+    def _ablated(self, name: str) -> BuildConfig:
+        b = self.config.build
+        if not name.startswith("poly["):
+            return b
+        key, value = name[5:-1].split("=")
+        if key == "routing":
+            return replace(b, routing=value)
+        field_name = {"adapters": "n_adapters", "rank": "rank"}[key]
+        return replace(b, inventory=replace(b.inventory, **{field_name: int(value)}))
+
+    def _kb_folder(self, build: BuildConfig) -> Path:
+        if build == self.config.build:
+            return self.out / "kb"
+        inv = build.inventory
+        return self.out / f"kb-M{inv.n_adapters}-r{inv.rank}-{build.routing}"
+
+    def _kb(self, work: Workload, build: BuildConfig, folder: Path) -> tuple[KnowledgeBase, Path]:
+        """Load the KB this run built before, else build it (resuming its epoch checkpoints) and save it."""
+        if folder in self._kbs:
+            return self._kbs[folder], folder
+        if (folder / "manifest.json").exists():
+            kb = KnowledgeBase.load(folder, load_model(self.model))
+        else:
+            lm = load_model(self.model)
+            kb = KnowledgeBase.build(work.docs, lm, build, cache=self.out / "augment-cache.jsonl",
+                                     checkpoint_dir=folder.with_name(folder.name + ".ckpt"), progress=self.progress)
+            kb.save(folder)
+            shutil.rmtree(folder.with_name(folder.name + ".ckpt"), ignore_errors=True)
+        self._kbs[folder] = kb
+        return kb, folder
+
+    def _poly_z(self, work: Workload) -> KnowledgeBase:
+        """Poly-z: the inventory trained on every other document; the rest encoded by routing only."""
+        folder = self.out / "kb-z"
+        if (folder / "manifest.json").exists():
+            return KnowledgeBase.load(folder, load_model(self.model))
+        base = replace(work, docs=work.docs[0::2])
+        kb, _ = self._kb(base, self.config.build, self.out / "kb-z-base")
+        kb.add(work.docs[1::2], cache=self.out / "augment-cache.jsonl",
+               checkpoint_dir=self.out / "kb-z.ckpt", progress=self.progress)
+        kb.save(folder)
+        shutil.rmtree(self.out / "kb-z.ckpt", ignore_errors=True)
+        return kb
+
+    # --- reports ----------------------------------------------------------------------------------------
+    def report(self, work: Workload, notes: dict) -> dict:
+        done = [json.loads(self._done(m).read_text(encoding="utf-8")) for m in self._plan()]
+        rows = [d["row"] for d in done]
+        result = {"config": {**json.loads((self.out / "config.json").read_text()), "n_questions": len(work.questions),
+                             "n_docs": len(work.docs), **notes},
+                  "storage": storage_claims(rows), "rows": rows,
+                  "predictions": {d["row"]["method"]: d["predictions"] for d in done}}
+        atomic.write_text(self.out / "results.json", json.dumps(result, indent=1, ensure_ascii=False))
+        atomic.write_text(self.out / "results.md", markdown(result))
+        plots.f1_bars(rows, self.out / "f1.png", title=f"{self.config.dataset}: F1 per method")
+        self._routing_plots(work)
+        return result
+
+    def _routing_plots(self, work: Workload) -> None:
+        folder = self.out / "kb"
+        if not (folder / "routing.safetensors").exists():
+            return
+        from safetensors.torch import load_file
+
+        weights = normalize(torch.sigmoid(load_file(folder / "routing.safetensors")["logits"])).numpy()
+        ids = [json.loads(line)["id"] for line in (folder / "docs.jsonl").read_text(encoding="utf-8").splitlines()]
+        first = {}
+        for q, hs in zip(work.questions, work.hits):  # each document labelled by the first question retrieving it
+            for h in hs:
+                first.setdefault(h.doc_id, q.id)
+        labels = [first.get(i, "not retrieved") for i in ids]
+        plots.routing_pca(weights, labels, self.out / "routing_pca.png",
+                          title="documents' routing vectors (PCA), coloured by question")
+        plots.adapter_usage(weights, self.out / "adapter_usage.png", title="adapter usage")
+
+
+def storage_claims(rows: list[dict]) -> dict:
+    """PRAG's adapter bytes over Poly-PRAG's parametric bytes, in all and per added document."""
+    prag = next((r for r in rows if r["method"].startswith("prag")), None)
+    poly = next((r for r in rows if r["method"] in ("poly", "poly-combine", "poly-uniform")), None)
+    if not (prag and poly):
+        return {}
+    return {"prag_bytes": prag["storage_bytes"], "prag_bytes_per_doc": prag["storage_bytes_per_doc"],
+            "poly_bytes": poly["storage_bytes"], "poly_bytes_per_doc": poly["storage_bytes_per_doc"],
+            "ratio_total": round(prag["storage_bytes"] / poly["storage_bytes"], 2),
+            "ratio_per_doc": round(prag["storage_bytes_per_doc"] / poly["storage_bytes_per_doc"], 1)}
+
+
+def markdown(result: dict) -> str:
+    c = result["config"]
+    lines = [f"# {c['dataset']}: {c['n_questions']} questions, {c['n_docs']} documents ({c['corpus_mode']} corpus)", "",
+             f"Model `{c['model']}`, k = {c['k']}, greedy, at most {c['generation']['max_new_tokens']} new tokens."]
+    if c.get("corpus_note"):
+        lines.append(f"Corpus: {c['corpus_note']}.")
+    lines += ["", "| method | EM | F1 | acc | R@k | storage bytes | bytes/doc | encode s/doc | p50 s | p95 s | s/q |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        recall = "-" if r["recall_at_k"] is None else f"{r['recall_at_k']:.2f}"
+        encode = f"{r['encode_s_per_doc']:.2f}" if "encode_s_per_doc" in r else "-"
+        lines.append(f"| {r['method']} | {r['em']:.1f} | {r['f1']:.1f} | {r['acc']:.1f} | {recall} | "
+                     f"{r['storage_bytes']:,} | {r['storage_bytes_per_doc']:,} | {encode} | {r['latency_p50_s']:.2f} | "
+                     f"{r['latency_p95_s']:.2f} | {r['seconds_per_question']:.2f} |")
+    s = result["storage"]
+    if s:
+        lines += ["", f"Storage: PRAG's adapters {s['prag_bytes']:,} bytes vs Poly-PRAG's inventory + routing "
+                  f"{s['poly_bytes']:,} bytes ({s['ratio_total']}× smaller); per document {s['prag_bytes_per_doc']:,} "
+                  f"vs {s['poly_bytes_per_doc']:,} bytes ({s['ratio_per_doc']}× smaller)."]
+    return "\n".join(lines) + "\n"

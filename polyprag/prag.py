@@ -1,0 +1,151 @@
+"""The PRAG baseline: one PEFT LoRA per document, the retrieved documents' LoRAs summed at question time.
+
+PRAG (Su et al. 2025): r=2, α=32 on the MLP projections, AdamW lr 3e-4, 1 epoch, batch 1, trained on the
+same augmented samples as Poly-PRAG; at question time the top-k documents' adapters are combined with
+PEFT's `add_weighted_adapter(..., combination_type="cat")` (weights 1: a sum of the k LoRA updates).
+Adapters are saved one folder per document (PEFT's safetensors format) under `folder/<doc index>/`;
+encoding skips documents whose folder already exists, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from tqdm.auto import tqdm
+
+from . import atomic
+from .adapters import target_modules
+from .answer import Answer, GenerationConfig, answer_questions
+from .augment import Sample
+from .models import LoadedModel
+from .train import collate, encode
+
+log = logging.getLogger("polyprag")
+SLOT = "encoding"  # the adapter being trained; each document's copy is saved from it
+
+
+@dataclass(frozen=True)
+class PragConfig:
+    rank: int = 2
+    alpha: float = 32.0
+    targets: tuple[str, ...] = ("mlp",)
+    lr: float = 3e-4
+    epochs: int = 1
+    seed: int = 0
+    max_length: int = 384
+
+
+class PragAdapters:
+    """A base model wrapped by PEFT, able to train one document's LoRA and to answer with a sum of them."""
+
+    def __init__(self, lm: LoadedModel, config: PragConfig, folder: str | Path):
+        self.lm, self.config, self.folder = lm, config, Path(folder)
+        suffixes = sorted({name.rsplit(".", 1)[-1] for name, _ in target_modules(lm.model, config.targets)})
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=suffixes)
+        self.model: PeftModel = get_peft_model(lm.model, lora, adapter_name=SLOT)
+        self.model.eval()
+
+    def doc_dir(self, doc: int) -> Path:
+        return self.folder / str(doc)
+
+    def encode(self, samples: list[Sample], n_docs: int, progress: bool = True) -> float:
+        """Train and save every document's adapter not saved yet; returns training seconds per document,
+        counted over every run that trained some of them (timing.json keeps the tally across resumes)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "prag_config.json").write_text(json.dumps(asdict(self.config)))
+        by_doc: dict[int, list[Sample]] = {}
+        for s in samples:
+            by_doc.setdefault(s.doc, []).append(s)
+        todo = [d for d in range(n_docs) if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
+        start = time.perf_counter()
+        timing = self.folder / "timing.json"
+        tally = json.loads(timing.read_text()) if timing.exists() else {"seconds": 0.0, "docs": 0}
+        for doc in tqdm(todo, desc=f"PRAG adapters (lr {self.config.lr:g})", unit="doc", disable=not progress):
+            self._train_one(doc, by_doc.get(doc, []))
+            tally = {"seconds": tally["seconds"] + time.perf_counter() - start, "docs": tally["docs"] + 1}
+            start = time.perf_counter()
+            atomic.write_text(timing, json.dumps(tally))
+        return tally["seconds"] / max(tally["docs"], 1)
+
+    def _train_one(self, doc: int, samples: list[Sample]) -> None:
+        torch.manual_seed(self.config.seed * 100_003 + doc)
+        for module in self.model.modules():  # fresh LoRA init for this document
+            if hasattr(module, "reset_lora_parameters") and SLOT in getattr(module, "lora_A", {}):
+                module.reset_lora_parameters(SLOT, True)
+        params = [p for n, p in self.model.named_parameters() if f".{SLOT}." in n]
+        opt = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.0)
+        encoded = [encode(self.lm.tokenizer, s, self.config.max_length) for s in samples]
+        rng = random.Random(self.config.seed * 100_003 + doc)
+        self.model.train()
+        for _ in range(self.config.epochs):
+            for e in rng.sample(encoded, len(encoded)):  # batch 1, as PRAG
+                batch = collate([e], self.lm.tokenizer.pad_token_id)
+                batch.pop("doc")
+                loss = self.model(**batch).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        self.model.eval()
+        with atomic.staged_dir(self.doc_dir(doc)) as tmp:
+            self.model.save_pretrained(tmp, selected_adapters=[SLOT])
+            for f in (tmp / SLOT).iterdir():  # PEFT puts a named adapter in a subfolder
+                f.rename(tmp / f.name)
+            (tmp / SLOT).rmdir()
+
+    def answer(self, questions: list[str], docs_per_question: list[list[int]], passages: list[list[str]] | None,
+               generation: GenerationConfig, progress: bool = True, timings: list[float] | None = None) -> list[Answer]:
+        """One question at a time: its documents' adapters loaded, summed ("cat"), generated, unloaded."""
+        answers = []
+        bar = tqdm(range(len(questions)), desc="PRAG answering", unit="q", disable=not progress)
+        for i in bar:
+            start = time.perf_counter()
+            with self._merged(docs_per_question[i]):
+                ps = [passages[i]] if passages is not None else None
+                answers += answer_questions(self.lm, [questions[i]], ps, generation, progress=False, shots=False)
+            if timings is not None:
+                timings.append(time.perf_counter() - start)
+        return answers
+
+    def _merged(self, docs: list[int]):
+        return _MergedAdapters(self.model, [self.doc_dir(d) for d in docs])
+
+    def storage_bytes(self, n_docs: int) -> int:
+        return sum(f.stat().st_size for d in range(n_docs) for f in self.doc_dir(d).iterdir())
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _MergedAdapters:
+    """Within the block the model answers with the sum of the given adapters; no adapters: the base model."""
+
+    def __init__(self, model: PeftModel, dirs: list[Path]):
+        self.model, self.dirs = model, dirs
+        self.names = [f"doc{i}" for i in range(len(dirs))]
+
+    def __enter__(self):
+        if not self.dirs:
+            self.ctx = self.model.disable_adapter()
+            self.ctx.__enter__()
+            return self
+        for name, d in zip(self.names, self.dirs):
+            self.model.load_adapter(str(d), adapter_name=name, is_trainable=False)
+        self.model.add_weighted_adapter(self.names, [1.0] * len(self.names), "merged", combination_type="cat")
+        self.model.set_adapter("merged")
+        return self
+
+    def __exit__(self, *exc):
+        if not self.dirs:
+            return self.ctx.__exit__(*exc)
+        self.model.set_adapter(SLOT)
+        for name in [*self.names, "merged"]:
+            self.model.delete_adapter(name)
+        return False

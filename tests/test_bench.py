@@ -1,0 +1,83 @@
+"""`polyprag bench` end to end on the tiny model: every method, the JSON/Markdown/PNG reports, resume."""
+
+import json
+
+import pytest
+
+from polyprag.bench import METHODS, storage_claims, workload
+from polyprag.cli import main
+from polyprag.datasets import Question
+from polyprag.corpus import Document
+
+FAST = ["--n", "3", "--epochs", "1", "--max-new-tokens", "3", "--adapters", "4", "--rank", "2"]
+
+
+def _bench(model, out, *extra):
+    return main(["-q", "bench", "--dataset", "sample", "--model", str(model), "--out", str(out), *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def run(tiny_chat_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "run"
+    assert _bench(tiny_chat_model_dir, out, "--methods", "all", "--routing", "fine,coarse") == 0
+    return out
+
+
+def test_every_method_has_a_row_with_quality_storage_and_time(run):
+    result = json.loads((run / "results.json").read_text())
+    methods = [r["method"] for r in result["rows"]]
+    assert methods == [*METHODS, "poly[routing=fine]", "poly[routing=coarse]"]
+    for r in result["rows"]:
+        for key in ("em", "f1", "recall_at_k", "storage_bytes", "storage_bytes_per_doc", "latency_p50_s",
+                    "latency_p95_s", "seconds_per_question"):
+            assert key in r, (r["method"], key)
+        assert r["latency_p95_s"] >= r["latency_p50_s"] > 0
+        assert len(result["predictions"][r["method"]]) == 3
+    by = {r["method"]: r for r in result["rows"]}
+    assert by["closed-book"]["storage_bytes"] == 0 and by["prag"]["storage_bytes"] > 0
+    assert by["prag"]["encode_s_per_doc"] > 0 and by["poly"]["encode_s_per_doc"] > 0
+    assert by["poly[routing=coarse]"]["storage_bytes_per_doc"] < by["poly[routing=fine]"]["storage_bytes_per_doc"]
+    assert by["poly-z"]["added_docs"] == result["config"]["n_docs"] // 2
+    assert result["config"]["n_docs"] == (run / "kb" / "docs.jsonl").read_text().count("\n")
+    assert result["storage"]["ratio_per_doc"] == round(by["prag"]["storage_bytes_per_doc"] / by["poly"]["storage_bytes_per_doc"], 1)
+
+
+def test_reports_and_plots_are_written(run):
+    md = (run / "results.md").read_text()
+    assert "| prag-tuned |" in md and "poly[routing=coarse]" in md and "Storage:" in md
+    for png in ("f1.png", "routing_pca.png", "adapter_usage.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_rerun_resumes_and_redoes_only_missing_methods(run, tiny_chat_model_dir):
+    kept = (run / "methods" / "prag.json").stat().st_mtime_ns
+    (run / "methods" / "rag.json").unlink()
+    assert _bench(tiny_chat_model_dir, run, "--methods", "all", "--routing", "fine,coarse") == 0
+    assert (run / "methods" / "rag.json").exists()
+    assert (run / "methods" / "prag.json").stat().st_mtime_ns == kept
+
+
+def test_a_rerun_with_other_settings_is_refused(run, tiny_chat_model_dir, capsys):
+    assert _bench(tiny_chat_model_dir, run, "--methods", "rag") == 2
+    assert "other settings" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("flags, message", [(["--methods", "rag,telepathy"], "telepathy"),
+                                            (["--adapters", "4,x"], "--adapters"),
+                                            (["--routing", "fine,medium"], "--routing")])
+def test_bad_flags_are_named(flags, message, tiny_chat_model_dir, tmp_path, capsys):
+    args = ["-q", "bench", "--dataset", "sample", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path / "o"), *flags]
+    assert main(args) == 2
+    assert message in capsys.readouterr().out
+
+
+def test_per_question_mode_encodes_only_retrieved_paragraphs():
+    corpus = [Document("a", "Ada Feld", "Ada Feld built Marlow Bridge."), Document("b", "Velmark", "Velmark mills."),
+              Document("c", "Glass harp", "A glass harp is an instrument.")]
+    questions = [Question("q", "Who built Marlow Bridge?", ["Ada Feld"], ["a"])]
+    assert [d.id for d in workload(questions, corpus, "per-question", 1).docs] == ["a"]
+    assert len(workload(questions, corpus, "closed", 1).docs) == 3
+
+
+def test_storage_ratios_need_both_families():
+    assert storage_claims([{"method": "rag", "storage_bytes": 0, "storage_bytes_per_doc": 0}]) == {}
