@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
+import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,6 +31,7 @@ from .datasets import Question
 from .errors import InputError
 from .evaluate import prediction, score_row
 from .kb import BuildConfig, KnowledgeBase
+from .metrics import score
 from .models import LoadedModel, load_model
 from .prag import PragAdapters, PragConfig
 from .retrieve import BM25Index, Hit
@@ -273,9 +276,12 @@ class Bench:
     def report(self, work: Workload, notes: dict) -> dict:
         done = [json.loads(self._done(m).read_text(encoding="utf-8")) for m in self._plan()]
         rows = [d["row"] for d in done]
+        added = {d.id for d in work.docs[1::2]}  # the half Poly-z encodes by routing only
+        for d in done:
+            d["row"].update(breakdown(work, d["predictions"], added))
         result = {"config": {**json.loads((self.out / "config.json").read_text()), "n_questions": len(work.questions),
                              "n_docs": len(work.docs), **notes},
-                  "storage": storage_claims(rows), "rows": rows,
+                  "storage": storage_claims(rows, len(work.docs)), "rows": rows,
                   "predictions": {d["row"]["method"]: d["predictions"] for d in done}}
         atomic.write_text(self.out / "results.json", json.dumps(result, indent=1, ensure_ascii=False))
         atomic.write_text(self.out / "results.md", markdown(result))
@@ -301,16 +307,36 @@ class Bench:
         plots.adapter_usage(weights, self.out / "adapter_usage.png", title="adapter usage")
 
 
-def storage_claims(rows: list[dict]) -> dict:
-    """PRAG's adapter bytes over Poly-PRAG's parametric bytes, in all and per added document."""
+def breakdown(work: Workload, predictions: list[dict], added: set[str]) -> dict:
+    """F1 per question type, and on the questions whose best document is in Poly-z's added half or not."""
+    f1 = [score(p["prediction"], p["answers"]).f1 for p in predictions]
+    groups: dict[str, list[float]] = {}
+    for q, x in zip(work.questions, f1):
+        groups.setdefault(q.qtype or "all", []).append(x)
+    out = {"f1_by_type": {t: round(100 * statistics.fmean(v), 2) for t, v in groups.items()}}
+    top = [hs[0].doc_id if hs else None for hs in work.hits]
+    for name, inside in (("f1_added_half", True), ("f1_trained_half", False)):
+        part = [x for x, t in zip(f1, top) if t is not None and (t in added) == inside]
+        out[name] = round(100 * statistics.fmean(part), 2) if part else None
+    return out
+
+
+def storage_claims(rows: list[dict], n_docs: int) -> dict:
+    """PRAG's adapter bytes over Poly-PRAG's parametric bytes, in all and per added document; and, from the
+    measured sizes (every adapter file and routing row has the same size), the corpus size at which the
+    whole of Poly-PRAG is 100× smaller than PRAG's adapters."""
     prag = next((r for r in rows if r["method"].startswith("prag")), None)
     poly = next((r for r in rows if r["method"] in ("poly", "poly-combine", "poly-uniform")), None)
     if not (prag and poly):
         return {}
-    return {"prag_bytes": prag["storage_bytes"], "prag_bytes_per_doc": prag["storage_bytes_per_doc"],
-            "poly_bytes": poly["storage_bytes"], "poly_bytes_per_doc": poly["storage_bytes_per_doc"],
+    per_prag, per_poly = prag["storage_bytes_per_doc"], poly["storage_bytes_per_doc"]
+    fixed = poly["storage_bytes"] - n_docs * per_poly  # the inventory (+ file headers)
+    return {"n_docs": n_docs, "prag_bytes": prag["storage_bytes"], "prag_bytes_per_doc": per_prag,
+            "poly_bytes": poly["storage_bytes"], "poly_bytes_per_doc": per_poly, "poly_fixed_bytes": fixed,
             "ratio_total": round(prag["storage_bytes"] / poly["storage_bytes"], 2),
-            "ratio_per_doc": round(prag["storage_bytes_per_doc"] / poly["storage_bytes_per_doc"], 1)}
+            "ratio_per_doc": round(per_prag / per_poly, 1),
+            "docs_for_100x_total": math.ceil(100 * fixed / (per_prag - 100 * per_poly))
+            if per_prag > 100 * per_poly else None}
 
 
 def markdown(result: dict) -> str:
@@ -327,9 +353,23 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['method']} | {r['em']:.1f} | {r['f1']:.1f} | {r['acc']:.1f} | {recall} | "
                      f"{r['storage_bytes']:,} | {r['storage_bytes_per_doc']:,} | {encode} | {r['latency_p50_s']:.2f} | "
                      f"{r['latency_p95_s']:.2f} | {r['seconds_per_question']:.2f} |")
+    types = sorted({t for r in result["rows"] for t in r.get("f1_by_type", {})})
+    if len(types) > 1:
+        lines += ["", "F1 per question type, and on the questions whose top document is in the half Poly-z adds "
+                  "by routing only / the half its inventory was trained on:", "",
+                  "| method | " + " | ".join(types) + " | added half | trained half |",
+                  "|---|" + "---|" * (len(types) + 2)]
+        for r in result["rows"]:
+            cells = [f"{r['f1_by_type'].get(t, 0):.1f}" for t in types]
+            halves = ["-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("f1_added_half", "f1_trained_half")]
+            lines.append(f"| {r['method']} | " + " | ".join(cells + halves) + " |")
     s = result["storage"]
     if s:
         lines += ["", f"Storage: PRAG's adapters {s['prag_bytes']:,} bytes vs Poly-PRAG's inventory + routing "
-                  f"{s['poly_bytes']:,} bytes ({s['ratio_total']}× smaller); per document {s['prag_bytes_per_doc']:,} "
-                  f"vs {s['poly_bytes_per_doc']:,} bytes ({s['ratio_per_doc']}× smaller)."]
+                  f"{s['poly_bytes']:,} bytes: PRAG / Poly-PRAG = {s['ratio_total']}× for these {s['n_docs']} "
+                  f"documents. Per document {s['prag_bytes_per_doc']:,} vs {s['poly_bytes_per_doc']:,} bytes: "
+                  f"{s['ratio_per_doc']}×."]
+        if s["docs_for_100x_total"]:
+            lines.append(f"From these sizes, the whole of Poly-PRAG is 100× smaller than PRAG's adapters from "
+                         f"{s['docs_for_100x_total']:,} documents on.")
     return "\n".join(lines) + "\n"

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="score answering modes on a dataset or your own questions")
     ev.add_argument("--dataset", choices=DATASETS, help="a dataset in --data-dir (see README: Datasets)")
-    ev.add_argument("--data-dir", default="../shared/data")
+    _data_args(ev)
     ev.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
     ev.add_argument("--corpus", help="your documents (instead of --dataset)")
     ev.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
@@ -76,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
 
     exp = sub.add_parser("export", help="write a dataset's questions and closed corpus as JSONL files")
     exp.add_argument("--dataset", choices=DATASETS, required=True)
-    exp.add_argument("--data-dir", default="../shared/data")
+    _data_args(exp)
     exp.add_argument("--n", type=int, default=100)
     exp.add_argument("--out", required=True, help="folder for docs.jsonl and questions.jsonl")
     exp.set_defaults(func=cmd_export)
@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="the PRAG family side by side on a dataset: quality, storage, time")
     bench.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (in --data-dir), or sample (bundled)")
-    bench.add_argument("--data-dir", default="../shared/data")
+    _data_args(bench)
     bench.add_argument("--corpus", help="your documents (with --questions, instead of --dataset)")
     bench.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
     bench.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
@@ -126,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
     demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
     return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default="../shared/data", help="folder holding the datasets (see README: Datasets)")
+    p.add_argument("--data-file", help="read this file (e.g. a full official release) instead of the default one")
 
 
 def _augment_args(p: argparse.ArgumentParser) -> None:
@@ -230,7 +235,7 @@ def cmd_eval(args) -> None:
     if args.dataset:
         if args.n < 1:
             raise InputError(f"--n {args.n}: ask for at least 1 question.")
-        questions, docs = load_dataset(args.dataset, args.data_dir, args.n)
+        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
     elif not (args.corpus and args.questions):
         raise InputError("--corpus and --questions go together: give both.")
     else:
@@ -241,7 +246,7 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     if args.n < 1:
         raise InputError(f"--n {args.n}: ask for at least 1 question.")
-    questions, docs = load_dataset(args.dataset, args.data_dir, args.n)
+    questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
     out = Path(args.out)
     write_jsonl(docs, out / "docs.jsonl")
     write_questions(questions, out / "questions.jsonl")
@@ -342,7 +347,7 @@ def _bench_data(args) -> tuple[list, list, str]:
     if args.dataset == "sample":
         return load_questions(SAMPLE / "questions.jsonl")[: args.n], load_corpus(SAMPLE / "docs.jsonl"), ""
     if args.dataset:
-        questions, docs = load_dataset(args.dataset, args.data_dir, args.n)
+        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
         return questions, docs, CORPUS_NOTE.get(args.dataset, "")
     if not (args.corpus and args.questions):
         raise InputError("pass --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")

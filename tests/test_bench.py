@@ -39,6 +39,7 @@ def test_every_method_has_a_row_with_quality_storage_and_time(run):
     assert by["poly[routing=coarse]"]["storage_bytes_per_doc"] < by["poly[routing=fine]"]["storage_bytes_per_doc"]
     assert by["poly-z"]["added_docs"] == result["config"]["n_docs"] // 2
     assert result["config"]["n_docs"] == (run / "kb" / "docs.jsonl").read_text().count("\n")
+    assert set(by["poly"]["f1_by_type"]) == {"all"} and by["poly-z"]["f1_added_half"] is not None
     assert result["storage"]["ratio_per_doc"] == round(by["prag"]["storage_bytes_per_doc"] / by["poly"]["storage_bytes_per_doc"], 1)
 
 
@@ -79,5 +80,12 @@ def test_per_question_mode_encodes_only_retrieved_paragraphs():
     assert len(workload(questions, corpus, "closed", 1).docs) == 3
 
 
-def test_storage_ratios_need_both_families():
-    assert storage_claims([{"method": "rag", "storage_bytes": 0, "storage_bytes_per_doc": 0}]) == {}
+def test_storage_ratios_and_the_corpus_size_for_100x():
+    assert storage_claims([{"method": "rag", "storage_bytes": 0, "storage_bytes_per_doc": 0}], 10) == {}
+    rows = [{"method": "prag", "storage_bytes": 10_000, "storage_bytes_per_doc": 1000},
+            {"method": "poly", "storage_bytes": 550, "storage_bytes_per_doc": 5}]  # 500 inventory + 10 × 5
+    s = storage_claims(rows, 10)
+    assert (s["ratio_total"], s["ratio_per_doc"], s["poly_fixed_bytes"]) == (18.18, 200.0, 500)
+    assert s["docs_for_100x_total"] == 100  # 100 × 1000 = 100 × (500 + 100 × 5)
+    rows[1]["storage_bytes_per_doc"] = 20  # a row costing more than 1/100 of an adapter: never 100×
+    assert storage_claims(rows, 10)["docs_for_100x_total"] is None
