@@ -8,8 +8,6 @@ touched and nothing needs closing; each PNG is written atomically (temp file, th
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +15,8 @@ import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from . import atomic
 
 __all__ = ["adapter_usage", "f1_bars", "pca_2d", "routing_pca", "routing_stats"]
 
@@ -38,17 +38,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, buf.getvalue())
     return path
 
 
