@@ -7,7 +7,9 @@ KB/
   docs.jsonl              id, title, text
   augment.jsonl           the augmentations the adapters were trained on (a cache for rebuilds)
   index/                  BM25 (bm25s arrays + JSON)
-Writes go to a sibling temp folder renamed into place: a KB is the old version or the new one.
+Writes go to a sibling temp folder renamed into place: a KB is the old version or the new one. A save over
+an existing KB keeps the replaced version in KB.versions/v<N>/ (`lifecycle.py`: versions, rollback).
+The manifest's "changes" lists what produced each version: build, add (Poly-z), remove, retrain.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from . import atomic
 from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, load_inventory_state
@@ -29,6 +32,7 @@ from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, load_corpus, write_jsonl
 from .errors import InputError
+from .lifecycle import next_version, read_manifest, rollback, staged_version, versions  # noqa: F401 (re-exported)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit
 from .routing import RoutingTable
@@ -74,10 +78,12 @@ class KnowledgeBase:
 
     @classmethod
     def build(cls, docs: list[Document], lm: LoadedModel, config: BuildConfig = BuildConfig(),
-              cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True) -> KnowledgeBase:
+              cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True,
+              reuse: list[Augmentation] = ()) -> KnowledgeBase:
+        """`reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
         fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
         start = time.perf_counter()
-        augs = augment_documents(docs, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa)
+        augs = _augment(docs, config, lm, cache, progress, reuse)
         torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
         layers = inject(lm.model, config.inventory)
         groups = len(layers) if config.routing == "fine" else 1
@@ -94,10 +100,7 @@ class KnowledgeBase:
             checkpoint_dir: Path | None = None, progress: bool = True) -> float:
         """Poly-z: new documents get routing rows trained on their own samples; the inventory and every old
         row stay frozen, so old documents' answers do not change. Returns the seconds it took."""
-        clash = sorted({d.id for d in docs} & set(self.row))
-        if clash:
-            raise InputError(f"document id(s) {clash[:5]} are already in the knowledge base; remove them first, "
-                             "or give the new documents other ids.")
+        self._check_new(docs)
         if not docs:
             raise InputError("no documents to add; pass a corpus with at least one document.")
         start = time.perf_counter()
@@ -115,20 +118,96 @@ class KnowledgeBase:
         self.row = {d.id: i for i, d in enumerate(self.docs)}
         self.index = BM25Index.build(self.docs)
         seconds = time.perf_counter() - start
-        self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), {
-            "n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
-            "loss_per_epoch": [round(x, 5) for x in history], "seconds": round(seconds, 1), "at": _now()}]}
+        addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
+                    "loss_per_epoch": [round(x, 5) for x in history], "seconds": round(seconds, 1), "at": _now()}
+        self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), addition]}
+        self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"]})
         return seconds
 
+    def remove(self, ids: list[str]) -> None:
+        """Drop documents: their routing rows, texts, augmentations and index entries. The inventory stays as it
+        is, so every other document's answers do not change. To replace a document: remove it, then add it."""
+        ids = list(dict.fromkeys(ids))
+        unknown = [i for i in ids if i not in self.row]
+        if unknown:
+            raise InputError(f"document id(s) {unknown[:5]}{' …' if len(unknown) > 5 else ''} are not in the "
+                             "knowledge base; use ids from its docs.jsonl (`polyprag inspect KB` shows some).")
+        if not ids:
+            raise InputError("no document ids to remove; name at least one.")
+        if len(ids) == len(self.docs):
+            raise InputError(f"removing all {len(ids)} documents would leave an empty knowledge base; keep at "
+                             "least one, or build a new knowledge base instead.")
+        gone = set(ids)
+        keep = torch.tensor([d.id not in gone for d in self.docs])  # (N,)
+        self.routing.logits = nn.Parameter(self.routing.logits.detach()[keep].clone())
+        self.docs = [d for d in self.docs if d.id not in gone]
+        self.augmentations = [a for a in self.augmentations if a.doc_id not in gone]
+        self.row = {d.id: i for i, d in enumerate(self.docs)}
+        self.index = BM25Index.build(self.docs)
+        self.manifest = {**self.manifest, "n_docs": len(self.docs)}
+        self._record({"op": "remove", "ids": ids, "n_docs": len(ids)})
+
+    def retrain(self, docs: list[Document] = (), training: TrainConfig | None = None, cache: Path | None = None,
+                checkpoint_dir: Path | None = None, progress: bool = True) -> float:
+        """Encode every document, the KB's and `docs`, into a fresh inventory and routing with the build config
+        the manifest records (`training` replaces its training part). Unlike `add`, every answer may change.
+        The KB's own augmentations are reused. Returns the seconds it took."""
+        docs = list(docs)
+        self._check_new(docs)
+        config = build_config(self.manifest)
+        config = replace(config, training=replace(training or config.training, train_adapters=True))
+        start = time.perf_counter()
+        taken = _eject(self.lm.model)  # `build` injects a fresh inventory into the bare base model
+        try:
+            fresh = KnowledgeBase.build(self.docs + docs, self.lm, config, cache, checkpoint_dir, progress,
+                                        reuse=self.augmentations)
+        except BaseException:
+            _reinstate(taken)  # a failed retrain leaves this KB as it was
+            raise
+        seconds = time.perf_counter() - start
+        m = self.manifest
+        vars(self).update(vars(fresh))
+        # The new inventory has no Poly-z rows: "additions" (their training log) starts over.
+        self.manifest = {**fresh.manifest, "created": m["created"], "version": m.get("version", 1),
+                         "changes": m.get("changes", [])}
+        self._record({"op": "retrain", "ids": [d.id for d in docs], "n_docs": len(self.docs),
+                      "seconds": round(seconds, 1)})
+        return seconds
+
+    def _check_new(self, docs: list[Document]) -> None:
+        clash = sorted({d.id for d in docs} & set(self.row))
+        if clash:
+            raise InputError(f"document id(s) {clash[:5]} are already in the knowledge base; remove them first "
+                             "(`polyprag remove KB ID`), or give the new documents other ids.")
+
+    def _record(self, change: dict) -> None:
+        """Log a change in the manifest; `save` stamps it with the version it goes into."""
+        self.manifest = {**self.manifest, "changes": [*self.manifest.get("changes", []), {**change, "at": _now()}]}
+
     def save(self, folder: str | Path) -> None:
-        with atomic.staged_dir(folder) as tmp:
+        """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
+        `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded."""
+        atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
+        manifest = self._versioned(Path(folder))
+        with staged_version(folder) as tmp:
             save_file(inventory_state(self.layers), tmp / "inventory.safetensors")
             save_file({"logits": self.routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
             write_jsonl(self.docs, tmp / "docs.jsonl")
             write_augmentations(self.augmentations, tmp / "augment.jsonl")
             self.index.save(tmp / "index")
-            manifest = {**self.manifest, "updated": _now()}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        self.manifest = manifest
+
+    def _versioned(self, folder: Path) -> dict:
+        """The manifest as saved into `folder`: its version number, and the pending changes stamped with it."""
+        m, now = self.manifest, _now()
+        changes = m.get("changes", [])
+        changed = any("version" not in c and c["op"] != "build" for c in changes)
+        version = next_version(folder, m.get("version", 1), changed)
+        changes = [c if "version" in c else {**c, "version": version} for c in changes]
+        if not any(c["version"] == version for c in changes):  # replaces another version, itself unchanged
+            changes.append({"op": "save", "n_docs": len(self.docs), "at": now, "version": version})
+        return {**m, "version": version, "changes": changes, "updated": now}
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel | None = None) -> KnowledgeBase:
@@ -141,8 +220,7 @@ class KnowledgeBase:
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
                              f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
-        inv = InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
-        layers = inject(lm.model, inv)
+        layers = inject(lm.model, _inventory_config(manifest))
         load_inventory_state(layers, load_file(folder / "inventory.safetensors"))
         logits = load_file(folder / "routing.safetensors")["logits"]
         routing = RoutingTable(*logits.shape)
@@ -195,15 +273,54 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [round(x, 5) for x in history],
-            "build_seconds": round(seconds, 1)}
+            "build_seconds": round(seconds, 1), "version": 1,
+            "changes": [{"op": "build", "n_docs": n_docs, "at": _now()}]}
+
+
+def build_config(manifest: dict) -> BuildConfig:
+    """The build config a KB's manifest records."""
+    m = manifest
+    return BuildConfig(inventory=_inventory_config(m), routing=m["routing"], augmenter=m["augmenter"],
+                       max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"],
+                       training=TrainConfig(**m["training"]))
+
+
+def _inventory_config(manifest: dict) -> InventoryConfig:
+    return InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
+
+
+def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: Path | None, progress: bool,
+             reuse: list[Augmentation]) -> list[Augmentation]:
+    known = {a.doc_id: a for a in reuse}
+    missing = [d for d in docs if d.id not in known]
+    if missing:
+        made = augment_documents(missing, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa)
+        known.update(zip((d.id for d in missing), made))
+    return [known[d.id] for d in docs]
+
+
+def _eject(model: nn.Module) -> list[tuple[nn.Module, str, PolyLoRALinear]]:
+    """Put the base layers back in place of the adapter layers (`inject` undone); returns what was taken out."""
+    taken = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, PolyLoRALinear):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], module.base_layer)
+            taken.append((parent, name.rsplit(".", 1)[-1], module))
+    return taken
+
+
+def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
+    for parent, attr, module in taken:
+        setattr(parent, attr, module)
 
 
 def _read_manifest(folder: Path) -> dict:
     atomic.recover_dir(folder)
     path = folder / "manifest.json"
-    if not path.exists():
+    manifest = read_manifest(folder)  # an old manifest without "version" reads as version 1
+    if manifest is None:
         raise InputError(f"{folder} is not a polyprag knowledge base (no manifest.json); build one with `polyprag build`.")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise InputError(f"{path}: format version {manifest['format_version']} is newer than this polyprag "
                          f"reads ({FORMAT_VERSION}); upgrade polyprag.")

@@ -1,0 +1,238 @@
+"""A living knowledge base: numbered versions, history, rollback, and a look at its routing.
+
+KB/                      the current version, in the layout `kb.py` documents; manifest.json has "version"
+KB.versions/v1/          every other version, each a whole KB folder in the same layout
+KB.versions/v2/ ...
+A save over an existing KB first keeps the version it replaces in the history, then swaps the new one in
+atomically (`atomic.staged_dir`): a stop at any point leaves the current version whole. Files that are the
+same in two versions (the inventory, which Poly-z never changes) are one file with several hard links, so
+history costs little disk. Nothing here writes into an existing file, which is what makes sharing safe:
+never edit a file inside a KB folder in place.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import logging
+import os
+import re
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from . import atomic
+from .corpus import Document, load_corpus
+from .errors import InputError
+from .routing import normalize
+
+log = logging.getLogger("polyprag")
+
+MANIFEST = "manifest.json"
+_VERSION_DIR = re.compile(r"v(\d+)")
+
+
+def history_dir(folder: str | Path) -> Path:
+    folder = Path(folder)
+    return folder.with_name(f"{folder.name}.versions")
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest, with "version" (1 before versions existed) and "changes"; None if no KB."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    return {"version": 1, "changes": [], **manifest}
+
+
+def versions(folder: str | Path) -> list[dict]:
+    """Every version of the KB at `folder`, oldest first: version, updated, n_docs, change, current."""
+    folder = Path(folder)
+    atomic.recover_dir(folder)
+    current = read_manifest(folder)
+    if current is None:
+        raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
+    found = {v: read_manifest(path) for v, path in _history(folder).items()}
+    found[current["version"]] = current  # a stop mid-save can leave the current one in history too
+    return [_row(v, m, v == current["version"]) for v, m in sorted(found.items()) if m is not None]
+
+
+def _history(folder: Path) -> dict[int, Path]:
+    hist = history_dir(folder)
+    if not hist.is_dir():
+        return {}
+    return {int(m[1]): p for p in hist.iterdir() if (m := _VERSION_DIR.fullmatch(p.name)) and p.is_dir()}
+
+
+def _row(version: int, manifest: dict, current: bool) -> dict:
+    changes = [c for c in manifest["changes"] if c.get("version") == version]
+    return {"version": version, "updated": manifest.get("updated", manifest.get("created", "")),
+            "n_docs": manifest["n_docs"], "change": "; ".join(map(describe_change, changes)) or "(not recorded)",
+            "changes": changes, "current": current}
+
+
+def describe_change(change: dict) -> str:
+    """One line per change record: "add 2 (pell, orrin)", "remove 1 (glass)", "retrain 4 docs"."""
+    ids = change.get("ids", [])
+    shown = ", ".join(ids[:3]) + (f", … +{len(ids) - 3}" if len(ids) > 3 else "")
+    op = change["op"]
+    if op in ("add", "remove"):
+        return f"{op} {len(ids)} ({shown})"
+    if op == "retrain":
+        return f"retrain {change['n_docs']} docs" + (f" (+{len(ids)}: {shown})" if ids else "")
+    return f"{op} {change['n_docs']} docs" if "n_docs" in change else op
+
+
+def next_version(folder: str | Path, own: int, changed: bool) -> int:
+    """The number a save into `folder` gets: the KB's own (one more if it changed since its last save), and
+    past every version this folder has had, so a number never names two different KBs."""
+    folder = Path(folder)
+    seen = list(_history(folder))
+    current = read_manifest(folder)
+    if current is not None:
+        seen.append(current["version"])
+    return max([own + changed] + [v + 1 for v in seen])
+
+
+@contextmanager
+def staged_version(folder: str | Path):
+    """`atomic.staged_dir`, and the version it replaces is kept in the history first (shared files linked)."""
+    folder = Path(folder)
+    atomic.recover_dir(folder)
+    with atomic.staged_dir(folder) as tmp:
+        yield tmp
+        current = read_manifest(folder)
+        if current is not None:
+            _share_identical(tmp, folder)
+            _archive(folder, current["version"])
+
+
+def rollback(folder: str | Path, version: int) -> None:
+    """Make `version` current (atomic swap); the version it replaces goes to the history, so this can be undone."""
+    folder = Path(folder)
+    table = versions(folder)
+    current = next(v["version"] for v in table if v["current"])
+    if version == current:
+        log.info("%s is already at version %d", folder, version)
+        return
+    source = _history(folder).get(version)
+    if source is None:
+        raise InputError(f"{folder} has no version {version!r}; available: "
+                         f"{', '.join(str(v['version']) for v in table)} (see `polyprag versions {folder}`).")
+    with atomic.staged_dir(folder) as tmp:
+        _link_tree(source, tmp)
+        _archive(folder, current)
+    shutil.rmtree(source, ignore_errors=True)  # it is current now; history holds only the other versions
+
+
+def _archive(folder: Path, version: int) -> None:
+    """Keep `folder` as history version `version`: hard links into a temp folder, renamed into place."""
+    hist = history_dir(folder)
+    target = hist / f"v{version}"
+    if target.exists():  # kept by an earlier save that stopped before its swap
+        return
+    tmp = hist / f".v{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _link_tree(folder, tmp)
+    os.replace(tmp, target)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    for path in sorted(src.rglob("*")):
+        out = dst / path.relative_to(src)
+        if path.is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _link(path, out)
+
+
+def _link(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links: a copy costs disk, nothing else
+        shutil.copy2(src, dst)
+
+
+def _share_identical(new: Path, old: Path) -> None:
+    """Files of the staged version equal to the current one's become hard links to them (one copy on disk)."""
+    for path in sorted(new.rglob("*")):  # listed first: the loop replaces files in the folder it walks
+        twin = old / path.relative_to(new)
+        if path.is_file() and twin.is_file() and filecmp.cmp(path, twin, shallow=False):
+            path.unlink()
+            _link(twin, path)
+
+
+# ---------------------------------------------------------------- inspection
+
+
+def routing_weights(folder: str | Path) -> tuple[list[Document], np.ndarray]:
+    """The documents and their inference weights normalize(σ(Z)), (N, G, M); no model needed."""
+    folder = Path(folder)
+    if read_manifest(folder) is None:
+        raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
+    logits = load_file(folder / "routing.safetensors")["logits"]  # (N, G, M)
+    return load_corpus(folder / "docs.jsonl"), normalize(torch.sigmoid(logits)).numpy()
+
+
+def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
+    """Adapters, routing entropy and sparsity, the most used adapters, and `top` documents' nearest documents
+    in routing space (cosine over the flattened inference weights)."""
+    from .plots import routing_stats  # matplotlib only when a report is asked for
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    docs, w = routing_weights(folder)
+    n, g, m = w.shape
+    stats = routing_stats(w)
+    with safe_open(folder / "inventory.safetensors", "pt") as f:
+        n_layers = sum(k.endswith("lora_A") for k in f.keys())
+    usage = np.asarray(stats["mean_usage"])
+    order = np.argsort(-usage, kind="stable")[:top]
+    return {"folder": str(folder), "version": manifest["version"], "n_docs": n,
+            "base_model": manifest["base_model"]["spec"],
+            "adapters": {"n_adapters": m, "rank": manifest["inventory"]["rank"],
+                         "alpha": manifest["inventory"]["alpha"], "targets": manifest["inventory"]["targets"],
+                         "layers": n_layers, "routing": manifest["routing"], "groups": g},
+            "entropy_mean": stats["entropy_mean"], "sparsity": float((w < 1 / (2 * m)).mean()),
+            "sparsity_threshold": 1 / (2 * m),
+            "top_adapters": [{"adapter": int(i), "mean_weight": float(usage[i])} for i in order],
+            "neighbours": _neighbours(docs, w.reshape(n, -1), top, neighbours)}
+
+
+def _neighbours(docs: list[Document], x: np.ndarray, top: int, k: int) -> list[dict]:
+    """For `top` documents spread over the KB, the `k` others with the highest cosine of x (N, D)."""
+    unit = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+    sim = unit @ unit.T  # (N, N)
+    np.fill_diagonal(sim, -np.inf)
+    picks = sorted(set(np.linspace(0, len(docs) - 1, min(top, len(docs))).round().astype(int).tolist()))
+    out = []
+    for i in picks:
+        near = [j for j in np.argsort(-sim[i], kind="stable")[:k] if np.isfinite(sim[i, j])]
+        out.append({"id": docs[i].id, "title": docs[i].title,
+                    "nearest": [{"id": docs[j].id, "cosine": float(sim[i, j])} for j in near]})
+    return out
+
+
+def plot_routing(folder: str | Path, path: str | Path) -> Path:
+    """PCA of the documents' routing vectors, coloured by `group_label`."""
+    from .plots import routing_pca
+
+    docs, w = routing_weights(folder)
+    return routing_pca(w, [group_label(d) for d in docs], path, title=f"routing of {len(docs)} documents")
+
+
+def group_label(doc: Document) -> str:
+    """Chunks of one source share a label (the id before "#"); else the title's first word (HotpotQA-style
+    titles of one subject often share it), else the id's first word."""
+    if "#" in doc.id:
+        return doc.id.split("#", 1)[0]
+    words = re.findall(r"\w+", doc.title) or re.findall(r"[^\W_]+", doc.id) or [doc.id]
+    return words[0].lower()
