@@ -1,4 +1,6 @@
-"""`polyprag` command line: ask, eval, demo. Only this module (and the server) touches env, devices, files."""
+"""`polyprag` command line: ask, eval, build, add/remove/versions/rollback/inspect, bench, demo, serve.
+
+Only this module (and the server) touches env, devices, files."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 from importlib.resources import files
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import atomic
+from . import atomic, lifecycle
 from .adapters import InventoryConfig
 from .answer import GenerationConfig, answer_questions
 from .augment import AUGMENTERS, augment_documents, write_augmentations
@@ -96,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(build)
     build.set_defaults(func=cmd_build)
 
+    _lifecycle_parsers(sub)
+
     bench = sub.add_parser("bench", help="the PRAG family side by side on a dataset: quality, storage, time")
     bench.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (in --data-dir), or sample (bundled)")
     _data_args(bench)
@@ -125,7 +130,57 @@ def _parser() -> argparse.ArgumentParser:
     # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): one passage sample per document, no
     # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
     demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
+
+    serve = sub.add_parser("serve", help="HTTP service and web page over a KB: ask, add/remove documents (jobs)")
+    serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="override the KB's own base model (folder, HF id, or bundled name)")
+    serve.set_defaults(func=cmd_serve)
     return p
+
+
+def _lifecycle_parsers(sub) -> None:
+    """add / remove / versions / rollback / inspect: a knowledge base that changes, with its history."""
+    add = sub.add_parser("add", help="add documents to a knowledge base (Poly-z: new routing rows only)",
+                         description="Add documents. By default (Poly-z) only the new documents' routing rows are "
+                         "trained: the inventory and every old document's answers stay as they are. --retrain "
+                         "re-encodes all documents into a fresh inventory instead. To replace a document, "
+                         "`polyprag remove KB ID`, then add the new text. Prints the new version number.")
+    add.add_argument("kb", help="the knowledge base folder; saved as its next version")
+    add.add_argument("corpus", help="the new documents: JSONL, JSON list, or folder of .txt/.md")
+    add.add_argument("--retrain", action="store_true",
+                     help="train a fresh inventory and routing on every document (old + new), with the KB's build config")
+    add.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    add.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
+    add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
+    add.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    add.set_defaults(func=cmd_add)
+
+    rm = sub.add_parser("remove", help="remove documents from a knowledge base (inventory untouched)",
+                        description="Remove documents by id: their routing rows, texts and index entries go; the "
+                        "other documents' answers do not change. To replace a document, remove it and then "
+                        "`polyprag add` the new text. Prints the new version number.")
+    rm.add_argument("kb")
+    rm.add_argument("ids", nargs="+", metavar="ID", help="document ids, as in the KB's docs.jsonl")
+    rm.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    rm.set_defaults(func=cmd_remove)
+
+    ver = sub.add_parser("versions", help="list a knowledge base's versions and what produced each")
+    ver.add_argument("kb")
+    ver.set_defaults(func=cmd_versions)
+
+    back = sub.add_parser("rollback", help="make an earlier version current again (undo with another rollback)")
+    back.add_argument("kb")
+    back.add_argument("version", type=int, help="a version number from `polyprag versions KB`")
+    back.set_defaults(func=cmd_rollback)
+
+    ins = sub.add_parser("inspect", help="routing statistics of a knowledge base; optional PCA plot")
+    ins.add_argument("kb")
+    ins.add_argument("--plot", help="write the PCA of the documents' routing vectors to this PNG")
+    ins.add_argument("--json", dest="json_out", help="write the statistics to this JSON file")
+    ins.add_argument("--top", type=int, default=5, help="adapters listed, and documents shown with neighbours (default 5)")
+    ins.set_defaults(func=cmd_inspect)
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
@@ -223,6 +278,12 @@ def _print_answer(answer, hits, by_id) -> None:
         console.print(f"[cyan]{rank}. {h.doc_id}[/] (BM25 {h.score:.2f}) {text[:200]}", highlight=False)
 
 
+def cmd_serve(args) -> None:
+    from .serve import serve  # the web stack is imported only by the command that needs it
+
+    serve(args.kb, args.host, args.port, args.model)
+
+
 def cmd_eval(args) -> None:
     if args.kb:
         if not args.questions:
@@ -303,6 +364,82 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
     kb.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
     return kb
+
+
+def cmd_add(args) -> None:
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(f"--epochs {args.epochs}: train for at least 1 epoch.")
+    docs = _docs(args.corpus, args.chunk_words)  # read and check the new documents before loading a model
+    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    before = len(kb.docs)
+    training = TrainConfig(**kb.manifest["training"])
+    training = replace(training, epochs=args.epochs) if args.epochs else training
+    if args.retrain:
+        seconds = kb.retrain(docs, training, cache=_cache(args))
+    else:
+        seconds = kb.add(docs, training, cache=_cache(args))
+    kb.save(args.kb)
+    how = "retrained on all documents" if args.retrain else "Poly-z, inventory unchanged"
+    console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents "
+                  f"({how}, {seconds:.0f} s)", highlight=False)
+
+
+def cmd_remove(args) -> None:
+    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    before = len(kb.docs)
+    kb.remove(args.ids)
+    kb.save(args.kb)
+    console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents",
+                  highlight=False)
+
+
+def cmd_versions(args) -> None:
+    t = Table(title=f"{args.kb}: versions")
+    for col in ("version", "current", "updated (UTC)", "documents", "change"):
+        t.add_column(col, justify="right" if col in ("version", "documents") else "left")
+    for v in lifecycle.versions(args.kb):
+        updated = v["updated"][:19].replace("T", " ")  # to the second, in UTC
+        t.add_row(str(v["version"]), "*" if v["current"] else "", updated, str(v["n_docs"]), v["change"])
+    console.print(t)
+
+
+def cmd_rollback(args) -> None:
+    lifecycle.rollback(args.kb, args.version)
+    current = next(v for v in lifecycle.versions(args.kb) if v["current"])
+    console.print(f"{args.kb}: version {current['version']} is current ({current['n_docs']} documents); "
+                  "the version it replaced stays in the history", highlight=False)
+
+
+def cmd_inspect(args) -> None:
+    if args.top < 0:
+        raise InputError(f"--top {args.top}: give 0 or more.")
+    report = lifecycle.describe(args.kb, top=args.top)
+    a = report["adapters"]
+    console.print(f"[bold]{args.kb}[/] (version {report['version']}, base model {report['base_model']})\n"
+                  f"documents: {report['n_docs']}\n"
+                  f"adapters: M={a['n_adapters']}, rank {a['rank']}, alpha {a['alpha']:g}, targets "
+                  f"{','.join(a['targets'])} ({a['layers']} layers), routing {a['routing']} ({a['groups']} "
+                  f"group{'s' if a['groups'] > 1 else ''} per document)\n"
+                  f"routing entropy (mean, / log M): {report['entropy_mean']:.3f}\n"
+                  f"sparsity (share of weights < 1/(2M) = {report['sparsity_threshold']:.3g}): "
+                  f"{report['sparsity']:.3f}", highlight=False)
+    used = Table(title="most used adapters")
+    used.add_column("adapter", justify="right")
+    used.add_column("mean weight", justify="right")
+    for row in report["top_adapters"]:
+        used.add_row(str(row["adapter"]), f"{row['mean_weight']:.4f}")
+    console.print(used)
+    near = Table(title="nearest documents in routing space (cosine of inference weights)")
+    near.add_column("document")
+    near.add_column("nearest")
+    for row in report["neighbours"]:
+        near.add_row(row["id"], ", ".join(f"{n['id']} ({n['cosine']:.4f})" for n in row["nearest"]))
+    console.print(near)
+    if args.plot:
+        console.print(f"wrote {lifecycle.plot_routing(args.kb, args.plot)}")
+    if args.json_out:
+        write_json(report, Path(args.json_out))
+        console.print(f"wrote {args.json_out}")
 
 
 def cmd_bench(args) -> None:

@@ -1,0 +1,423 @@
+"""HTTP service over one knowledge base: answer questions, add and remove documents as jobs, a web page.
+
+Concurrency: the adapter layers hold per-call mixing state (`adapters.mixing`), so every answer is
+serialised by one lock on the serving KB. A job never trains on the serving model: it loads its own copy
+of the KB (one extra model in memory while it runs), adds or removes documents, saves the new version to
+the same folder (`KnowledgeBase.save` is atomic), then swaps the serving reference under the lock. Queries
+are answered all the while; jobs run one at a time on a worker thread, their registry kept in memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+import torch
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+from .answer import Answer, GenerationConfig, answer_questions
+from .corpus import Document
+from .errors import InputError
+from .kb import POLY_MODES, KnowledgeBase
+from .models import load_model
+from .retrieve import Hit
+
+log = logging.getLogger("polyprag")
+
+API_KEY_ENV = "POLYPRAG_API_KEY"
+Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 1_000_000
+    max_question_chars: int = 2000
+    max_k: int = 20
+    max_questions: int = 32
+    max_new_tokens: int = 128
+    max_documents: int = 100  # per request
+    max_doc_chars: int = 100_000
+    top_adapters: int = 8  # adapters listed in a mixing summary
+
+
+# ---------------------------------------------------------------- schemas
+
+class AnswerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str | None = None
+    questions: list[str] | None = None
+    k: int = 3
+    mode: Mode = "poly"
+    max_new_tokens: int = 32
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    title: str = ""
+    text: str
+
+
+class DocumentsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    documents: list[DocumentIn]
+
+
+class AdapterWeight(BaseModel):
+    adapter: int
+    weight: float
+
+
+class Mixing(BaseModel):
+    """The mixing weights averaged over adapted layers: the heaviest adapters and how spread they are."""
+
+    top: list[AdapterWeight]
+    entropy: float  # mean over layers of each layer's entropy (nats)
+    max_entropy: float  # ln M: every adapter weighted 1/M
+
+
+class Retrieved(BaseModel):
+    id: str
+    title: str
+    score: float
+    snippet: str
+
+
+class AnswerOut(BaseModel):
+    question: str
+    answer: str
+    raw: str
+    documents: list[Retrieved]
+    mixing: Mixing | None  # None in rag and closed-book: no adapters used
+
+
+class AnswerResponse(BaseModel):
+    mode: str
+    k: int
+    version: int
+    answers: list[AnswerOut]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    text: str
+    mixing: Mixing
+
+
+class JobOut(BaseModel):
+    job_id: str
+    kind: Literal["add", "remove"]
+    status: Literal["queued", "running", "done", "failed"]
+    documents: list[str]
+    error: str | None = None
+    version: int | None = None  # the KB version the job saved
+    seconds: float | None = None
+
+
+class Health(BaseModel):
+    ok: bool
+    n_docs: int
+    version: int
+    model: str
+    jobs_queued: int
+
+
+# ---------------------------------------------------------------- the serving state
+
+@dataclass
+class Job:
+    kind: Literal["add", "remove"]
+    documents: list[Document] | list[str]  # new documents, or ids to remove
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    status: Literal["queued", "running", "done", "failed"] = "queued"
+    error: str | None = None
+    version: int | None = None
+    seconds: float | None = None
+
+    def out(self) -> JobOut:
+        ids = [d.id if isinstance(d, Document) else d for d in self.documents]
+        return JobOut(job_id=self.id, kind=self.kind, status=self.status, documents=ids, error=self.error,
+                      version=self.version, seconds=self.seconds)
+
+
+def kb_version(kb: KnowledgeBase) -> int:
+    return int(kb.manifest.get("version", 1))  # a KB saved before versions existed is version 1
+
+
+class Service:
+    def __init__(self, folder: str | Path, model: str | None):
+        self.folder, self.model = Path(folder), model
+        self.kb = self._load()
+        self.lock = threading.Lock()  # guards self.kb and the adapter layers' mixing state
+        self.jobs: dict[str, Job] = {}
+        self.queue: queue.Queue[Job] = queue.Queue()
+        threading.Thread(target=self._work, name="polyprag-jobs", daemon=True).start()
+
+    def _load(self) -> KnowledgeBase:
+        return KnowledgeBase.load(self.folder, load_model(self.model) if self.model else None)
+
+    def answer(self, questions: list[str], mode: str, k: int, generation: GenerationConfig
+               ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
+        """Answers with the KB serving now: (that KB, hits, answers, mixing weights (Q, G, M) or None)."""
+        with self.lock:
+            kb = self.kb
+            hits = [[] for _ in questions] if mode == "closed-book" else kb.retrieve(questions, k)
+            if mode in POLY_MODES:
+                answers = kb.answer(questions, mode, k, generation, progress=False, hits=hits)
+                return kb, hits, answers, kb.weights(hits, mode)
+            by_id = {d.id: d for d in kb.docs}
+            passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "rag" else None
+            return kb, hits, answer_questions(kb.lm, questions, passages, generation, progress=False), None
+
+    def submit(self, job: Job) -> JobOut:
+        self.jobs[job.id] = job
+        out = job.out()  # before the worker can touch it: a new job always reads "queued"
+        self.queue.put(job)
+        return out
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            job.status, start = "running", time.perf_counter()
+            version, error = None, None
+            try:
+                version = self._run(job)
+            except InputError as e:
+                error = str(e)
+            except Exception:  # a failed job must not stop the worker
+                log.exception("job %s (%s) failed", job.id, job.kind)
+                error = "the job failed unexpectedly; the server log has the details."
+            # The status last: a poller that sees "done" or "failed" sees the rest of the outcome too.
+            job.version, job.error, job.seconds = version, error, round(time.perf_counter() - start, 2)
+            job.status = "failed" if error else "done"
+
+    def _run(self, job: Job) -> int:
+        kb = self._load()  # a private copy: training must not touch the layers that answer queries
+        if job.kind == "add":
+            kb.add(job.documents, progress=False)
+        else:
+            kb.remove(job.documents)
+        kb.save(self.folder)
+        with self.lock:
+            self.kb = kb
+        log.info("job %s: %s %d document(s); now %d documents", job.id, job.kind, len(job.documents), len(kb.docs))
+        return kb_version(kb)
+
+
+def mixing_summary(weights: torch.Tensor, top: int) -> Mixing:
+    """weights (G, M), each row summing to 1 → the top adapters by mean weight, and the mean row entropy."""
+    mean = weights.mean(0)  # (M,)
+    order = torch.argsort(mean, descending=True)[:top]
+    entropy = -(weights * weights.clamp_min(1e-12).log()).sum(-1).mean()
+    return Mixing(top=[AdapterWeight(adapter=int(i), weight=round(float(mean[i]), 5)) for i in order],
+                  entropy=round(float(entropy), 5), max_entropy=round(math.log(weights.shape[1]), 5))
+
+
+# ---------------------------------------------------------------- validation at the edge
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _check(ok: bool, message: str, status: int = 422) -> None:
+    if not ok:
+        raise ApiError(status, message)
+
+
+def checked_questions(req: AnswerRequest, limits: Limits) -> list[str]:
+    _check((req.question is None) != (req.questions is None),
+           'give either "question": "..." or "questions": ["...", ...], not both or neither.')
+    questions = [req.question] if req.question is not None else req.questions
+    _check(0 < len(questions) <= limits.max_questions,
+           f"{len(questions)} questions; send 1 to {limits.max_questions} per request.")
+    for i, q in enumerate(questions):
+        _check(bool(q.strip()), f"question {i} is empty; write a question.")
+        _check(len(q) <= limits.max_question_chars,
+               f"question {i} has {len(q)} characters; shorten it to at most {limits.max_question_chars}.")
+    _check(1 <= req.k <= limits.max_k, f"k={req.k} is out of range; use 1 to {limits.max_k}.")
+    _check(1 <= req.max_new_tokens <= limits.max_new_tokens,
+           f"max_new_tokens={req.max_new_tokens} is out of range; use 1 to {limits.max_new_tokens}.")
+    return questions
+
+
+def checked_documents(req: DocumentsRequest, kb: KnowledgeBase, limits: Limits) -> list[Document]:
+    docs = req.documents
+    _check(0 < len(docs) <= limits.max_documents,
+           f"{len(docs)} documents; send 1 to {limits.max_documents} per request.")
+    seen: set[str] = set()
+    for i, d in enumerate(docs):
+        _check(bool(d.id.strip()) and d.id == d.id.strip(),
+               f"documents[{i}].id={d.id!r}: give a non-empty id without surrounding spaces.")
+        _check(d.id not in seen, f"documents[{i}].id={d.id!r} appears twice in this request; make ids unique.")
+        _check(bool(d.text.strip()), f"documents[{i}] ({d.id!r}) has no text; add text.")
+        _check(len(d.text) <= limits.max_doc_chars, f"documents[{i}] ({d.id!r}) has {len(d.text)} characters of "
+               f"text; split it into documents of at most {limits.max_doc_chars}.")
+        _check(d.id not in kb.row, f"document {d.id!r} is already in the knowledge base; DELETE "
+               f"/v1/documents/{d.id} first, or give it another id.", status=400)
+        seen.add(d.id)
+    return [Document(d.id, d.title.strip(), d.text.strip()) for d in docs]
+
+
+def _validation_message(e: RequestValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err["loc"] if x != "body") or "body"
+        got = repr(err.get("input"))
+        parts.append(f"{where}: {err['msg']} (got {got[:80] + '…' if len(got) > 80 else got})")
+    return "; ".join(parts) + ". See /docs for the request schema."
+
+
+# ---------------------------------------------------------------- the app
+
+class BodyLimit:
+    """ASGI middleware: refuse a body over `max_bytes`, by its Content-Length or by the bytes that arrive."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await self._refuse(scope, receive, send)
+        body, more = b"", True
+        while more:  # read it all first (at most max_bytes): a chunked body has no Content-Length to trust
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                return await self._refuse(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope, receive, send):
+        error = f"the request body is over {self.max_bytes:,} bytes; send fewer or shorter items per request."
+        await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
+
+
+def require_key(request: Request) -> None:
+    """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed)."""
+    key = os.environ.get(API_KEY_ENV)
+    if key and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), key.encode()):
+        raise ApiError(401, "missing or wrong X-API-Key header; send the key the server was started with.")
+
+
+def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits()) -> FastAPI:
+    service = Service(kb_folder, model)
+    app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).")
+    app.state.service = service
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    _error_handlers(app)
+    page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> Health:
+        kb = service.kb
+        return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=kb.lm.spec,
+                      jobs_queued=service.queue.qsize())
+
+    @app.post("/v1/answer")
+    def answer(req: AnswerRequest) -> AnswerResponse:
+        questions = checked_questions(req, limits)
+        generation = GenerationConfig(max_new_tokens=req.max_new_tokens, batch_size=8)
+        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, generation)
+        by_id = {d.id: d for d in kb.docs}
+        out = [AnswerOut(question=a.question, answer=a.answer, raw=a.raw,
+                         documents=[_retrieved(by_id[h.doc_id], h) for h in hs],
+                         mixing=None if weights is None else mixing_summary(weights[i], limits.top_adapters))
+               for i, (a, hs) in enumerate(zip(answers, hits))]
+        return AnswerResponse(mode=req.mode, k=req.k, version=kb_version(kb), answers=out)
+
+    @app.post("/v1/documents", status_code=202, dependencies=[Depends(require_key)])
+    def add_documents(req: DocumentsRequest) -> JobOut:
+        return service.submit(Job("add", checked_documents(req, service.kb, limits)))
+
+    @app.get("/v1/jobs/{job_id}")
+    def job(job_id: str) -> JobOut:
+        _check(job_id in service.jobs, f"no job {job_id!r}; use the job_id that POST /v1/documents returned.", 404)
+        return service.jobs[job_id].out()
+
+    @app.get("/v1/documents/{doc_id:path}")
+    def document(doc_id: str) -> DocumentOut:
+        kb = service.kb
+        _check(doc_id in kb.row, f"no document {doc_id!r} in the knowledge base ({len(kb.docs)} documents).", 404)
+        d, weights = kb.docs[kb.row[doc_id]], kb.routing.mean_weights(torch.tensor([kb.row[doc_id]]))
+        return DocumentOut(id=d.id, title=d.title, text=d.text, mixing=mixing_summary(weights, limits.top_adapters))
+
+    @app.delete("/v1/documents/{doc_id:path}", status_code=202, dependencies=[Depends(require_key)])
+    def remove_document(doc_id: str) -> JobOut:
+        # A job like an addition: mutations must run in order, each on the version the previous one saved.
+        _check(doc_id in service.kb.row, f"no document {doc_id!r} in the knowledge base.", 404)
+        return service.submit(Job("remove", [doc_id]))
+
+    return app
+
+
+def _retrieved(d: Document, h: Hit) -> Retrieved:
+    return Retrieved(id=d.id, title=d.title, score=round(h.score, 4), snippet=d.text[:300])
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error is JSON {"error": message}; unexpected ones are logged here and stay generic for clients."""
+
+    def reply(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, e: ApiError) -> JSONResponse:
+        return reply(e.status, str(e))
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, e: InputError) -> JSONResponse:
+        return reply(400, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        return reply(422, _validation_message(e))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+        return reply(e.status_code, str(e.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=e)
+        return reply(500, "internal server error; the server log has the details.")
+
+
+def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(kb_folder, model), host=host, port=port, log_level="info")
