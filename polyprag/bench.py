@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from . import atomic, plots
 from .answer import Answer, GenerationConfig, answer_questions
@@ -31,11 +31,11 @@ from .datasets import Question
 from .errors import InputError
 from .evaluate import prediction, score_row
 from .kb import BuildConfig, KnowledgeBase
+from .lifecycle import routing_weights
 from .metrics import score
 from .models import LoadedModel, load_model
 from .prag import PragAdapters, PragConfig
 from .retrieve import BM25Index, Hit
-from .routing import normalize
 
 log = logging.getLogger("polyprag")
 
@@ -281,30 +281,48 @@ class Bench:
             d["row"].update(breakdown(work, d["predictions"], added))
         result = {"config": {**json.loads((self.out / "config.json").read_text()), "n_questions": len(work.questions),
                              "n_docs": len(work.docs), **notes},
-                  "storage": storage_claims(rows, len(work.docs)), "rows": rows,
+                  "storage": storage_claims(rows, len(work.docs)), "routing": self._routing_report(work), "rows": rows,
                   "predictions": {d["row"]["method"]: d["predictions"] for d in done}}
         atomic.write_text(self.out / "results.json", json.dumps(result, indent=1, ensure_ascii=False))
         atomic.write_text(self.out / "results.md", markdown(result))
         plots.f1_bars(rows, self.out / "f1.png", title=f"{self.config.dataset}: F1 per method")
-        self._routing_plots(work)
         return result
 
-    def _routing_plots(self, work: Workload) -> None:
+    def _routing_report(self, work: Workload) -> dict:
+        """Plots of the main KB's routing, and whether documents retrieved together route alike (topic clusters)."""
         folder = self.out / "kb"
         if not (folder / "routing.safetensors").exists():
-            return
-        from safetensors.torch import load_file
-
-        weights = normalize(torch.sigmoid(load_file(folder / "routing.safetensors")["logits"])).numpy()
-        ids = [json.loads(line)["id"] for line in (folder / "docs.jsonl").read_text(encoding="utf-8").splitlines()]
+            return {}
+        docs, weights = routing_weights(folder)
         first = {}
         for q, hs in zip(work.questions, work.hits):  # each document labelled by the first question retrieving it
             for h in hs:
                 first.setdefault(h.doc_id, q.id)
-        labels = [first.get(i, "not retrieved") for i in ids]
+        labels = [first.get(d.id, "not retrieved") for d in docs]
         plots.routing_pca(weights, labels, self.out / "routing_pca.png",
                           title="documents' routing vectors (PCA), coloured by question")
         plots.adapter_usage(weights, self.out / "adapter_usage.png", title="adapter usage")
+        stats = plots.routing_stats(weights)
+        row = {d.id: i for i, d in enumerate(docs)}
+        groups = [[row[h.doc_id] for h in hs if h.doc_id in row] for hs in work.hits]
+        return {"entropy_mean": stats["entropy_mean"], "top_adapters": stats["top_adapters"],
+                **routing_similarity(weights, groups)}
+
+
+def routing_similarity(weights: np.ndarray, groups: list[list[int]]) -> dict:
+    """Mean cosine between documents' routing vectors (centred: raw weights are all alike) for pairs retrieved
+    by the same question vs all other pairs. Within > between: routing clusters by topic (the paper's Fig. 5)."""
+    x = weights.reshape(len(weights), -1)
+    x = x - x.mean(0)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = x @ x.T
+    same = np.zeros_like(sim, dtype=bool)
+    for g in groups:
+        same[np.ix_(g, g)] = True
+    off = ~np.eye(len(x), dtype=bool)
+    within, between = sim[same & off], sim[~same & off]
+    return {"cosine_same_question": round(float(within.mean()), 4) if within.size else None,
+            "cosine_other_pairs": round(float(between.mean()), 4) if between.size else None}
 
 
 def breakdown(work: Workload, predictions: list[dict], added: set[str]) -> dict:
@@ -363,6 +381,11 @@ def markdown(result: dict) -> str:
             cells = [f"{r['f1_by_type'].get(t, 0):.1f}" for t in types]
             halves = ["-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("f1_added_half", "f1_trained_half")]
             lines.append(f"| {r['method']} | " + " | ".join(cells + halves) + " |")
+    r = result.get("routing") or {}
+    if r.get("cosine_same_question") is not None:
+        lines += ["", f"Routing (main knowledge base): mean normalised entropy {r['entropy_mean']:.3f}; centred cosine "
+                  f"between documents retrieved by the same question {r['cosine_same_question']:.3f} vs "
+                  f"{r['cosine_other_pairs']:.3f} for other pairs; most used adapters {r['top_adapters']}."]
     s = result["storage"]
     if s:
         lines += ["", f"Storage: PRAG's adapters {s['prag_bytes']:,} bytes vs Poly-PRAG's inventory + routing "

@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prag-tuned-epochs", type=int, default=2)
     _build_args(bench, lists=True)
     _common(bench)
-    # Fits ~1 hour for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
+    # ~100 minutes for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
     # as bare questions (what the parametric modes ask), 2 epochs; the answers are short.
     bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
                        max_new_tokens=16)

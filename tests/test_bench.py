@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from polyprag.bench import METHODS, storage_claims, workload
+import numpy as np
+
+from polyprag.bench import METHODS, routing_similarity, storage_claims, workload
 from polyprag.cli import main
 from polyprag.datasets import Question
 from polyprag.corpus import Document
@@ -45,7 +47,7 @@ def test_every_method_has_a_row_with_quality_storage_and_time(run):
 
 def test_reports_and_plots_are_written(run):
     md = (run / "results.md").read_text()
-    assert "| prag-tuned |" in md and "poly[routing=coarse]" in md and "Storage:" in md
+    assert "| prag-tuned |" in md and "poly[routing=coarse]" in md and "Storage:" in md and "Routing" in md
     for png in ("f1.png", "routing_pca.png", "adapter_usage.png"):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -89,3 +91,12 @@ def test_storage_ratios_and_the_corpus_size_for_100x():
     assert s["docs_for_100x_total"] == 100  # 100 × 1000 = 100 × (500 + 100 × 5)
     rows[1]["storage_bytes_per_doc"] = 20  # a row costing more than 1/100 of an adapter: never 100×
     assert storage_claims(rows, 10)["docs_for_100x_total"] is None
+
+
+def test_routing_similarity_sees_documents_of_one_question_cluster():
+    rng = np.random.default_rng(0)
+    centres = rng.random((2, 3, 4))
+    weights = np.stack([centres[i // 3] + 0.01 * rng.random((3, 4)) for i in range(6)])  # docs 0-2 / 3-5
+    sim = routing_similarity(weights, [[0, 1, 2], [3, 4, 5]])
+    assert sim["cosine_same_question"] > 0.9 > -0.5 > sim["cosine_other_pairs"]
+    assert routing_similarity(weights, [[0, 3]])["cosine_same_question"] < 0  # a mixed pair is far apart
