@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The runs behind BENCHMARKS.md, one after another (2-core CPU: one torch job at a time).
-# Each run resumes where it stopped when rerun; results land in benchmarks/results/<run-name>/.
+# Each run works in $BENCH_OUT/<run-name> (default runs/, git-ignored: it holds the trained knowledge
+# bases and PRAG's adapters, hundreds of MB) and resumes there when rerun; its reports are then copied
+# to benchmarks/results/<run-name>/.
 # Usage: bash benchmarks/run_all.sh [DATA_DIR]   (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data}
-out=${BENCH_OUT:-benchmarks/results}
+work=${BENCH_OUT:-runs}
 run() {  # run-name, then bench flags
   local name=$1; shift
-  .venv/bin/polyprag bench --data-dir "$data" --out "$out/$name" "$@"
+  .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" "$@"
+  mkdir -p "benchmarks/results/$name"
+  cp "$work/$name"/{config.json,results.json,results.md,f1.png} "benchmarks/results/$name/"
+  cp "$work/$name"/{routing_pca.png,adapter_usage.png} "benchmarks/results/$name/" 2>/dev/null || true
 }
 run hotpotqa-n100-smollm2-bench --dataset hotpotqa --n 100
 run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100
