@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -114,38 +114,24 @@ class PragAdapters:
                 timings.append(time.perf_counter() - start)
         return answers
 
+    @contextmanager
     def _merged(self, docs: list[int]):
-        return _MergedAdapters(self.model, [self.doc_dir(d) for d in docs])
+        """Within the block the model answers with the sum of these documents' adapters (none: the base model)."""
+        if not docs:
+            with self.model.disable_adapter():
+                yield
+            return
+        names = [f"doc{i}" for i in range(len(docs))]
+        for name, d in zip(names, docs):
+            self.model.load_adapter(str(self.doc_dir(d)), adapter_name=name, is_trainable=False)
+        self.model.add_weighted_adapter(names, [1.0] * len(names), "merged", combination_type="cat")
+        self.model.set_adapter("merged")
+        try:
+            yield
+        finally:
+            self.model.set_adapter(SLOT)
+            for name in [*names, "merged"]:
+                self.model.delete_adapter(name)
 
     def storage_bytes(self, n_docs: int) -> int:
         return sum(f.stat().st_size for d in range(n_docs) for f in self.doc_dir(d).iterdir())
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-class _MergedAdapters:
-    """Within the block the model answers with the sum of the given adapters; no adapters: the base model."""
-
-    def __init__(self, model: PeftModel, dirs: list[Path]):
-        self.model, self.dirs = model, dirs
-        self.names = [f"doc{i}" for i in range(len(dirs))]
-
-    def __enter__(self):
-        if not self.dirs:
-            self.ctx = self.model.disable_adapter()
-            self.ctx.__enter__()
-            return self
-        for name, d in zip(self.names, self.dirs):
-            self.model.load_adapter(str(d), adapter_name=name, is_trainable=False)
-        self.model.add_weighted_adapter(self.names, [1.0] * len(self.names), "merged", combination_type="cat")
-        self.model.set_adapter("merged")
-        return self
-
-    def __exit__(self, *exc):
-        if not self.dirs:
-            return self.ctx.__exit__(*exc)
-        self.model.set_adapter(SLOT)
-        for name in [*self.names, "merged"]:
-            self.model.delete_adapter(name)
-        return False
