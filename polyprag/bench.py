@@ -107,7 +107,7 @@ class Bench:
         self._kbs: dict[Path, KnowledgeBase] = {}
 
     def run(self, questions: list[Question], corpus: list[Document], notes: dict | None = None) -> dict:
-        self._check_config(notes or {})
+        self._check_config()
         work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
                  self.config.corpus_mode)
@@ -118,7 +118,7 @@ class Bench:
         return self.report(work, notes or {})
 
     # --- the run's folder -------------------------------------------------------------------------------
-    def _check_config(self, notes: dict) -> None:
+    def _check_config(self) -> None:
         path = self.out / "config.json"
         current = json.loads(json.dumps({"model": self.model, **asdict(self.config)}))
         if path.exists():
