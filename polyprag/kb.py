@@ -113,10 +113,7 @@ class KnowledgeBase:
         config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
         history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config, checkpoint_dir,
                         trainable_docs=trainable, progress=progress)
-        self.docs = self.docs + docs
-        self.augmentations = self.augmentations + augs
-        self.row = {d.id: i for i, d in enumerate(self.docs)}
-        self.index = BM25Index.build(self.docs)
+        self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
                     "loss_per_epoch": [round(x, 5) for x in history], "seconds": round(seconds, 1), "at": _now()}
@@ -140,10 +137,8 @@ class KnowledgeBase:
         gone = set(ids)
         keep = torch.tensor([d.id not in gone for d in self.docs])  # (N,)
         self.routing.logits = nn.Parameter(self.routing.logits.detach()[keep].clone())
-        self.docs = [d for d in self.docs if d.id not in gone]
-        self.augmentations = [a for a in self.augmentations if a.doc_id not in gone]
-        self.row = {d.id: i for i, d in enumerate(self.docs)}
-        self.index = BM25Index.build(self.docs)
+        self._set_docs([d for d in self.docs if d.id not in gone],
+                       [a for a in self.augmentations if a.doc_id not in gone])
         self.manifest = {**self.manifest, "n_docs": len(self.docs)}
         self._record({"op": "remove", "ids": ids, "n_docs": len(ids)})
 
@@ -173,6 +168,12 @@ class KnowledgeBase:
         self._record({"op": "retrain", "ids": [d.id for d in docs], "n_docs": len(self.docs),
                       "seconds": round(seconds, 1)})
         return seconds
+
+    def _set_docs(self, docs: list[Document], augs: list[Augmentation]) -> None:
+        """New document list (rows already matching the routing table): id → row map and BM25 index follow."""
+        self.docs, self.augmentations = docs, augs
+        self.row = {d.id: i for i, d in enumerate(docs)}
+        self.index = BM25Index.build(docs)
 
     def _check_new(self, docs: list[Document]) -> None:
         clash = sorted({d.id for d in docs} & set(self.row))
