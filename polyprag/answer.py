@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .adapters import PolyLoRALinear, mixing
+from .errors import InputError
 from .metrics import extract_answer, extract_answer_prag
 from .models import LoadedModel
 
@@ -28,6 +29,7 @@ SYSTEM = "You answer questions with a short phrase: a name, a date, a number, or
 # Parametric prompts (adapters trained on them) keep the system turn short: it is in every training sample.
 PARAMETRIC_SYSTEM = "Answer briefly."
 ANSWER_PREFIX = "The answer is"
+MAX_QUESTION_CHARS = 10_000
 # Invented exchanges (no model knows them) that show the wanted form of an answer: a name, and yes/no.
 EXAMPLES = (
     ("Marlow Bridge is a stone arch bridge over the river Tesk, finished in 1862 by the engineer Ada Feld.",
@@ -152,6 +154,15 @@ def _generate_batch(lm: LoadedModel, prompts: list[str], config: GenerationConfi
             for t in tok.batch_decode(new, skip_special_tokens=True)]
 
 
+def check_questions(questions: list[str], limit: int = MAX_QUESTION_CHARS) -> None:
+    for i, q in enumerate(questions):
+        if not isinstance(q, str) or not q.strip():
+            raise InputError(f"question {i} is {q!r}: empty; write a question.")
+        if len(q) > limit:
+            raise InputError(f"question {i} has {len(q):,} characters, over {limit:,}; ask a shorter question "
+                             "(put long material into the corpus instead).")
+
+
 def answer_questions(lm: LoadedModel, questions: list[str], passages: list[list[str]] | None = None,
                      config: GenerationConfig = GenerationConfig(), progress: bool = True,
                      timings: list[float] | None = None, routing: Routing | None = None,
@@ -162,6 +173,7 @@ def answer_questions(lm: LoadedModel, questions: list[str], passages: list[list[
     prompted without the few-shot examples, exactly as the adapters were trained (`shots` overrides:
     False for any reader carrying trained adapters, such as PRAG's).
     """
+    check_questions(questions)
     contexts = passages if passages is not None else [[] for _ in questions]
     shots = routing is None if shots is None else shots
     prompts = [build_prompt(lm.tokenizer, q, ps, shots=shots) for q, ps in zip(questions, contexts)]

@@ -21,6 +21,7 @@ from polyprag.errors import InputError
 log = logging.getLogger("polyprag")
 
 TEXT_SUFFIXES = (".txt", ".md")
+MAX_DOC_CHARS = 100_000  # one document is one routing row: a book must be split into passages first
 _SENTENCE_END = (".", "!", "?")
 _BOM = b"\xef\xbb\xbf"
 
@@ -259,6 +260,15 @@ def _check_unique_ids(located: Iterable[_Located]) -> None:
 def _short(value: Any, limit: int = 40) -> str:
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_lengths(docs: Iterable[Document], limit: int = MAX_DOC_CHARS) -> None:
+    """Refuse documents too long to encode as one: their facts would not fit in a few training samples."""
+    for d in docs:
+        if len(d.text) > limit:
+            raise InputError(f"document {d.id!r} has {len(d.text):,} characters of text, over the {limit:,} one "
+                             "document may have; split it into passages (--chunk-words 200, or "
+                             "polyprag.corpus.chunk_documents) and encode those.")
 
 
 # ---------------------------------------------------------------- chunking

@@ -30,9 +30,10 @@ from . import atomic
 from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, load_inventory_state
 from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
-from .corpus import Document, load_corpus, write_jsonl
+from .corpus import Document, check_lengths, load_corpus, write_jsonl
 from .errors import InputError
-from .lifecycle import next_version, read_manifest, rollback, staged_version, versions  # noqa: F401 (re-exported)
+from .lifecycle import (checksums, next_version, read_manifest, rollback, staged_version,  # noqa: F401
+                        verify_files, versions)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit
 from .routing import RoutingTable
@@ -40,7 +41,7 @@ from .train import TrainConfig, train
 
 log = logging.getLogger("polyprag")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest lists the sha256 of every file ("files")
 POLY_MODES = ("poly", "poly-combine", "poly-uniform")
 
 
@@ -81,6 +82,9 @@ class KnowledgeBase:
               cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True,
               reuse: list[Augmentation] = ()) -> KnowledgeBase:
         """`reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
+        if not docs:
+            raise InputError("no documents to encode; pass a corpus with at least one document.")
+        check_lengths(docs)
         fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
         start = time.perf_counter()
         augs = _augment(docs, config, lm, cache, progress, reuse)
@@ -176,6 +180,7 @@ class KnowledgeBase:
         self.index = BM25Index.build(docs)
 
     def _check_new(self, docs: list[Document]) -> None:
+        check_lengths(docs)
         clash = sorted({d.id for d in docs} & set(self.row))
         if clash:
             raise InputError(f"document id(s) {clash[:5]} are already in the knowledge base; remove them first "
@@ -188,14 +193,18 @@ class KnowledgeBase:
     def save(self, folder: str | Path) -> None:
         """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
         `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded."""
+        inventory, logits = inventory_state(self.layers), self.routing.logits.detach().contiguous()
+        _check_finite({"routing": logits, **{f"inventory {k}": v for k, v in inventory.items()}}, "not saved",
+                      "training diverged: lower --lr-routing / --lr-adapters and train again")
         atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
         manifest = self._versioned(Path(folder))
         with staged_version(folder) as tmp:
-            save_file(inventory_state(self.layers), tmp / "inventory.safetensors")
-            save_file({"logits": self.routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
+            save_file(inventory, tmp / "inventory.safetensors")
+            save_file({"logits": logits}, tmp / "routing.safetensors")
             write_jsonl(self.docs, tmp / "docs.jsonl")
             write_augmentations(self.augmentations, tmp / "augment.jsonl")
             self.index.save(tmp / "index")
+            manifest = {**manifest, "format_version": FORMAT_VERSION, "files": checksums(tmp)}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         self.manifest = manifest
 
@@ -221,14 +230,23 @@ class KnowledgeBase:
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
                              f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
+        inventory, logits = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")["logits"]
+        fix = f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
+        _check_finite({"routing.safetensors": logits, **{f"inventory.safetensors {k}": v for k, v in inventory.items()}},
+                      str(folder), fix)
+        docs = load_corpus(folder / "docs.jsonl")
+        if logits.shape[0] != len(docs):
+            raise InputError(f"{folder}: routing.safetensors has {logits.shape[0]} rows but docs.jsonl has "
+                             f"{len(docs)} documents; {fix}.")
         layers = inject(lm.model, _inventory_config(manifest))
-        load_inventory_state(layers, load_file(folder / "inventory.safetensors"))
-        logits = load_file(folder / "routing.safetensors")["logits"]
+        try:
+            load_inventory_state(layers, inventory)
+        except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
+            raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); {fix}.") from None
         routing = RoutingTable(*logits.shape)
         with torch.no_grad():
             routing.logits.copy_(logits)
         routing.eval()
-        docs = load_corpus(folder / "docs.jsonl")
         augs = read_augmentations(folder / "augment.jsonl")
         return cls(lm, layers, routing, docs, BM25Index.load(folder / "index"), manifest, augs)
 
@@ -316,6 +334,13 @@ def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
         setattr(parent, attr, module)
 
 
+def _check_finite(tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
+    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in tensors.items() if not torch.isfinite(t).all()}
+    if bad:
+        shown = ", ".join(f"{n} ({c} values)" for n, c in list(bad.items())[:3])
+        raise InputError(f"{where}: NaN or infinite values in {shown}; {fix}.")
+
+
 def _read_manifest(folder: Path) -> dict:
     atomic.recover_dir(folder)
     path = folder / "manifest.json"
@@ -325,6 +350,7 @@ def _read_manifest(folder: Path) -> dict:
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise InputError(f"{path}: format version {manifest['format_version']} is newer than this polyprag "
                          f"reads ({FORMAT_VERSION}); upgrade polyprag.")
+    verify_files(folder, manifest)
     return manifest
 
 

@@ -13,6 +13,7 @@ never edit a file inside a KB folder in place.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import logging
 import os
@@ -47,8 +48,53 @@ def read_manifest(folder: Path) -> dict | None:
     path = folder / MANIFEST
     if not path.exists():
         return None
-    manifest = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not valid UTF-8 JSON ({e}): it was damaged or cut short. Roll back to an "
+                         f"intact version (`polyprag versions {folder}`) or rebuild the knowledge base.") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("base_model"), dict):
+        raise InputError(f"{path} is not a polyprag manifest (a JSON object with \"base_model\"); "
+                         "point at a folder written by `polyprag build`.")
     return {"version": 1, "changes": [], **manifest}
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file in a KB folder but its manifest, by path relative to the folder."""
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Refuse a KB whose files are not those its manifest lists: missing, truncated, damaged or altered."""
+    listed = manifest.get("files")
+    if listed is None:
+        if manifest.get("format_version", 1) >= 2:
+            raise InputError(f"{folder / MANIFEST} lists no file checksums, which every KB of format "
+                             f"{manifest['format_version']} has: the manifest was edited. Roll back to an intact "
+                             f"version (`polyprag versions {folder}`) or rebuild the knowledge base.")
+        log.warning("%s was saved without file checksums (format 1); its next save adds them", folder)
+        return
+    fix = (f"roll back to an intact version (`polyprag versions {folder}`, then `polyprag rollback {folder} N`) "
+           "or rebuild the knowledge base")
+    for rel, digest in listed.items():
+        path = folder / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise InputError(f"{folder / MANIFEST} lists the file {rel!r} outside the KB folder; {fix}.")
+        if not path.is_file():
+            raise InputError(f"{path} is missing, but the manifest lists it; {fix}.")
+        found = _sha256(path)
+        if found != digest:
+            raise InputError(f"{path}: its sha256 {found[:16]}… is not the manifest's {digest[:16]}…, so the file "
+                             f"was altered or damaged after it was saved; {fix}.")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def versions(folder: str | Path) -> list[dict]:
@@ -176,8 +222,10 @@ def _share_identical(new: Path, old: Path) -> None:
 def routing_weights(folder: str | Path) -> tuple[list[Document], np.ndarray]:
     """The documents and their inference weights normalize(σ(Z)), (N, G, M); no model needed."""
     folder = Path(folder)
-    if read_manifest(folder) is None:
+    manifest = read_manifest(folder)
+    if manifest is None:
         raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
+    verify_files(folder, manifest)
     logits = load_file(folder / "routing.safetensors")["logits"]  # (N, G, M)
     return load_corpus(folder / "docs.jsonl"), normalize(torch.sigmoid(logits)).numpy()
 

@@ -14,6 +14,7 @@ from .corpus import Document
 from .errors import InputError
 
 IDS_FILE = "doc_ids.json"
+MAX_K = 100  # documents mixed into the adapters or put into the prompt per question
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,8 @@ class BM25Index:
 
     def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
         """Top-k documents per query, best first; queries with no known word get no hits."""
-        if k < 1:
-            raise InputError(f"k = {k} is invalid: retrieve at least 1 document (k >= 1).")
+        if not 1 <= k <= MAX_K:
+            raise InputError(f"k = {k} is out of range: retrieve 1 to {MAX_K} documents per question (default 3).")
         k = min(k, len(self.doc_ids))
         return [self._search_one(tokens, k) for tokens in tokenize(queries)]
 

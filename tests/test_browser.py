@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from serving import NEW, NEW_QUESTION, build_kb, live_server
+from serving import NEW, NEW_QUESTION, build_kb
 
+from polyprag.loadtest import live_server
 from polyprag.serve import create_app
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

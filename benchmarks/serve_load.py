@@ -1,0 +1,87 @@
+"""Load on the HTTP service over loopback: concurrent askers while new documents are added (Poly-z jobs).
+
+Serves a copy of KB (the given folder is never changed) with the KB's own base model, runs
+`polyprag.loadtest.run_load`, then reopens the copy from disk and checks that every added document is in
+it. Prints a table and writes OUT/serve-load.json.
+
+    .venv/bin/python benchmarks/serve_load.py KB --clients 8 --seconds 30 --adds 3 --out DIR
+
+Each added document is an invented person with a question only that document answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+
+from polyprag.corpus import load_corpus
+from polyprag.datasets import load_questions
+from polyprag.lifecycle import read_manifest
+from polyprag.loadtest import Probe, live_server, run_load
+from polyprag.serve import create_app
+
+FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
+LAST = ["Pell", "Varga", "Munk", "Oster", "Halloran", "Brisk", "Tamsin", "Quill", "Dorne", "Hake", "Fenwright"]
+JOBS = ["painter", "glassblower", "cartographer", "bell founder", "beekeeper", "shipwright", "organ builder"]
+TOWNS = ["Velmark", "Ossenlaw", "Hobbet Ferry", "Pellick Scar", "Kelderhune", "Immerveld", "Quellmoor"]
+
+
+def probes(n: int, seed: int) -> list[Probe]:
+    rng, out = random.Random(seed), []
+    for i in range(n):
+        name, job = f"{rng.choice(FIRST)} {rng.choice(LAST)}", rng.choice(JOBS)
+        year, town = 1850 + rng.randrange(120), rng.choice(TOWNS)
+        text = f"{name} was a {job} born in {year} in {town}. {name.split()[0]} trained in {rng.choice(TOWNS)}."
+        out.append(Probe({"id": f"load-{seed}-{i}", "title": name, "text": text},
+                         f"Which {job} was born in {year} in {town}?"))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("kb", help="a knowledge base folder (served from a temporary copy)")
+    p.add_argument("--questions", help="JSONL of {question}; default: the bundled sample's questions")
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--adds", type=int, default=3, help="documents added, one job each, while the clients ask")
+    p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
+    p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for serve-load.json")
+    args = p.parse_args()
+    path = args.questions or files("polyprag") / "data" / "sample" / "questions.jsonl"
+    questions = [q.question for q in load_questions(path)]
+    new = probes(args.adds, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "kb"
+        shutil.copytree(args.kb, folder)
+        before = read_manifest(folder)
+        with live_server(create_app(folder)) as url:
+            report = run_load(url, questions, new, args.clients, args.seconds, args.add_every,
+                              args.max_new_tokens, seed=args.seed).summary()
+        on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
+        after = read_manifest(folder)
+    added = [pr.doc["id"] for pr in new[: report["documents_added"]]]
+    report.update(kb=str(args.kb), model=before["base_model"]["spec"], kb_docs_before=before["n_docs"],
+                  kb_docs_after=after["n_docs"], kb_version_before=before["version"],
+                  kb_version_after=after["version"], missing_on_disk=[i for i in added if i not in on_disk],
+                  max_new_tokens=args.max_new_tokens)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "serve-load.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
+            "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
+            "probes_retrieved", "kb_docs_before", "kb_docs_after"]
+    print(f"| {args.clients} clients, {report['seconds']} s, {report['model']} | |\n|---|---|")
+    for key in rows:
+        print(f"| {key} | {report[key]} |")
+    print(f"wrote {out / 'serve-load.json'}")
+
+
+if __name__ == "__main__":
+    main()

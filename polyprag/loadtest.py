@@ -1,0 +1,191 @@
+"""A bounded load test of the HTTP service on this machine: concurrent askers while documents are added.
+
+`live_server` runs the app under uvicorn in a thread on a loopback port; `run_load` sends traffic only to a
+loopback URL, stops by itself after `seconds`, then waits (bounded) for the add jobs and checks that every
+document a finished job added is served (0 lost). Used by the service tests and `benchmarks/serve_load.py`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import random
+import socket
+import statistics
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator
+
+MODES = ("poly", "poly-combine", "poly-uniform", "rag", "closed-book")
+
+
+@contextmanager
+def live_server(app) -> Iterator[str]:
+    """uvicorn in a thread on a socket bound before it starts (no race for the port); yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        raise RuntimeError("the server did not start within 60 s")
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+def call(method: str, url: str, body: dict | None = None, timeout: float = 120,
+         headers: dict | None = None) -> tuple[int, dict]:
+    """One JSON request with the standard library: (status, decoded body), HTTP errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_for_job(url: str, job_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    job = {"status": "unknown"}
+    while time.monotonic() < deadline:
+        job = call("GET", f"{url}/v1/jobs/{job_id}")[1]
+        if job.get("status") in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    return {**job, "status": f"still {job.get('status')} after {timeout:.0f} s"}
+
+
+def require_loopback(url: str) -> None:
+    """Load is only ever sent to this machine: 127.0.0.0/8, ::1 or localhost."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"load test target {url!r} is not a loopback address; run it against 127.0.0.1.")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A new document and a question only it answers: after its job, the question must retrieve it."""
+
+    doc: dict  # {"id", "title", "text"}
+    question: str
+
+
+@dataclass
+class LoadReport:
+    clients: int
+    seconds: float
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    jobs: list[dict] = field(default_factory=list)
+    answered_during_jobs: int = 0
+    lost_documents: list[str] = field(default_factory=list)
+    probes_retrieved: int = 0
+
+    def summary(self) -> dict:
+        lat = sorted(self.latencies)
+        q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 99 or [0.0] * 99
+        done = [j for j in self.jobs if j["status"] == "done"]
+        return {"clients": self.clients, "seconds": round(self.seconds, 1), "requests": self.requests,
+                "errors": len(self.errors), "error_examples": self.errors[:5],
+                "throughput_rps": round(self.requests / self.seconds, 2) if self.seconds else 0.0,
+                "latency_p50_s": round(q[49], 3), "latency_p95_s": round(q[94], 3),
+                "latency_max_s": round(lat[-1], 3) if lat else 0.0,
+                "jobs": len(self.jobs), "jobs_done": len(done),
+                "job_seconds_mean": round(statistics.fmean(j["seconds"] for j in done), 2) if done else None,
+                "answered_during_jobs": self.answered_during_jobs,
+                "documents_added": sum(len(j["documents"]) for j in done),
+                "lost_documents": self.lost_documents, "probes_retrieved": self.probes_retrieved}
+
+
+def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
+             add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
+             headers: dict | None = None) -> LoadReport:
+    """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
+    job at a time, `add_every` seconds apart. Then every document a finished job added must be served, and
+    each probe's question must retrieve its document first."""
+    require_loopback(url)
+    report, lock = LoadReport(clients, seconds), threading.Lock()
+    answered: list[float] = []  # when each answer arrived
+    running: list[tuple[float, float]] = []  # (submitted, seen finished) per job
+    start = time.monotonic()
+    deadline = start + seconds
+
+    def asker(i: int) -> None:
+        rng, n = random.Random(seed * 1000 + i), 0
+        while time.monotonic() < deadline:
+            n += 1
+            body = {"question": rng.choice(questions), "mode": MODES[(i + n) % len(MODES)], "k": 2,
+                    "max_new_tokens": max_new_tokens}
+            t0 = time.monotonic()
+            try:
+                status, res = call("POST", f"{url}/v1/answer", body)
+            except Exception as e:  # a refused or dropped connection is a failure too
+                status, res = 0, repr(e)
+            with lock:
+                report.requests += 1
+                if status == 200:
+                    report.latencies.append(time.monotonic() - t0)
+                    answered.append(time.monotonic())
+                else:
+                    report.errors.append(f"{status} {str(res)[:200]}")
+
+    def adder() -> None:
+        for p in probes:
+            time.sleep(add_every)
+            if time.monotonic() >= deadline:
+                break
+            submitted = time.monotonic()
+            status, job = call("POST", f"{url}/v1/documents", {"documents": [p.doc]}, headers=headers)
+            if status != 202:
+                with lock:
+                    report.errors.append(f"add {p.doc['id']}: {status} {job}")
+                continue
+            report.jobs.append(wait_for_job(url, job["job_id"], job_timeout))
+            running.append((submitted, time.monotonic()))
+
+    threads = [threading.Thread(target=asker, args=(i,)) for i in range(clients)] + [threading.Thread(target=adder)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report.seconds = time.monotonic() - start
+    report.answered_during_jobs = sum(any(a < t < b for a, b in running) for t in answered)
+    _check_added(url, report, probes)
+    return report
+
+
+def _check_added(url: str, report: LoadReport, probes: list[Probe]) -> None:
+    """Every document a finished job added is served, and its probe question retrieves it first."""
+    by_id = {p.doc["id"]: p for p in probes}
+    for job in report.jobs:
+        if job["status"] != "done":
+            report.errors.append(f"job {job.get('job_id')}: {job['status']} {job.get('error') or ''}")
+            continue
+        for doc_id in job["documents"]:
+            if call("GET", f"{url}/v1/documents/{doc_id}")[0] != 200:
+                report.lost_documents.append(doc_id)
+                continue
+            status, res = call("POST", f"{url}/v1/answer", {"question": by_id[doc_id].question, "k": 1,
+                                                             "max_new_tokens": 4})
+            report.probes_retrieved += status == 200 and res["answers"][0]["documents"][0]["id"] == doc_id
