@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 from tqdm.auto import tqdm
 
 from . import atomic
@@ -47,10 +46,12 @@ class PragAdapters:
     """A base model wrapped by PEFT, able to train one document's LoRA and to answer with a sum of them."""
 
     def __init__(self, lm: LoadedModel, config: PragConfig, folder: str | Path):
+        from peft import LoraConfig, get_peft_model  # ~2 s to import: only the PRAG baseline pays it
+
         self.lm, self.config, self.folder = lm, config, Path(folder)
         suffixes = sorted({name.rsplit(".", 1)[-1] for name, _ in target_modules(lm.model, config.targets)})
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=suffixes)
-        self.model: PeftModel = get_peft_model(lm.model, lora, adapter_name=SLOT)
+        self.model = get_peft_model(lm.model, lora, adapter_name=SLOT)
         self.model.eval()
 
     def doc_dir(self, doc: int) -> Path:
