@@ -52,6 +52,7 @@ class Limits:
     max_documents: int = 100  # per request
     max_doc_chars: int = 100_000
     top_adapters: int = 8  # adapters listed in a mixing summary
+    answer_wait_s: float = 120.0  # longest wait for the model (answers are serialised) before a 503
 
 
 # ---------------------------------------------------------------- schemas
@@ -171,10 +172,13 @@ class Service:
     def _load(self) -> KnowledgeBase:
         return KnowledgeBase.load(self.folder, load_model(self.model) if self.model else None)
 
-    def answer(self, questions: list[str], mode: str, k: int, generation: GenerationConfig
+    def answer(self, questions: list[str], mode: str, k: int, generation: GenerationConfig, wait_s: float
                ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
         """Answers with the KB serving now: (that KB, hits, answers, mixing weights (Q, G, M) or None)."""
-        with self.lock:
+        if not self.lock.acquire(timeout=wait_s):
+            raise ApiError(503, f"the model was busy for {wait_s:.0f} s (answers are computed one batch at a time); "
+                           "retry later, or send several questions in one request.")
+        try:
             kb = self.kb
             hits = [[] for _ in questions] if mode == "closed-book" else kb.retrieve(questions, k)
             if mode in POLY_MODES:
@@ -183,6 +187,8 @@ class Service:
             by_id = {d.id: d for d in kb.docs}
             passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "rag" else None
             return kb, hits, answer_questions(kb.lm, questions, passages, generation, progress=False), None
+        finally:
+            self.lock.release()
 
     def submit(self, job: Job) -> JobOut:
         self.jobs[job.id] = job
@@ -352,7 +358,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     def answer(req: AnswerRequest) -> AnswerResponse:
         questions = checked_questions(req, limits)
         generation = GenerationConfig(max_new_tokens=req.max_new_tokens, batch_size=8)
-        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, generation)
+        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, generation, limits.answer_wait_s)
         by_id = {d.id: d for d in kb.docs}
         out = [AnswerOut(question=a.question, answer=a.answer, raw=a.raw,
                          documents=[_retrieved(by_id[h.doc_id], h) for h in hs],
