@@ -265,9 +265,9 @@ def _lm(args):
     return load_model(args.model or DEFAULT_MODEL)
 
 
-def _model_for_kb(args):
+def _model_for_kb(args) -> str | None:
     """A KB names its base model; --model only overrides it when given explicitly."""
-    return load_model(args.model) if args.model else None
+    return args.model
 
 
 def _print_answer(answer, hits, by_id) -> None:

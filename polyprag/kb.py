@@ -220,10 +220,13 @@ class KnowledgeBase:
         return {**m, "version": version, "changes": changes, "updated": now}
 
     @classmethod
-    def load(cls, folder: str | Path, lm: LoadedModel | None = None) -> KnowledgeBase:
+    def load(cls, folder: str | Path, lm: LoadedModel | str | None = None) -> KnowledgeBase:
+        """`lm`: a loaded model, a model spec, or None for the KB's own base model (loaded after the KB's
+        files are checked, so a damaged KB fails fast)."""
         folder = Path(folder)
         manifest = _read_manifest(folder)
-        lm = lm or load_model(manifest["base_model"]["spec"])
+        if not isinstance(lm, LoadedModel):
+            lm = load_model(lm or manifest["base_model"]["spec"])
         found = model_fingerprint(lm.model)
         if found != manifest["base_model"]["fingerprint"]:
             raise InputError(f"{folder} was built for base model {manifest['base_model']['spec']!r} "

@@ -4,6 +4,7 @@ anything beside it — is byte-for-byte what it was."""
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -181,6 +182,11 @@ def test_bad_input_is_refused_clearly_and_the_kb_is_unchanged(name, argv, spoil,
         assert phrase in message, f"{name}: {phrase!r} not in: {message}"
     assert "Traceback" not in message
     assert snapshot(store) == before, f"{name}: the knowledge base changed"
+    if os.environ.get("POLYPRAG_CATALOGUE"):  # RELIABILITY.md's table: benchmarks/catalogue_table.py renders it
+        shown = message.replace(str(tmp_path), "…").replace(str(tiny_chat_model_dir), "MODEL")
+        shown = shown.replace(str(tiny_base_model_dir), "OTHER-MODEL")
+        with open(os.environ["POLYPRAG_CATALOGUE"], "a", encoding="utf-8") as f:
+            f.write(json.dumps({"case": name, "command": argv[0], "exit": code, "error": shown}) + "\n")
 
 
 def test_an_intact_kb_still_answers_after_the_refusals(kb, tiny_chat_model_dir, capsys):
