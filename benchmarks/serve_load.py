@@ -22,7 +22,7 @@ from pathlib import Path
 from polyprag.corpus import load_corpus
 from polyprag.datasets import load_questions
 from polyprag.lifecycle import read_manifest
-from polyprag.loadtest import Probe, live_server, run_load
+from polyprag.loadtest import MODES, Probe, live_server, run_load
 from polyprag.serve import create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--adds", type=int, default=3, help="documents added, one job each, while the clients ask")
     p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
     p.add_argument("--max-new-tokens", type=int, default=8)
+    p.add_argument("--modes", default=",".join(MODES), help="the askers take these modes in turn")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder for serve-load.json")
     args = p.parse_args()
@@ -62,22 +63,22 @@ def main() -> None:
         shutil.copytree(args.kb, folder)
         before = read_manifest(folder)
         with live_server(create_app(folder)) as url:
-            report = run_load(url, questions, new, args.clients, args.seconds, args.add_every,
-                              args.max_new_tokens, seed=args.seed).summary()
+            report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
+                              seed=args.seed, modes=tuple(args.modes.split(","))).summary()
         on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
         after = read_manifest(folder)
     added = [pr.doc["id"] for pr in new[: report["documents_added"]]]
     report.update(kb=str(args.kb), model=before["base_model"]["spec"], kb_docs_before=before["n_docs"],
                   kb_docs_after=after["n_docs"], kb_version_before=before["version"],
                   kb_version_after=after["version"], missing_on_disk=[i for i in added if i not in on_disk],
-                  max_new_tokens=args.max_new_tokens)
+                  max_new_tokens=args.max_new_tokens, modes=args.modes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "serve-load.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
             "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
             "probes_retrieved", "kb_docs_before", "kb_docs_after"]
-    print(f"| {args.clients} clients, {report['seconds']} s, {report['model']} | |\n|---|---|")
+    print(f"| {args.clients} clients, {report['seconds']} s, {report['model']}, modes {args.modes} | |\n|---|---|")
     for key in rows:
         print(f"| {key} | {report[key]} |")
     print(f"wrote {out / 'serve-load.json'}")

@@ -120,7 +120,7 @@ class LoadReport:
 
 def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
              add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
-             headers: dict | None = None) -> LoadReport:
+             headers: dict | None = None, modes: tuple[str, ...] = MODES) -> LoadReport:
     """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
     job at a time, `add_every` seconds apart. Then every document a finished job added must be served, and
     each probe's question must retrieve its document first."""
@@ -135,7 +135,7 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
         rng, n = random.Random(seed * 1000 + i), 0
         while time.monotonic() < deadline:
             n += 1
-            body = {"question": rng.choice(questions), "mode": MODES[(i + n) % len(MODES)], "k": 2,
+            body = {"question": rng.choice(questions), "mode": modes[(i + n) % len(modes)], "k": 2,
                     "max_new_tokens": max_new_tokens}
             t0 = time.monotonic()
             try:

@@ -1,10 +1,11 @@
 """HTTP service over one knowledge base: answer questions, add and remove documents as jobs, a web page.
 
-Concurrency: the adapter layers hold per-call mixing state (`adapters.mixing`), so every answer is
-serialised by one lock on the serving KB. A job never trains on the serving model: it loads its own copy
-of the KB (one extra model in memory while it runs), adds or removes documents, saves the new version to
-the same folder (`KnowledgeBase.save` is atomic), then swaps the serving reference under the lock. Queries
-are answered all the while; jobs run one at a time on a worker thread, their registry kept in memory.
+Concurrency: the adapter layers hold per-call mixing state (`adapters.mixing`), so the model answers under
+one lock; requests that arrive meanwhile wait together and are answered in shared generation batches. A
+job never trains on the serving model: it loads its own copy of the KB (one extra model in memory while it
+runs), adds or removes documents, saves the new version to the same folder (`KnowledgeBase.save` is
+atomic), then swaps the serving reference under the lock. Queries are answered all the while; jobs run one
+at a time on a worker thread, their registry kept in memory.
 """
 
 from __future__ import annotations
@@ -156,6 +157,19 @@ class Job:
                       version=self.version, seconds=self.seconds)
 
 
+@dataclass(eq=False)  # compared by identity: two requests may ask the same thing
+class Pending:
+    """One answer request waiting for the model, and, once answered, its result or error."""
+
+    questions: list[str]
+    mode: str
+    k: int
+    max_new_tokens: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: tuple | None = None
+    error: Exception | None = None
+
+
 def kb_version(kb: KnowledgeBase) -> int:
     return int(kb.manifest.get("version", 1))  # a KB saved before versions existed is version 1
 
@@ -165,6 +179,8 @@ class Service:
         self.folder, self.model = Path(folder), model
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the adapter layers' mixing state
+        self.pending: list[Pending] = []  # answer requests waiting for the model
+        self.pending_lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
         self.queue: queue.Queue[Job] = queue.Queue()
         threading.Thread(target=self._work, name="polyprag-jobs", daemon=True).start()
@@ -172,23 +188,67 @@ class Service:
     def _load(self) -> KnowledgeBase:
         return KnowledgeBase.load(self.folder, load_model(self.model) if self.model else None)
 
-    def answer(self, questions: list[str], mode: str, k: int, generation: GenerationConfig, wait_s: float
+    def answer(self, questions: list[str], mode: str, k: int, max_new_tokens: int, wait_s: float
                ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
-        """Answers with the KB serving now: (that KB, hits, answers, mixing weights (Q, G, M) or None)."""
-        if not self.lock.acquire(timeout=wait_s):
-            raise ApiError(503, f"the model was busy for {wait_s:.0f} s (answers are computed one batch at a time); "
-                           "retry later, or send several questions in one request.")
-        try:
-            kb = self.kb
-            hits = [[] for _ in questions] if mode == "closed-book" else kb.retrieve(questions, k)
-            if mode in POLY_MODES:
-                answers = kb.answer(questions, mode, k, generation, progress=False, hits=hits)
-                return kb, hits, answers, kb.weights(hits, mode)
+        """Answers with the KB serving now: (that KB, hits, answers, mixing weights (Q, G, M) or None).
+
+        Requests that arrive while the model is busy wait together; whoever gets the model next answers all
+        of them in shared generation batches (rows carry their own routing), so throughput grows with load."""
+        item = Pending(questions, mode, k, max_new_tokens)
+        with self.pending_lock:
+            self.pending.append(item)
+        deadline = time.monotonic() + wait_s
+        while not item.done.is_set():
+            if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                with self.pending_lock:
+                    if item in self.pending:  # nobody took it: give up
+                        self.pending.remove(item)
+                        raise ApiError(503, f"the model was busy for {wait_s:.0f} s; retry later.")
+                item.done.wait()  # taken by the request answering now: it finishes soon
+                break
+            try:
+                if not item.done.is_set():
+                    with self.pending_lock:
+                        batch, self.pending = self.pending, []
+                    self._answer_all(batch)
+            finally:
+                self.lock.release()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _answer_all(self, items: list[Pending]) -> None:
+        """Under the lock: one generation per (mode, max_new_tokens) group; each item gets its result or error."""
+        groups: dict[tuple[str, int], list[Pending]] = {}
+        for it in items:
+            groups.setdefault((it.mode, it.max_new_tokens), []).append(it)
+        for (mode, max_new_tokens), group in groups.items():
+            try:
+                self._answer_group(group, mode, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16))
+            except Exception as e:  # every request of the group gets the error; the server goes on
+                for it in group:
+                    it.error = e
+            for it in group:
+                it.done.set()
+
+    def _answer_group(self, group: list[Pending], mode: str, generation: GenerationConfig) -> None:
+        kb = self.kb
+        questions = [q for it in group for q in it.questions]
+        hits = [h for it in group for h in ([[] for _ in it.questions] if mode == "closed-book"
+                                             else kb.retrieve(it.questions, it.k))]
+        weights = None
+        if mode in POLY_MODES:
+            answers = kb.answer(questions, mode, max(it.k for it in group), generation, progress=False, hits=hits)
+            weights = kb.weights(hits, mode)  # (Q, G, M)
+        else:
             by_id = {d.id: d for d in kb.docs}
             passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "rag" else None
-            return kb, hits, answer_questions(kb.lm, questions, passages, generation, progress=False), None
-        finally:
-            self.lock.release()
+            answers = answer_questions(kb.lm, questions, passages, generation, progress=False)
+        start = 0
+        for it in group:
+            end = start + len(it.questions)
+            it.result = (kb, hits[start:end], answers[start:end], None if weights is None else weights[start:end])
+            start = end
 
     def submit(self, job: Job) -> JobOut:
         self.jobs[job.id] = job
@@ -357,8 +417,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     @app.post("/v1/answer")
     def answer(req: AnswerRequest) -> AnswerResponse:
         questions = checked_questions(req, limits)
-        generation = GenerationConfig(max_new_tokens=req.max_new_tokens, batch_size=8)
-        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, generation, limits.answer_wait_s)
+        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, req.max_new_tokens, limits.answer_wait_s)
         by_id = {d.id: d for d in kb.docs}
         out = [AnswerOut(question=a.question, answer=a.answer, raw=a.raw,
                          documents=[_retrieved(by_id[h.doc_id], h) for h in hs],

@@ -223,6 +223,43 @@ def test_an_unexpected_error_is_a_generic_500(kb_folder, monkeypatch):
     assert r.status_code == 500 and r.json() == {"error": "internal server error; the server log has the details."}
 
 
+def test_requests_waiting_for_the_model_are_answered_together_each_with_its_own_answers(kb_folder, monkeypatch):
+    """Requests queued behind a busy model share one generation per mode; each gets exactly its own answers,
+    retrieved documents and routing, the same as when it is asked alone."""
+    from polyprag import kb as kb_module
+
+    app = create_app(kb_folder)
+    client, service = TestClient(app), app.state.service
+    asks = [{"question": "Who finished Marlow Bridge?", "mode": "poly", "k": 1},
+            {"questions": ["When was Velmark founded?", "Who invented the glass harp?"], "mode": "poly", "k": 2},
+            {"question": "Who invented the glass harp?", "mode": "rag", "k": 1},
+            {"question": "When was Velmark founded?", "mode": "closed-book"}]
+    alone = [ask(client, **a)[1] for a in asks]
+    calls = []
+    real = kb_module.answer_questions
+    monkeypatch.setattr(kb_module, "answer_questions", lambda lm, qs, *a, **kw: calls.append(qs) or real(lm, qs, *a, **kw))
+    results = [None] * len(asks)
+    with service.lock:  # the model is busy: all four wait
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, ask(client, **asks[i])))
+                   for i in range(len(asks))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while len(service.pending) < len(asks) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(service.pending) == len(asks)
+    for t in threads:
+        t.join(60)
+    assert len(calls) == 1  # both poly requests in one generation (rag and closed-book do not go through the KB)
+    assert sorted(calls[0]) == ["When was Velmark founded?", "Who finished Marlow Bridge?", "Who invented the glass harp?"]
+    for got, want in zip(results, alone):
+        assert got[0] == 200
+        assert [a["question"] for a in got[1]["answers"]] == [a["question"] for a in want["answers"]]
+        assert [[d["id"] for d in a["documents"]] for a in got[1]["answers"]] == \
+               [[d["id"] for d in a["documents"]] for a in want["answers"]]
+        assert [a["mixing"] for a in got[1]["answers"]] == [a["mixing"] for a in want["answers"]]
+
+
 def test_the_web_page_and_the_openapi_docs_are_served(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
