@@ -19,3 +19,19 @@ CONFIG = BuildConfig(inventory=InventoryConfig(n_adapters=4, rank=2), training=T
 def build_kb(model_dir: Path, folder: Path) -> Path:
     KnowledgeBase.build(DOCS, load_model(str(model_dir)), CONFIG, progress=False).save(folder)
     return folder
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def chromium(window: str = "1000,1300"):
+    """Debian's headless Chromium under selenium (also used by benchmarks/screenshot.py)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # No sandbox: CI runs as root. No /dev/shm: containers give it 64 MB, too little for Chromium.
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--window-size={window}"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -7,36 +7,21 @@ import os
 from pathlib import Path
 
 import pytest
-from serving import NEW, NEW_QUESTION, build_kb
+from serving import CHROMEDRIVER, CHROMIUM, NEW, NEW_QUESTION, build_kb, chromium
 
 from polyprag.loadtest import live_server
 from polyprag.serve import create_app
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
-
-def need_browser() -> None:
+@pytest.fixture
+def browser():
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
         reason = f"{', '.join(missing)} missing: install Debian chromium chromium-driver (apt-get install -y ...)"
         if os.environ.get("CI"):  # CI must run it: .ci/run installs them
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-@pytest.fixture
-def browser():
-    need_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    # No sandbox: CI runs as root. No /dev/shm: containers give it 64 MB, too little for Chromium.
-    flags = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1000,1300")
-    for arg in flags:
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = chromium()
     yield driver
     driver.quit()
 
