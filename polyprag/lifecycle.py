@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,12 +102,18 @@ def versions(folder: str | Path) -> list[dict]:
     """Every version of the KB at `folder`, oldest first: version, updated, n_docs, change, current."""
     folder = Path(folder)
     atomic.recover_dir(folder)
-    current = read_manifest(folder)
-    if current is None:
+    if not (folder / MANIFEST).exists():
         raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
+    try:
+        current = read_manifest(folder)
+    except InputError as e:  # a damaged current version: list the history, so that it can be rolled back
+        log.warning("the current version is damaged (%s); roll back to one of the versions listed", e)
+        current = None
     found = {v: read_manifest(path) for v, path in _history(folder).items()}
-    found[current["version"]] = current  # a stop mid-save can leave the current one in history too
-    return [_row(v, m, v == current["version"]) for v, m in sorted(found.items()) if m is not None]
+    if current is not None:
+        found[current["version"]] = current  # a stop mid-save can leave the current one in history too
+    return [_row(v, m, current is not None and v == current["version"]) for v, m in sorted(found.items())
+            if m is not None]
 
 
 def _history(folder: Path) -> dict[int, Path]:
@@ -163,7 +170,7 @@ def rollback(folder: str | Path, version: int) -> None:
     """Make `version` current (atomic swap); the version it replaces goes to the history, so this can be undone."""
     folder = Path(folder)
     table = versions(folder)
-    current = next(v["version"] for v in table if v["current"])
+    current = next((v["version"] for v in table if v["current"]), None)  # None: its manifest is damaged
     if version == current:
         log.info("%s is already at version %d", folder, version)
         return
@@ -173,14 +180,15 @@ def rollback(folder: str | Path, version: int) -> None:
                          f"{', '.join(str(v['version']) for v in table)} (see `polyprag versions {folder}`).")
     with atomic.staged_dir(folder) as tmp:
         _link_tree(source, tmp)
-        _archive(folder, current)
+        _archive(folder, current if current is not None else f"damaged-{time.strftime('%Y%m%dT%H%M%S')}")
     shutil.rmtree(source, ignore_errors=True)  # it is current now; history holds only the other versions
 
 
-def _archive(folder: Path, version: int) -> None:
-    """Keep `folder` as history version `version`: hard links into a temp folder, renamed into place."""
+def _archive(folder: Path, version: int | str) -> None:
+    """Keep `folder` as history version `version` (or a damaged one under its own name, never listed as a
+    version): hard links into a temp folder, renamed into place."""
     hist = history_dir(folder)
-    target = hist / f"v{version}"
+    target = hist / (f"v{version}" if isinstance(version, int) else version)
     if target.exists():  # kept by an earlier save that stopped before its swap
         return
     tmp = hist / f".v{version}.tmp"

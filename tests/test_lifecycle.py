@@ -227,3 +227,21 @@ def test_inspect_prints_routing_stats_and_writes_a_png(kb_dir, tmp_path, capsys)
     assert [n["id"] for n in data["neighbours"]] == ["marlow", "glass"]  # spread over the KB
     assert all(len(n["nearest"]) == 2 for n in data["neighbours"])  # the other two documents
     assert main(["inspect", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_kb_whose_manifest_is_damaged_can_still_be_listed_and_rolled_back(kb_dir, tmp_path, capsys):
+    write_jsonl(NEW, tmp_path / "new.jsonl")
+    kb = str(kb_dir)
+    assert main(["add", kb, str(tmp_path / "new.jsonl"), "--epochs", "1", "--augment-cache", str(tmp_path / "c.jsonl")]) == 0
+    damaged = (kb_dir / "manifest.json").read_text()[:40]
+    (kb_dir / "manifest.json").write_text(damaged)
+    capsys.readouterr()
+    assert main(["ask", "Who finished Marlow Bridge?", "--kb", kb]) == 2
+    assert "Roll back to an intact version" in printed(capsys)
+    assert main(["versions", kb]) == 0  # the history is listed; no version is current
+    assert "*" not in printed(capsys).split("change")[-1]
+    assert main(["rollback", kb, "1"]) == 0
+    assert "version 1 is current (3 documents)" in printed(capsys)
+    kept = list((kb_dir.parent / "kb.versions").glob("damaged-*"))
+    assert len(kept) == 1 and (kept[0] / "manifest.json").read_text() == damaged  # nothing is thrown away
+    assert main(["ask", "Who finished Marlow Bridge?", "--kb", kb]) == 0
