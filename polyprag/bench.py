@@ -372,7 +372,7 @@ def markdown(result: dict) -> str:
                      f"{r['storage_bytes']:,} | {r['storage_bytes_per_doc']:,} | {encode} | {r['latency_p50_s']:.2f} | "
                      f"{r['latency_p95_s']:.2f} | {r['seconds_per_question']:.2f} |")
     types = sorted({t for r in result["rows"] for t in r.get("f1_by_type", {})})
-    if len(types) > 1:
+    if len(types) > 1 or any(r["method"] == "poly-z" for r in result["rows"]):
         lines += ["", "F1 per question type, and on the questions whose top document is in the half Poly-z adds "
                   "by routing only / the half its inventory was trained on:", "",
                   "| method | " + " | ".join(types) + " | added half | trained half |",
