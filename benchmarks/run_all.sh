@@ -24,7 +24,7 @@ run hotpotqa-n100-gemma3-bench --dataset hotpotqa --n 100 --model gemma3-270m
 run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z --context-qa 1 \
     --epochs 3 --max-qa 8
 # Ablations (M, rank, fine vs coarse routing) and the LLM augmenter against the rules on a small subset.
-run popqa-n50-smollm2-ablation --dataset popqa --n 50 --methods poly --adapters 1,4,8,20 --rank 1,2,4,8 \
+run popqa-n50-smollm2-ablation --dataset popqa --n 50 --methods poly --adapters 1,8,20 --rank 2,4,8 \
     --routing fine,coarse
 run hotpotqa-n30-smollm2-llm-augmenter --dataset hotpotqa --n 30 --methods prag,poly --augmenter llm
 run hotpotqa-n30-smollm2-rules-augmenter --dataset hotpotqa --n 30 --methods prag,poly
