@@ -20,7 +20,7 @@ run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100
 run popqa-n50-smollm2-bench --dataset popqa --n 50
 run cwq-n50-smollm2-bench --dataset cwq --n 50
 run hotpotqa-n100-gemma3-bench --dataset hotpotqa --n 100 --model gemma3-270m
-# Poly-z on the sample corpus with the demo's settings (issue: encode half, add the other half).
+# Poly-z on the sample corpus with the demo's settings: encode half, add the other half.
 run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z --context-qa 1 \
     --epochs 3 --max-qa 8
 # Ablations (M, rank, fine vs coarse routing) and the LLM augmenter against the rules on a small subset.
