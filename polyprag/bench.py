@@ -5,7 +5,8 @@ and greedy decoding. Corpus modes: "closed" encodes every paragraph of the selec
 them all); "per-question" (PRAG's) encodes only the paragraphs some question retrieved (its top-k).
 Storage counts the parametric knowledge a method keeps on top of the corpus text and its BM25 index.
 
-OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them);
+OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them, and
+may ask for other methods: only the settings that change a method's result must match);
 the knowledge bases and PRAG adapters trained so far (a rerun continues them); and the reports:
 results.json, results.md, f1.png, routing_pca.png, adapter_usage.png.
 """
@@ -44,6 +45,7 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tun
 OPTIONAL = ("rag-gold",)  # a reader upper bound; needs gold paragraphs
 CORPUS_MODES = ("per-question", "closed")
 ABLATIONS = ("adapters", "rank", "routing")
+PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in the same folder
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,9 @@ class Bench:
         current = json.loads(json.dumps({"model": self.model, **asdict(self.config)}))
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved != current:
-                diff = sorted(k for k in current if saved.get(k) != current[k])
+            # Which methods run may change between reruns (each has its own file); how they run may not.
+            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k) != current[k])
+            if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "
                                  "rerun with the same settings to resume it, or pass a new --out folder.")
             log.info("resuming %s: %d method(s) already done", self.out, len(list((self.out / "methods").glob("*.json"))))

@@ -61,8 +61,16 @@ def test_a_rerun_resumes_and_redoes_only_missing_methods(run, tiny_chat_model_di
 
 
 def test_a_rerun_with_other_settings_is_refused(run, tiny_chat_model_dir, capsys):
-    assert _bench(tiny_chat_model_dir, run, "--methods", "rag") == 2
-    assert "other settings" in " ".join(capsys.readouterr().out.split())
+    assert _bench(tiny_chat_model_dir, run, "--methods", "rag", "--k", "2") == 2
+    assert "other settings (k)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(run, tiny_chat_model_dir):
+    kept = (run / "methods" / "rag.json").stat().st_mtime_ns
+    assert _bench(tiny_chat_model_dir, run, "--methods", "closed-book,rag") == 0
+    result = json.loads((run / "results.json").read_text())
+    assert [r["method"] for r in result["rows"]] == ["closed-book", "rag"]
+    assert (run / "methods" / "rag.json").stat().st_mtime_ns == kept
 
 
 @pytest.mark.parametrize("flags, message", [(["--methods", "rag,telepathy"], "telepathy"),
