@@ -42,7 +42,9 @@ log = logging.getLogger("polyprag")
 
 METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tuned-combine",
            "poly", "poly-combine", "poly-uniform", "poly-z")
-OPTIONAL = ("rag-gold",)  # a reader upper bound; needs gold paragraphs
+# rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
+# parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
+OPTIONAL = ("rag-gold", "closed-book-bare")
 CORPUS_MODES = ("per-question", "closed")
 ABLATIONS = ("adapters", "rank", "routing")
 PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in the same folder
@@ -153,7 +155,7 @@ class Bench:
     def _method(self, name: str, work: Workload) -> tuple[dict, list[dict]]:
         timings: list[float] = []
         start = time.perf_counter()
-        if name in ("closed-book", "rag", "rag-gold"):
+        if name in ("closed-book", "closed-book-bare", "rag", "rag-gold"):
             answers, extra = self._reader(name, work, timings), {"storage_bytes": 0, "storage_bytes_per_doc": 0}
         elif name.startswith("prag"):
             answers, extra = self._prag(name, work, timings)
@@ -167,14 +169,14 @@ class Bench:
 
     def _reader(self, name: str, work: Workload, timings: list[float]) -> list[Answer]:
         by_id = {d.id: d for d in work.docs}
-        if name == "closed-book":
+        if name.startswith("closed-book"):
             passages = None
         elif name == "rag":
             passages = [[by_id[d].content() for d in ids] for ids in work.retrieved]
         else:
             passages = self._gold_passages(work)
         return answer_questions(self._lm("base"), work.texts, passages, self.config.generation,
-                                progress=self.progress, timings=timings)
+                                progress=self.progress, timings=timings, shots=name != "closed-book-bare")
 
     def _gold_passages(self, work: Workload) -> list[list[str]]:
         missing = [q.id for q in work.questions if not q.gold_doc_ids]

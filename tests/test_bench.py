@@ -73,6 +73,17 @@ def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(run, tiny_chat_mode
     assert (run / "methods" / "rag.json").stat().st_mtime_ns == kept
 
 
+def test_closed_book_bare_asks_as_the_parametric_methods_do(run, tiny_chat_model_dir, monkeypatch):
+    import polyprag.bench as bench
+    seen = []
+    real = bench.answer_questions
+    monkeypatch.setattr(bench, "answer_questions", lambda *a, **kw: seen.append(kw["shots"]) or real(*a, **kw))
+    assert _bench(tiny_chat_model_dir, run, "--methods", "closed-book,closed-book-bare") == 0
+    assert seen == [False]  # closed-book itself was done before: only the bare reader ran, without examples
+    rows = json.loads((run / "results.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["closed-book", "closed-book-bare"] and rows[1]["storage_bytes"] == 0
+
+
 @pytest.mark.parametrize("flags, message", [(["--methods", "rag,telepathy"], "telepathy"),
                                             (["--adapters", "4,x"], "--adapters"),
                                             (["--routing", "fine,medium"], "--routing")])
