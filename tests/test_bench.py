@@ -78,10 +78,11 @@ def test_closed_book_bare_asks_as_the_parametric_methods_do(run, tiny_chat_model
     seen = []
     real = bench.answer_questions
     monkeypatch.setattr(bench, "answer_questions", lambda *a, **kw: seen.append(kw["shots"]) or real(*a, **kw))
-    assert _bench(tiny_chat_model_dir, run, "--methods", "closed-book,closed-book-bare") == 0
-    assert seen == [False]  # closed-book itself was done before: only the bare reader ran, without examples
+    assert _bench(tiny_chat_model_dir, run, "--methods", "all,closed-book-bare", "--routing", "fine,coarse") == 0
+    assert seen == [False]  # the ten were done before: only the bare reader ran, without examples
     rows = json.loads((run / "results.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["closed-book", "closed-book-bare"] and rows[1]["storage_bytes"] == 0
+    assert [r["method"] for r in rows] == [*METHODS, "closed-book-bare", "poly[routing=fine]", "poly[routing=coarse]"]
+    assert rows[len(METHODS)]["storage_bytes"] == 0
 
 
 @pytest.mark.parametrize("flags, message", [(["--methods", "rag,telepathy"], "telepathy"),
