@@ -23,12 +23,14 @@ log = logging.getLogger("polyprag")
 AUGMENTERS = ("rules", "llm")
 RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
+LLM_PARSE = 2  # in the cache key: LLM outputs cached under an older parse_qa are asked again
 
 # PRAG's augmentation prompts (data_augment.py), verbatim in substance.
 REWRITE_PROMPT = ("Rewrite the following passage. While keeping the entities, proper nouns, and key details such as "
                   "names, locations, and terminology intact, create a new version of the text that expresses the same "
                   "ideas in a different way. Make sure the revised passage is distinct from the original one, but "
                   "preserves the core meaning and relevant information.\n{passage}")
+EXAMPLE_QUESTION = "What is the capital of France?"  # QA_PROMPT's format example
 QA_PROMPT = ("I will provide a passage of text, and you need to generate three different questions based on the "
              "content of this passage. Each question should be answerable using the information provided in the "
              "passage. Additionally, please provide an appropriate answer for each question derived from the "
@@ -57,7 +59,7 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
     """`max_qa` caps the rule augmenter's QA pairs per document (the LLM writes PRAG's 3)."""
     if augmenter not in AUGMENTERS:
         raise InputError(f"--augmenter {augmenter!r}; choose from {list(AUGMENTERS)}.")
-    model = lm.spec if augmenter == "llm" else f"max_qa={max_qa}"
+    model = f"{lm.spec} parse={LLM_PARSE}" if augmenter == "llm" else f"max_qa={max_qa}"
     keys = [cache_key(d, augmenter, model) for d in docs]
     cached = _read_cache(cache) if cache else {}
     missing = [d for d, k in zip(docs, keys) if k not in cached]
@@ -112,6 +114,8 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
         return None
     pairs = [QAPair(str(i["question"]).strip(), str(i["answer"]).strip(), str(i.get("full_answer", i["answer"])).strip())
              for i in items if isinstance(i, dict) and i.get("question") and i.get("answer")]
+    # Small models often copy the prompt's format example; it says nothing about the passage.
+    pairs = [p for p in pairs if p.question.lower() != EXAMPLE_QUESTION.lower()]
     return pairs[:3] or None
 
 

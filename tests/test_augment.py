@@ -24,6 +24,14 @@ def test_parse_qa_refuses_what_is_not_a_usable_list():
     assert parse_qa("no json here", "") is None
     assert parse_qa('[{"question": "Who?"}]', "") is None  # no answer
     assert parse_qa('[{"question": "Who?", "answer": "x"', "") is None  # truncated
+    echo = '[{"question": "What is the capital of France?", "answer": "Paris", "full_answer": "Paris"}]'
+    assert parse_qa(echo, DOCS[1].text) is None  # the prompt's own format example, copied
+
+
+def test_parse_qa_keeps_the_passage_pairs_beside_a_copied_example():
+    text = ('[{"question": "What is the capital of France?", "answer": "Paris"},'
+            ' {"question": "Who founded Velmark?", "answer": "Orrin Pell"}]')
+    assert [p.answer for p in parse_qa(text, DOCS[1].text)] == ["Orrin Pell"]
 
 
 def test_llm_failures_are_counted_and_fall_back_to_rules(tiny_chat_model_dir, caplog):
