@@ -39,3 +39,6 @@ run hotpotqa-n30-smollm2-rules-augmenter --dataset hotpotqa --n 30 \
 # Storage of the whole knowledge base at 300 to 9,600 paragraphs (files on disk; no training).
 .venv/bin/python benchmarks/storage_scale.py --data-dir "$data" --sizes 300,1000,4000,8000,9600 \
     --trained "$work/2wiki-n100-smollm2-bench/kb" --out benchmarks/results/storage-scale-smollm2
+# Two levers for Poly-PRAG on the same 30 questions: a 10x routing lr and twice the epochs.
+run hotpotqa-n30-smollm2-routing-lr1-e4 --dataset hotpotqa --n 30 --methods closed-book-bare,poly,poly-uniform \
+    --lr-routing 1.0 --epochs 4
