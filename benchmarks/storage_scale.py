@@ -53,7 +53,7 @@ def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
 
 def poly_sizes(model: str, docs: list, routing: str, folder: Path) -> dict:
     build = BuildConfig(routing=routing, max_qa=3, context_qa=0, rewrite=False, training=TrainConfig(epochs=0))
-    kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)
+    kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)  # a fresh model: build injects into it
     kb.save(folder)
     return kb.storage_bytes(folder)
 

@@ -45,6 +45,7 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tun
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
 OPTIONAL = ("rag-gold", "closed-book-bare")
+READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
 ABLATIONS = ("adapters", "rank", "routing")
 PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in the same folder
@@ -155,7 +156,7 @@ class Bench:
     def _method(self, name: str, work: Workload) -> tuple[dict, list[dict]]:
         timings: list[float] = []
         start = time.perf_counter()
-        if name in ("closed-book", "closed-book-bare", "rag", "rag-gold"):
+        if name in READERS:
             answers, extra = self._reader(name, work, timings), {"storage_bytes": 0, "storage_bytes_per_doc": 0}
         elif name.startswith("prag"):
             answers, extra = self._prag(name, work, timings)
