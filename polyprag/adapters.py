@@ -135,3 +135,21 @@ def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
     finally:
         for layer in layers:
             layer.weights = None
+
+
+@torch.no_grad()
+def adapter_cosine(layers: list[PolyLoRALinear]) -> float | None:
+    """Mean pairwise cosine between the inventory's B_m (flattened), averaged over layers: near 1 means the M
+    adapters moved in lockstep and routing has nothing to choose between. None while every B is zero."""
+    m = layers[0].config.n_adapters if layers else 0
+    if m < 2:
+        return None
+    values = []
+    for layer in layers:
+        b = layer.lora_B.detach().float().reshape(m, -1)  # (M, d_out·r)
+        if not b.abs().sum():
+            continue
+        unit = torch.nn.functional.normalize(b, dim=1)
+        sim = unit @ unit.T  # (M, M)
+        values.append(float((sim.sum() - sim.diagonal().sum()) / (m * (m - 1))))
+    return sum(values) / len(values) if values else None

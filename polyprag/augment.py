@@ -47,7 +47,8 @@ class Sample:
     doc: int
     question: str
     answer: str
-    passage: str | None = None
+    passage: str | None = None  # shown in the prompt
+    source: str | None = None  # the document, shown only to the distillation teacher
 
 
 def cache_key(doc: Document, augmenter: str, model: str) -> str:
@@ -127,12 +128,13 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
     samples = []
     for i, (doc, aug) in enumerate(zip(docs, augs)):
         rewritten = f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite
+        source = doc.content()
         for j, qa in enumerate(aug.qa):
             if j < context_qa:
-                samples.append(Sample(i, qa.question, qa.answer, doc.content()))
+                samples.append(Sample(i, qa.question, qa.answer, source, source))
                 if rewrite:
-                    samples.append(Sample(i, qa.question, qa.answer, rewritten))
-            samples.append(Sample(i, qa.question, qa.answer))
+                    samples.append(Sample(i, qa.question, qa.answer, rewritten, source))
+            samples.append(Sample(i, qa.question, qa.answer, source=source))
     return samples
 
 

@@ -31,7 +31,8 @@ from .kb import POLY_MODES, BuildConfig, KnowledgeBase
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
-from .train import TrainConfig
+from .routing import ROUTING_INITS
+from .train import OBJECTIVES, TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
@@ -207,6 +208,11 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
         p.add_argument("--routing", default="fine", help="fine (default) or coarse; fine,coarse adds a row for each")
     else:
         p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
+    p.add_argument("--routing-init", choices=ROUTING_INITS, default="uniform",
+                   help="uniform (Z ≈ 0, default) or cluster (from k-means over the base model's document embeddings)")
+    p.add_argument("--routing-strength", type=float, default=3.0, help="cluster init: logit ±s (default 3)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="nll",
+                   help="nll (default), distill (from the base model reading the document), or both")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
     p.add_argument("--epochs", type=int, default=t.epochs)
@@ -327,10 +333,11 @@ def _build_config(args) -> BuildConfig:
     if args.epochs < 1 or args.train_batch_size < 1:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
-                           lr_routing=args.lr_routing, seed=args.seed)
+                           lr_routing=args.lr_routing, seed=args.seed, objective=args.objective)
     if args.max_qa < 1 or args.context_qa < 0:
         raise InputError(f"--max-qa {args.max_qa} must be >= 1 and --context-qa {args.context_qa} >= 0.")
-    return BuildConfig(inventory=inventory, routing=args.routing, augmenter=args.augmenter, max_qa=args.max_qa,
+    return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init,
+                       routing_strength=args.routing_strength, augmenter=args.augmenter, max_qa=args.max_qa,
                        context_qa=args.context_qa, rewrite=not args.no_rewrite, training=training)
 
 
@@ -352,6 +359,7 @@ def cmd_build(args) -> None:
     config = _build_config(args)  # validate everything before loading a model
     docs = _docs(args.corpus, args.chunk_words)
     kb = _build(args, docs, config, Path(args.out), resume=args.resume)
+    console.print(_diagnostics_table(kb.manifest["diagnostics"]))
     console.print(f"built {args.out}: {len(docs)} documents in {kb.manifest['build_seconds']:.0f} s, "
                   f"{kb.storage_bytes(args.out)['total']:,} bytes")
 
@@ -420,9 +428,12 @@ def cmd_inspect(args) -> None:
                   f"adapters: M={a['n_adapters']}, rank {a['rank']}, alpha {a['alpha']:g}, targets "
                   f"{','.join(a['targets'])} ({a['layers']} layers), routing {a['routing']} ({a['groups']} "
                   f"group{'s' if a['groups'] > 1 else ''} per document)\n"
-                  f"routing entropy (mean, / log M): {report['entropy_mean']:.3f}\n"
+                  f"routing entropy (mean, / log M): {report['entropy_mean']:.3f}; effective adapters per "
+                  f"document (exp entropy): {report['effective_adapters']:.2f} of {a['n_adapters']}\n"
                   f"sparsity (share of weights < 1/(2M) = {report['sparsity_threshold']:.3g}): "
                   f"{report['sparsity']:.3f}", highlight=False)
+    if report["training"]:
+        console.print(_diagnostics_table(report["training"]))
     used = Table(title="most used adapters")
     used.add_column("adapter", justify="right")
     used.add_column("mean weight", justify="right")
@@ -440,6 +451,17 @@ def cmd_inspect(args) -> None:
     if args.json_out:
         write_json(report, Path(args.json_out))
         console.print(f"wrote {args.json_out}")
+
+
+def _diagnostics_table(epochs: list[dict]) -> Table:
+    """The build's per-epoch record: is routing leaving uniform, are the adapters distinct?"""
+    table = Table(title="training, per epoch")
+    cols = ("epoch", "loss", "max_abs_z", "routing_grad_norm", "entropy", "effective_adapters", "adapter_cosine")
+    for c in cols:
+        table.add_column(c.replace("_", " "), justify="right")
+    for e in epochs:
+        table.add_row(*("-" if e.get(c) is None else f"{e[c]:.4g}" for c in cols))
+    return table
 
 
 def cmd_bench(args) -> None:

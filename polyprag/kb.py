@@ -31,12 +31,13 @@ from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, 
 from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
+from .embed import embed_documents, kmeans
 from .errors import InputError
 from .lifecycle import (checksums, next_version, read_manifest, rollback, staged_version,  # noqa: F401
                         verify_files, versions)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit
-from .routing import RoutingTable
+from .routing import ROUTING_INITS, RoutingTable
 from .train import TrainConfig, train
 
 log = logging.getLogger("polyprag")
@@ -49,6 +50,8 @@ POLY_MODES = ("poly", "poly-combine", "poly-uniform")
 class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
+    routing_init: str = "uniform"  # "uniform": Z ≈ 0; "cluster": from k-means over document embeddings
+    routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
     augmenter: str = "rules"
     max_qa: int = 8  # rule augmenter: QA pairs per document at most
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
@@ -58,6 +61,8 @@ class BuildConfig:
     def __post_init__(self):
         if self.routing not in ("fine", "coarse"):
             raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
+        if self.routing_init not in ROUTING_INITS:
+            raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
 
 
 def model_fingerprint(model) -> str:
@@ -88,10 +93,13 @@ class KnowledgeBase:
         fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
         start = time.perf_counter()
         augs = _augment(docs, config, lm, cache, progress, reuse)
+        clusters = _clusters(lm, docs, config) if config.routing_init == "cluster" else None  # before injection
         torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
         layers = inject(lm.model, config.inventory)
         groups = len(layers) if config.routing == "fine" else 1
         routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
+        if clusters is not None:
+            routing.init_from_clusters(clusters, config.routing_strength)
         samples = training_samples(docs, augs, config.context_qa, config.rewrite)
         log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
                  len(samples), len(docs))
@@ -120,7 +128,8 @@ class KnowledgeBase:
         self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
-                    "loss_per_epoch": [round(x, 5) for x in history], "seconds": round(seconds, 1), "at": _now()}
+                    "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
+                    "seconds": round(seconds, 1), "at": _now()}
         self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), addition]}
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"]})
         return seconds
@@ -287,14 +296,15 @@ class KnowledgeBase:
 
 
 def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
-              history: list[float], seconds: float) -> dict:
+              history: list[dict], seconds: float) -> dict:
     inv = asdict(config.inventory)
     return {"format_version": FORMAT_VERSION, "created": _now(),
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
+            "routing_init": config.routing_init, "routing_strength": config.routing_strength,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "training": asdict(config.training), "n_docs": n_docs,
-            "n_samples": n_samples, "loss_per_epoch": [round(x, 5) for x in history],
+            "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
             "build_seconds": round(seconds, 1), "version": 1,
             "changes": [{"op": "build", "n_docs": n_docs, "at": _now()}]}
 
@@ -302,13 +312,22 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
 def build_config(manifest: dict) -> BuildConfig:
     """The build config a KB's manifest records."""
     m = manifest
-    return BuildConfig(inventory=_inventory_config(m), routing=m["routing"], augmenter=m["augmenter"],
+    return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
+                       routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
+                       augmenter=m["augmenter"],
                        max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"],
                        training=TrainConfig(**m["training"]))
 
 
 def _inventory_config(manifest: dict) -> InventoryConfig:
     return InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
+
+
+def _clusters(lm: LoadedModel, docs: list[Document], config: BuildConfig) -> torch.Tensor:
+    """Each document's topic cluster (N,): k-means with M clusters over the base model's document embeddings."""
+    log.info("embedding %d documents for cluster routing", len(docs))
+    x = embed_documents(lm, docs)  # (N, d)
+    return kmeans(x, config.inventory.n_adapters, seed=config.training.seed)
 
 
 def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: Path | None, progress: bool,

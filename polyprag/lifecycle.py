@@ -31,7 +31,7 @@ from safetensors.torch import load_file
 from . import atomic
 from .corpus import Document, load_corpus
 from .errors import InputError
-from .routing import normalize
+from .routing import entropy_stats, normalize
 
 log = logging.getLogger("polyprag")
 
@@ -257,7 +257,10 @@ def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
             "adapters": {"n_adapters": m, "rank": manifest["inventory"]["rank"],
                          "alpha": manifest["inventory"]["alpha"], "targets": manifest["inventory"]["targets"],
                          "layers": n_layers, "routing": manifest["routing"], "groups": g},
-            "entropy_mean": stats["entropy_mean"], "sparsity": float((w < 1 / (2 * m)).mean()),
+            "entropy_mean": stats["entropy_mean"],
+            "effective_adapters": entropy_stats(torch.from_numpy(w))["effective_adapters"],
+            "training": manifest.get("diagnostics", []),  # per epoch: loss and routing diagnostics
+            "sparsity": float((w < 1 / (2 * m)).mean()),
             "sparsity_threshold": 1 / (2 * m),
             "top_adapters": [{"adapter": int(i), "mean_weight": float(usage[i])} for i in order],
             "neighbours": _neighbours(docs, w.reshape(n, -1), top, neighbours)}

@@ -3,6 +3,13 @@
 Samples of every document are shuffled together; each batch row is routed by its own document's
 weights. Adapters and routing logits are separate AdamW groups (routing learns ~100× faster).
 Checkpoints at each epoch's end (safetensors + JSON) let `resume` continue an interrupted run.
+
+Objectives: "nll" (next-token loss on the user turn and the rule answer), "distill" (the frozen base model
+reading the document is the teacher: KL from its top-k next-token distribution to the routed student's,
+on the answer tokens, with no passage in the student's prompt; the teacher keeps the reader's own answer
+distribution, which NLL on rule answers sharpens into an answer shape), or "both" (their sum).
+Each epoch logs routing diagnostics: max |Z|, the routing gradient norm, the routing entropy, the effective
+number of adapters per document, and the mean cosine between the inventory's adapters.
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import atomic
-from .adapters import PolyLoRALinear, inventory_state, load_inventory_state, mixing
+from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing
 from .answer import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
-from .routing import RoutingTable
+from .errors import InputError
+from .routing import RoutingTable, entropy_stats
+
+OBJECTIVES = ("nll", "distill", "both")
 
 log = logging.getLogger("polyprag")
 
@@ -37,6 +47,12 @@ class TrainConfig:
     max_length: int = 384  # tokens; longer samples are cut from the left of the passage, never the answer
     seed: int = 0
     train_adapters: bool = True  # False: Poly-z, only the routing rows in `trainable_docs` learn
+    objective: str = "nll"  # "nll", "distill" or "both" (module docstring)
+    distill_top_k: int = 32  # teacher tokens kept per answer position
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"objective={self.objective!r}; choose from {list(OBJECTIVES)}.")
 
 
 @dataclass
@@ -44,6 +60,8 @@ class Encoded:
     doc: int
     ids: list[int]
     loss_from: int  # tokens before this index (system turn / bos) are not in the loss
+    answer_from: int = 0  # distillation: index of the first answer token in ids
+    teacher: tuple[torch.Tensor, torch.Tensor] | None = None  # (n_answer, k) log-probs and token ids
 
 
 def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
@@ -55,6 +73,37 @@ def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
     if len(ids) > max_length:  # keep the prefix and the end (question + answer), drop passage tokens
         ids = ids[:n_prefix] + ids[len(ids) - (max_length - n_prefix):]
     return Encoded(sample.doc, ids, n_prefix)
+
+
+def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded, list[int]]:
+    """The student's sequence (no passage) and the teacher's (the document in context), both ending in the
+    same answer token ids, so position j of the answer lines up in both."""
+    n_prefix = len(tokenizer(prompt_prefix(tokenizer), add_special_tokens=False).input_ids)
+    answer = tokenizer(answer_completion(tokenizer, sample.answer), add_special_tokens=False).input_ids
+
+    def ids_for(passage: str | None) -> list[int]:
+        prompt = tokenizer(build_prompt(tokenizer, sample.question, [passage] if passage else None, shots=False),
+                           add_special_tokens=False).input_ids
+        keep = max(max_length - len(answer), n_prefix + 1)
+        if len(prompt) > keep:  # drop passage tokens after the prefix, never the question's end or the answer
+            prompt = prompt[:n_prefix] + prompt[len(prompt) - (keep - n_prefix):]
+        return prompt + answer
+
+    student = ids_for(sample.passage)
+    return Encoded(sample.doc, student, n_prefix, len(student) - len(answer)), ids_for(sample.source)
+
+
+@torch.no_grad()
+def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, progress: bool) -> None:
+    """Fill each student's `teacher` with the base model's top-k log-probs on the answer tokens, reading its
+    own sequence (the document in context). One row at a time: only the answer positions' logits are kept."""
+    model.eval()
+    for enc, ids in tqdm(pairs, desc="teacher", unit="sample", disable=not progress):
+        n = len(enc.ids) - enc.answer_from
+        logits = model(input_ids=torch.tensor([ids]), logits_to_keep=n + 1).logits[0, :n]  # (n, V)
+        logp = torch.log_softmax(logits.float(), -1)
+        values, index = logp.topk(min(top_k, logp.shape[-1]), -1)  # (n, k)
+        enc.teacher = (values, index)
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
@@ -82,9 +131,10 @@ def _optimizer(layers: list[PolyLoRALinear], routing: RoutingTable, config: Trai
 
 def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable, samples: list[Sample],
           config: TrainConfig, checkpoint_dir: Path | None = None, trainable_docs: torch.Tensor | None = None,
-          progress: bool = True) -> list[float]:
-    """Train; returns the mean loss of each epoch. `trainable_docs` (bool (N,)) freezes the other rows."""
-    encoded = [encode(tokenizer, s, config.max_length) for s in samples]
+          progress: bool = True) -> list[dict]:
+    """Train; returns one record per epoch: its mean loss and the routing diagnostics (module docstring).
+    `trainable_docs` (bool (N,)) freezes the other rows."""
+    encoded = _encode_all(model, tokenizer, samples, config, progress)
     for l in layers:
         for p in (l.lora_A, l.lora_B):
             p.requires_grad_(config.train_adapters)
@@ -93,9 +143,13 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     model.train()
     routing.train()
     for epoch in range(start, config.epochs):
-        history.append(_epoch(model, layers, routing, opt, encoded, tokenizer.pad_token_id, config, epoch,
-                              trainable_docs, progress))
-        log.info("epoch %d/%d: loss %.4f", epoch + 1, config.epochs, history[-1])
+        loss, grad = _epoch(model, layers, routing, opt, encoded, tokenizer.pad_token_id, config, epoch,
+                            trainable_docs, progress)
+        history.append({"epoch": epoch + 1, "loss": round(loss, 5), **diagnostics(layers, routing, grad)})
+        log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
+                 "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
+                 history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
+                 history[-1]["effective_adapters"], history[-1]["adapter_cosine"])
         if checkpoint_dir:
             _save_checkpoint(checkpoint_dir, layers, routing, opt, config, epoch + 1, history)
     model.eval()
@@ -103,24 +157,80 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     return history
 
 
-def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainable_docs, progress) -> float:
+def diagnostics(layers: list[PolyLoRALinear], routing: RoutingTable, grad_norm: float) -> dict:
+    """Is routing leaving uniform, and are the adapters distinct? (The numbers `inspect` and the manifest show.)"""
+    with torch.no_grad():
+        weights = routing.inference_weights()
+    cos = adapter_cosine(layers)
+    return {"max_abs_z": round(float(routing.logits.detach().abs().max()), 4),
+            "routing_grad_norm": round(grad_norm, 6),
+            **{k: round(v, 4) for k, v in entropy_stats(weights).items()},
+            "adapter_cosine": None if cos is None else round(cos, 4)}
+
+
+def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, progress: bool) -> list[Encoded]:
+    if config.objective == "nll":
+        return [encode(tokenizer, s, config.max_length) for s in samples]
+    pairs = [encode_distill(tokenizer, s, config.max_length) for s in samples]
+    taught = [s.source is not None and not s.passage for s in samples]  # a passage shown: nothing to distil
+    if config.objective == "distill":  # the KL is the whole loss: samples without a teacher would add nothing
+        pairs = [p for p, t in zip(pairs, taught) if t]
+        if not pairs:
+            raise InputError("objective 'distill' needs samples without a passage in the prompt (with their "
+                             "document as the teacher's context); use --objective nll or both.")
+    teacher_targets(model, [p for p, t in zip(pairs, taught) if t] if config.objective == "both" else pairs,
+                    config.distill_top_k, progress)
+    return [enc for enc, _ in pairs]
+
+
+def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainable_docs, progress) -> tuple[float, float]:
+    """One pass; returns the mean loss and the mean norm of the routing logits' gradient."""
     rng = random.Random(config.seed * 100_003 + epoch)  # the same order again on resume
     torch.manual_seed(config.seed * 100_003 + epoch)
     batches = _length_bucketed_batches([len(e.ids) for e in encoded], config.batch_size, rng)
-    losses = []
+    losses, grads = [], []
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress)
     for idx in bar:
-        batch = collate([encoded[i] for i in idx], pad_id)
+        rows = [encoded[i] for i in idx]
+        batch = collate(rows, pad_id)
         with mixing(layers, routing(batch.pop("doc"), tau=config.tau)):
-            loss = model(**batch).loss
+            loss = _loss(model, batch, rows, config.objective)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
+        grads.append(float(routing.logits.grad.norm()))
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    return sum(losses) / len(losses)
+    return sum(losses) / len(losses), sum(grads) / len(grads)
+
+
+def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], objective: str) -> torch.Tensor:
+    if objective == "nll":
+        return model(**batch).loss
+    labels = batch.pop("labels")
+    logits = model(**batch).logits  # (B, T, V)
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                            ignore_index=-100)
+    kl = _distill_loss(logits, rows)
+    if kl is None:  # no row with a teacher (every sample showed its passage): NLL alone
+        return nll
+    return kl if objective == "distill" else nll + kl
+
+
+def _distill_loss(logits: torch.Tensor, rows: list[Encoded]) -> torch.Tensor | None:
+    """Mean over answer tokens of KL(teacher top-k, renormalised ‖ student), for the rows that have a teacher."""
+    terms = []
+    for i, e in enumerate(rows):
+        if e.teacher is None:
+            continue
+        t_logp, index = e.teacher  # (n, k)
+        n = len(e.ids) - e.answer_from
+        s_logp = torch.log_softmax(logits[i, e.answer_from - 1:e.answer_from - 1 + n].float(), -1)  # (n, V)
+        p = torch.softmax(t_logp, -1)  # (n, k): the teacher's top-k mass renormalised
+        terms.append((p * (p.clamp_min(1e-12).log() - s_logp.gather(-1, index))).sum(-1))  # (n,)
+    return torch.cat(terms).mean() if terms else None
 
 
 def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -136,7 +246,7 @@ def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ra
     return batches
 
 
-def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, history: list[float]) -> None:
+def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, history: list[dict]) -> None:
     """Tensors in safetensors, counters in JSON; the whole folder replaced atomically."""
     with atomic.staged_dir(folder) as tmp:
         save_file(inventory_state(layers), tmp / "inventory.safetensors")
@@ -145,7 +255,7 @@ def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, his
         (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "config": asdict(config)}))
 
 
-def _resume(folder: Path | None, layers, routing, opt, config) -> tuple[int, list[float]]:
+def _resume(folder: Path | None, layers, routing, opt, config) -> tuple[int, list[dict]]:
     if folder is not None:
         atomic.recover_dir(folder)
     if folder is None or not (folder / "state.json").exists():

@@ -1,0 +1,140 @@
+"""Routing that can specialise: document embeddings and k-means, cluster init, distillation, diagnostics."""
+
+import json
+
+import pytest
+import torch
+
+from polyprag.adapters import InventoryConfig, adapter_cosine, inject
+from polyprag.augment import Sample
+from polyprag.cli import main
+from polyprag.corpus import Document, write_jsonl
+from polyprag.embed import embed_documents, kmeans
+from polyprag.errors import InputError
+from polyprag.kb import BuildConfig, KnowledgeBase
+from polyprag.models import load_model
+from polyprag.routing import RoutingTable, entropy_stats
+from polyprag.train import TrainConfig, encode_distill, teacher_targets, train
+
+DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
+        Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
+        Document("glass", "Glass harp", "The glass harp was invented in 1741 by Richard Pockrich in Dublin."),
+        Document("mill", "Tesk mill", "The Tesk mill burned down in 1901 and was rebuilt in 1903 by Ilse Brandt.")]
+FACTS = [("Who built the Marlow Bridge?", "Ada Feld"), ("Where is Velmark?", "on the Tesk"),
+         ("Who invented the glass harp?", "Richard Pockrich"), ("When did the mill burn?", "1901")]
+
+
+@pytest.fixture()
+def lm(tiny_chat_model_dir):
+    return load_model(str(tiny_chat_model_dir))
+
+
+def test_kmeans_separates_two_clear_groups_and_is_seeded():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.tensor([1.0, 0, 0]) + 0.05 * torch.randn(6, 3, generator=gen), dim=1)
+    b = torch.nn.functional.normalize(torch.tensor([0, 1.0, 0]) + 0.05 * torch.randn(6, 3, generator=gen), dim=1)
+    assign = kmeans(torch.cat([a, b]), 2, seed=3)
+    assert len(set(assign[:6].tolist())) == 1 and len(set(assign[6:].tolist())) == 1 and assign[0] != assign[6]
+    assert torch.equal(assign, kmeans(torch.cat([a, b]), 2, seed=3))
+    assert kmeans(a[:3], 5).tolist() == [0, 1, 2]  # fewer rows than clusters: one cluster each
+
+
+def test_document_embeddings_are_unit_vectors_and_do_not_depend_on_the_batch(lm):
+    x = embed_documents(lm, DOCS, batch_size=4)
+    assert x.shape == (4, lm.model.config.hidden_size)
+    assert torch.allclose(x.norm(dim=1), torch.ones(4), atol=1e-5)
+    one_by_one = torch.cat([embed_documents(lm, [d]) for d in DOCS])  # no padding: same vectors
+    assert torch.allclose(x, one_by_one, atol=1e-4)
+
+
+def test_cluster_init_starts_each_document_on_its_clusters_adapter():
+    routing = RoutingTable(3, 2, 4)
+    routing.init_from_clusters(torch.tensor([2, 0, 2]), strength=3.0)
+    assert routing.logits.argmax(-1).tolist() == [[2, 2], [0, 0], [2, 2]]
+    assert set(routing.logits.unique().tolist()) == {-3.0, 3.0}
+    stats = entropy_stats(routing.inference_weights())
+    assert stats["entropy"] < 0.9 and stats["effective_adapters"] < 4
+    assert entropy_stats(RoutingTable(3, 2, 4).inference_weights())["entropy"] > 0.999  # the default: uniform
+
+
+def test_a_cluster_build_records_its_init_and_leaves_uniform(lm):
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster",
+                         training=TrainConfig(epochs=1, batch_size=4))
+    kb = KnowledgeBase.build(DOCS, lm, config, progress=False)
+    assert kb.manifest["routing_init"] == "cluster" and kb.manifest["routing_strength"] == 3.0
+    assert kb.manifest["diagnostics"][0]["entropy"] < 0.9
+    with pytest.raises(InputError, match="routing_init='topics'"):
+        BuildConfig(routing_init="topics")
+
+
+def test_distillation_sequences_end_in_the_same_answer_tokens(lm):
+    tok = lm.tokenizer
+    student, teacher = encode_distill(tok, Sample(0, "Who built it?", "Ada Feld", source=DOCS[0].content()), 512)
+    answer = student.ids[student.answer_from:]
+    assert teacher[-len(answer):] == answer and len(teacher) > len(student.ids)  # the teacher also reads the doc
+    _, long_teacher = encode_distill(tok, Sample(0, "Who built it?", "Ada Feld", source=DOCS[0].content() * 40), 64)
+    assert len(long_teacher) <= 64 and long_teacher[-len(answer):] == answer  # cut from the passage, not the answer
+    teacher_targets(lm.model, [(student, teacher)], top_k=5, progress=False)
+    values, index = student.teacher
+    assert values.shape == index.shape == (len(answer), 5) and (values <= 0).all()
+    assert (values[:, :-1] >= values[:, 1:]).all()  # top-k, best first
+
+
+@pytest.mark.parametrize("objective", ["distill", "both"])
+def test_distillation_training_lowers_the_kl_to_the_teacher(lm, objective):
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=4))
+    routing = RoutingTable(4, len(layers), 2)
+    samples = [Sample(i, q, a, source=DOCS[i].content()) for i, (q, a) in enumerate(FACTS)]
+    history = train(lm.model, lm.tokenizer, layers, routing, samples,
+                    TrainConfig(epochs=8, batch_size=4, lr_adapters=1e-2, objective=objective), progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_distill_alone_needs_samples_without_a_passage(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=2))
+    shown = [Sample(0, "Who built it?", "Ada Feld", passage=DOCS[0].content(), source=DOCS[0].content())]
+    with pytest.raises(InputError, match="objective 'distill' needs samples without a passage"):
+        train(lm.model, lm.tokenizer, layers, RoutingTable(1, len(layers), 2), shown,
+              TrainConfig(epochs=1, objective="distill"), progress=False)
+    with pytest.raises(InputError, match="objective='kl'"):
+        TrainConfig(objective="kl")
+
+
+def test_diagnostics_per_epoch_say_whether_adapters_and_routing_moved(lm):
+    layers = inject(lm.model, InventoryConfig(n_adapters=3, rank=2))
+    assert adapter_cosine(layers) is None  # B = 0: no direction yet
+    routing = RoutingTable(4, len(layers), 3)
+    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+    history = train(lm.model, lm.tokenizer, layers, routing, samples, TrainConfig(epochs=2, batch_size=2),
+                    progress=False)
+    first = history[0]
+    assert [e["epoch"] for e in history] == [1, 2]
+    assert first["max_abs_z"] > 1e-3 and first["routing_grad_norm"] > 0  # the rows left their ±1e-3 start
+    assert 0 < first["entropy"] <= 1 and 1 <= first["effective_adapters"] <= 3
+    assert -1 <= first["adapter_cosine"] <= 1
+
+
+def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys):
+    write_jsonl(DOCS, tmp_path / "docs.jsonl")
+    kb = str(tmp_path / "kb")
+    assert main(["build", str(tmp_path / "docs.jsonl"), "--out", kb, "--adapters", "2", "--rank", "2",
+                 "--epochs", "2", "--routing-init", "cluster", "--objective", "both",
+                 "--augment-cache", str(tmp_path / "c.jsonl"), "--model", str(tiny_chat_model_dir)]) == 0
+    built = capsys.readouterr().out
+    assert "training, per epoch" in built and "effective" in built
+    assert main(["inspect", kb, "--json", str(tmp_path / "i.json")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())  # rich wraps lines to the terminal's width
+    assert "effective adapters per document" in shown and "training, per epoch" in shown
+    report = json.loads((tmp_path / "i.json").read_text())
+    assert [e["epoch"] for e in report["training"]] == [1, 2] and report["effective_adapters"] <= 2
+    manifest = json.loads((tmp_path / "kb" / "manifest.json").read_text())
+    assert manifest["training"]["objective"] == "both" and manifest["routing_init"] == "cluster"
+
+
+def test_a_seeded_build_is_reproducible_byte_for_byte(tiny_chat_model_dir, tmp_path):
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster",
+                         training=TrainConfig(epochs=1, batch_size=2, objective="both"))
+    for name in ("a", "b"):
+        KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), config, progress=False).save(tmp_path / name)
+    for file in ("inventory.safetensors", "routing.safetensors"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
