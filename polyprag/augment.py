@@ -121,11 +121,14 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
 
 
 def training_samples(docs: list[Document], augs: list[Augmentation], context_qa: int = 2,
-                     rewrite: bool = True) -> list[Sample]:
+                     rewrite: bool = True, contrast: int = 0) -> list[Sample]:
     """PRAG's samples: the first `context_qa` QA pairs (PRAG: 2) each with the passage and with the rewrite
     in context; every QA pair alone too (the parametric modes ask the bare question, so it must be trained).
-    Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage."""
+    Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage.
+    `contrast`: that many yes/no and either-or questions per document, made from its QA pairs
+    (`contrast_pairs`), so that the adapters keep the reader's yes/no and comparison answers."""
     samples = []
+    answers = [qa.answer for aug in augs for qa in aug.qa]  # distractors for the contrast questions
     for i, (doc, aug) in enumerate(zip(docs, augs)):
         rewritten = f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite
         source = doc.content()
@@ -135,7 +138,35 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
                 if rewrite:
                     samples.append(Sample(i, qa.question, qa.answer, rewritten, source))
             samples.append(Sample(i, qa.question, qa.answer, source=source))
+        samples += [Sample(i, q, a, source=source) for q, a in contrast_pairs(aug.qa, answers, contrast, seed=i)]
     return samples
+
+
+def contrast_pairs(qa: tuple[QAPair, ...], answers: list[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """n (question, answer) pairs cycling through three kinds, from QA pairs whose answer is in their sentence:
+    "Is it true that <sentence>?" → yes; the sentence with its answer swapped for another → no; and
+    "<question> <answer> or <other>?" → the answer (order alternating). Distractors are other QA answers of
+    the same shape (a number or date for a number or date, a name for a name)."""
+    usable = [p for p in qa if p.answer and p.answer in p.full_answer]
+    out = []
+    for k in range(n if usable else 0):
+        pair = usable[k % len(usable)]
+        others = [a for a in answers if _shape(a) == _shape(pair.answer) and a.strip().lower() != pair.answer.strip().lower()]
+        other = others[(seed * 7 + k * 13) % len(others)] if others else None
+        sentence = pair.full_answer.strip().rstrip(".")
+        kind = k % 3
+        if kind == 0 or other is None:
+            out.append((f"Is it true that {sentence}?", "yes"))
+        elif kind == 1:
+            out.append((f"Is it true that {sentence.replace(pair.answer, other, 1)}?", "no"))
+        else:
+            first, second = (pair.answer, other) if (seed + k) % 2 == 0 else (other, pair.answer)
+            out.append((f"{pair.question.rstrip('?').strip()}: {first} or {second}?", pair.answer))
+    return out
+
+
+def _shape(answer: str) -> tuple[bool, bool]:
+    return any(c.isdigit() for c in answer), answer[:1].isupper()
 
 
 def _read_cache(path: Path) -> dict[str, Augmentation]:

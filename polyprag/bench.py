@@ -190,7 +190,7 @@ class Bench:
         b = self.config.build
         augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
                                  progress=self.progress, max_qa=b.max_qa)
-        return training_samples(work.docs, augs, b.context_qa, b.rewrite)
+        return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         tuned = name.startswith("prag-tuned")

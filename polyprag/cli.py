@@ -215,6 +215,8 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
                    help="nll (default), distill (from the base model reading the document), or both")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
+    p.add_argument("--contrast", type=int, default=0,
+                   help="yes/no and either-or questions per document made from its QA pairs (default 0)")
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--train-batch-size", type=int, default=t.batch_size)
     p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)
@@ -334,11 +336,13 @@ def _build_config(args) -> BuildConfig:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
                            lr_routing=args.lr_routing, seed=args.seed, objective=args.objective)
-    if args.max_qa < 1 or args.context_qa < 0:
-        raise InputError(f"--max-qa {args.max_qa} must be >= 1 and --context-qa {args.context_qa} >= 0.")
+    if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
+        raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
+                         f"{args.contrast} >= 0.")
     return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init,
                        routing_strength=args.routing_strength, augmenter=args.augmenter, max_qa=args.max_qa,
-                       context_qa=args.context_qa, rewrite=not args.no_rewrite, training=training)
+                       context_qa=args.context_qa, rewrite=not args.no_rewrite, contrast=args.contrast,
+                       training=training)
 
 
 def _cache(args) -> Path:

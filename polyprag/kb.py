@@ -56,6 +56,7 @@ class BuildConfig:
     max_qa: int = 8  # rule augmenter: QA pairs per document at most
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
     rewrite: bool = True
+    contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -100,7 +101,7 @@ class KnowledgeBase:
         routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
         if clusters is not None:
             routing.init_from_clusters(clusters, config.routing_strength)
-        samples = training_samples(docs, augs, config.context_qa, config.rewrite)
+        samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast)
         log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
                  len(samples), len(docs))
         history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
@@ -119,7 +120,8 @@ class KnowledgeBase:
         m = self.manifest
         augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
         n_old = len(self.docs)
-        samples = [replace(s, doc=s.doc + n_old) for s in training_samples(docs, augs, m["context_qa"], m["rewrite"])]
+        samples = [replace(s, doc=s.doc + n_old)
+                   for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
         self.routing.grow(len(docs))
         trainable = torch.arange(self.routing.n_docs) >= n_old
         config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
@@ -303,7 +305,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
             "routing_init": config.routing_init, "routing_strength": config.routing_strength,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
-            "rewrite": config.rewrite, "training": asdict(config.training), "n_docs": n_docs,
+            "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
             "build_seconds": round(seconds, 1), "version": 1,
             "changes": [{"op": "build", "n_docs": n_docs, "at": _now()}]}
@@ -315,7 +317,7 @@ def build_config(manifest: dict) -> BuildConfig:
     return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
                        routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
                        augmenter=m["augmenter"],
-                       max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"],
+                       max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
                        training=TrainConfig(**m["training"]))
 
 

@@ -138,3 +138,20 @@ def test_a_seeded_build_is_reproducible_byte_for_byte(tiny_chat_model_dir, tmp_p
         KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), config, progress=False).save(tmp_path / name)
     for file in ("inventory.safetensors", "routing.safetensors"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+
+
+def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_facts():
+    from polyprag.augment import contrast_pairs, training_samples
+    from polyprag.augment_rules import Augmentation, QAPair
+
+    qa = (QAPair("When was Marlow Bridge finished?", "1862", "Marlow Bridge was finished in 1862."),
+          QAPair("Who finished Marlow Bridge?", "Ada Feld", "It was finished by Ada Feld."))
+    pairs = contrast_pairs(qa, ["1862", "Ada Feld", "1412", "Orrin Pell"], 3)
+    assert pairs[0] == ("Is it true that Marlow Bridge was finished in 1862?", "yes")
+    assert pairs[1] == ("Is it true that It was finished by Orrin Pell?", "no")  # a name for a name
+    assert pairs[2] == ("When was Marlow Bridge finished: 1862 or 1412?", "1862")  # a year for a year
+    assert contrast_pairs(qa, ["1862"], 2)[1][1] == "yes"  # no distractor of the same shape: a true statement
+    augs = [Augmentation(d.id, d.text, qa, "rules") for d in DOCS[:2]]
+    samples = training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, contrast=2)
+    assert len(samples) == 2 * (2 + 2) and all(s.source == DOCS[s.doc].content() for s in samples)
+    assert len(training_samples(DOCS[:2], augs, context_qa=0, rewrite=False)) == 4  # off by default
