@@ -52,13 +52,15 @@ class PolyLoRALinear(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(m, d_out, r))  # zeros: no change until trained
         for a in self.lora_A:  # same init as PEFT's LoRA A
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
-        self.weights: torch.Tensor | None = None  # (B, M), set only inside `mixing(...)`
+        self.weights: torch.Tensor | None = None  # (B, M) or (B, K, M), set only inside `mixing(...)`
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
         out = self.base_layer(x)
         if self.weights is None:
             return out
-        w = self.weights.to(x.dtype)  # (B, M)
+        w = self.weights.to(x.dtype)  # (B, M), or (B, K, M): K mixtures whose adapters are summed
+        if w.dim() == 3:
+            return out + self.scaling * self._sum_of_mixtures(x, w)
         if self.config.mixing == "poly":
             a = torch.einsum("bm,mrd->brd", w, self.lora_A)  # (B, r, d_in)
             b = torch.einsum("bm,mor->bor", w, self.lora_B)  # (B, d_out, r)
@@ -67,6 +69,16 @@ class PolyLoRALinear(nn.Module):
             ax = torch.einsum("btd,mrd->btmr", x, self.lora_A)  # (B, T, M, r)
             delta = torch.einsum("btmr,mor,bm->bto", ax, self.lora_B, w)
         return out + self.scaling * delta
+
+    def _sum_of_mixtures(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Σ_k B_k (A_k x), each (A_k, B_k) mixed by w[:, k] as in training: PRAG's sum of document adapters
+        (its "cat" combination), where the mean of weights would blur K documents into one weaker mixture."""
+        if self.config.mixing == "poly":
+            a = torch.einsum("bkm,mrd->bkrd", w, self.lora_A)  # (B, K, r, d_in)
+            b = torch.einsum("bkm,mor->bkor", w, self.lora_B)  # (B, K, d_out, r)
+            return torch.einsum("btkr,bkor->bto", torch.einsum("btd,bkrd->btkr", x, a), b)
+        ax = torch.einsum("btd,mrd->btmr", x, self.lora_A)  # (B, T, M, r)
+        return torch.einsum("btmr,mor,bm->bto", ax, self.lora_B, w.sum(1))
 
 
 def _in_out(layer: nn.Module) -> tuple[int, int]:
@@ -125,7 +137,8 @@ def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Te
 
 @contextmanager
 def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
-    """Route a batch: weights (B, G, M) with G = len(layers) ("fine") or 1 ("coarse"). Always cleared."""
+    """Route a batch: weights (B, G, M) or (B, G, K, M) (K mixtures summed) with G = len(layers) ("fine") or 1
+    ("coarse"). Always cleared."""
     if weights.shape[1] not in (1, len(layers)):
         raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers (or 1)")
     try:

@@ -27,7 +27,7 @@ from .corpus import chunk_documents, load_corpus, write_jsonl
 from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write_questions
 from .errors import InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
-from .kb import POLY_MODES, BuildConfig, KnowledgeBase
+from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
@@ -213,6 +213,8 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--routing-strength", type=float, default=3.0, help="cluster init: logit ±s (default 3)")
     p.add_argument("--objective", choices=OBJECTIVES, default="nll",
                    help="nll (default), distill (from the base model reading the document), or both")
+    p.add_argument("--combine", choices=COMBINES, default="mean",
+                   help="answering: mean of the retrieved documents' weights (default), or sum of their adapters")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
     p.add_argument("--contrast", type=int, default=0,
@@ -339,7 +341,7 @@ def _build_config(args) -> BuildConfig:
     if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
         raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
                          f"{args.contrast} >= 0.")
-    return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init,
+    return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init, combine=args.combine,
                        routing_strength=args.routing_strength, augmenter=args.augmenter, max_qa=args.max_qa,
                        context_qa=args.context_qa, rewrite=not args.no_rewrite, contrast=args.contrast,
                        training=training)

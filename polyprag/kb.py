@@ -44,6 +44,9 @@ log = logging.getLogger("polyprag")
 
 FORMAT_VERSION = 2  # 2: the manifest lists the sha256 of every file ("files")
 POLY_MODES = ("poly", "poly-combine", "poly-uniform")
+# How the k retrieved documents' routing makes one question's adapter: "mean" of their weights (one mixture),
+# or "sum" of their mixtures' adapters (PRAG's way with its per-document LoRAs).
+COMBINES = ("mean", "sum")
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,14 @@ class BuildConfig:
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
     rewrite: bool = True
     contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
+    combine: str = "mean"  # answering: COMBINES
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         if self.routing not in ("fine", "coarse"):
             raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
+        if self.combine not in COMBINES:
+            raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
         if self.routing_init not in ROUTING_INITS:
             raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
 
@@ -277,15 +283,33 @@ class KnowledgeBase:
                 rows.append(self.routing.mean_weights(torch.tensor([self.row[h.doc_id] for h in hs])))
         return torch.stack(rows)
 
+    def summed_weights(self, hits: list[list[Hit]]) -> torch.Tensor:
+        """(Q, G, K, M): each retrieved document's inference weights, its adapters to be summed; rows with fewer
+        than K hits are padded with zero weights (no adapter), a question without hits gets uniform weights."""
+        k = max(1, max((len(hs) for hs in hits), default=1))
+        g, m = self.routing.logits.shape[1:]
+        out = torch.zeros(len(hits), k, g, m)
+        every = self.routing.inference_weights().detach()  # (N, G, M)
+        for q, hs in enumerate(hits):
+            if not hs:
+                out[q, 0] = self.routing.uniform()
+            else:
+                out[q, :len(hs)] = every[[self.row[h.doc_id] for h in hs]]
+        return out.transpose(1, 2)  # (Q, G, K, M)
+
     def answer(self, questions: list[str], mode: str = "poly", k: int = 3,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
-               timings: list[float] | None = None, hits: list[list[Hit]] | None = None) -> list[Answer]:
+               timings: list[float] | None = None, hits: list[list[Hit]] | None = None,
+               combine: str | None = None) -> list[Answer]:
+        """`combine` (COMBINES) overrides the KB's own setting."""
         if mode not in POLY_MODES:
             raise InputError(f"mode {mode!r} is not a knowledge-base mode; choose from {list(POLY_MODES)}.")
         hits = hits if hits is not None else self.retrieve(questions, k)
         by_id = {d.id: d for d in self.docs}
         passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "poly-combine" else None
-        routing = Routing(self.layers, self.weights(hits, mode))
+        combine = combine or self.manifest.get("combine", "mean")
+        weights = self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
+        routing = Routing(self.layers, weights)
         return answer_questions(self.lm, questions, passages, generation, progress=progress, timings=timings,
                                 routing=routing)
 
@@ -304,6 +328,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
             "routing_init": config.routing_init, "routing_strength": config.routing_strength,
+            "combine": config.combine,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
@@ -316,6 +341,7 @@ def build_config(manifest: dict) -> BuildConfig:
     m = manifest
     return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
                        routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
+                       combine=m.get("combine", "mean"),
                        augmenter=m["augmenter"],
                        max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
                        training=TrainConfig(**m["training"]))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from polyprag.adapters import InventoryConfig, adapter_cosine, inject
+from polyprag.answer import GenerationConfig
 from polyprag.augment import Sample
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
@@ -155,3 +156,38 @@ def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_fact
     samples = training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, contrast=2)
     assert len(samples) == 2 * (2 + 2) and all(s.source == DOCS[s.doc].content() for s in samples)
     assert len(training_samples(DOCS[:2], augs, context_qa=0, rewrite=False)) == 4  # off by default
+
+
+@pytest.mark.parametrize("mixing_mode", ["poly", "delta"])
+def test_summed_mixtures_add_up_the_documents_own_adapters(mixing_mode):
+    from polyprag.adapters import PolyLoRALinear
+
+    torch.manual_seed(0)
+    layer = PolyLoRALinear(torch.nn.Linear(6, 5), InventoryConfig(n_adapters=3, rank=2, mixing=mixing_mode))
+    torch.nn.init.normal_(layer.lora_B)
+    x = torch.randn(2, 4, 6)  # (B, T, d_in)
+    w = torch.softmax(torch.randn(2, 2, 3), -1)  # (B, K=2, M)
+    base = layer.base_layer(x)
+
+    def delta(weights):
+        layer.weights = weights
+        return layer(x) - base
+
+    both = delta(w)
+    assert torch.allclose(both, delta(w[:, 0]) + delta(w[:, 1]), atol=1e-5)
+    assert torch.allclose(delta(w[:, :1]), delta(w[:, 0]), atol=1e-6)  # one document: the mean path
+
+
+def test_sum_combination_answers_from_a_kb_and_pads_missing_hits(lm):
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), combine="sum",
+                         training=TrainConfig(epochs=1, batch_size=4))
+    kb = KnowledgeBase.build(DOCS, lm, config, progress=False)
+    from polyprag.retrieve import Hit
+    hits = [[Hit("marlow", 2.0), Hit("mill", 1.0)], [Hit("velmark", 1.0)]]
+    w = kb.summed_weights(hits)  # (Q, G, K, M)
+    assert w.shape == (2, kb.routing.logits.shape[1], 2, 2) and (w[1, :, 1] == 0).all()
+    answers = kb.answer(["Who built the Marlow Bridge?", "Where is Velmark?"], "poly", k=2, hits=hits,
+                        generation=GenerationConfig(max_new_tokens=3), progress=False)
+    assert len(answers) == 2 and kb.manifest["combine"] == "sum"
+    with pytest.raises(InputError, match="combine='max'"):
+        BuildConfig(combine="max")
