@@ -66,9 +66,11 @@ class RoutingTable(nn.Module):
 
 
 def entropy_stats(weights: torch.Tensor) -> dict[str, float]:
-    """Of inference weights (N, G, M): mean entropy / log M (1 = uniform) and the effective number of
-    adapters exp(entropy) a document mixes (M = uniform, 1 = one adapter)."""
-    w = weights.detach().clamp_min(1e-12)
-    h = -(w * w.log()).sum(-1)  # (N, G)
+    """Of inference weights (N, G, M), each document's weights averaged over its G layers (as the bench's
+    routing report): mean entropy / log M (1 = uniform) and the effective number of adapters exp(entropy)
+    a document mixes (M = uniform, 1 = one adapter)."""
+    w = weights.detach().mean(1)  # (N, M)
+    w = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12)
+    h = -(w * w.log()).sum(-1)  # (N,)
     m = weights.shape[-1]
     return {"entropy": float(h.mean() / math.log(m)) if m > 1 else 0.0, "effective_adapters": float(h.exp().mean())}
