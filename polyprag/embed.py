@@ -30,12 +30,12 @@ def embed_documents(lm: LoadedModel, docs: list[Document], batch_size: int = 8, 
     return torch.cat(out)
 
 
-def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> torch.Tensor:
-    """Cluster index (N,) of each row of x (N, d) under cosine k-means with k-means++ seeding.
-    With fewer rows than k, each row is its own cluster."""
+def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine k-means with k-means++ seeding: the cluster (N,) of each row of x (N, d) and the unit centroids
+    (C, d), C = min(k, N). With N ≤ k, each row is its own cluster."""
     n = x.shape[0]
     if n <= k:
-        return torch.arange(n)
+        return torch.arange(n), x.clone()
     gen = torch.Generator().manual_seed(seed)
     centres = x[torch.randint(n, (1,), generator=gen)]  # (1, d)
     while centres.shape[0] < k:  # k-means++: the next centre far from those chosen
@@ -52,4 +52,4 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> torch.Ten
             members = x[assign == c]
             if len(members):  # an empty cluster keeps its centre
                 centres[c] = torch.nn.functional.normalize(members.mean(0), dim=0)
-    return assign
+    return assign, centres

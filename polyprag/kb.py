@@ -106,7 +106,8 @@ class KnowledgeBase:
         groups = len(layers) if config.routing == "fine" else 1
         routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
         if clusters is not None:
-            routing.init_from_clusters(clusters, config.routing_strength)
+            routing.init_from_clusters(clusters[0], config.routing_strength)
+            routing.centroids = clusters[1]
         samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast)
         log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
                  len(samples), len(docs))
@@ -129,6 +130,9 @@ class KnowledgeBase:
         samples = [replace(s, doc=s.doc + n_old)
                    for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
         self.routing.grow(len(docs))
+        if self.routing.centroids is not None:  # cluster init: new rows start on their nearest cluster's adapter
+            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))  # no mixing: the base model
+            self.routing.init_from_clusters(assign, m.get("routing_strength", 3.0), start=n_old)
         trainable = torch.arange(self.routing.n_docs) >= n_old
         config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
         history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config, checkpoint_dir,
@@ -213,11 +217,14 @@ class KnowledgeBase:
         inventory, logits = inventory_state(self.layers), self.routing.logits.detach().contiguous()
         _check_finite({"routing": logits, **{f"inventory {k}": v for k, v in inventory.items()}}, "not saved",
                       "training diverged: lower --lr-routing / --lr-adapters and train again")
+        routing = {"logits": logits}
+        if self.routing.centroids is not None:
+            routing["centroids"] = self.routing.centroids.contiguous()
         atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
         manifest = self._versioned(Path(folder))
         with staged_version(folder) as tmp:
             save_file(inventory, tmp / "inventory.safetensors")
-            save_file({"logits": logits}, tmp / "routing.safetensors")
+            save_file(routing, tmp / "routing.safetensors")
             write_jsonl(self.docs, tmp / "docs.jsonl")
             write_augmentations(self.augmentations, tmp / "augment.jsonl")
             self.index.save(tmp / "index")
@@ -250,10 +257,11 @@ class KnowledgeBase:
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
                              f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
-        inventory, logits = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")["logits"]
+        inventory, routing_file = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
+        logits = routing_file["logits"]
         fix = f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
-        _check_finite({"routing.safetensors": logits, **{f"inventory.safetensors {k}": v for k, v in inventory.items()}},
-                      str(folder), fix)
+        _check_finite({**{f"routing.safetensors {k}": v for k, v in routing_file.items()},
+                       **{f"inventory.safetensors {k}": v for k, v in inventory.items()}}, str(folder), fix)
         docs = load_corpus(folder / "docs.jsonl")
         if logits.shape[0] != len(docs):
             raise InputError(f"{folder}: routing.safetensors has {logits.shape[0]} rows but docs.jsonl has "
@@ -266,6 +274,7 @@ class KnowledgeBase:
         routing = RoutingTable(*logits.shape)
         with torch.no_grad():
             routing.logits.copy_(logits)
+        routing.centroids = routing_file.get("centroids")
         routing.eval()
         augs = read_augmentations(folder / "augment.jsonl")
         return cls(lm, layers, routing, docs, BM25Index.load(folder / "index"), manifest, augs)
@@ -351,8 +360,9 @@ def _inventory_config(manifest: dict) -> InventoryConfig:
     return InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
 
 
-def _clusters(lm: LoadedModel, docs: list[Document], config: BuildConfig) -> torch.Tensor:
-    """Each document's topic cluster (N,): k-means with M clusters over the base model's document embeddings."""
+def _clusters(lm: LoadedModel, docs: list[Document], config: BuildConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each document's topic cluster (N,) and the centroids (C, d): k-means with M clusters over the base
+    model's document embeddings."""
     log.info("embedding %d documents for cluster routing", len(docs))
     x = embed_documents(lm, docs)  # (N, d)
     return kmeans(x, config.inventory.n_adapters, seed=config.training.seed)

@@ -25,6 +25,7 @@ class RoutingTable(nn.Module):
     def __init__(self, n_docs: int, n_groups: int, n_adapters: int, init_range: float = 1e-3):
         super().__init__()
         self.logits = nn.Parameter(torch.empty(n_docs, n_groups, n_adapters).uniform_(-init_range, init_range))
+        self.centroids: torch.Tensor | None = None  # (C, d), C ≤ M: cluster init's k-means centroids
 
     @property
     def n_docs(self) -> int:
@@ -58,11 +59,15 @@ class RoutingTable(nn.Module):
         self.logits = nn.Parameter(torch.cat([self.logits.data, new.to(self.logits)]))
 
     @torch.no_grad()
-    def init_from_clusters(self, assign: torch.Tensor, strength: float) -> None:
-        """Row d: logit +strength on adapter assign[d] (its document's cluster), -strength elsewhere, every group."""
-        z = torch.full_like(self.logits, -strength)  # (N, G, M)
+    def init_from_clusters(self, assign: torch.Tensor, strength: float, start: int = 0) -> None:
+        """Row start + i: logit +strength on adapter assign[i] (its document's cluster), -strength elsewhere."""
+        z = torch.full((len(assign), *self.logits.shape[1:]), -strength)  # (n, G, M)
         z[torch.arange(len(assign)), :, assign] = strength
-        self.logits.copy_(z)
+        self.logits[start:start + len(assign)] = z.to(self.logits)
+
+    def nearest_cluster(self, x: torch.Tensor) -> torch.Tensor:
+        """(n,) the cluster (= adapter) whose centroid is closest in cosine to each embedding of x (n, d)."""
+        return (x @ self.centroids.T).argmax(1)
 
 
 def entropy_stats(weights: torch.Tensor) -> dict[str, float]:

@@ -34,10 +34,12 @@ def test_kmeans_separates_two_clear_groups_and_is_seeded():
     gen = torch.Generator().manual_seed(0)
     a = torch.nn.functional.normalize(torch.tensor([1.0, 0, 0]) + 0.05 * torch.randn(6, 3, generator=gen), dim=1)
     b = torch.nn.functional.normalize(torch.tensor([0, 1.0, 0]) + 0.05 * torch.randn(6, 3, generator=gen), dim=1)
-    assign = kmeans(torch.cat([a, b]), 2, seed=3)
+    assign, centres = kmeans(torch.cat([a, b]), 2, seed=3)
     assert len(set(assign[:6].tolist())) == 1 and len(set(assign[6:].tolist())) == 1 and assign[0] != assign[6]
-    assert torch.equal(assign, kmeans(torch.cat([a, b]), 2, seed=3))
-    assert kmeans(a[:3], 5).tolist() == [0, 1, 2]  # fewer rows than clusters: one cluster each
+    assert torch.equal(assign, kmeans(torch.cat([a, b]), 2, seed=3)[0])
+    assert centres.shape == (2, 3) and torch.allclose(centres.norm(dim=1), torch.ones(2))
+    assert centres[assign[0]].argmax() == 0 and centres[assign[6]].argmax() == 1
+    assert kmeans(a[:3], 5)[0].tolist() == [0, 1, 2]  # fewer rows than clusters: one cluster each
 
 
 def test_document_embeddings_are_unit_vectors_and_do_not_depend_on_the_batch(lm):
@@ -58,12 +60,20 @@ def test_cluster_init_starts_each_document_on_its_clusters_adapter():
     assert entropy_stats(RoutingTable(3, 2, 4).inference_weights())["entropy"] > 0.999  # the default: uniform
 
 
-def test_a_cluster_build_records_its_init_and_leaves_uniform(lm):
+def test_a_cluster_build_records_its_init_and_leaves_uniform(lm, tiny_chat_model_dir, tmp_path):
     config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster",
                          training=TrainConfig(epochs=1, batch_size=4))
-    kb = KnowledgeBase.build(DOCS, lm, config, progress=False)
+    kb = KnowledgeBase.build(DOCS[:3], lm, config, progress=False)
     assert kb.manifest["routing_init"] == "cluster" and kb.manifest["routing_strength"] == 3.0
     assert kb.manifest["diagnostics"][0]["entropy"] < 0.9
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert torch.equal(loaded.routing.centroids, kb.routing.centroids)
+    # Poly-z on a cluster KB: a new row starts on its nearest centroid's adapter, as a built row did
+    nearest = loaded.routing.nearest_cluster(embed_documents(loaded.lm, DOCS[3:]))
+    loaded.add(DOCS[3:], TrainConfig(epochs=1, batch_size=4, lr_routing=0.0), progress=False)
+    assert loaded.routing.logits[3].argmax(-1).unique().tolist() == nearest.tolist()
+    assert loaded.routing.logits[3].abs().max() == 3.0
     with pytest.raises(InputError, match="routing_init='topics'"):
         BuildConfig(routing_init="topics")
 
