@@ -228,10 +228,12 @@ class Bench:
         extra = {"storage_bytes": storage["inventory"] + storage["routing"],
                  "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],
                  "encode_s_per_doc": round(encode, 3), "adapters": kb.manifest["inventory"]["n_adapters"],
+                 "train_tokens_per_doc": kb.manifest.get("train_tokens_per_doc"),
                  "rank": kb.manifest["inventory"]["rank"], "routing": kb.manifest["routing"],
                  "_encode_seconds": encode_seconds}
         if name == "poly-z":
             extra["added_docs"] = added["n_docs"]
+            extra["train_tokens_per_doc"] = added.get("train_tokens_per_doc")
         return answers, extra
 
     def _ablated(self, name: str) -> BuildConfig:

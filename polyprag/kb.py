@@ -141,6 +141,7 @@ class KnowledgeBase:
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
+                    "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
                     "seconds": round(seconds, 1), "at": _now()}
         self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), addition]}
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"]})
@@ -341,6 +342,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
+            "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
             "build_seconds": round(seconds, 1), "version": 1,
             "changes": [{"op": "build", "n_docs": n_docs, "at": _now()}]}
 

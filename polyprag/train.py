@@ -145,7 +145,8 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     for epoch in range(start, config.epochs):
         loss, grad = _epoch(model, layers, routing, opt, encoded, tokenizer.pad_token_id, config, epoch,
                             trainable_docs, progress)
-        history.append({"epoch": epoch + 1, "loss": round(loss, 5), **diagnostics(layers, routing, grad)})
+        history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in encoded),
+                        **diagnostics(layers, routing, grad)})
         log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
                  "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
                  history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],

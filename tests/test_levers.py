@@ -15,7 +15,7 @@ from polyprag.errors import InputError
 from polyprag.kb import BuildConfig, KnowledgeBase
 from polyprag.models import load_model
 from polyprag.routing import RoutingTable, entropy_stats
-from polyprag.train import TrainConfig, encode_distill, teacher_targets, train
+from polyprag.train import TrainConfig, encode, encode_distill, teacher_targets, train
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -123,6 +123,7 @@ def test_diagnostics_per_epoch_say_whether_adapters_and_routing_moved(lm):
     assert first["max_abs_z"] > 1e-3 and first["routing_grad_norm"] > 0  # the rows left their ±1e-3 start
     assert 0 < first["entropy"] <= 1 and 1 <= first["effective_adapters"] <= 3
     assert -1 <= first["adapter_cosine"] <= 1
+    assert first["tokens"] == sum(len(encode(lm.tokenizer, s, 384).ids) for s in samples)  # the budget per epoch
 
 
 def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys):
