@@ -42,3 +42,17 @@ run hotpotqa-n30-smollm2-rules-augmenter --dataset hotpotqa --n 30 \
 # Two levers for Poly-PRAG on the same 30 questions: a 10x routing lr and twice the epochs.
 run hotpotqa-n30-smollm2-routing-lr1-e4 --dataset hotpotqa --n 30 --methods closed-book-bare,poly,poly-uniform \
     --lr-routing 1.0 --epochs 4
+# Routing levers on HotpotQA n=30 with Gemma-3-270M (BENCHMARKS: "Routing that specialises"): the reference
+# rows, then one lever at a time and combined; the sum combination re-answers a run's KB (no training).
+g=(--dataset hotpotqa --n 30 --model gemma3-270m)
+lever() { local name=$1; shift; run "$name" "${g[@]}" --methods poly,poly-combine,poly-uniform "$@"; }
+summed() { .venv/bin/python benchmarks/combine.py "$work/$1" --combine sum --data-dir "$data"
+  cp "$work/$1/combine-sum.json" "benchmarks/results/$1/"; }
+run hotpotqa-n30-gemma3-ref "${g[@]}" --methods closed-book-bare,rag,prag,prag-combine,poly,poly-combine,poly-uniform
+lever hotpotqa-n30-gemma3-cluster --routing-init cluster
+lever hotpotqa-n30-gemma3-distill --objective distill
+lever hotpotqa-n30-gemma3-cluster-distill --routing-init cluster --objective distill
+lever hotpotqa-n30-gemma3-cluster-both-c3 --routing-init cluster --objective both --contrast 3
+lever hotpotqa-n30-gemma3-cluster-c3 --routing-init cluster --contrast 3
+summed hotpotqa-n30-gemma3-cluster
+summed hotpotqa-n30-gemma3-cluster-both-c3
