@@ -55,4 +55,9 @@ lever hotpotqa-n30-gemma3-cluster-distill --routing-init cluster --objective dis
 lever hotpotqa-n30-gemma3-cluster-both-c3 --routing-init cluster --objective both --contrast 3
 lever hotpotqa-n30-gemma3-cluster-c3 --routing-init cluster --contrast 3
 summed hotpotqa-n30-gemma3-cluster
-summed hotpotqa-n30-gemma3-cluster-both-c3
+summed hotpotqa-n30-gemma3-cluster-c3
+# PRAG on the same samples as the contrast runs (3 contrast questions per paragraph), and SmolLM2 with the
+# best Gemma levers (its reference rows: hotpotqa-n30-smollm2-rules-augmenter above).
+run hotpotqa-n30-gemma3-prag-c3 "${g[@]}" --methods prag,prag-combine --contrast 3
+run hotpotqa-n30-smollm2-cluster-c3 --dataset hotpotqa --n 30 --methods poly,poly-combine,poly-uniform \
+    --routing-init cluster --contrast 3
