@@ -61,3 +61,4 @@ summed hotpotqa-n30-gemma3-cluster-c3
 run hotpotqa-n30-gemma3-prag-c3 "${g[@]}" --methods prag,prag-combine --contrast 3
 run hotpotqa-n30-smollm2-cluster-c3 --dataset hotpotqa --n 30 --methods poly,poly-combine,poly-uniform \
     --routing-init cluster --contrast 3
+lever hotpotqa-n30-gemma3-cluster-c3-seed1 --routing-init cluster --contrast 3 --seed 1
