@@ -13,10 +13,12 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import atomic
+from .routing import document_entropy
 
 __all__ = ["adapter_usage", "f1_bars", "pca_2d", "routing_pca", "routing_stats"]
 
@@ -135,13 +137,7 @@ def routing_pca(weights: np.ndarray, labels: list[str], path: str | Path, title:
 
 def _usage_and_entropy(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean weight per adapter (M,) and each document's routing entropy / log M (N,), from (N, G, M)."""
-    usage = w.mean((0, 1))  # (M,)
-    p = w.mean(1)  # (N, M)
-    p = p / np.clip(p.sum(1, keepdims=True), 1e-12, None)
-    ent = -(p * np.log(np.clip(p, 1e-12, None))).sum(1)  # 0·log 0 = 0
-    m = w.shape[2]
-    # One adapter leaves no choice: call it fully sparse rather than divide by log 1 = 0.
-    return usage, (ent / np.log(m) if m > 1 else np.zeros_like(ent))
+    return w.mean((0, 1)), document_entropy(torch.from_numpy(w)).numpy()
 
 
 def adapter_usage(weights: np.ndarray, path: str | Path, title: str = "") -> Path:

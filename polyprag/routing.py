@@ -70,12 +70,19 @@ class RoutingTable(nn.Module):
         return (x @ self.centroids.T).argmax(1)
 
 
-def entropy_stats(weights: torch.Tensor) -> dict[str, float]:
-    """Of inference weights (N, G, M), each document's weights averaged over its G layers (as the bench's
-    routing report): mean entropy / log M (1 = uniform) and the effective number of adapters exp(entropy)
-    a document mixes (M = uniform, 1 = one adapter)."""
+def document_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """(N,) each document's routing entropy / log M (1 = uniform, 0 = one adapter), of its weights (N, G, M)
+    averaged over the G layers: the one definition the manifest, `inspect` and the bench report use."""
     w = weights.detach().mean(1)  # (N, M)
     w = (w / w.sum(-1, keepdim=True).clamp_min(1e-12)).clamp_min(1e-12)
-    h = -(w * w.log()).sum(-1)  # (N,)
     m = weights.shape[-1]
-    return {"entropy": float(h.mean() / math.log(m)) if m > 1 else 0.0, "effective_adapters": float(h.exp().mean())}
+    # One adapter leaves no choice: call it fully sparse rather than divide by log 1 = 0.
+    return -(w * w.log()).sum(-1) / math.log(m) if m > 1 else torch.zeros(w.shape[0], dtype=w.dtype)
+
+
+def entropy_stats(weights: torch.Tensor) -> dict[str, float]:
+    """Mean normalised entropy of inference weights (N, G, M) (`document_entropy`), and the effective number
+    of adapters exp(entropy) a document mixes (M = uniform, 1 = one adapter)."""
+    m = weights.shape[-1]
+    h = document_entropy(weights)  # (N,)
+    return {"entropy": float(h.mean()), "effective_adapters": float((h * math.log(m)).exp().mean()) if m > 1 else 1.0}
