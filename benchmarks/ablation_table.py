@@ -18,6 +18,8 @@ from pathlib import Path
 def levers(config: dict) -> str:
     b, t = config["build"], config["build"]["training"]
     parts = [f"init {b.get('routing_init', 'uniform')}", t.get("objective", "nll")]
+    if b.get("router", "table") != "table":
+        parts.append(f"router {b['router']} (lr {t.get('lr_router', 1e-3):g})")
     if b.get("contrast"):
         parts.append(f"contrast {b['contrast']}")
     parts.append(f"α {b['inventory']['alpha']:g}, {t['epochs']} ep, lr {t['lr_adapters']:g}")

@@ -31,7 +31,7 @@ from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
-from .routing import ROUTING_INITS
+from .routing import ROUTERS, ROUTING_INITS
 from .train import OBJECTIVES, TrainConfig
 
 console = Console()
@@ -211,6 +211,10 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--routing-init", choices=ROUTING_INITS, default="uniform",
                    help="uniform (Z ≈ 0, default) or cluster (from k-means over the base model's document embeddings)")
     p.add_argument("--routing-strength", type=float, default=3.0, help="cluster init: logit ±s (default 3)")
+    p.add_argument("--router", choices=ROUTERS, default="table",
+                   help="table (a free routing row per document, default) or embedding (rows computed from the "
+                        "document's embedding by a router trained with the adapters; needs --routing-init cluster; "
+                        "an added document is routed without training)")
     p.add_argument("--objective", choices=OBJECTIVES, default="nll",
                    help="nll (default), distill (from the base model reading the document), or both")
     p.add_argument("--combine", choices=COMBINES, default="mean",
@@ -223,6 +227,7 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--train-batch-size", type=int, default=t.batch_size)
     p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)
     p.add_argument("--lr-routing", type=float, default=t.lr_routing)
+    p.add_argument("--lr-router", type=float, default=t.lr_router, help=f"--router embedding (default {t.lr_router:g})")
     p.add_argument("--seed", type=int, default=t.seed)
 
 
@@ -337,12 +342,13 @@ def _build_config(args) -> BuildConfig:
     if args.epochs < 1 or args.train_batch_size < 1:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
-                           lr_routing=args.lr_routing, seed=args.seed, objective=args.objective)
+                           lr_routing=args.lr_routing, lr_router=args.lr_router, seed=args.seed,
+                           objective=args.objective)
     if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
         raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
                          f"{args.contrast} >= 0.")
     return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init, combine=args.combine,
-                       routing_strength=args.routing_strength, augmenter=args.augmenter, max_qa=args.max_qa,
+                       routing_strength=args.routing_strength, router=args.router, augmenter=args.augmenter, max_qa=args.max_qa,
                        context_qa=args.context_qa, rewrite=not args.no_rewrite, contrast=args.contrast,
                        training=training)
 

@@ -3,7 +3,8 @@
 KB/
   manifest.json           format version, base model + fingerprint, inventory/routing/training config
   inventory.safetensors   M LoRA pairs per target layer
-  routing.safetensors     routing logits (N_docs, G, M); row i is line i of docs.jsonl
+  routing.safetensors     routing logits (N_docs, G, M); row i is line i of docs.jsonl; cluster centroids and
+                          the router (weight, bias, centre) when the build used them
   docs.jsonl              id, title, text
   augment.jsonl           the augmentations the adapters were trained on (a cache for rebuilds)
   index/                  BM25 (bm25s arrays + JSON)
@@ -37,7 +38,7 @@ from .lifecycle import (checksums, next_version, read_manifest, rollback, staged
                         verify_files, versions)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit
-from .routing import ROUTING_INITS, RoutingTable
+from .routing import ROUTERS, ROUTING_INITS, RoutingTable
 from .train import TrainConfig, train
 
 log = logging.getLogger("polyprag")
@@ -55,6 +56,7 @@ class BuildConfig:
     routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
     routing_init: str = "uniform"  # "uniform": Z ≈ 0; "cluster": from k-means over document embeddings
     routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
+    router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
     augmenter: str = "rules"
     max_qa: int = 8  # rule augmenter: QA pairs per document at most
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
@@ -70,6 +72,11 @@ class BuildConfig:
             raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
         if self.routing_init not in ROUTING_INITS:
             raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
+        if self.router not in ROUTERS:
+            raise InputError(f"router={self.router!r}; choose from {list(ROUTERS)}.")
+        if self.router == "embedding" and self.routing_init != "cluster":
+            raise InputError("router='embedding' is fitted to the cluster table before training; pass "
+                             "--routing-init cluster with --router embedding.")
 
 
 def model_fingerprint(model) -> str:
@@ -100,19 +107,22 @@ class KnowledgeBase:
         fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
         start = time.perf_counter()
         augs = _augment(docs, config, lm, cache, progress, reuse)
-        clusters = _clusters(lm, docs, config) if config.routing_init == "cluster" else None  # before injection
+        embeddings = _embed(lm, docs) if config.routing_init == "cluster" else None  # before injection
         torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
         layers = inject(lm.model, config.inventory)
         groups = len(layers) if config.routing == "fine" else 1
         routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
-        if clusters is not None:
-            routing.init_from_clusters(clusters[0], config.routing_strength)
-            routing.centroids = clusters[1]
+        if embeddings is not None:
+            assign, routing.centroids = kmeans(embeddings, config.inventory.n_adapters, seed=config.training.seed)
+            routing.init_from_clusters(assign, config.routing_strength)
+        if config.router == "embedding":
+            routing.attach_router(embeddings)
         samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast)
         log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
                  len(samples), len(docs))
         history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
                         progress=progress)
+        routing.materialise()
         manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
         return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
 
@@ -130,8 +140,10 @@ class KnowledgeBase:
         samples = [replace(s, doc=s.doc + n_old)
                    for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
         self.routing.grow(len(docs))
-        if self.routing.centroids is not None:  # cluster init: new rows start on their nearest cluster's adapter
-            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))  # no mixing: the base model
+        if self.routing.router is not None:  # new rows start where the router puts them
+            self.routing.init_from_router(embed_documents(self.lm, docs), start=n_old)  # no mixing: the base model
+        elif self.routing.centroids is not None:  # cluster init: new rows start on their nearest cluster's adapter
+            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))
             self.routing.init_from_clusters(assign, m.get("routing_strength", 3.0), start=n_old)
         trainable = torch.arange(self.routing.n_docs) >= n_old
         config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
@@ -215,12 +227,9 @@ class KnowledgeBase:
     def save(self, folder: str | Path) -> None:
         """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
         `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded."""
-        inventory, logits = inventory_state(self.layers), self.routing.logits.detach().contiguous()
-        _check_finite({"routing": logits, **{f"inventory {k}": v for k, v in inventory.items()}}, "not saved",
-                      "training diverged: lower --lr-routing / --lr-adapters and train again")
-        routing = {"logits": logits}
-        if self.routing.centroids is not None:
-            routing["centroids"] = self.routing.centroids.contiguous()
+        inventory, routing = inventory_state(self.layers), self.routing.tensors()
+        _check_finite({**{f"routing {k}": v for k, v in routing.items()}, **{f"inventory {k}": v for k, v in inventory.items()}},
+                      "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
         atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
         manifest = self._versioned(Path(folder))
         with staged_version(folder) as tmp:
@@ -273,9 +282,7 @@ class KnowledgeBase:
         except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
             raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); {fix}.") from None
         routing = RoutingTable(*logits.shape)
-        with torch.no_grad():
-            routing.logits.copy_(logits)
-        routing.centroids = routing_file.get("centroids")
+        routing.load_tensors(routing_file)
         routing.eval()
         augs = read_augmentations(folder / "augment.jsonl")
         return cls(lm, layers, routing, docs, BM25Index.load(folder / "index"), manifest, augs)
@@ -337,7 +344,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
     return {"format_version": FORMAT_VERSION, "created": _now(),
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
-            "routing_init": config.routing_init, "routing_strength": config.routing_strength,
+            "routing_init": config.routing_init, "routing_strength": config.routing_strength, "router": config.router,
             "combine": config.combine,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
@@ -352,6 +359,7 @@ def build_config(manifest: dict) -> BuildConfig:
     m = manifest
     return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
                        routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
+                       router=m.get("router", "table"),
                        combine=m.get("combine", "mean"),
                        augmenter=m["augmenter"],
                        max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
@@ -362,12 +370,10 @@ def _inventory_config(manifest: dict) -> InventoryConfig:
     return InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
 
 
-def _clusters(lm: LoadedModel, docs: list[Document], config: BuildConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each document's topic cluster (N,) and the centroids (C, d): k-means with M clusters over the base
-    model's document embeddings."""
-    log.info("embedding %d documents for cluster routing", len(docs))
-    x = embed_documents(lm, docs)  # (N, d)
-    return kmeans(x, config.inventory.n_adapters, seed=config.training.seed)
+def _embed(lm: LoadedModel, docs: list[Document]) -> torch.Tensor:
+    """(N, d) the base model's document embeddings, for cluster init and the router."""
+    log.info("embedding %d documents for content-based routing", len(docs))
+    return embed_documents(lm, docs)
 
 
 def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: Path | None, progress: bool,

@@ -4,6 +4,9 @@ Training: w = normalize(σ((Z[d] + L) / τ)), L logistic noise (a relaxed Bernou
 inference: w = normalize(σ(Z[d])); normalize(v) = v / (Σv + ε).
 Init: near zero ("uniform", the paper's), or from clusters of the documents' embeddings ("cluster"): with
 Z ≈ 0 every adapter gets the same gradient and the inventory never specialises (measured: entropy 0.999).
+Router ("embedding"): during training a document's logits are Router(its embedding), a linear map fitted to
+the cluster table and then trained with the adapters; after training they are written into the table, so
+answering reads a table either way, and a new document gets its row from the router in one forward pass.
 """
 
 from __future__ import annotations
@@ -15,10 +18,51 @@ from torch import nn
 
 EPS = 1e-6
 ROUTING_INITS = ("uniform", "cluster")
+ROUTERS = ("table", "embedding")
 
 
 def normalize(v: torch.Tensor) -> torch.Tensor:
     return v / (v.sum(-1, keepdim=True) + EPS)
+
+
+class Router(nn.Module):
+    """Routing logits (n, G, M) from document embeddings (n, d): a linear map of the centred, unit embedding
+    (mean-pooled hidden states share a large common direction; centring makes their differences count)."""
+
+    def __init__(self, dim: int, n_groups: int, n_adapters: int):
+        super().__init__()
+        self.register_buffer("centre", torch.zeros(dim))
+        self.linear = nn.Linear(dim, n_groups * n_adapters)
+        self.shape = (n_groups, n_adapters)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(x - self.centre, dim=-1)  # (n, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x)).view(-1, *self.shape)  # (n, G, M)
+
+    @torch.no_grad()
+    def fit(self, x: torch.Tensor, z: torch.Tensor, ridge: float = 1.0) -> None:
+        """Ridge regression of the logits z (N, G, M) on the embeddings x (N, d); the bias is not penalised."""
+        self.centre.copy_(x.mean(0))
+        f = torch.cat([self.features(x), torch.ones(len(x), 1)], 1).double()  # (N, d + 1)
+        penalty = torch.diag(torch.cat([torch.full((f.shape[1] - 1,), ridge), torch.zeros(1)])).double()
+        w = torch.linalg.solve(f.T @ f + penalty, f.T @ z.flatten(1).double())  # (d + 1, G·M)
+        self.linear.weight.copy_(w[:-1].T.float())
+        self.linear.bias.copy_(w[-1].float())
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"router.weight": self.linear.weight.detach().contiguous(),
+                "router.bias": self.linear.bias.detach().contiguous(), "router.centre": self.centre.contiguous()}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], n_groups: int, n_adapters: int) -> Router:
+        router = cls(tensors["router.centre"].shape[0], n_groups, n_adapters)
+        with torch.no_grad():
+            router.linear.weight.copy_(tensors["router.weight"])
+            router.linear.bias.copy_(tensors["router.bias"])
+            router.centre.copy_(tensors["router.centre"])
+        return router
 
 
 class RoutingTable(nn.Module):
@@ -26,14 +70,38 @@ class RoutingTable(nn.Module):
         super().__init__()
         self.logits = nn.Parameter(torch.empty(n_docs, n_groups, n_adapters).uniform_(-init_range, init_range))
         self.centroids: torch.Tensor | None = None  # (C, d), C ≤ M: cluster init's k-means centroids
+        self.router: Router | None = None
+        # (N, d) while the router is being trained: logits = table + router(embeddings); None once materialised
+        self.embeddings: torch.Tensor | None = None
 
     @property
     def n_docs(self) -> int:
         return self.logits.shape[0]
 
+    def trainable(self) -> list[nn.Parameter]:
+        """What routing training moves: the router while it is attached, else the table."""
+        return list(self.router.linear.parameters()) if self.embeddings is not None else [self.logits]
+
+    def grad_norm(self) -> float:
+        grads = [p.grad.flatten() for p in self.trainable() if p.grad is not None]
+        return float(torch.cat(grads).norm()) if grads else 0.0
+
+    def effective_logits(self, doc_idx: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        z = self.logits[doc_idx]  # (B, G, M)
+        if self.embeddings is not None:
+            z = z + self.router(self.embeddings[doc_idx])
+        return z
+
+    @torch.no_grad()
+    def materialise(self) -> None:
+        """Write the router's logits into the table and detach the embeddings: answering reads the table."""
+        if self.embeddings is not None:
+            self.logits.copy_(self.effective_logits())
+            self.embeddings = None
+
     def forward(self, doc_idx: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
         """Mixing weights (B, G, M) for documents doc_idx (B,); noisy only in training mode."""
-        z = self.logits[doc_idx]  # (B, G, M)
+        z = self.effective_logits(doc_idx)  # (B, G, M)
         if self.training:
             u = torch.rand_like(z).clamp(EPS, 1 - EPS)
             z = (z + torch.log(u) - torch.log1p(-u)) / tau
@@ -41,12 +109,12 @@ class RoutingTable(nn.Module):
 
     def inference_weights(self) -> torch.Tensor:
         """Every document's inference weights normalize(σ(Z)): (N, G, M)."""
-        return normalize(torch.sigmoid(self.logits))
+        return normalize(torch.sigmoid(self.effective_logits()))
 
     @torch.no_grad()
     def mean_weights(self, doc_idx: torch.Tensor) -> torch.Tensor:
         """Inference weights of several documents averaged: (k,) → (G, M)."""
-        return normalize(torch.sigmoid(self.logits[doc_idx])).mean(0)
+        return normalize(torch.sigmoid(self.effective_logits(doc_idx))).mean(0)
 
     def uniform(self) -> torch.Tensor:
         g, m = self.logits.shape[1:]
@@ -64,6 +132,38 @@ class RoutingTable(nn.Module):
         z = torch.full((len(assign), *self.logits.shape[1:]), -strength)  # (n, G, M)
         z[torch.arange(len(assign)), :, assign] = strength
         self.logits[start:start + len(assign)] = z.to(self.logits)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """routing.safetensors (and a checkpoint's): the table, the cluster centroids and the router if any."""
+        out = {"logits": self.logits.detach().contiguous()}
+        if self.centroids is not None:
+            out["centroids"] = self.centroids.contiguous()
+        return {**out, **(self.router.tensors() if self.router is not None else {})}
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.logits.copy_(tensors["logits"])
+        self.centroids = tensors.get("centroids")
+        if "router.weight" in tensors:
+            router = Router.from_tensors(tensors, *self.logits.shape[1:])
+            if self.router is None:
+                self.router = router
+            else:  # resuming a checkpoint: the attached router (and its embeddings) stays, its values return
+                self.router.load_state_dict(router.state_dict())
+
+    @torch.no_grad()
+    def attach_router(self, x: torch.Tensor, ridge: float = 1.0) -> None:
+        """From here each row's logits are router(x[row]), the router fitted (ridge) to the table as it stands
+        (e.g. cluster init), the table zeroed. `materialise` writes the trained router's logits back."""
+        self.router = Router(x.shape[1], *self.logits.shape[1:])
+        self.router.fit(x, self.logits.detach())
+        self.logits.zero_()
+        self.embeddings = x
+
+    @torch.no_grad()
+    def init_from_router(self, x: torch.Tensor, start: int) -> None:
+        """Rows start … start + n take the router's logits for the embeddings x (n, d): routing without training."""
+        self.logits[start:start + len(x)] = self.router(x).to(self.logits)
 
     def nearest_cluster(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) the cluster (= adapter) whose centroid is closest in cosine to each embedding of x (n, d)."""

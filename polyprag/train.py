@@ -42,6 +42,7 @@ class TrainConfig:
     batch_size: int = 4
     lr_adapters: float = 1e-3
     lr_routing: float = 1e-1
+    lr_router: float = 1e-3  # --router embedding: a linear map of d inputs moves ~√d times faster than a row
     tau: float = 1.0
     weight_decay: float = 0.0
     max_length: int = 384  # tokens; longer samples are cut from the left of the passage, never the answer
@@ -122,7 +123,8 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def _optimizer(layers: list[PolyLoRALinear], routing: RoutingTable, config: TrainConfig) -> torch.optim.AdamW:
-    groups = [{"params": [routing.logits], "lr": config.lr_routing, "weight_decay": 0.0}]
+    lr = config.lr_router if routing.embeddings is not None else config.lr_routing
+    groups = [{"params": routing.trainable(), "lr": lr, "weight_decay": 0.0}]
     if config.train_adapters:
         params = [p for l in layers for p in (l.lora_A, l.lora_B)]
         groups.append({"params": params, "lr": config.lr_adapters, "weight_decay": config.weight_decay})
@@ -162,8 +164,9 @@ def diagnostics(layers: list[PolyLoRALinear], routing: RoutingTable, grad_norm: 
     """Is routing leaving uniform, and are the adapters distinct? (The numbers `inspect` and the manifest show.)"""
     with torch.no_grad():
         weights = routing.inference_weights()
+        max_z = float(routing.effective_logits().abs().max())
     cos = adapter_cosine(layers)
-    return {"max_abs_z": round(float(routing.logits.detach().abs().max()), 4),
+    return {"max_abs_z": round(max_z, 4),
             "routing_grad_norm": round(grad_norm, 6),
             **{k: round(v, 4) for k, v in entropy_stats(weights).items()},
             "adapter_cosine": None if cos is None else round(cos, 4)}
@@ -200,7 +203,7 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
         loss.backward()
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
-        grads.append(float(routing.logits.grad.norm()))
+        grads.append(routing.grad_norm())
         opt.step()
         losses.append(loss.item())
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
@@ -251,7 +254,7 @@ def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, his
     """Tensors in safetensors, counters in JSON; the whole folder replaced atomically."""
     with atomic.staged_dir(folder) as tmp:
         save_file(inventory_state(layers), tmp / "inventory.safetensors")
-        save_file({"logits": routing.logits.detach().contiguous()}, tmp / "routing.safetensors")
+        save_file(routing.tensors(), tmp / "routing.safetensors")
         save_file(_optimizer_tensors(opt), tmp / "optimizer.safetensors")
         (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "config": asdict(config)}))
 
@@ -263,8 +266,7 @@ def _resume(folder: Path | None, layers, routing, opt, config) -> tuple[int, lis
         return 0, []
     state = json.loads((folder / "state.json").read_text())
     load_inventory_state(layers, load_file(folder / "inventory.safetensors"))
-    with torch.no_grad():
-        routing.logits.copy_(load_file(folder / "routing.safetensors")["logits"])
+    routing.load_tensors(load_file(folder / "routing.safetensors"))
     _load_optimizer_tensors(opt, load_file(folder / "optimizer.safetensors"))
     log.info("resuming after epoch %d from %s", state["epoch"], folder)
     return state["epoch"], state["history"]

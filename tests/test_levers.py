@@ -14,7 +14,7 @@ from polyprag.embed import embed_documents, kmeans
 from polyprag.errors import InputError
 from polyprag.kb import BuildConfig, KnowledgeBase
 from polyprag.models import load_model
-from polyprag.routing import RoutingTable, entropy_stats
+from polyprag.routing import Router, RoutingTable, entropy_stats
 from polyprag.train import TrainConfig, encode, encode_distill, teacher_targets, train
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
@@ -76,6 +76,43 @@ def test_a_cluster_build_records_its_init_and_leaves_uniform(lm, tiny_chat_model
     assert loaded.routing.logits[3].abs().max() == 3.0
     with pytest.raises(InputError, match="routing_init='topics'"):
         BuildConfig(routing_init="topics")
+
+
+def test_a_router_fitted_to_a_cluster_table_reproduces_its_choices():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(30, 16, generator=gen), dim=1)
+    assign, _ = kmeans(x, 4, seed=0)
+    table = RoutingTable(30, 2, 4)
+    table.init_from_clusters(assign, strength=3.0)
+    router = Router(16, 2, 4)
+    router.fit(x, table.logits.detach())
+    z = router(x)  # (30, 2, 4)
+    assert z.shape == (30, 2, 4) and torch.equal(z.argmax(-1), table.logits.argmax(-1))
+    assert torch.allclose(router.centre, x.mean(0))
+
+
+def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_documents(lm, tiny_chat_model_dir, tmp_path):
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster", router="embedding",
+                         training=TrainConfig(epochs=2, batch_size=2, lr_router=1e-2))
+    kb = KnowledgeBase.build(DOCS[:3], lm, config, progress=False)
+    x = embed_documents(load_model(str(tiny_chat_model_dir)), DOCS[:3])
+    assert kb.routing.embeddings is None  # materialised: answering reads the table ...
+    assert torch.allclose(kb.routing.logits, kb.routing.router(x), atol=1e-5)  # ... which holds the router's rows
+    start = RoutingTable(*kb.routing.logits.shape)  # the router as fitted before training
+    start.init_from_clusters(kmeans(x, 2, seed=0)[0], 3.0)
+    start.attach_router(x)
+    assert not torch.allclose(start.router.linear.weight, kb.routing.router.linear.weight)  # training moved it
+    assert kb.manifest["router"] == "embedding" and kb.manifest["diagnostics"][-1]["routing_grad_norm"] > 0
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert torch.equal(loaded.routing.router.linear.weight, kb.routing.router.linear.weight)
+    # A new document's row starts where the router puts it (lr 0: no training moves it)
+    loaded.add(DOCS[3:], TrainConfig(epochs=1, batch_size=4, lr_routing=0.0), progress=False)
+    new = loaded.routing.router(embed_documents(loaded.lm, DOCS[3:]))
+    assert torch.allclose(loaded.routing.logits[3:], new, atol=1e-5)
+    assert torch.equal(loaded.routing.logits[:3], kb.routing.logits)  # old rows untouched
+    with pytest.raises(InputError, match="--routing-init cluster with --router embedding"):
+        BuildConfig(router="embedding")
 
 
 def test_distillation_sequences_end_in_the_same_answer_tokens(lm):
