@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model", help="override the KB's own base model (folder, HF id, or bundled name)")
+    serve.add_argument("--guard-reads", action="store_true",
+                       help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
+                            "a read-only key); same as POLYPRAG_GUARD_READS=1")
     serve.set_defaults(func=cmd_serve)
     return p
 
@@ -296,7 +299,7 @@ def _print_answer(answer, hits, by_id) -> None:
 def cmd_serve(args) -> None:
     from .serve import serve  # the web stack is imported only by the command that needs it
 
-    serve(args.kb, args.host, args.port, args.model)
+    serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads)
 
 
 def cmd_eval(args) -> None:
@@ -381,8 +384,12 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
     if ckpt.exists() and not resume:
         shutil.rmtree(ckpt)  # a fresh build must not pick up an old run's weights
     kb = KnowledgeBase.build(docs, _lm(args), config, cache=_cache(args), checkpoint_dir=ckpt)
-    kb.save(out)
+    replaced = kb.save(out)
     shutil.rmtree(ckpt, ignore_errors=True)
+    if replaced is not None:  # a build over a KB is a new version of it, and can be undone
+        console.print(f"{out} held a knowledge base (version {replaced}): the new build is version "
+                      f"{kb.manifest['version']}; `polyprag rollback {out} {replaced}` brings the old one back",
+                      highlight=False)
     return kb
 
 

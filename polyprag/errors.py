@@ -3,3 +3,7 @@
 
 class InputError(ValueError):
     """Bad input from a user: the message names the value, where it came from, and the fix."""
+
+
+class ConflictError(InputError):
+    """A write refused because the knowledge base changed since it was read: another writer committed first."""

@@ -15,16 +15,19 @@ The manifest's "changes" lists what produced each version: build, add (Poly-z), 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from . import atomic
@@ -33,9 +36,9 @@ from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
 from .embed import embed_documents, kmeans
-from .errors import InputError
-from .lifecycle import (checksums, next_version, read_manifest, rollback, staged_version,  # noqa: F401
-                        verify_files, versions)
+from .errors import ConflictError, InputError
+from .lifecycle import (checksums, describe_change, next_version, read_manifest, rollback,  # noqa: F401
+                        staged_version, verify_files, versions)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit
 from .routing import ROUTERS, ROUTING_INITS, RoutingTable
@@ -95,6 +98,8 @@ class KnowledgeBase:
         self.lm, self.layers, self.routing, self.docs = lm, layers, routing, docs
         self.index, self.manifest, self.augmentations = index, manifest, augmentations
         self.row = {d.id: i for i, d in enumerate(docs)}
+        # (folder, version) this KB was loaded from or last saved to: a save there must start from that version
+        self.origin: tuple[Path, int] | None = None
 
     @classmethod
     def build(cls, docs: list[Document], lm: LoadedModel, config: BuildConfig = BuildConfig(),
@@ -226,21 +231,52 @@ class KnowledgeBase:
 
     def save(self, folder: str | Path) -> None:
         """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
-        `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded."""
+        `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded.
+
+        Into the folder it was loaded from, the save commits only on top of the version it was loaded as:
+        if another writer saved there since, ConflictError, and nothing is written (start again from the
+        folder's new version). Returns the version it replaced, None if the folder held no KB."""
+        folder = Path(folder)
         inventory, routing = inventory_state(self.layers), self.routing.tensors()
         _check_finite({**{f"routing {k}": v for k, v in routing.items()}, **{f"inventory {k}": v for k, v in inventory.items()}},
                       "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
-        atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
-        manifest = self._versioned(Path(folder))
-        with staged_version(folder) as tmp:
-            save_file(inventory, tmp / "inventory.safetensors")
-            save_file(routing, tmp / "routing.safetensors")
-            write_jsonl(self.docs, tmp / "docs.jsonl")
-            write_augmentations(self.augmentations, tmp / "augment.jsonl")
-            self.index.save(tmp / "index")
-            manifest = {**manifest, "format_version": FORMAT_VERSION, "files": checksums(tmp)}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        self.manifest = manifest
+        try:
+            with atomic.folder_lock(folder):  # writers one at a time; readers wait only for this
+                atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
+                replaced = read_manifest(folder)
+                self._check_base(folder, replaced)
+                manifest = self._versioned(folder)
+                with staged_version(folder) as tmp:
+                    _write_tensors(inventory, tmp / "inventory.safetensors")
+                    _write_tensors(routing, tmp / "routing.safetensors")
+                    write_jsonl(self.docs, tmp / "docs.jsonl")
+                    write_augmentations(self.augmentations, tmp / "augment.jsonl")
+                    self.index.save(tmp / "index")
+                    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": checksums(tmp)}
+                    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        except OSError as e:
+            if not _out_of_space(e):
+                raise
+            need = sum(t.nbytes for t in [*inventory.values(), *routing.values()]) + 3 * sum(
+                len(d.id) + len(d.title) + len(d.text) for d in self.docs)  # texts in docs, augment and index
+            free = shutil.disk_usage(folder.parent).free
+            raise InputError(f"not enough space to save {folder} ({e.strerror}): the new version needs about "
+                             f"{need:,} bytes, {free:,} are free. The current version is unchanged and the "
+                             "half-written copy was removed. Free some space (old versions are folders in "
+                             f"{folder.name}.versions/) or save elsewhere, then run it again.") from None
+        self.manifest, self.origin = manifest, (folder.resolve(), manifest["version"])
+        return None if replaced is None else replaced["version"]
+
+    def _check_base(self, folder: Path, current: dict | None) -> None:
+        """Refuse to replace a version this KB did not start from (a lost update): see `save`."""
+        if self.origin is None or self.origin[0] != folder.resolve() or current is None:
+            return
+        if current["version"] != self.origin[1]:
+            done = [describe_change(c) for c in current["changes"] if c.get("version", 0) > self.origin[1]]
+            raise ConflictError(
+                f"{folder} changed while this change was being made: it was at version {self.origin[1]} when "
+                f"it was read and is now at version {current['version']} ({'; '.join(done) or 'another writer'}). "
+                "This change was not saved, so nothing is lost; run it again, and it starts from the new version.")
 
     def _versioned(self, folder: Path) -> dict:
         """The manifest as saved into `folder`: its version number, and the pending changes stamped with it."""
@@ -258,7 +294,11 @@ class KnowledgeBase:
         """`lm`: a loaded model, a model spec, or None for the KB's own base model (loaded after the KB's
         files are checked, so a damaged KB fails fast)."""
         folder = Path(folder)
-        manifest = _read_manifest(folder)
+        with atomic.folder_lock(folder, shared=True):  # every file from one version, even while a writer swaps
+            manifest = _read_manifest(folder)
+            inventory, routing_file = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
+            docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
+            index = BM25Index.load(folder / "index")
         if not isinstance(lm, LoadedModel):
             lm = load_model(lm or manifest["base_model"]["spec"])
         found = model_fingerprint(lm.model)
@@ -267,12 +307,10 @@ class KnowledgeBase:
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
                              f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
-        inventory, routing_file = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
         logits = routing_file["logits"]
         fix = f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
         _check_finite({**{f"routing.safetensors {k}": v for k, v in routing_file.items()},
                        **{f"inventory.safetensors {k}": v for k, v in inventory.items()}}, str(folder), fix)
-        docs = load_corpus(folder / "docs.jsonl")
         if logits.shape[0] != len(docs):
             raise InputError(f"{folder}: routing.safetensors has {logits.shape[0]} rows but docs.jsonl has "
                              f"{len(docs)} documents; {fix}.")
@@ -284,8 +322,9 @@ class KnowledgeBase:
         routing = RoutingTable(*logits.shape)
         routing.load_tensors(routing_file)
         routing.eval()
-        augs = read_augmentations(folder / "augment.jsonl")
-        return cls(lm, layers, routing, docs, BM25Index.load(folder / "index"), manifest, augs)
+        kb = cls(lm, layers, routing, docs, index, manifest, augs)
+        kb.origin = (folder.resolve(), manifest["version"])
+        return kb
 
     def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
         return self.index.search(questions, k=k)
@@ -400,6 +439,16 @@ def _eject(model: nn.Module) -> list[tuple[nn.Module, str, PolyLoRALinear]]:
 def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
     for parent, attr, module in taken:
         setattr(parent, attr, module)
+
+
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors bytes written by Python, not by `save_file`: a full disk is then an OSError with its errno."""
+    path.write_bytes(safetensors_bytes(tensors))
+
+
+def _out_of_space(e: OSError) -> bool:
+    """A full disk, a full quota, or a file-size limit: the save cannot fit, whatever it writes."""
+    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _check_finite(tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:

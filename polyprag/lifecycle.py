@@ -100,7 +100,11 @@ def _sha256(path: Path) -> str:
 
 def versions(folder: str | Path) -> list[dict]:
     """Every version of the KB at `folder`, oldest first: version, updated, n_docs, change, current."""
-    folder = Path(folder)
+    with atomic.folder_lock(folder, shared=True):
+        return _versions(Path(folder))
+
+
+def _versions(folder: Path) -> list[dict]:
     atomic.recover_dir(folder)
     if not (folder / MANIFEST).exists():
         raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
@@ -167,9 +171,15 @@ def staged_version(folder: str | Path):
 
 
 def rollback(folder: str | Path, version: int) -> None:
-    """Make `version` current (atomic swap); the version it replaces goes to the history, so this can be undone."""
+    """Make `version` current (atomic swap); the version it replaces goes to the history, so this can be undone.
+    Under the folder's lock: a rollback and another writer's save happen one after the other."""
     folder = Path(folder)
-    table = versions(folder)
+    with atomic.folder_lock(folder):
+        _rollback(folder, version)
+
+
+def _rollback(folder: Path, version: int) -> None:
+    table = _versions(folder)
     current = next((v["version"] for v in table if v["current"]), None)  # None: its manifest is damaged
     if version == current:
         log.info("%s is already at version %d", folder, version)
@@ -229,7 +239,11 @@ def _share_identical(new: Path, old: Path) -> None:
 
 def routing_weights(folder: str | Path) -> tuple[list[Document], np.ndarray]:
     """The documents and their inference weights normalize(σ(Z)), (N, G, M); no model needed."""
-    folder = Path(folder)
+    with atomic.folder_lock(folder, shared=True):
+        return _routing_weights(Path(folder))
+
+
+def _routing_weights(folder: Path) -> tuple[list[Document], np.ndarray]:
     manifest = read_manifest(folder)
     if manifest is None:
         raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
@@ -244,12 +258,13 @@ def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
     from .plots import routing_stats  # matplotlib only when a report is asked for
 
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    docs, w = routing_weights(folder)
+    with atomic.folder_lock(folder, shared=True):
+        docs, w = _routing_weights(folder)
+        manifest = read_manifest(folder)
+        with safe_open(folder / "inventory.safetensors", "pt") as f:
+            n_layers = sum(k.endswith("lora_A") for k in f.keys())
     n, g, m = w.shape
     stats = routing_stats(w)
-    with safe_open(folder / "inventory.safetensors", "pt") as f:
-        n_layers = sum(k.endswith("lora_A") for k in f.keys())
     usage = np.asarray(stats["mean_usage"])
     order = np.argsort(-usage, kind="stable")[:top]
     return {"folder": str(folder), "version": manifest["version"], "n_docs": n,

@@ -6,6 +6,11 @@ job never trains on the serving model: it loads its own copy of the KB (one extr
 runs), adds or removes documents, saves the new version to the same folder (`KnowledgeBase.save` is
 atomic), then swaps the serving reference under the lock. Queries are answered all the while; jobs run one
 at a time on a worker thread, their registry kept in memory.
+
+Other writers (a CLI `add`, a second server on the same folder): a job whose save finds that the folder
+moved on since it loaded it (ConflictError) loads the new version and does its change again, up to
+JOB_ATTEMPTS times; a watcher thread checks the folder's current version every WATCH_S seconds and, when
+it is not the one serving, loads it and swaps it in (requests wait for the swap only, none is dropped).
 """
 
 from __future__ import annotations
@@ -32,14 +37,19 @@ from starlette.exceptions import HTTPException
 
 from .answer import Answer, GenerationConfig, answer_questions
 from .corpus import Document
-from .errors import InputError
+from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase
+from .lifecycle import read_manifest
 from .models import load_model
 from .retrieve import Hit
 
 log = logging.getLogger("polyprag")
 
-API_KEY_ENV = "POLYPRAG_API_KEY"
+API_KEY_ENV = "POLYPRAG_API_KEY"  # the write key: adding and removing documents need it
+READ_KEY_ENV = "POLYPRAG_READ_KEY"  # set: every endpoint but the page needs this key or the write key
+GUARD_READS_ENV = "POLYPRAG_GUARD_READS"  # "1": every endpoint but the page needs the write key (= --guard-reads)
+JOB_ATTEMPTS = 5  # a job's change redone on a newer version at most this often before it fails
+WATCH_S = 1.0  # how often the folder's current version is compared with the serving one
 Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
 
 
@@ -175,7 +185,7 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 
 class Service:
-    def __init__(self, folder: str | Path, model: str | None):
+    def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S):
         self.folder, self.model = Path(folder), model
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the adapter layers' mixing state
@@ -183,7 +193,10 @@ class Service:
         self.pending_lock = threading.Lock()
         self.jobs: dict[str, Job] = {}
         self.queue: queue.Queue[Job] = queue.Queue()
+        self.reloads = 0  # versions written by others and picked up by the watcher
         threading.Thread(target=self._work, name="polyprag-jobs", daemon=True).start()
+        if watch_s > 0:
+            threading.Thread(target=self._watch, args=(watch_s,), name="polyprag-watch", daemon=True).start()
 
     def _load(self) -> KnowledgeBase:
         return KnowledgeBase.load(self.folder, load_model(self.model) if self.model else None)
@@ -273,16 +286,54 @@ class Service:
             job.status = "failed" if error else "done"
 
     def _run(self, job: Job) -> int:
-        kb = self._load()  # a private copy: training must not touch the layers that answer queries
-        if job.kind == "add":
-            kb.add(job.documents, progress=False)
-        else:
-            kb.remove(job.documents)
-        kb.save(self.folder)
-        with self.lock:
-            self.kb = kb
+        for attempt in range(1, JOB_ATTEMPTS + 1):
+            kb = self._load()  # a private copy: training must not touch the layers that answer queries
+            if job.kind == "add":
+                kb.add(job.documents, progress=False)
+            else:
+                kb.remove(job.documents)
+            try:
+                kb.save(self.folder)
+                break
+            except ConflictError as e:  # another writer saved first: redo the change on its version
+                if attempt == JOB_ATTEMPTS:
+                    raise InputError(f"{e} (tried {JOB_ATTEMPTS} times; the folder keeps changing)") from None
+                log.info("job %s: the knowledge base changed meanwhile; redoing it on the new version", job.id)
+        self._serve(kb)
         log.info("job %s: %s %d document(s); now %d documents", job.id, job.kind, len(job.documents), len(kb.docs))
         return kb_version(kb)
+
+    def _serve(self, kb: KnowledgeBase) -> None:
+        """Answer from `kb` from now on, if it is still the folder's current version."""
+        with self.lock:
+            if kb_version(kb) == self._disk_version():
+                self.kb = kb
+
+    def _disk_version(self) -> int | None:
+        try:
+            manifest = read_manifest(self.folder)
+        except (InputError, OSError):  # mid-swap or damaged: keep serving what we have
+            return None
+        return None if manifest is None else int(manifest["version"])
+
+    def _watch(self, every_s: float) -> None:
+        """Pick up versions written by other processes (CLI add/remove/rollback, another server)."""
+        while True:
+            time.sleep(every_s)
+            disk = self._disk_version()
+            if disk is None or disk == kb_version(self.kb):
+                continue
+            try:
+                kb = self._load()
+            except Exception:  # a half-visible or damaged version: try again on the next tick
+                log.exception("could not load %s's version %s; still serving version %s", self.folder, disk,
+                              kb_version(self.kb))
+                continue
+            self._serve(kb)
+            if self.kb is kb:
+                self.reloads += 1
+                log.info("%s changed outside this server: now serving version %d (%d documents)", self.folder,
+                         kb_version(kb), len(kb.docs))
 
 
 def mixing_summary(weights: torch.Tensor, top: int) -> Mixing:
@@ -392,29 +443,55 @@ class BodyLimit:
 def require_key(request: Request) -> None:
     """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed)."""
     key = os.environ.get(API_KEY_ENV)
-    if key and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), key.encode()):
+    if key and not _key_matches(request, key):
         raise ApiError(401, "missing or wrong X-API-Key header; send the key the server was started with.")
 
 
-def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits()) -> FastAPI:
-    service = Service(kb_folder, model)
+def require_read_key(request: Request) -> None:
+    """With guarded reads (POLYPRAG_READ_KEY set, or --guard-reads / POLYPRAG_GUARD_READS=1) every endpoint
+    but the page needs X-API-Key: the read key or the write key."""
+    keys = read_keys(request.app.state.guard_reads)
+    if keys and not _key_matches(request, *keys):
+        raise ApiError(401, "missing or wrong X-API-Key header: this server guards reads too; send the read key "
+                            f"({READ_KEY_ENV}) or the write key ({API_KEY_ENV}) it was started with.")
+
+
+def read_keys(guard_reads: bool) -> list[str]:
+    """The keys a read may present; empty: reads are open."""
+    read, write = os.environ.get(READ_KEY_ENV), os.environ.get(API_KEY_ENV)
+    guarded = bool(read) or guard_reads or os.environ.get(GUARD_READS_ENV) == "1"
+    return [k for k in (read, write) if k] if guarded else []
+
+
+def _key_matches(request: Request, *keys: str) -> bool:
+    given = request.headers.get("x-api-key", "").encode()
+    return any([hmac.compare_digest(given, k.encode()) for k in keys])  # a list: every key compared, no shortcut
+
+
+def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
+               guard_reads: bool = False, watch_s: float = WATCH_S) -> FastAPI:
+    if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
+        raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
+                         "server, or drop --guard-reads.")
+    service = Service(kb_folder, model, watch_s)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).")
-    app.state.service = service
+    read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
+    app.state.service, app.state.guard_reads = service, guard_reads
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     _error_handlers(app)
     page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
-        return page
+        return page  # no data in it: it asks for the key and sends it with every request
 
-    @app.get("/health")
+    @app.get("/health", dependencies=read)
     def health() -> Health:
         kb = service.kb
         return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=kb.lm.spec,
                       jobs_queued=service.queue.qsize())
 
-    @app.post("/v1/answer")
+    @app.post("/v1/answer", dependencies=read)
     def answer(req: AnswerRequest) -> AnswerResponse:
         questions = checked_questions(req, limits)
         kb, hits, answers, weights = service.answer(questions, req.mode, req.k, req.max_new_tokens, limits.answer_wait_s)
@@ -425,23 +502,23 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
                for i, (a, hs) in enumerate(zip(answers, hits))]
         return AnswerResponse(mode=req.mode, k=req.k, version=kb_version(kb), answers=out)
 
-    @app.post("/v1/documents", status_code=202, dependencies=[Depends(require_key)])
+    @app.post("/v1/documents", status_code=202, dependencies=write)
     def add_documents(req: DocumentsRequest) -> JobOut:
         return service.submit(Job("add", checked_documents(req, service.kb, limits)))
 
-    @app.get("/v1/jobs/{job_id}")
+    @app.get("/v1/jobs/{job_id}", dependencies=read)
     def job(job_id: str) -> JobOut:
         _check(job_id in service.jobs, f"no job {job_id!r}; use the job_id that POST /v1/documents returned.", 404)
         return service.jobs[job_id].out()
 
-    @app.get("/v1/documents/{doc_id:path}")
+    @app.get("/v1/documents/{doc_id:path}", dependencies=read)
     def document(doc_id: str) -> DocumentOut:
         kb = service.kb
         _check(doc_id in kb.row, f"no document {doc_id!r} in the knowledge base ({len(kb.docs)} documents).", 404)
         d, weights = kb.docs[kb.row[doc_id]], kb.routing.mean_weights(torch.tensor([kb.row[doc_id]]))
         return DocumentOut(id=d.id, title=d.title, text=d.text, mixing=mixing_summary(weights, limits.top_adapters))
 
-    @app.delete("/v1/documents/{doc_id:path}", status_code=202, dependencies=[Depends(require_key)])
+    @app.delete("/v1/documents/{doc_id:path}", status_code=202, dependencies=write)
     def remove_document(doc_id: str) -> JobOut:
         # A job like an addition: mutations must run in order, each on the version the previous one saved.
         _check(doc_id in service.kb.row, f"no document {doc_id!r} in the knowledge base.", 404)
@@ -482,7 +559,8 @@ def _error_handlers(app: FastAPI) -> None:
         return reply(500, "internal server error; the server log has the details.")
 
 
-def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None) -> None:
+def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
+          guard_reads: bool = False) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(kb_folder, model), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads), host=host, port=port, log_level="info")

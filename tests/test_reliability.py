@@ -35,8 +35,9 @@ def kb(master, tmp_path) -> Path:
 
 
 def snapshot(root: Path) -> dict[str, str]:
+    """Every file's sha256, but the folder's empty lock file (atomic.folder_lock), which holds no data."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and not (p.name.endswith(".lock") and not p.stat().st_size)}
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str]:
