@@ -6,7 +6,9 @@ it. Prints a table and writes OUT/serve-load.json.
 
     .venv/bin/python benchmarks/serve_load.py KB --clients 8 --seconds 30 --adds 3 --out DIR
 
-Each added document is an invented person with a question only that document answers.
+Each added document is an invented person with a question only that document answers. With --cli-adds N,
+N more are added by `polyprag add` processes on the served folder at the same time as the service's own
+jobs (a writer refused because the other one saved first tries again); each must be served as well.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 from polyprag.corpus import load_corpus
 from polyprag.datasets import load_questions
 from polyprag.lifecycle import read_manifest
-from polyprag.loadtest import MODES, Probe, live_server, run_load
+from polyprag.loadtest import MODES, Probe, cli_add, live_server, run_load
 from polyprag.serve import create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--adds", type=int, default=3, help="documents added, one job each, while the clients ask")
+    p.add_argument("--cli-adds", type=int, default=0, help="documents added by `polyprag add` beside the service")
     p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--modes", default=",".join(MODES), help="the askers take these modes in turn")
@@ -57,17 +60,18 @@ def main() -> None:
     args = p.parse_args()
     path = args.questions or files("polyprag") / "data" / "sample" / "questions.jsonl"
     questions = [q.question for q in load_questions(path)]
-    new = probes(args.adds, args.seed)
+    new, outside = probes(args.adds, args.seed), probes(args.cli_adds, args.seed + 1)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "kb"
         shutil.copytree(args.kb, folder)
         before = read_manifest(folder)
         with live_server(create_app(folder)) as url:
             report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
-                              seed=args.seed, modes=tuple(args.modes.split(","))).summary()
+                              seed=args.seed, modes=tuple(args.modes.split(",")), outside_probes=outside,
+                              outside=cli_add(folder) if outside else None).summary()
         on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
         after = read_manifest(folder)
-    added = [pr.doc["id"] for pr in new[: report["documents_added"]]]
+    added = [pr.doc["id"] for pr in new[: report["documents_added"]]] + [pr.doc["id"] for pr in outside[: report["outside_added"]]]
     report.update(kb=str(args.kb), model=before["base_model"]["spec"], kb_docs_before=before["n_docs"],
                   kb_docs_after=after["n_docs"], kb_version_before=before["version"],
                   kb_version_after=after["version"], missing_on_disk=[i for i in added if i not in on_disk],
@@ -77,7 +81,7 @@ def main() -> None:
     (out / "serve-load.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
             "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
-            "probes_retrieved", "kb_docs_before", "kb_docs_after"]
+            "probes_retrieved", "outside_added", "outside_refused", "kb_docs_before", "kb_docs_after"]
     print(f"| {args.clients} clients, {report['seconds']} s, {report['model']}, modes {args.modes} | |\n|---|---|")
     for key in rows:
         print(f"| {key} | {report[key]} |")

@@ -2,7 +2,10 @@
 
 `live_server` runs the app under uvicorn in a thread on a loopback port; `run_load` sends traffic only to a
 loopback URL, stops by itself after `seconds`, then waits (bounded) for the add jobs and checks that every
-document a finished job added is served (0 lost). Used by the service tests and `benchmarks/serve_load.py`.
+document a finished job added is served (0 lost). With `outside`, a second writer (e.g. `cli_add`: a
+`polyprag add` process on the served folder) adds documents beside the service's jobs; each one it
+acknowledges must be served too, once the service has picked up its version. Used by the service tests
+and `benchmarks/serve_load.py`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import json
 import random
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -19,7 +25,8 @@ import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 MODES = ("poly", "poly-combine", "poly-uniform", "rag", "closed-book")
 
@@ -101,6 +108,8 @@ class LoadReport:
     answered_during_jobs: int = 0
     lost_documents: list[str] = field(default_factory=list)
     probes_retrieved: int = 0
+    outside_added: list[str] = field(default_factory=list)  # acknowledged by the outside writer
+    outside_refused: int = 0  # refused with the conflict error, then tried again
 
     def summary(self) -> dict:
         lat = sorted(self.latencies)
@@ -115,12 +124,15 @@ class LoadReport:
                 "job_seconds_mean": round(statistics.fmean(j["seconds"] for j in done), 2) if done else None,
                 "answered_during_jobs": self.answered_during_jobs,
                 "documents_added": sum(len(j["documents"]) for j in done),
-                "lost_documents": self.lost_documents, "probes_retrieved": self.probes_retrieved}
+                "lost_documents": self.lost_documents, "probes_retrieved": self.probes_retrieved,
+                "outside_added": len(self.outside_added), "outside_refused": self.outside_refused}
 
 
 def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
              add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
-             headers: dict | None = None, modes: tuple[str, ...] = MODES) -> LoadReport:
+             headers: dict | None = None, modes: tuple[str, ...] = MODES,
+             outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = ()
+             ) -> LoadReport:
     """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
     job at a time, `add_every` seconds apart. Then every document a finished job added must be served, and
     each probe's question must retrieve its document first."""
@@ -164,7 +176,24 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
             report.jobs.append(wait_for_job(url, job["job_id"], job_timeout))
             running.append((submitted, time.monotonic()))
 
+    def outsider() -> None:  # another writer on the same folder: refused when it lost the race, so it retries
+        for p in outside_probes:
+            time.sleep(add_every)
+            if time.monotonic() >= deadline:
+                break
+            for _ in range(5):
+                code, output = outside(p.doc)
+                if code == 0:
+                    report.outside_added.append(p.doc["id"])
+                    break
+                with lock:
+                    if REFUSED not in output:
+                        report.errors.append(f"outside add {p.doc['id']}: exit {code} {output[-300:]}")
+                        break
+                    report.outside_refused += 1
+
     threads = [threading.Thread(target=asker, args=(i,)) for i in range(clients)] + [threading.Thread(target=adder)]
+    threads += [threading.Thread(target=outsider)] if outside else []
     for t in threads:
         t.start()
     for t in threads:
@@ -172,7 +201,41 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
     report.seconds = time.monotonic() - start
     report.answered_during_jobs = sum(any(a < t < b for a, b in running) for t in answered)
     _check_added(url, report, probes)
+    _check_outside(url, report, outside_probes)
     return report
+
+
+REFUSED = "changed while this change was being made"  # kb.KnowledgeBase._check_base's conflict error
+
+
+def cli_add(folder: str | Path, model: str | None = None, epochs: int | None = None) -> Callable[[dict], tuple[int, str]]:
+    """An outside writer for `run_load`: `polyprag add FOLDER` in a fresh process, one document at a time."""
+    def add(doc: dict) -> tuple[int, str]:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "doc.jsonl"
+            path.write_text(json.dumps(doc) + "\n", encoding="utf-8")
+            argv = [sys.executable, "-m", "polyprag.cli", "-q", "add", str(folder), str(path),
+                    "--augment-cache", str(Path(tmp) / "cache.jsonl")]
+            argv += (["--model", model] if model else []) + (["--epochs", str(epochs)] if epochs else [])
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+        return done.returncode, " ".join((done.stdout + done.stderr).split())
+    return add
+
+
+def _check_outside(url: str, report: LoadReport, probes: list[Probe], wait_s: float = 60) -> None:
+    """Every document the outside writer acknowledged is served once the service has reloaded (bounded wait)."""
+    by_id = {p.doc["id"]: p for p in probes}
+    for doc_id in report.outside_added:
+        deadline = time.monotonic() + wait_s
+        while call("GET", f"{url}/v1/documents/{doc_id}")[0] != 200:
+            if time.monotonic() > deadline:
+                report.lost_documents.append(doc_id)
+                break
+            time.sleep(0.5)
+        else:
+            status, res = call("POST", f"{url}/v1/answer", {"question": by_id[doc_id].question, "k": 1,
+                                                             "max_new_tokens": 4})
+            report.probes_retrieved += status == 200 and res["answers"][0]["documents"][0]["id"] == doc_id
 
 
 def _check_added(url: str, report: LoadReport, probes: list[Probe]) -> None:

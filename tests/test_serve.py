@@ -10,7 +10,7 @@ from serving import NEW, NEW_QUESTION, build_kb
 
 from polyprag.errors import InputError
 from polyprag.kb import KnowledgeBase
-from polyprag.loadtest import Probe, call, live_server, require_loopback, run_load
+from polyprag.loadtest import Probe, call, cli_add, live_server, require_loopback, run_load
 from polyprag.serve import API_KEY_ENV, Limits, create_app
 
 MODES = ["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
@@ -271,19 +271,24 @@ def test_the_web_page_and_the_openapi_docs_are_served(client):
 
 
 @pytest.mark.soak
-def test_live_server_answers_concurrently_while_a_document_is_added(kb_folder, tmp_path):
-    """8 clients ask for 30 s over a real socket while a Poly-z job runs: no request fails, the job lands."""
+def test_live_server_answers_concurrently_while_a_document_is_added(kb_folder, tiny_chat_model_dir, tmp_path):
+    """8 clients ask for 30 s over a real socket while a Poly-z job runs and a CLI `add` writes the same
+    folder: no request fails, both documents land and are served."""
     folder = tmp_path / "kb"
     shutil.copytree(kb_folder, folder)
     questions = ["Who finished Marlow Bridge?", "When was Velmark founded?", NEW_QUESTION]
+    outside = Probe({"id": "quill", "title": "Edda Quill", "text": "Edda Quill was a beekeeper born in 1877."},
+                    "Which beekeeper was born in 1877?")
     with live_server(create_app(folder)) as url:
         report = run_load(url, questions, [Probe(NEW, NEW_QUESTION)], clients=8, seconds=30, add_every=2,
-                          max_new_tokens=4).summary()
+                          max_new_tokens=4, outside=cli_add(folder, str(tiny_chat_model_dir), epochs=1),
+                          outside_probes=[outside]).summary()
         status, res = call("POST", f"{url}/v1/answer", {"question": NEW_QUESTION, "k": 1, "max_new_tokens": 4})
         doc = call("GET", f"{url}/v1/documents/pell")[1]
-    assert report["errors"] == 0 and report["jobs_done"] == 1, report
+    assert report["errors"] == 0 and report["jobs_done"] == 1 and report["outside_added"] == 1, report
     assert report["answered_during_jobs"] > 0  # queries went on while the job trained
-    assert report["lost_documents"] == [] and report["probes_retrieved"] == 1
+    assert report["lost_documents"] == [] and report["probes_retrieved"] == 2
+    assert {"pell", "quill"} <= {d.id for d in KnowledgeBase.load(folder).docs}
     a = res["answers"][0]
     assert status == 200 and a["documents"][0]["id"] == "pell" and a["mixing"] == doc["mixing"]
     # ~900 answers on a 2-core CPU: the lock serialises answers, it does not stall them
