@@ -156,6 +156,9 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--retrain", action="store_true",
                      help="train a fresh inventory and routing on every document (old + new), with the KB's build config")
     add.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    add.add_argument("--no-train", action="store_true",
+                     help="route the new documents from their embeddings alone (router or nearest cluster; needs a "
+                          "KB built with --routing-init cluster): seconds instead of a training run")
     add.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
@@ -401,12 +404,15 @@ def cmd_add(args) -> None:
     before = len(kb.docs)
     training = TrainConfig(**kb.manifest["training"])
     training = replace(training, epochs=args.epochs) if args.epochs else training
+    if args.retrain and args.no_train:
+        raise InputError("--retrain and --no-train contradict each other; pick one.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
     else:
-        seconds = kb.add(docs, training, cache=_cache(args))
+        seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train)
     kb.save(args.kb)
-    how = "retrained on all documents" if args.retrain else "Poly-z, inventory unchanged"
+    how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
+           if args.no_train else "Poly-z, inventory unchanged")
     console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents "
                   f"({how}, {seconds:.0f} s)", highlight=False)
 

@@ -132,12 +132,18 @@ class KnowledgeBase:
         return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
 
     def add(self, docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
-            checkpoint_dir: Path | None = None, progress: bool = True) -> float:
+            checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False) -> float:
         """Poly-z: new documents get routing rows trained on their own samples; the inventory and every old
-        row stay frozen, so old documents' answers do not change. Returns the seconds it took."""
+        row stay frozen, so old documents' answers do not change. `no_train`: the rows are the router's
+        (or the nearest cluster's) for the documents' embeddings, one forward pass, no training. Returns the
+        seconds it took."""
         self._check_new(docs)
         if not docs:
             raise InputError("no documents to add; pass a corpus with at least one document.")
+        if no_train and self.routing.router is None and self.routing.centroids is None:
+            raise InputError("adding without training needs content-based routing, which this knowledge base was "
+                             "not built with; drop --no-train, or rebuild with --routing-init cluster (better: "
+                             "also --router embedding).")
         start = time.perf_counter()
         m = self.manifest
         augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
@@ -152,8 +158,11 @@ class KnowledgeBase:
             self.routing.init_from_clusters(assign, m.get("routing_strength", 3.0), start=n_old)
         trainable = torch.arange(self.routing.n_docs) >= n_old
         config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
-        history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config, checkpoint_dir,
-                        trainable_docs=trainable, progress=progress)
+        if no_train:
+            config, history = replace(config, epochs=0), []
+        else:
+            history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config,
+                            checkpoint_dir, trainable_docs=trainable, progress=progress)
         self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,

@@ -106,13 +106,19 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     kb.save(tmp_path / "kb")
     loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert torch.equal(loaded.routing.router.linear.weight, kb.routing.router.linear.weight)
-    # A new document's row starts where the router puts it (lr 0: no training moves it)
-    loaded.add(DOCS[3:], TrainConfig(epochs=1, batch_size=4, lr_routing=0.0), progress=False)
+    # Added without training: a new document's row is the router's for its embedding
+    loaded.add(DOCS[3:], progress=False, no_train=True)
     new = loaded.routing.router(embed_documents(loaded.lm, DOCS[3:]))
     assert torch.allclose(loaded.routing.logits[3:], new, atol=1e-5)
     assert torch.equal(loaded.routing.logits[:3], kb.routing.logits)  # old rows untouched
+    assert loaded.manifest["additions"][-1]["epochs"] == 0 and loaded.manifest["additions"][-1]["diagnostics"] == []
     with pytest.raises(InputError, match="--routing-init cluster with --router embedding"):
         BuildConfig(router="embedding")
+    plain = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir)),
+                                BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2),
+                                            training=TrainConfig(epochs=1, batch_size=4)), progress=False)
+    with pytest.raises(InputError, match="adding without training needs content-based routing"):
+        plain.add(DOCS[3:], progress=False, no_train=True)
 
 
 def test_distillation_sequences_end_in_the_same_answer_tokens(lm):
