@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -48,37 +48,52 @@ class PolyLoRALinear(nn.Module):
         self.scaling = config.alpha / config.rank
         m, r = config.n_adapters, config.rank
         d_in, d_out = _in_out(base)
-        self.lora_A = nn.Parameter(torch.empty(m, r, d_in))
+        self.lora_A = nn.Parameter(_fresh_a(m, r, d_in))
         self.lora_B = nn.Parameter(torch.zeros(m, d_out, r))  # zeros: no change until trained
-        for a in self.lora_A:  # same init as PEFT's LoRA A
-            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
-        self.weights: torch.Tensor | None = None  # (B, M) or (B, K, M), set only inside `mixing(...)`
+        # (B, M') or (B, K, M'), set only inside `mixing(...)`; M' ≤ M: the adapters past M' are not mixed
+        self.weights: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def grow(self, n: int) -> None:
+        """Append n fresh adapters (A as at init, B = 0); the existing ones keep their values."""
+        m, r, d_in = self.lora_A.shape
+        self.lora_A = nn.Parameter(torch.cat([self.lora_A.data, _fresh_a(n, r, d_in).to(self.lora_A)]))
+        self.lora_B = nn.Parameter(torch.cat([self.lora_B.data, torch.zeros(n, *self.lora_B.shape[1:]).to(self.lora_B)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
         out = self.base_layer(x)
         if self.weights is None:
             return out
-        w = self.weights.to(x.dtype)  # (B, M), or (B, K, M): K mixtures whose adapters are summed
+        w = self.weights.to(x.dtype)  # (B, M'), or (B, K, M'): K mixtures whose adapters are summed
+        lora_a, lora_b = self.lora_A[:w.shape[-1]], self.lora_B[:w.shape[-1]]  # the first M' adapters
         if w.dim() == 3:
-            return out + self.scaling * self._sum_of_mixtures(x, w)
+            return out + self.scaling * self._sum_of_mixtures(x, w, lora_a, lora_b)
         if self.config.mixing == "poly":
-            a = torch.einsum("bm,mrd->brd", w, self.lora_A)  # (B, r, d_in)
-            b = torch.einsum("bm,mor->bor", w, self.lora_B)  # (B, d_out, r)
+            a = torch.einsum("bm,mrd->brd", w, lora_a)  # (B, r, d_in)
+            b = torch.einsum("bm,mor->bor", w, lora_b)  # (B, d_out, r)
             delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
         else:
-            ax = torch.einsum("btd,mrd->btmr", x, self.lora_A)  # (B, T, M, r)
-            delta = torch.einsum("btmr,mor,bm->bto", ax, self.lora_B, w)
+            ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
+            delta = torch.einsum("btmr,mor,bm->bto", ax, lora_b, w)
         return out + self.scaling * delta
 
-    def _sum_of_mixtures(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _sum_of_mixtures(self, x: torch.Tensor, w: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor
+                         ) -> torch.Tensor:
         """Σ_k B_k (A_k x), each (A_k, B_k) mixed by w[:, k] as in training: PRAG's sum of document adapters
         (its "cat" combination), where the mean of weights would blur K documents into one weaker mixture."""
         if self.config.mixing == "poly":
-            a = torch.einsum("bkm,mrd->bkrd", w, self.lora_A)  # (B, K, r, d_in)
-            b = torch.einsum("bkm,mor->bkor", w, self.lora_B)  # (B, K, d_out, r)
+            a = torch.einsum("bkm,mrd->bkrd", w, lora_a)  # (B, K, r, d_in)
+            b = torch.einsum("bkm,mor->bkor", w, lora_b)  # (B, K, d_out, r)
             return torch.einsum("btkr,bkor->bto", torch.einsum("btd,bkrd->btkr", x, a), b)
-        ax = torch.einsum("btd,mrd->btmr", x, self.lora_A)  # (B, T, M, r)
-        return torch.einsum("btmr,mor,bm->bto", ax, self.lora_B, w.sum(1))
+        ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
+        return torch.einsum("btmr,mor,bm->bto", ax, lora_b, w.sum(1))
+
+
+def _fresh_a(m: int, r: int, d_in: int) -> torch.Tensor:
+    a = torch.empty(m, r, d_in)
+    for a_m in a:  # same init as PEFT's LoRA A
+        nn.init.kaiming_uniform_(a_m, a=math.sqrt(5))
+    return a
 
 
 def _in_out(layer: nn.Module) -> tuple[int, int]:
@@ -138,9 +153,11 @@ def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Te
 @contextmanager
 def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
     """Route a batch: weights (B, G, M) or (B, G, K, M) (K mixtures summed) with G = len(layers) ("fine") or 1
-    ("coarse"). Always cleared."""
+    ("coarse"). Adapters no row gives weight are left out (after a growth, old documents never weigh the new
+    ones: their answers are computed exactly as before it). Always cleared."""
     if weights.shape[1] not in (1, len(layers)):
         raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers (or 1)")
+    weights = weights[..., :used_width(weights)]
     try:
         for g, layer in enumerate(layers):
             layer.weights = weights[:, g if weights.shape[1] > 1 else 0]
@@ -148,6 +165,24 @@ def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
     finally:
         for layer in layers:
             layer.weights = None
+
+
+def used_width(weights: torch.Tensor) -> int:
+    """1 + the last adapter any row gives a weight other than exactly 0 (at least 1), of weights (..., M)."""
+    if weights.requires_grad:  # training: every adapter takes part (and no sync is needed)
+        return weights.shape[-1]
+    used = (weights != 0).reshape(-1, weights.shape[-1]).any(0).nonzero()
+    return int(used.max()) + 1 if len(used) else 1
+
+
+@torch.no_grad()
+def grow_inventory(layers: list[PolyLoRALinear], n: int) -> InventoryConfig:
+    """n more adapters on every layer; returns the inventory's config with the new M."""
+    config = replace(layers[0].config, n_adapters=layers[0].config.n_adapters + n)
+    for layer in layers:
+        layer.grow(n)
+        layer.config = config
+    return config
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ from .corpus import chunk_documents, load_corpus, write_jsonl
 from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write_questions
 from .errors import InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
-from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase
+from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
@@ -156,6 +156,9 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--retrain", action="store_true",
                      help="train a fresh inventory and routing on every document (old + new), with the KB's build config")
     add.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    add.add_argument("--grow", default="0", metavar="N|auto",
+                     help="append N fresh adapters, trained on the new documents only (old answers unchanged); "
+                          "auto: as many as keep the KB's documents per adapter (default 0: Poly-z)")
     add.add_argument("--no-train", action="store_true",
                      help="route the new documents from their embeddings alone (router or nearest cluster; needs a "
                           "KB built with --routing-init cluster): seconds instead of a training run")
@@ -404,17 +407,27 @@ def cmd_add(args) -> None:
     before = len(kb.docs)
     training = TrainConfig(**kb.manifest["training"])
     training = replace(training, epochs=args.epochs) if args.epochs else training
-    if args.retrain and args.no_train:
-        raise InputError("--retrain and --no-train contradict each other; pick one.")
+    if args.retrain and (args.no_train or args.grow != "0"):
+        raise InputError("--retrain re-encodes everything into the build's inventory; --no-train and --grow apply "
+                         "to an addition only. Pick one.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
     else:
-        seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train)
+        seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb))
     kb.save(args.kb)
+    grown = kb.manifest.get("additions", [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
-           if args.no_train else "Poly-z, inventory unchanged")
+           if args.no_train else f"{grown} adapters grown, old ones unchanged" if grown else "Poly-z, inventory unchanged")
     console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents "
                   f"({how}, {seconds:.0f} s)", highlight=False)
+
+
+def _growth(args, n_new: int, kb: KnowledgeBase) -> int:
+    if args.grow == "auto":
+        return growth_for(n_new, kb.manifest)
+    if not args.grow.isdigit():
+        raise InputError(f"--grow {args.grow!r}: give a number of adapters (0 or more) or 'auto'.")
+    return int(args.grow)
 
 
 def cmd_remove(args) -> None:

@@ -31,7 +31,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from . import atomic
-from .adapters import InventoryConfig, PolyLoRALinear, inject, inventory_state, load_inventory_state
+from .adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state,
+                       load_inventory_state)
 from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
@@ -132,46 +133,71 @@ class KnowledgeBase:
         return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
 
     def add(self, docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
-            checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False) -> float:
+            checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False,
+            grow: int = 0) -> float:
         """Poly-z: new documents get routing rows trained on their own samples; the inventory and every old
         row stay frozen, so old documents' answers do not change. `no_train`: the rows are the router's
-        (or the nearest cluster's) for the documents' embeddings, one forward pass, no training. Returns the
-        seconds it took."""
+        (or the nearest cluster's) for the documents' embeddings, one forward pass, no training. `grow`: n
+        fresh adapters are appended to the inventory and trained, with the new rows, on the new documents'
+        samples; old rows give them weight exactly 0 (`routing.MASKED`), so old answers stay bit-for-bit
+        the same. Returns the seconds it took."""
         self._check_new(docs)
         if not docs:
             raise InputError("no documents to add; pass a corpus with at least one document.")
-        if no_train and self.routing.router is None and self.routing.centroids is None:
-            raise InputError("adding without training needs content-based routing, which this knowledge base was "
-                             "not built with; drop --no-train, or rebuild with --routing-init cluster (better: "
-                             "also --router embedding).")
+        if no_train and (grow or (self.routing.router is None and self.routing.centroids is None)):
+            raise InputError("adding without training needs content-based routing (a KB built with --routing-init "
+                             "cluster, better also --router embedding) and no --grow; drop --no-train, or rebuild.")
+        if grow < 0:
+            raise InputError(f"grow={grow}: give the number of adapters to add (0 for none).")
         start = time.perf_counter()
         m = self.manifest
         augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
-        n_old = len(self.docs)
+        n_old, m_old = len(self.docs), self.layers[0].config.n_adapters
         samples = [replace(s, doc=s.doc + n_old)
                    for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
+        if grow:
+            grow_inventory(self.layers, grow)
+            self.routing.grow_adapters(grow)
         self.routing.grow(len(docs))
-        if self.routing.router is not None:  # new rows start where the router puts them
-            self.routing.init_from_router(embed_documents(self.lm, docs), start=n_old)  # no mixing: the base model
-        elif self.routing.centroids is not None:  # cluster init: new rows start on their nearest cluster's adapter
-            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))
-            self.routing.init_from_clusters(assign, m.get("routing_strength", 3.0), start=n_old)
-        trainable = torch.arange(self.routing.n_docs) >= n_old
-        config = replace(training or TrainConfig(**m["training"]), train_adapters=False)
+        self._init_new_rows(docs, n_old, m_old, grow)
+        config = replace(training or TrainConfig(**m["training"]), train_adapters=bool(grow))
         if no_train:
             config, history = replace(config, epochs=0), []
         else:
+            kept = inventory_state(self.layers)  # the old adapters are restored exactly, whatever the optimiser did
             history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config,
-                            checkpoint_dir, trainable_docs=trainable, progress=progress)
+                            checkpoint_dir, trainable_docs=torch.arange(self.routing.n_docs) >= n_old,
+                            progress=progress, frozen_adapters=m_old)
+            _restore_adapters(self.layers, kept, m_old)
         self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
+                    "adapters_grown": grow, "n_adapters": m_old + grow,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
                     "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
                     "seconds": round(seconds, 1), "at": _now()}
-        self.manifest = {**m, "n_docs": len(self.docs), "additions": [*m.get("additions", []), addition]}
-        self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"]})
+        inventory = {**m["inventory"], "n_adapters": m_old + grow}
+        self.manifest = {**m, "inventory": inventory, "n_docs": len(self.docs),
+                         "additions": [*m.get("additions", []), addition]}
+        self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"],
+                      **({"adapters_grown": grow} if grow else {})})
         return seconds
+
+    def _init_new_rows(self, docs: list[Document], n_old: int, m_old: int, grow: int) -> None:
+        """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
+        `grow` clusters), else where the router or the nearest cluster puts them, else near uniform."""
+        strength = self.manifest.get("routing_strength", 3.0)
+        if grow:
+            x = embed_documents(self.lm, docs)  # no mixing: the base model
+            assign, centroids = kmeans(x, grow, seed=self.manifest["training"]["seed"])
+            self.routing.init_from_clusters(assign + m_old, strength, start=n_old)
+            if self.routing.centroids is not None and len(self.routing.centroids) == m_old:
+                self.routing.centroids = torch.cat([self.routing.centroids, centroids])  # centroid i = adapter i
+        elif self.routing.router is not None:
+            self.routing.init_from_router(embed_documents(self.lm, docs), start=n_old)
+        elif self.routing.centroids is not None:
+            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))
+            self.routing.init_from_clusters(assign, strength, start=n_old)
 
     def remove(self, ids: list[str]) -> None:
         """Drop documents: their routing rows, texts, augmentations and index entries. The inventory stays as it
@@ -453,6 +479,18 @@ def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors bytes written by Python, not by `save_file`: a full disk is then an OSError with its errno."""
     path.write_bytes(safetensors_bytes(tensors))
+
+
+def growth_for(n_new: int, manifest: dict) -> int:
+    """`--grow auto`: as many adapters as keep the knowledge base's documents per adapter (at least 1)."""
+    return max(1, round(n_new * manifest["inventory"]["n_adapters"] / max(manifest["n_docs"], 1)))
+
+
+def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            layer.lora_A[:m_old] = kept[f"{i}.lora_A"][:m_old]
+            layer.lora_B[:m_old] = kept[f"{i}.lora_B"][:m_old]
 
 
 def _out_of_space(e: OSError) -> bool:

@@ -17,6 +17,9 @@ import torch
 from torch import nn
 
 EPS = 1e-6
+# The logit of an adapter a row may not use (one added to the inventory after the row was trained):
+# σ(MASKED) is exactly 0 in float32 and below, and it stays finite on disk.
+MASKED = -1e4
 ROUTING_INITS = ("uniform", "cluster")
 ROUTERS = ("table", "embedding")
 
@@ -50,6 +53,17 @@ class Router(nn.Module):
         w = torch.linalg.solve(f.T @ f + penalty, f.T @ z.flatten(1).double())  # (d + 1, G·M)
         self.linear.weight.copy_(w[:-1].T.float())
         self.linear.bias.copy_(w[-1].float())
+
+    @torch.no_grad()
+    def grow(self, n: int) -> None:
+        """n more adapters per group, which the router never picks (weight 0, bias MASKED)."""
+        g, m = self.shape
+        w = self.linear.weight.data.view(g, m, -1)
+        b = self.linear.bias.data.view(g, m)
+        self.shape = (g, m + n)
+        self.linear = nn.Linear(w.shape[-1], g * (m + n))
+        self.linear.weight.data = torch.cat([w, torch.zeros(g, n, w.shape[-1])], 1).reshape(g * (m + n), -1)
+        self.linear.bias.data = torch.cat([b, torch.full((g, n), MASKED)], 1).reshape(-1)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"router.weight": self.linear.weight.detach().contiguous(),
@@ -109,12 +123,12 @@ class RoutingTable(nn.Module):
 
     def inference_weights(self) -> torch.Tensor:
         """Every document's inference weights normalize(σ(Z)): (N, G, M)."""
-        return normalize(torch.sigmoid(self.effective_logits()))
+        return masked_weights(self.effective_logits())
 
     @torch.no_grad()
     def mean_weights(self, doc_idx: torch.Tensor) -> torch.Tensor:
         """Inference weights of several documents averaged: (k,) → (G, M)."""
-        return normalize(torch.sigmoid(self.effective_logits(doc_idx))).mean(0)
+        return masked_weights(self.effective_logits(doc_idx)).mean(0)
 
     def uniform(self) -> torch.Tensor:
         g, m = self.logits.shape[1:]
@@ -125,6 +139,15 @@ class RoutingTable(nn.Module):
         """Append rows for new documents (Poly-z); existing rows keep their values."""
         new = torch.empty(n_new, *self.logits.shape[1:]).uniform_(-init_range, init_range)
         self.logits = nn.Parameter(torch.cat([self.logits.data, new.to(self.logits)]))
+
+    @torch.no_grad()
+    def grow_adapters(self, n: int) -> None:
+        """n more adapters: every existing row gets logit MASKED for them (weight exactly 0), so its mixing
+        does not change; the router, if any, gives them MASKED too."""
+        rows, g, _ = self.logits.shape
+        self.logits = nn.Parameter(torch.cat([self.logits.data, torch.full((rows, g, n), MASKED).to(self.logits)], -1))
+        if self.router is not None:
+            self.router.grow(n)
 
     @torch.no_grad()
     def init_from_clusters(self, assign: torch.Tensor, strength: float, start: int = 0) -> None:
@@ -168,6 +191,23 @@ class RoutingTable(nn.Module):
     def nearest_cluster(self, x: torch.Tensor) -> torch.Tensor:
         """(n,) the cluster (= adapter) whose centroid is closest in cosine to each embedding of x (n, d)."""
         return (x @ self.centroids.T).argmax(1)
+
+
+def masked_weights(z: torch.Tensor) -> torch.Tensor:
+    """normalize(σ(z)) of logits z (n, G, M), each row over its adapters up to its last unmasked one and 0
+    after: a row trained before the inventory grew is computed exactly as it was then."""
+    widths = used_adapters(z)  # (n,)
+    out = torch.zeros_like(z)
+    for w in widths.unique().tolist():
+        rows = widths == w
+        out[rows, :, :w] = normalize(torch.sigmoid(z[rows, :, :w]))
+    return out
+
+
+def used_adapters(z: torch.Tensor) -> torch.Tensor:
+    """(n,) per row of logits z (n, G, M): 1 + its last adapter whose logit is not MASKED."""
+    unmasked = (z > MASKED / 2).any(1)  # (n, M)
+    return z.shape[-1] - unmasked.flip(-1).int().argmax(-1)
 
 
 def document_entropy(weights: torch.Tensor) -> torch.Tensor:

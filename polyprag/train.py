@@ -133,9 +133,10 @@ def _optimizer(layers: list[PolyLoRALinear], routing: RoutingTable, config: Trai
 
 def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable, samples: list[Sample],
           config: TrainConfig, checkpoint_dir: Path | None = None, trainable_docs: torch.Tensor | None = None,
-          progress: bool = True) -> list[dict]:
+          progress: bool = True, frozen_adapters: int = 0) -> list[dict]:
     """Train; returns one record per epoch: its mean loss and the routing diagnostics (module docstring).
-    `trainable_docs` (bool (N,)) freezes the other rows."""
+    `trainable_docs` (bool (N,)) freezes the other rows; the first `frozen_adapters` adapters of every
+    layer stay as they are (a grown inventory trains only its new ones)."""
     encoded = _encode_all(model, tokenizer, samples, config, progress)
     for l in layers:
         for p in (l.lora_A, l.lora_B):
@@ -146,7 +147,7 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     routing.train()
     for epoch in range(start, config.epochs):
         loss, grad = _epoch(model, layers, routing, opt, encoded, tokenizer.pad_token_id, config, epoch,
-                            trainable_docs, progress)
+                            trainable_docs, progress, frozen_adapters)
         history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in encoded),
                         **diagnostics(layers, routing, grad)})
         log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
@@ -187,7 +188,8 @@ def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, pr
     return [enc for enc, _ in pairs]
 
 
-def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainable_docs, progress) -> tuple[float, float]:
+def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainable_docs, progress,
+           frozen_adapters: int = 0) -> tuple[float, float]:
     """One pass; returns the mean loss and the mean norm of the routing logits' gradient."""
     rng = random.Random(config.seed * 100_003 + epoch)  # the same order again on resume
     torch.manual_seed(config.seed * 100_003 + epoch)
@@ -203,6 +205,9 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
         loss.backward()
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
+        for l in layers if frozen_adapters and config.train_adapters else ():
+            l.lora_A.grad[:frozen_adapters] = 0
+            l.lora_B.grad[:frozen_adapters] = 0
         grads.append(routing.grad_norm())
         opt.step()
         losses.append(loss.item())

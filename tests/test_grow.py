@@ -1,0 +1,104 @@
+"""Growing the inventory: new adapters trained on new documents only, old documents' answers bit-for-bit
+the same (logits and greedy tokens), saved and loaded like any version, and the CLI around it."""
+
+import pytest
+import torch
+
+from polyprag.adapters import InventoryConfig, mixing
+from polyprag.answer import GenerationConfig, build_prompt
+from polyprag.cli import main
+from polyprag.corpus import Document, write_jsonl
+from polyprag.errors import InputError
+from polyprag.kb import BuildConfig, KnowledgeBase, growth_for
+from polyprag.models import load_model
+from polyprag.routing import MASKED, masked_weights
+from polyprag.train import TrainConfig
+
+OLD = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
+       Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
+       Document("glass", "Glass harp", "The glass harp was invented in 1741 by Richard Pockrich in Dublin."),
+       Document("mill", "Tesk mill", "The Tesk mill burned down in 1901 and was rebuilt in 1903 by Ilse Brandt.")]
+NEW = [Document("pell", "Orrin Pell", "Orrin Pell was a painter born in 1901 in Velmark."),
+       Document("quill", "Edda Quill", "Edda Quill was a beekeeper born in 1877 in Ossenlaw.")]
+OLD_QUESTIONS = ["Who built the Marlow Bridge?", "Who invented the glass harp?", "When did the Tesk mill burn?"]
+CONFIG = BuildConfig(inventory=InventoryConfig(n_adapters=4, rank=2), routing_init="cluster", max_qa=3,
+                     context_qa=1, rewrite=False, training=TrainConfig(epochs=2, batch_size=4))
+GEN = GenerationConfig(max_new_tokens=6, batch_size=4)
+
+
+def old_only_hits(kb: KnowledgeBase):
+    """Each old question's retrieved documents, restricted to old ones (as before the addition)."""
+    return [[h for h in hs if h.doc_id in {d.id for d in OLD}] for hs in kb.retrieve(OLD_QUESTIONS, k=2)]
+
+
+def prompt_logits(kb: KnowledgeBase, hits) -> torch.Tensor:
+    """(Q, V) next-token logits of each old question's prompt under its routed mixture."""
+    weights = kb.weights(hits, "poly")  # (Q, G, M)
+    out = []
+    for q, w in zip(OLD_QUESTIONS, weights):
+        ids = kb.lm.tokenizer(build_prompt(kb.lm.tokenizer, q, None, shots=False), return_tensors="pt")
+        with torch.no_grad(), mixing(kb.layers, w[None]):
+            out.append(kb.lm.model(**ids).logits[0, -1])
+    return torch.stack(out)
+
+
+@pytest.fixture()
+def built(tiny_chat_model_dir):
+    return KnowledgeBase.build(OLD, load_model(str(tiny_chat_model_dir)), CONFIG, progress=False)
+
+
+def test_growing_trains_new_adapters_and_leaves_old_answers_bit_for_bit(built, tiny_chat_model_dir, tmp_path):
+    kb = built
+    hits = old_only_hits(kb)
+    logits_before = prompt_logits(kb, hits)
+    answers_before = [a.raw for a in kb.answer(OLD_QUESTIONS, "poly", generation=GEN, progress=False, hits=hits)]
+    a_before, b_before = kb.layers[0].lora_A.detach().clone(), kb.layers[0].lora_B.detach().clone()
+    rows_before = kb.routing.logits.detach().clone()
+
+    kb.add(NEW, TrainConfig(epochs=2, batch_size=4), progress=False, grow=2)
+
+    assert kb.layers[0].lora_A.shape[0] == 6 and kb.manifest["inventory"]["n_adapters"] == 6
+    assert torch.equal(kb.layers[0].lora_A[:4], a_before) and torch.equal(kb.layers[0].lora_B[:4], b_before)
+    assert kb.layers[0].lora_B[4:].abs().sum() > 0  # the new adapters learned
+    assert torch.equal(kb.routing.logits[:4, :, :4], rows_before)  # old rows as they were ...
+    assert (kb.routing.logits[:4, :, 4:] == MASKED).all()  # ... and blind to the new adapters
+    new_weights = masked_weights(kb.routing.logits.detach()[4:])  # (2, G, 6)
+    assert (new_weights[..., 4:].sum(-1) > 0.5).all()  # new documents lean on the new adapters
+    addition = kb.manifest["additions"][-1]
+    assert addition["adapters_grown"] == 2 and addition["n_adapters"] == 6
+
+    assert torch.equal(prompt_logits(kb, hits), logits_before)  # bit for bit
+    after = [a.raw for a in kb.answer(OLD_QUESTIONS, "poly", generation=GEN, progress=False, hits=hits)]
+    assert after == answers_before
+
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert torch.equal(prompt_logits(loaded, hits), logits_before)
+    assert loaded.routing.logits.shape[-1] == 6 and len(loaded.docs) == 6
+
+
+def test_a_plain_addition_after_a_growth_routes_over_every_adapter(built):
+    built.add(NEW[:1], TrainConfig(epochs=1, batch_size=4), progress=False, grow=1)
+    built.add(NEW[1:], TrainConfig(epochs=1, batch_size=4), progress=False)  # Poly-z over the 5 adapters
+    assert built.routing.logits.shape == (6, built.routing.logits.shape[1], 5)
+    assert (built.routing.logits[5] > MASKED / 2).all()
+
+
+def test_the_auto_rule_keeps_documents_per_adapter():
+    manifest = {"n_docs": 300, "inventory": {"n_adapters": 20}}
+    assert growth_for(15, manifest) == 1 and growth_for(150, manifest) == 10 and growth_for(1, manifest) == 1
+    assert growth_for(45, manifest) == 3
+
+
+def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_model_dir, tmp_path, capsys):
+    built.save(tmp_path / "kb")
+    write_jsonl(NEW, tmp_path / "new.jsonl")
+    base = ["-q", "add", str(tmp_path / "kb"), str(tmp_path / "new.jsonl"), "--model", str(tiny_chat_model_dir),
+            "--epochs", "1", "--augment-cache", str(tmp_path / "cache.jsonl")]
+    assert main(base + ["--grow", "many"]) == 2
+    assert "--grow 'many'" in capsys.readouterr().out
+    assert main(base + ["--grow", "1", "--retrain"]) == 2
+    assert main(base + ["--grow", "auto"]) == 0
+    assert "adapters grown" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(InputError, match="no --grow"):
+        built.add([Document("x", "X", "X is a hill.")], progress=False, grow=1, no_train=True)
