@@ -31,7 +31,7 @@ from .corpus import Document
 from .datasets import Question
 from .errors import InputError
 from .evaluate import prediction, score_row
-from .kb import BuildConfig, KnowledgeBase
+from .kb import BuildConfig, KnowledgeBase, growth_for
 from .lifecycle import routing_weights
 from .metrics import score
 from .models import LoadedModel, load_model
@@ -41,7 +41,7 @@ from .retrieve import BM25Index, Hit
 log = logging.getLogger("polyprag")
 
 METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tuned-combine",
-           "poly", "poly-combine", "poly-uniform", "poly-z")
+           "poly", "poly-combine", "poly-uniform", "poly-z", "poly-grow")
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
 OPTIONAL = ("rag-gold", "closed-book-bare")
@@ -212,8 +212,8 @@ class Bench:
 
     def _poly(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()
-        if name == "poly-z":
-            kb, folder = self._poly_z(work), self.out / "kb-z"
+        if name in ("poly-z", "poly-grow"):
+            kb, folder = self._added_half(work, grow=name == "poly-grow"), self.out / name.replace("poly", "kb")
             added = kb.manifest["additions"][-1]
             encode = added["seconds"] / added["n_docs"]
         else:
@@ -231,9 +231,13 @@ class Bench:
                  "train_tokens_per_doc": kb.manifest.get("train_tokens_per_doc"),
                  "rank": kb.manifest["inventory"]["rank"], "routing": kb.manifest["routing"],
                  "_encode_seconds": encode_seconds}
-        if name == "poly-z":
+        if name in ("poly-z", "poly-grow"):
+            base = kb.storage_bytes(self.out / "kb-z-base")
             extra["added_docs"] = added["n_docs"]
+            extra["adapters_grown"] = added.get("adapters_grown", 0)
             extra["train_tokens_per_doc"] = added.get("train_tokens_per_doc")
+            extra["bytes_added_per_doc"] = round((storage["inventory"] + storage["routing"] - base["inventory"]
+                                                  - base["routing"]) / added["n_docs"])
         return answers, extra
 
     def _ablated(self, name: str) -> BuildConfig:
@@ -267,17 +271,20 @@ class Bench:
         self._kbs[folder] = kb
         return kb, folder
 
-    def _poly_z(self, work: Workload) -> KnowledgeBase:
-        """Poly-z: the inventory trained on every other document; the rest encoded by routing only."""
-        folder = self.out / "kb-z"
+    def _added_half(self, work: Workload, grow: bool) -> KnowledgeBase:
+        """The inventory trained on every other document; the rest added to it by routing only (Poly-z) or
+        with a grown inventory (`growth_for`: as many new adapters as keep the documents per adapter)."""
+        folder = self.out / ("kb-grow" if grow else "kb-z")
         if (folder / "manifest.json").exists():
             return KnowledgeBase.load(folder, load_model(self.model))
-        base = replace(work, docs=work.docs[0::2])
-        kb, _ = self._kb(base, self.config.build, self.out / "kb-z-base")
-        kb.add(work.docs[1::2], cache=self.out / "augment-cache.jsonl",
-               checkpoint_dir=self.out / "kb-z.ckpt", progress=self.progress)
+        base_folder = self.out / "kb-z-base"
+        self._kb(replace(work, docs=work.docs[0::2]), self.config.build, base_folder)
+        kb = self._kbs.pop(base_folder)  # changed below: the other half-added row must start from disk
+        added = work.docs[1::2]
+        kb.add(added, cache=self.out / "augment-cache.jsonl", checkpoint_dir=folder.with_name(folder.name + ".ckpt"),
+               progress=self.progress, grow=growth_for(len(added), kb.manifest) if grow else 0)
         kb.save(folder)
-        shutil.rmtree(self.out / "kb-z.ckpt", ignore_errors=True)
+        shutil.rmtree(folder.with_name(folder.name + ".ckpt"), ignore_errors=True)
         return kb
 
     # --- reports ----------------------------------------------------------------------------------------
@@ -380,7 +387,7 @@ def markdown(result: dict) -> str:
                      f"{r['storage_bytes']:,} | {r['storage_bytes_per_doc']:,} | {encode} | {r['latency_p50_s']:.2f} | "
                      f"{r['latency_p95_s']:.2f} | {r['seconds_per_question']:.2f} |")
     types = sorted({t for r in result["rows"] for t in r.get("f1_by_type", {})})
-    if len(types) > 1 or any(r["method"] == "poly-z" for r in result["rows"]):
+    if len(types) > 1 or any(r["method"] in ("poly-z", "poly-grow") for r in result["rows"]):
         lines += ["", "F1 per question type, and on the questions whose top document is in the half Poly-z adds "
                   "by routing only / the half its inventory was trained on:", "",
                   "| method | " + " | ".join(types) + " | added half | trained half |",
