@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException
 from .answer import Answer, GenerationConfig, answer_questions
 from .corpus import Document
 from .errors import ConflictError, InputError
-from .kb import POLY_MODES, KnowledgeBase
+from .kb import POLY_MODES, KnowledgeBase, growth_for
 from .lifecycle import read_manifest
 from .models import load_model
 from .retrieve import Hit
@@ -48,6 +48,7 @@ log = logging.getLogger("polyprag")
 API_KEY_ENV = "POLYPRAG_API_KEY"  # the write key: adding and removing documents need it
 READ_KEY_ENV = "POLYPRAG_READ_KEY"  # set: every endpoint but the page needs this key or the write key
 GUARD_READS_ENV = "POLYPRAG_GUARD_READS"  # "1": every endpoint but the page needs the write key (= --guard-reads)
+MAX_GROW = 64  # adapters one request may add
 JOB_ATTEMPTS = 5  # a job's change redone on a newer version at most this often before it fails
 WATCH_S = 1.0  # how often the folder's current version is compared with the serving one
 Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
@@ -87,6 +88,8 @@ class DocumentIn(BaseModel):
 class DocumentsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     documents: list[DocumentIn]
+    # 0: Poly-z (routing rows only); N or "auto": N fresh adapters trained on these documents (`add --grow`)
+    grow: int | Literal["auto"] = 0
 
 
 class AdapterWeight(BaseModel):
@@ -155,6 +158,7 @@ class Health(BaseModel):
 class Job:
     kind: Literal["add", "remove"]
     documents: list[Document] | list[str]  # new documents, or ids to remove
+    grow: int | str = 0  # an addition: adapters to grow, or "auto"
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     status: Literal["queued", "running", "done", "failed"] = "queued"
     error: str | None = None
@@ -289,7 +293,8 @@ class Service:
         for attempt in range(1, JOB_ATTEMPTS + 1):
             kb = self._load()  # a private copy: training must not touch the layers that answer queries
             if job.kind == "add":
-                kb.add(job.documents, progress=False)
+                grow = growth_for(len(job.documents), kb.manifest) if job.grow == "auto" else job.grow
+                kb.add(job.documents, progress=False, grow=grow)
             else:
                 kb.remove(job.documents)
             try:
@@ -504,7 +509,8 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
 
     @app.post("/v1/documents", status_code=202, dependencies=write)
     def add_documents(req: DocumentsRequest) -> JobOut:
-        return service.submit(Job("add", checked_documents(req, service.kb, limits)))
+        _check(req.grow == "auto" or 0 <= req.grow <= MAX_GROW, f"grow={req.grow}: send 0 to {MAX_GROW} or 'auto'.")
+        return service.submit(Job("add", checked_documents(req, service.kb, limits), grow=req.grow))
 
     @app.get("/v1/jobs/{job_id}", dependencies=read)
     def job(job_id: str) -> JobOut:

@@ -102,3 +102,25 @@ def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_
     assert "adapters grown" in " ".join(capsys.readouterr().out.split())
     with pytest.raises(InputError, match="no --grow"):
         built.add([Document("x", "X", "X is a hill.")], progress=False, grow=1, no_train=True)
+
+
+def test_the_service_grows_the_inventory_when_asked(built, tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from polyprag.serve import create_app
+
+    built.save(tmp_path / "kb")
+    client = TestClient(create_app(tmp_path / "kb", watch_s=0))
+    doc = {"id": "pell", "title": "Orrin Pell", "text": NEW[0].text}
+    assert client.post("/v1/documents", json={"documents": [doc], "grow": -1}).status_code == 422
+    assert client.post("/v1/documents", json={"documents": [doc], "grow": "lots"}).status_code == 422
+    job = client.post("/v1/documents", json={"documents": [doc], "grow": 2}).json()["job_id"]
+    deadline = time.monotonic() + 120
+    while (status := client.get(f"/v1/jobs/{job}").json())["status"] not in ("done", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status["status"] == "done", status
+    kb = KnowledgeBase.load(tmp_path / "kb")
+    assert kb.manifest["inventory"]["n_adapters"] == 6 and kb.manifest["additions"][-1]["adapters_grown"] == 2
