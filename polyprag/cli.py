@@ -472,6 +472,8 @@ def cmd_inspect(args) -> None:
                   f"{report['sparsity']:.3f}", highlight=False)
     if report["training"]:
         console.print(_diagnostics_table(report["training"]))
+    if report["additions"]:
+        console.print(_additions_table(report["additions"]))
     used = Table(title="most used adapters")
     used.add_column("adapter", justify="right")
     used.add_column("mean weight", justify="right")
@@ -489,6 +491,16 @@ def cmd_inspect(args) -> None:
     if args.json_out:
         write_json(report, Path(args.json_out))
         console.print(f"wrote {args.json_out}")
+
+
+def _additions_table(additions: list[dict]) -> Table:
+    t = Table(title="additions since the build")
+    for name in ("at", "documents", "adapters grown", "M after", "epochs", "seconds", "tensor bytes added"):
+        t.add_column(name, justify="left" if name == "at" else "right")
+    for a in additions:
+        t.add_row(*[("-" if a.get(k) is None else str(a[k])) for k in
+                    ("at", "n_docs", "adapters_grown", "n_adapters", "epochs", "seconds", "tensor_bytes_added")])
+    return t
 
 
 def _diagnostics_table(epochs: list[dict]) -> Table:

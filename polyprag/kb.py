@@ -152,7 +152,7 @@ class KnowledgeBase:
         start = time.perf_counter()
         m = self.manifest
         augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
-        n_old, m_old = len(self.docs), self.layers[0].config.n_adapters
+        n_old, m_old, bytes_before = len(self.docs), self.layers[0].config.n_adapters, self._tensor_bytes()
         samples = [replace(s, doc=s.doc + n_old)
                    for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
         if grow:
@@ -173,6 +173,7 @@ class KnowledgeBase:
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
                     "adapters_grown": grow, "n_adapters": m_old + grow,
+                    "tensor_bytes_added": self._tensor_bytes() - bytes_before,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
                     "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
                     "seconds": round(seconds, 1), "at": _now()}
@@ -182,6 +183,10 @@ class KnowledgeBase:
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"],
                       **({"adapters_grown": grow} if grow else {})})
         return seconds
+
+    def _tensor_bytes(self) -> int:
+        """Bytes of the inventory and routing tensors (the KB's learned state)."""
+        return sum(t.nbytes for t in [*inventory_state(self.layers).values(), *self.routing.tensors().values()])
 
     def _init_new_rows(self, docs: list[Document], n_old: int, m_old: int, grow: int) -> None:
         """Where the new documents' rows start: on the grown adapters (k-means of the new documents into

@@ -275,6 +275,8 @@ def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
             "entropy_mean": stats["entropy_mean"],
             "effective_adapters": entropy_stats(torch.from_numpy(w))["effective_adapters"],
             "training": manifest.get("diagnostics", []),  # per epoch: loss and routing diagnostics
+            "additions": [{k: a.get(k) for k in ("at", "n_docs", "adapters_grown", "n_adapters", "epochs", "seconds",
+                                                 "tensor_bytes_added")} for a in manifest.get("additions", [])],
             "sparsity": float((w < 1 / (2 * m)).mean()),
             "sparsity_threshold": 1 / (2 * m),
             "top_adapters": [{"adapter": int(i), "mean_weight": float(usage[i])} for i in order],

@@ -6,6 +6,7 @@ import torch
 
 from polyprag.adapters import InventoryConfig, mixing
 from polyprag.answer import GenerationConfig, build_prompt
+from polyprag import cli
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
 from polyprag.errors import InputError
@@ -66,6 +67,10 @@ def test_growing_trains_new_adapters_and_leaves_old_answers_bit_for_bit(built, t
     assert (new_weights[..., 4:].sum(-1) > 0.5).all()  # new documents lean on the new adapters
     addition = kb.manifest["additions"][-1]
     assert addition["adapters_grown"] == 2 and addition["n_adapters"] == 6
+    g = kb.routing.logits.shape[1]
+    grown_bytes = sum(2 * (l.lora_A[0].numel() + l.lora_B[0].numel()) * 4 for l in kb.layers)
+    centroids = 2 * kb.routing.centroids.shape[1] * 4  # the new documents' clusters, for later additions
+    assert addition["tensor_bytes_added"] == grown_bytes + (4 * 2 + 2 * 6) * g * 4 + centroids  # + columns, rows
 
     assert torch.equal(prompt_logits(kb, hits), logits_before)  # bit for bit
     after = [a.raw for a in kb.answer(OLD_QUESTIONS, "poly", generation=GEN, progress=False, hits=hits)]
@@ -90,7 +95,8 @@ def test_the_auto_rule_keeps_documents_per_adapter():
     assert growth_for(45, manifest) == 3
 
 
-def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_model_dir, tmp_path, capsys):
+def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_model_dir, tmp_path, capsys,
+                                                               monkeypatch):
     built.save(tmp_path / "kb")
     write_jsonl(NEW, tmp_path / "new.jsonl")
     base = ["-q", "add", str(tmp_path / "kb"), str(tmp_path / "new.jsonl"), "--model", str(tiny_chat_model_dir),
@@ -100,6 +106,10 @@ def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_
     assert main(base + ["--grow", "1", "--retrain"]) == 2
     assert main(base + ["--grow", "auto"]) == 0
     assert "adapters grown" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.setattr(cli.console, "width", 10_000)  # one line per row: rich would wrap the table
+    assert main(["-q", "inspect", str(tmp_path / "kb")]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "additions since the build" in shown and "tensor bytes added" in shown, shown
     with pytest.raises(InputError, match="no --grow"):
         built.add([Document("x", "X", "X is a hill.")], progress=False, grow=1, no_train=True)
 
