@@ -264,3 +264,56 @@ def test_out_of_space_errors_are_recognised():
 
     assert all(_out_of_space(OSError(e, os.strerror(e))) for e in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
     assert not _out_of_space(OSError(errno.EACCES, "denied"))
+
+
+def _hold_lock(folder: str, shared: bool) -> None:
+    """In a child process: take the folder's lock, say so, then sleep until killed."""
+    from polyprag import atomic
+
+    with atomic.folder_lock(folder, shared=shared):
+        print("HELD", flush=True)
+        time.sleep(600)
+
+
+def _holder(folder: Path, shared: bool = False) -> subprocess.Popen:
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_concurrency as t; "
+            f"t._hold_lock({str(folder)!r}, {shared})")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "HELD"
+    return proc
+
+
+def test_a_held_lock_makes_writers_wait_and_a_killed_holder_frees_it(tmp_path):
+    from polyprag import atomic
+
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    holder = _holder(folder)
+    with pytest.raises(InputError, match="stayed locked by another process for 0 s"):
+        with atomic.folder_lock(folder, timeout_s=0.3):
+            pass
+    holder.kill()  # SIGKILL: no cleanup runs in the holder
+    holder.wait()
+    with atomic.folder_lock(folder, timeout_s=5):  # the kernel released it
+        pass
+
+
+def test_readers_share_the_lock_and_a_writer_waits_for_them(tmp_path):
+    from polyprag import atomic
+
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    reader = _holder(folder, shared=True)
+    try:
+        with atomic.folder_lock(folder, shared=True, timeout_s=1):  # a second reader goes in at once
+            pass
+        with pytest.raises(InputError, match="stayed locked"):
+            with atomic.folder_lock(folder, timeout_s=0.3):  # a writer waits for the reader
+                pass
+    finally:
+        reader.kill()
+        reader.wait()
+    assert not (tmp_path / ".nope.lock").exists()
+    with atomic.folder_lock(tmp_path / "nope", shared=True):  # reading a missing KB leaves no lock file
+        pass
+    assert not (tmp_path / ".nope.lock").exists()
