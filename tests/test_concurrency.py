@@ -317,3 +317,20 @@ def test_readers_share_the_lock_and_a_writer_waits_for_them(tmp_path):
     with atomic.folder_lock(tmp_path / "nope", shared=True):  # reading a missing KB leaves no lock file
         pass
     assert not (tmp_path / ".nope.lock").exists()
+
+
+def test_a_build_over_a_kb_says_which_version_it_replaced(tiny_chat_model_dir, tmp_path, capsys, monkeypatch):
+    from polyprag import cli
+
+    monkeypatch.setattr(cli.console, "width", 10_000)
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"id": d.id, "title": d.title, "text": d.text}) + "\n"
+                                                 for d in DOCS))
+    argv = ["-q", "build", str(tmp_path / "docs.jsonl"), "--out", str(tmp_path / "kb"), "--model",
+            str(tiny_chat_model_dir), "--epochs", "1", "--adapters", "2", "--rank", "2",
+            "--augment-cache", str(tmp_path / "cache.jsonl")]
+    assert cli.main(argv) == 0
+    assert "held a knowledge base" not in capsys.readouterr().out
+    assert cli.main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{tmp_path / 'kb'} held a knowledge base (version 1): the new build is version 2" in out
+    assert f"polyprag rollback {tmp_path / 'kb'} 1" in out
