@@ -25,9 +25,9 @@ from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
 from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write_questions
-from .errors import InputError
+from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
-from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for
+from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
 from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
@@ -166,6 +166,19 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
     add.set_defaults(func=cmd_add)
+
+    compact = sub.add_parser("compact", help="re-encode every document into a fresh inventory of M adapters",
+                             description="Re-encode every document into a fresh inventory and routing (the build "
+                             "config the KB records), with M adapters: by default as many as the build had, so "
+                             "an inventory grown by `add --grow` shrinks back. Runs beside a service on the same "
+                             "folder (it keeps answering and picks up the new version); if another writer saved "
+                             "meanwhile, their additions and removals are carried over before saving.")
+    compact.add_argument("kb")
+    compact.add_argument("--adapters", type=int, help="inventory size M (default: the build's)")
+    compact.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    compact.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
+    compact.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    compact.set_defaults(func=cmd_compact)
 
     rm = sub.add_parser("remove", help="remove documents from a knowledge base (inventory untouched)",
                         description="Remove documents by id: their routing rows, texts and index entries go; the "
@@ -412,14 +425,40 @@ def cmd_add(args) -> None:
                          "to an addition only. Pick one.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
+        _save_rebasing(kb, Path(args.kb), _cache(args))
     else:
         seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb))
-    kb.save(args.kb)
+        kb.save(args.kb)
     grown = kb.manifest.get("additions", [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
            if args.no_train else f"{grown} adapters grown, old ones unchanged" if grown else "Poly-z, inventory unchanged")
     console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents "
                   f"({how}, {seconds:.0f} s)", highlight=False)
+
+
+def cmd_compact(args) -> None:
+    if (args.adapters is not None and args.adapters < 1) or (args.epochs is not None and args.epochs < 1):
+        raise InputError(f"--adapters {args.adapters} / --epochs {args.epochs}: both must be >= 1.")
+    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    before = kb.manifest["inventory"]["n_adapters"]
+    training = TrainConfig(**kb.manifest["training"])
+    training = replace(training, epochs=args.epochs) if args.epochs else training
+    seconds = kb.retrain([], training, cache=_cache(args), n_adapters=args.adapters)
+    _save_rebasing(kb, Path(args.kb), _cache(args))
+    console.print(f"{args.kb}: version {kb.manifest['version']}, {len(kb.docs)} documents, {before} → "
+                  f"{kb.manifest['inventory']['n_adapters']} adapters ({seconds:.0f} s)", highlight=False)
+
+
+def _save_rebasing(kb: KnowledgeBase, folder: Path, cache: Path, attempts: int = 5) -> None:
+    """A long re-encoding is not thrown away when another writer saved meanwhile: their changes are carried
+    over (`kb.rebase`) and the save tried again."""
+    for _ in range(attempts - 1):
+        try:
+            kb.save(folder)
+            return
+        except ConflictError:
+            rebase(kb, folder, cache)
+    kb.save(folder)
 
 
 def _growth(args, n_new: int, kb: KnowledgeBase) -> int:

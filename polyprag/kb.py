@@ -226,14 +226,17 @@ class KnowledgeBase:
         self._record({"op": "remove", "ids": ids, "n_docs": len(ids)})
 
     def retrain(self, docs: list[Document] = (), training: TrainConfig | None = None, cache: Path | None = None,
-                checkpoint_dir: Path | None = None, progress: bool = True) -> float:
+                checkpoint_dir: Path | None = None, progress: bool = True, n_adapters: int | None = None) -> float:
         """Encode every document, the KB's and `docs`, into a fresh inventory and routing with the build config
-        the manifest records (`training` replaces its training part). Unlike `add`, every answer may change.
-        The KB's own augmentations are reused. Returns the seconds it took."""
+        the manifest records (`training` replaces its training part), into `n_adapters` adapters (default:
+        as many as the build had, before any growth: this compacts a grown inventory). Unlike `add`, every
+        answer may change. The KB's own augmentations are reused. Returns the seconds it took."""
         docs = list(docs)
         self._check_new(docs)
         config = build_config(self.manifest)
-        config = replace(config, training=replace(training or config.training, train_adapters=True))
+        inventory = replace(config.inventory, n_adapters=n_adapters or built_adapters(self.manifest))
+        config = replace(config, inventory=inventory,
+                         training=replace(training or config.training, train_adapters=True))
         start = time.perf_counter()
         taken = _eject(self.lm.model)  # `build` injects a fresh inventory into the bare base model
         try:
@@ -244,7 +247,9 @@ class KnowledgeBase:
             raise
         seconds = time.perf_counter() - start
         m = self.manifest
+        origin = self.origin
         vars(self).update(vars(fresh))
+        self.origin = origin  # still the version it was read as: a save must not drop what others saved since
         # The new inventory has no Poly-z rows: "additions" (their training log) starts over.
         self.manifest = {**fresh.manifest, "created": m["created"], "version": m.get("version", 1),
                          "changes": m.get("changes", [])}
@@ -484,6 +489,30 @@ def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
 def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors bytes written by Python, not by `save_file`: a full disk is then an OSError with its errno."""
     path.write_bytes(safetensors_bytes(tensors))
+
+
+def built_adapters(manifest: dict) -> int:
+    """The inventory size before any growth since the last build or retrain."""
+    return manifest["inventory"]["n_adapters"] - sum(a.get("adapters_grown", 0) for a in manifest.get("additions", []))
+
+
+def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress: bool = True) -> None:
+    """Carry over onto `kb` what changed in `folder` since `kb` was read from it (another writer's additions
+    and removals), so that `kb` saves on top of the folder's current version: documents removed there are
+    removed here, documents added there are added here (with growth, as new knowledge)."""
+    folder = Path(folder)
+    with atomic.folder_lock(folder, shared=True):  # the documents and version number of one version
+        version, docs = _read_manifest(folder)["version"], load_corpus(folder / "docs.jsonl")
+    ids = {d.id for d in docs}
+    changed = {d.id for d in docs if d.id in kb.row and kb.docs[kb.row[d.id]] != d}  # replaced: remove + add
+    removed = [d.id for d in kb.docs if d.id not in ids or d.id in changed]
+    added = [d for d in docs if d.id not in kb.row or d.id in changed]
+    if removed:
+        kb.remove(removed)
+    if added:
+        kb.add(added, cache=cache, progress=progress, grow=growth_for(len(added), kb.manifest))
+    kb.origin = (folder.resolve(), version)
+    log.info("rebased onto %s version %d: %d removed, %d added", folder, version, len(removed), len(added))
 
 
 def growth_for(n_new: int, manifest: dict) -> int:

@@ -134,3 +134,33 @@ def test_the_service_grows_the_inventory_when_asked(built, tmp_path):
     assert status["status"] == "done", status
     kb = KnowledgeBase.load(tmp_path / "kb")
     assert kb.manifest["inventory"]["n_adapters"] == 6 and kb.manifest["additions"][-1]["adapters_grown"] == 2
+
+
+def test_compact_shrinks_a_grown_inventory_back_and_keeps_every_document(built, tiny_chat_model_dir, tmp_path,
+                                                                          capsys, monkeypatch):
+    monkeypatch.setattr(cli.console, "width", 10_000)
+    built.add(NEW, TrainConfig(epochs=1, batch_size=4), progress=False, grow=2)
+    built.save(tmp_path / "kb")
+    argv = ["-q", "compact", str(tmp_path / "kb"), "--model", str(tiny_chat_model_dir), "--epochs", "1",
+            "--augment-cache", str(tmp_path / "cache.jsonl")]
+    assert main(argv) == 0
+    assert "6 documents, 6 → 4 adapters" in " ".join(capsys.readouterr().out.split())
+    kb = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert kb.manifest["inventory"]["n_adapters"] == 4 and "additions" not in kb.manifest or not kb.manifest["additions"]
+    assert [d.id for d in kb.docs] == [d.id for d in OLD + NEW]
+    assert main(argv[:3] + ["--adapters", "0"]) == 2
+
+
+def test_a_long_re_encoding_carries_over_what_another_writer_saved_meanwhile(built, tiny_chat_model_dir, tmp_path):
+    built.save(tmp_path / "kb")
+    compacting = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    compacting.retrain([], TrainConfig(epochs=1, batch_size=4), progress=False)
+    other = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))  # meanwhile, elsewhere
+    other.remove(["glass"])
+    other.add(NEW[:1], TrainConfig(epochs=1, batch_size=4), progress=False)
+    other.save(tmp_path / "kb")  # version 2
+    cli._save_rebasing(compacting, tmp_path / "kb", tmp_path / "cache.jsonl")
+    final = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert final.manifest["version"] == 3 and {d.id for d in final.docs} == {"marlow", "velmark", "mill", "pell"}
+    ops = [c["op"] for c in final.manifest["changes"] if c.get("version") == 3]
+    assert ops == ["retrain", "remove", "add"]  # the re-encoding, then the other writer's changes carried over
