@@ -51,6 +51,7 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--adds", type=int, default=3, help="documents added, one job each, while the clients ask")
+    p.add_argument("--grow", default="0", help="the service's additions grow the inventory: N or auto (default 0)")
     p.add_argument("--cli-adds", type=int, default=0, help="documents added by `polyprag add` beside the service")
     p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
     p.add_argument("--max-new-tokens", type=int, default=8)
@@ -68,7 +69,9 @@ def main() -> None:
         with live_server(create_app(folder)) as url:
             report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
                               seed=args.seed, modes=tuple(args.modes.split(",")), outside_probes=outside,
-                              outside=cli_add(folder) if outside else None).summary()
+                              outside=cli_add(folder) if outside else None,
+                              grow=int(args.grow) if args.grow.isdigit() else args.grow,
+                              old_ids=[d.id for d in load_corpus(folder / "docs.jsonl")][:20]).summary()
         on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
         after = read_manifest(folder)
     added = [pr.doc["id"] for pr in new[: report["documents_added"]]] + [pr.doc["id"] for pr in outside[: report["outside_added"]]]
@@ -81,7 +84,8 @@ def main() -> None:
     (out / "serve-load.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
             "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
-            "probes_retrieved", "outside_added", "outside_refused", "kb_docs_before", "kb_docs_after"]
+            "probes_retrieved", "outside_added", "outside_refused", "old_routing_changed", "kb_docs_before",
+            "kb_docs_after"]
     print(f"| {args.clients} clients, {report['seconds']} s, {report['model']}, modes {args.modes} | |\n|---|---|")
     for key in rows:
         print(f"| {key} | {report[key]} |")

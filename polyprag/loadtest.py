@@ -108,6 +108,7 @@ class LoadReport:
     answered_during_jobs: int = 0
     lost_documents: list[str] = field(default_factory=list)
     probes_retrieved: int = 0
+    old_routing_changed: list[str] = field(default_factory=list)  # old documents whose routing moved
     outside_added: list[str] = field(default_factory=list)  # acknowledged by the outside writer
     outside_refused: int = 0  # refused with the conflict error, then tried again
 
@@ -125,18 +126,21 @@ class LoadReport:
                 "answered_during_jobs": self.answered_during_jobs,
                 "documents_added": sum(len(j["documents"]) for j in done),
                 "lost_documents": self.lost_documents, "probes_retrieved": self.probes_retrieved,
-                "outside_added": len(self.outside_added), "outside_refused": self.outside_refused}
+                "outside_added": len(self.outside_added), "outside_refused": self.outside_refused,
+                "old_routing_changed": self.old_routing_changed}
 
 
 def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
              add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
              headers: dict | None = None, modes: tuple[str, ...] = MODES,
-             outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = ()
-             ) -> LoadReport:
+             outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = (),
+             grow: int | str = 0, old_ids: list[str] = ()) -> LoadReport:
     """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
     job at a time, `add_every` seconds apart. Then every document a finished job added must be served, and
-    each probe's question must retrieve its document first."""
+    each probe's question must retrieve its document first. `grow`: the additions grow the inventory;
+    `old_ids`: documents whose routing must be the same after the load as before (old answers unchanged)."""
     require_loopback(url)
+    old_routing = {i: _routing_of(url, i) for i in old_ids}
     report, lock = LoadReport(clients, seconds), threading.Lock()
     answered: list[float] = []  # when each answer arrived
     running: list[tuple[float, float]] = []  # (submitted, seen finished) per job
@@ -168,7 +172,7 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
             if time.monotonic() >= deadline:
                 break
             submitted = time.monotonic()
-            status, job = call("POST", f"{url}/v1/documents", {"documents": [p.doc]}, headers=headers)
+            status, job = call("POST", f"{url}/v1/documents", {"documents": [p.doc], "grow": grow}, headers=headers)
             if status != 202:
                 with lock:
                     report.errors.append(f"add {p.doc['id']}: {status} {job}")
@@ -202,7 +206,15 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
     report.answered_during_jobs = sum(any(a < t < b for a, b in running) for t in answered)
     _check_added(url, report, probes)
     _check_outside(url, report, outside_probes)
+    report.old_routing_changed = [i for i, m in old_routing.items() if _routing_of(url, i) != m]
     return report
+
+
+def _routing_of(url: str, doc_id: str) -> tuple:
+    """A document's mixing as served: its entropy and the adapters it gives weight (a grown inventory adds
+    adapters of weight 0 to the listing, which change nothing)."""
+    mixing = call("GET", f"{url}/v1/documents/{doc_id}")[1].get("mixing") or {}
+    return mixing.get("entropy"), [(t["adapter"], t["weight"]) for t in mixing.get("top", []) if t["weight"] > 0]
 
 
 REFUSED = "changed while this change was being made"  # kb.KnowledgeBase._check_base's conflict error

@@ -272,8 +272,9 @@ def test_the_web_page_and_the_openapi_docs_are_served(client):
 
 @pytest.mark.soak
 def test_live_server_answers_concurrently_while_a_document_is_added(kb_folder, tiny_chat_model_dir, tmp_path):
-    """8 clients ask for 30 s over a real socket while a Poly-z job runs and a CLI `add` writes the same
-    folder: no request fails, both documents land and are served."""
+    """8 clients ask for 30 s over a real socket while a job adds a document with a grown inventory and a CLI
+    `add` writes the same folder: no request fails, both documents land and are served, and the old
+    documents' routing does not move."""
     folder = tmp_path / "kb"
     shutil.copytree(kb_folder, folder)
     questions = ["Who finished Marlow Bridge?", "When was Velmark founded?", NEW_QUESTION]
@@ -282,12 +283,14 @@ def test_live_server_answers_concurrently_while_a_document_is_added(kb_folder, t
     with live_server(create_app(folder)) as url:
         report = run_load(url, questions, [Probe(NEW, NEW_QUESTION)], clients=8, seconds=30, add_every=2,
                           max_new_tokens=4, outside=cli_add(folder, str(tiny_chat_model_dir), epochs=1),
-                          outside_probes=[outside]).summary()
+                          outside_probes=[outside], grow=1, old_ids=["marlow", "velmark", "glass"]).summary()
         status, res = call("POST", f"{url}/v1/answer", {"question": NEW_QUESTION, "k": 1, "max_new_tokens": 4})
         doc = call("GET", f"{url}/v1/documents/pell")[1]
     assert report["errors"] == 0 and report["jobs_done"] == 1 and report["outside_added"] == 1, report
     assert report["answered_during_jobs"] > 0  # queries went on while the job trained
     assert report["lost_documents"] == [] and report["probes_retrieved"] == 2
+    assert report["old_routing_changed"] == []  # the service's addition grew the inventory; old rows as they were
+    assert KnowledgeBase.load(folder).manifest["inventory"]["n_adapters"] == 5
     assert {"pell", "quill"} <= {d.id for d in KnowledgeBase.load(folder).docs}
     a = res["answers"][0]
     assert status == 200 and a["documents"][0]["id"] == "pell" and a["mixing"] == doc["mixing"]
