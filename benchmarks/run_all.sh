@@ -62,3 +62,8 @@ run hotpotqa-n30-gemma3-prag-c3 "${g[@]}" --methods prag,prag-combine --contrast
 run hotpotqa-n30-smollm2-cluster-c3 --dataset hotpotqa --n 30 --methods poly,poly-combine,poly-uniform \
     --routing-init cluster --contrast 3
 lever hotpotqa-n30-gemma3-cluster-c3-seed1 --routing-init cluster --contrast 3 --seed 1
+# The best n = 30 levers (cluster init + 3 contrast questions) at n = 100 with Gemma, every reference row on
+# the same samples; and a lower routing lr against the entropy that rises while training.
+run hotpotqa-n100-gemma3-cluster-c3 --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster --contrast 3 \
+    --methods closed-book-bare,rag,poly,poly-combine,poly-uniform,prag,prag-combine
+lever hotpotqa-n30-gemma3-cluster-c3-lrr001 --routing-init cluster --contrast 3 --lr-routing 0.01
