@@ -213,7 +213,7 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
 def _routing_of(url: str, doc_id: str) -> tuple:
     """A document's mixing as served: its entropy and the adapters it gives weight (a grown inventory adds
     adapters of weight 0 to the listing, which change nothing)."""
-    mixing = call("GET", f"{url}/v1/documents/{doc_id}")[1].get("mixing") or {}
+    mixing = call("GET", f"{url}/v1/documents/{urllib.parse.quote(doc_id, safe='')}")[1].get("mixing") or {}
     return mixing.get("entropy"), [(t["adapter"], t["weight"]) for t in mixing.get("top", []) if t["weight"] > 0]
 
 
