@@ -164,7 +164,8 @@ class KnowledgeBase:
         if no_train:
             config, history = replace(config, epochs=0), []
         else:
-            kept = inventory_state(self.layers)  # the old adapters are restored exactly, whatever the optimiser did
+            # Copies (inventory_state gives views): the old adapters are restored exactly, whatever the optimiser did
+            kept = {k: v[:m_old].clone() for k, v in inventory_state(self.layers).items()}
             history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config,
                             checkpoint_dir, trainable_docs=torch.arange(self.routing.n_docs) >= n_old,
                             progress=progress, frozen_adapters=m_old)
@@ -192,17 +193,17 @@ class KnowledgeBase:
         """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
         `grow` clusters), else where the router or the nearest cluster puts them, else near uniform."""
         strength = self.manifest.get("routing_strength", 3.0)
+        content = grow or self.routing.router is not None or self.routing.centroids is not None
+        x = embed_documents(self.lm, docs) if content else None  # no mixing: the base model
         if grow:
-            x = embed_documents(self.lm, docs)  # no mixing: the base model
             assign, centroids = kmeans(x, grow, seed=self.manifest["training"]["seed"])
             self.routing.init_from_clusters(assign + m_old, strength, start=n_old)
             if self.routing.centroids is not None and len(self.routing.centroids) == m_old:
                 self.routing.centroids = torch.cat([self.routing.centroids, centroids])  # centroid i = adapter i
         elif self.routing.router is not None:
-            self.routing.init_from_router(embed_documents(self.lm, docs), start=n_old)
+            self.routing.init_from_router(x, start=n_old)
         elif self.routing.centroids is not None:
-            assign = self.routing.nearest_cluster(embed_documents(self.lm, docs))
-            self.routing.init_from_clusters(assign, strength, start=n_old)
+            self.routing.init_from_clusters(self.routing.nearest_cluster(x), strength, start=n_old)
 
     def remove(self, ids: list[str]) -> None:
         """Drop documents: their routing rows, texts, augmentations and index entries. The inventory stays as it
@@ -523,8 +524,8 @@ def growth_for(n_new: int, manifest: dict) -> int:
 def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            layer.lora_A[:m_old] = kept[f"{i}.lora_A"][:m_old]
-            layer.lora_B[:m_old] = kept[f"{i}.lora_B"][:m_old]
+            layer.lora_A[:m_old] = kept[f"{i}.lora_A"]
+            layer.lora_B[:m_old] = kept[f"{i}.lora_B"]
 
 
 def _out_of_space(e: OSError) -> bool:
