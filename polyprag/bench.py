@@ -238,7 +238,25 @@ class Bench:
             extra["train_tokens_per_doc"] = added.get("train_tokens_per_doc")
             extra["bytes_added_per_doc"] = round((storage["inventory"] + storage["routing"] - base["inventory"]
                                                   - base["routing"]) / added["n_docs"])
+            extra["add_s"] = round(added["seconds"], 1)
+            if (self.out / "kb" / "manifest.json").exists():  # the full build of every document, if this run has one
+                full = json.loads((self.out / "kb" / "manifest.json").read_text(encoding="utf-8"))["build_seconds"]
+                extra["add_s_over_full_build_s"] = round(added["seconds"] / full, 3)
+            extra.update(self._old_answers_kept(work, answers))
         return answers, extra
+
+    def _old_answers_kept(self, work: Workload, answers: list[Answer]) -> dict:
+        """The questions whose retrieved documents are all in the base half, answered by the base KB before the
+        add and by the KB after it (`answers`): how many answers are byte-identical."""
+        old = {d.id for d in work.docs[0::2]}
+        picked = [i for i, hs in enumerate(work.hits) if hs and all(h.doc_id in old for h in hs)]
+        if not picked:
+            return {"old_questions": 0, "old_answers_identical": 0}
+        base = KnowledgeBase.load(self.out / "kb-z-base", load_model(self.model))
+        before = base.answer([work.texts[i] for i in picked], "poly", self.config.k, self.config.generation,
+                             self.progress, hits=[work.hits[i] for i in picked])
+        same = sum(b.raw == answers[i].raw for b, i in zip(before, picked))
+        return {"old_questions": len(picked), "old_answers_identical": same}
 
     def _ablated(self, name: str) -> BuildConfig:
         b = self.config.build
@@ -396,6 +414,13 @@ def markdown(result: dict) -> str:
             cells = [f"{r['f1_by_type'].get(t, 0):.1f}" for t in types]
             halves = ["-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("f1_added_half", "f1_trained_half")]
             lines.append(f"| {r['method']} | " + " | ".join(cells + halves) + " |")
+    for r in result["rows"]:
+        if r["method"] in ("poly-z", "poly-grow") and "add_s" in r:
+            ratio = f" ({r['add_s_over_full_build_s']:.2f}× the full build)" if "add_s_over_full_build_s" in r else ""
+            lines += ["", f"`{r['method']}`: {r['added_docs']} documents added in {r['add_s']:.0f} s{ratio}, "
+                      f"{r['adapters_grown']} adapters grown, {r['bytes_added_per_doc']:,} bytes added per document; "
+                      f"{r['old_answers_identical']} of {r['old_questions']} answers to questions retrieving only "
+                      "base documents identical before and after the add."]
     r = result.get("routing") or {}
     if r.get("cosine_same_question") is not None:
         lines += ["", f"Routing (main knowledge base): mean normalised entropy {r['entropy_mean']:.3f}; centred cosine "

@@ -44,6 +44,9 @@ def test_every_method_has_a_row_with_quality_storage_and_time(run):
     assert grow["added_docs"] == z["added_docs"] and z["adapters_grown"] == 0 and grow["adapters_grown"] >= 1
     assert grow["adapters"] == 4 + grow["adapters_grown"] and z["adapters"] == 4
     assert grow["bytes_added_per_doc"] > z["bytes_added_per_doc"] > 0 and grow["f1_added_half"] is not None
+    for row in (grow, z):  # adding never changes an answer that reads only base documents
+        assert row["old_answers_identical"] == row["old_questions"] >= 1, row
+        assert 0 < row["add_s_over_full_build_s"] and row["add_s"] > 0
     assert result["config"]["n_docs"] == (run / "kb" / "docs.jsonl").read_text().count("\n")
     assert set(by["poly"]["f1_by_type"]) == {"all"} and by["poly-z"]["f1_added_half"] is not None
     assert result["storage"]["ratio_per_doc"] == round(by["prag"]["storage_bytes_per_doc"] / by["poly"]["storage_bytes_per_doc"], 1)
