@@ -121,6 +121,12 @@ class RoutingTable(nn.Module):
             z = (z + torch.log(u) - torch.log1p(-u)) / tau
         return normalize(torch.sigmoid(z))
 
+    def entropy(self, doc_idx: torch.Tensor) -> torch.Tensor:
+        """Mean normalised entropy (differentiable) of rows doc_idx's inference weights, per layer group."""
+        w = normalize(torch.sigmoid(self.effective_logits(doc_idx))).clamp_min(EPS)  # (B, G, M)
+        m = w.shape[-1]
+        return -(w * w.log()).sum(-1).mean() / math.log(m) if m > 1 else w.new_zeros(())
+
     def inference_weights(self) -> torch.Tensor:
         """Every document's inference weights normalize(σ(Z)): (N, G, M)."""
         return masked_weights(self.effective_logits())

@@ -50,10 +50,13 @@ class TrainConfig:
     train_adapters: bool = True  # False: Poly-z, only the routing rows in `trainable_docs` learn
     objective: str = "nll"  # "nll", "distill" or "both" (module docstring)
     distill_top_k: int = 32  # teacher tokens kept per answer position
+    routing_entropy: float = 0.0  # weight of the batch's routing entropy in the loss: keeps routing sparse
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective={self.objective!r}; choose from {list(OBJECTIVES)}.")
+        if self.routing_entropy < 0:
+            raise InputError(f"routing_entropy={self.routing_entropy}: must be >= 0 (0 = no sparsity penalty).")
 
 
 @dataclass
@@ -199,8 +202,11 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
     for idx in bar:
         rows = [encoded[i] for i in idx]
         batch = collate(rows, pad_id)
-        with mixing(layers, routing(batch.pop("doc"), tau=config.tau)):
+        docs = batch.pop("doc")
+        with mixing(layers, routing(docs, tau=config.tau)):
             loss = _loss(model, batch, rows, config.objective)
+        if config.routing_entropy:  # the noise in training mixes everything; this pulls each row to few adapters
+            loss = loss + config.routing_entropy * routing.entropy(docs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move

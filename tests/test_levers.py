@@ -169,6 +169,22 @@ def test_diagnostics_per_epoch_say_whether_adapters_and_routing_moved(lm):
     assert first["tokens"] == sum(len(encode(lm.tokenizer, s, 384).ids) for s in samples)  # the budget per epoch
 
 
+def test_the_routing_entropy_penalty_makes_routing_sparser(tiny_chat_model_dir):
+    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+
+    def final_entropy(weight: float) -> float:
+        lm = load_model(str(tiny_chat_model_dir))
+        layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
+        routing = RoutingTable(4, len(layers), 4)
+        routing.init_from_clusters(torch.arange(4), strength=1.0)  # uniform is an entropy maximum: no gradient
+        config = TrainConfig(epochs=3, batch_size=2, routing_entropy=weight)
+        return train(lm.model, lm.tokenizer, layers, routing, samples, config, progress=False)[-1]["entropy"]
+
+    assert final_entropy(5.0) < final_entropy(0.0) - 0.05
+    with pytest.raises(InputError, match="routing_entropy=-1"):
+        TrainConfig(routing_entropy=-1)
+
+
 def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys):
     write_jsonl(DOCS, tmp_path / "docs.jsonl")
     kb = str(tmp_path / "kb")
