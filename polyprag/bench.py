@@ -63,6 +63,7 @@ class BenchConfig:
     prag_tuned: PragConfig = field(default_factory=lambda: PragConfig(lr=1e-3, epochs=2))
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
+    add_epochs: int | None = None  # poly-z / poly-grow: epochs of the add (None: the build's)
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS + OPTIONAL]
@@ -72,6 +73,8 @@ class BenchConfig:
             raise InputError(f"--corpus-mode {self.corpus_mode!r}; choose from {list(CORPUS_MODES)}.")
         if self.k < 1 or self.n < 1:
             raise InputError(f"--k {self.k} and --n {self.n} must both be >= 1.")
+        if self.add_epochs is not None and self.add_epochs < 1:
+            raise InputError(f"--add-epochs {self.add_epochs} must be >= 1 (or left out: the build's epochs).")
         unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
         if unknown:
             raise InputError(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)}.")
@@ -299,8 +302,11 @@ class Bench:
         self._kb(replace(work, docs=work.docs[0::2]), self.config.build, base_folder)
         kb = self._kbs.pop(base_folder)  # changed below: the other half-added row must start from disk
         added = work.docs[1::2]
-        kb.add(added, cache=self.out / "augment-cache.jsonl", checkpoint_dir=folder.with_name(folder.name + ".ckpt"),
-               progress=self.progress, grow=growth_for(len(added), kb.manifest) if grow else 0)
+        training = self.config.build.training
+        training = replace(training, epochs=self.config.add_epochs) if self.config.add_epochs else training
+        kb.add(added, training, cache=self.out / "augment-cache.jsonl", progress=self.progress,
+               checkpoint_dir=folder.with_name(folder.name + ".ckpt"),
+               grow=growth_for(len(added), kb.manifest) if grow else 0)
         kb.save(folder)
         shutil.rmtree(folder.with_name(folder.name + ".ckpt"), ignore_errors=True)
         return kb

@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs)
     bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
     bench.add_argument("--prag-tuned-epochs", type=int, default=2)
+    bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
     _build_args(bench, lists=True)
     _common(bench)
     # ~100 minutes for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
@@ -561,7 +562,7 @@ def cmd_bench(args) -> None:
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
-                         generation=_generation(args), ablations=ablations)
+                         generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs)
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)
