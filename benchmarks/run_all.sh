@@ -71,3 +71,4 @@ run hotpotqa-n100-gemma3-cluster-c3 --dataset hotpotqa --n 100 --model gemma3-27
     --methods closed-book-bare,rag,poly,poly-combine,poly-uniform,prag,prag-combine
 lever hotpotqa-n30-gemma3-cluster-c3-lrr001 --routing-init cluster --contrast 3 --lr-routing 0.01
 lever hotpotqa-n30-gemma3-router-c3 --routing-init cluster --router embedding --contrast 3
+lever hotpotqa-n30-gemma3-cluster-c3-ent1 --routing-init cluster --contrast 3 --routing-entropy 1
