@@ -30,6 +30,7 @@ class InventoryConfig:
     alpha: float = 32.0  # scaling s = alpha / r
     targets: tuple[str, ...] = ("mlp",)  # "mlp", "attn", or module-name suffixes such as "q_proj"
     mixing: str = "poly"  # "poly": A = Σ w A_m, B = Σ w B_m;  "delta": Σ w B_m A_m
+    shared: bool = False  # one more adapter every document uses in full, beside its routed mixture
 
     def __post_init__(self):
         if self.n_adapters < 1 or self.rank < 1:
@@ -50,6 +51,10 @@ class PolyLoRALinear(nn.Module):
         d_in, d_out = _in_out(base)
         self.lora_A = nn.Parameter(_fresh_a(m, r, d_in))
         self.lora_B = nn.Parameter(torch.zeros(m, d_out, r))  # zeros: no change until trained
+        if config.shared:  # C-Poly's shared skill: what all documents need (the answer format) lives here,
+            # so the routed part may be sparse without losing it
+            self.shared_A = nn.Parameter(_fresh_a(1, r, d_in)[0])  # (r, d_in)
+            self.shared_B = nn.Parameter(torch.zeros(d_out, r))
         # (B, M') or (B, K, M'), set only inside `mixing(...)`; M' ≤ M: the adapters past M' are not mixed
         self.weights: torch.Tensor | None = None
 
@@ -60,6 +65,11 @@ class PolyLoRALinear(nn.Module):
         self.lora_A = nn.Parameter(torch.cat([self.lora_A.data, _fresh_a(n, r, d_in).to(self.lora_A)]))
         self.lora_B = nn.Parameter(torch.cat([self.lora_B.data, torch.zeros(n, *self.lora_B.shape[1:]).to(self.lora_B)]))
 
+    def named_adapters(self) -> dict[str, nn.Parameter]:
+        """The trained tensors, by the names they are saved under."""
+        names = ("lora_A", "lora_B", "shared_A", "shared_B") if self.config.shared else ("lora_A", "lora_B")
+        return {k: getattr(self, k) for k in names}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
         out = self.base_layer(x)
         if self.weights is None:
@@ -67,14 +77,16 @@ class PolyLoRALinear(nn.Module):
         w = self.weights.to(x.dtype)  # (B, M'), or (B, K, M'): K mixtures whose adapters are summed
         lora_a, lora_b = self.lora_A[:w.shape[-1]], self.lora_B[:w.shape[-1]]  # the first M' adapters
         if w.dim() == 3:
-            return out + self.scaling * self._sum_of_mixtures(x, w, lora_a, lora_b)
-        if self.config.mixing == "poly":
+            delta = self._sum_of_mixtures(x, w, lora_a, lora_b)
+        elif self.config.mixing == "poly":
             a = torch.einsum("bm,mrd->brd", w, lora_a)  # (B, r, d_in)
             b = torch.einsum("bm,mor->bor", w, lora_b)  # (B, d_out, r)
             delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
         else:
             ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
             delta = torch.einsum("btmr,mor,bm->bto", ax, lora_b, w)
+        if self.config.shared:
+            delta = delta + (x @ self.shared_A.T.to(x.dtype)) @ self.shared_B.T.to(x.dtype)  # (B, T, d_out)
         return out + self.scaling * delta
 
     def _sum_of_mixtures(self, x: torch.Tensor, w: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor
@@ -137,7 +149,7 @@ def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
 
 
 def inventory_state(layers: list[PolyLoRALinear]) -> dict[str, torch.Tensor]:
-    return {f"{i}.{k}": getattr(l, k).detach().contiguous() for i, l in enumerate(layers) for k in ("lora_A", "lora_B")}
+    return {f"{i}.{k}": p.detach().contiguous() for i, l in enumerate(layers) for k, p in l.named_adapters().items()}
 
 
 def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Tensor]) -> None:
@@ -146,8 +158,8 @@ def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Te
         raise ValueError(f"inventory tensors {sorted(set(state) ^ expected)[:4]} do not match the model's layers")
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            layer.lora_A.copy_(state[f"{i}.lora_A"])
-            layer.lora_B.copy_(state[f"{i}.lora_B"])
+            for k, p in layer.named_adapters().items():
+                p.copy_(state[f"{i}.{k}"])
 
 
 @contextmanager

@@ -227,6 +227,8 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--rank", type=kind, default=d.rank, help=f"LoRA rank r (default {d.rank}{more})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
     p.add_argument("--targets", default=",".join(d.targets), help="mlp (default), attn, or module-name suffixes, comma-separated")
+    p.add_argument("--shared-adapter", action="store_true",
+                   help="one more adapter that every document uses in full, beside its routed mixture")
     if lists:
         p.add_argument("--routing", default="fine", help="fine (default) or coarse; fine,coarse adds a row for each")
     else:
@@ -361,7 +363,8 @@ def _modes(text: str) -> tuple[str, ...]:
 def _build_config(args) -> BuildConfig:
     try:
         inventory = InventoryConfig(n_adapters=args.adapters, rank=args.rank, alpha=args.alpha,
-                                    targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()))
+                                    targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
+                                    shared=args.shared_adapter)
     except ValueError as e:
         raise InputError(f"{e}; fix --adapters/--rank.") from None
     if args.epochs < 1 or args.train_batch_size < 1:

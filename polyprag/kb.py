@@ -165,7 +165,7 @@ class KnowledgeBase:
             config, history = replace(config, epochs=0), []
         else:
             # Copies (inventory_state gives views): the old adapters are restored exactly, whatever the optimiser did
-            kept = {k: v[:m_old].clone() for k, v in inventory_state(self.layers).items()}
+            kept = {k: v.clone() for k, v in inventory_state(self.layers).items()}
             history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config,
                             checkpoint_dir, trainable_docs=torch.arange(self.routing.n_docs) >= n_old,
                             progress=progress, frozen_adapters=m_old)
@@ -524,8 +524,9 @@ def growth_for(n_new: int, manifest: dict) -> int:
 def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
     with torch.no_grad():
         for i, layer in enumerate(layers):
-            layer.lora_A[:m_old] = kept[f"{i}.lora_A"]
-            layer.lora_B[:m_old] = kept[f"{i}.lora_B"]
+            for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
+                old = slice(m_old) if k.startswith("lora") else slice(None)
+                p[old] = kept[f"{i}.{k}"][old]
 
 
 def _out_of_space(e: OSError) -> bool:

@@ -129,7 +129,7 @@ def _optimizer(layers: list[PolyLoRALinear], routing: RoutingTable, config: Trai
     lr = config.lr_router if routing.embeddings is not None else config.lr_routing
     groups = [{"params": routing.trainable(), "lr": lr, "weight_decay": 0.0}]
     if config.train_adapters:
-        params = [p for l in layers for p in (l.lora_A, l.lora_B)]
+        params = [p for l in layers for p in l.named_adapters().values()]
         groups.append({"params": params, "lr": config.lr_adapters, "weight_decay": config.weight_decay})
     return torch.optim.AdamW(groups)
 
@@ -142,7 +142,7 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     layer stay as they are (a grown inventory trains only its new ones)."""
     encoded = _encode_all(model, tokenizer, samples, config, progress)
     for l in layers:
-        for p in (l.lora_A, l.lora_B):
+        for p in l.named_adapters().values():
             p.requires_grad_(config.train_adapters)
     opt = _optimizer(layers, routing, config)
     start, history = _resume(checkpoint_dir, layers, routing, opt, config)
@@ -212,8 +212,8 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
         for l in layers if frozen_adapters and config.train_adapters else ():
-            l.lora_A.grad[:frozen_adapters] = 0
-            l.lora_B.grad[:frozen_adapters] = 0
+            for k, p in l.named_adapters().items():  # the shared adapter is an old one too
+                p.grad[slice(frozen_adapters) if k.startswith("lora") else slice(None)] = 0
         grads.append(routing.grad_norm())
         opt.step()
         losses.append(loss.item())

@@ -1,10 +1,12 @@
 """Growing the inventory: new adapters trained on new documents only, old documents' answers bit-for-bit
 the same (logits and greedy tokens), saved and loaded like any version, and the CLI around it."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, mixing
+from polyprag.adapters import InventoryConfig, inventory_state, mixing
 from polyprag.answer import GenerationConfig, build_prompt
 from polyprag import cli
 from polyprag.cli import main
@@ -164,3 +166,28 @@ def test_a_long_re_encoding_carries_over_what_another_writer_saved_meanwhile(bui
     assert final.manifest["version"] == 3 and {d.id for d in final.docs} == {"marlow", "velmark", "mill", "pell"}
     ops = [c["op"] for c in final.manifest["changes"] if c.get("version") == 3]
     assert ops == ["retrain", "remove", "add"]  # the re-encoding, then the other writer's changes carried over
+
+
+def test_a_shared_adapter_is_trained_saved_and_left_alone_by_growth(tiny_chat_model_dir, tmp_path):
+    config = replace(CONFIG, inventory=replace(CONFIG.inventory, shared=True))
+    kb = KnowledgeBase.build(OLD, load_model(str(tiny_chat_model_dir)), config, progress=False)
+    layer = kb.layers[0]
+    assert layer.shared_B.abs().sum() > 0 and "0.shared_A" in inventory_state(kb.layers)  # it learned
+    shared_before = {k: p.detach().clone() for k, p in layer.named_adapters().items() if k.startswith("shared")}
+    hits = old_only_hits(kb)
+    logits_before = prompt_logits(kb, hits)
+    with torch.no_grad(), mixing(kb.layers, kb.weights(hits, "poly")[:1]):  # without it the output differs
+        ids = kb.lm.tokenizer("Who built the Marlow Bridge?", return_tensors="pt")
+        with_shared = kb.lm.model(**ids).logits
+        layer.shared_B.zero_()
+        assert not torch.equal(kb.lm.model(**ids).logits, with_shared)
+        layer.shared_B.copy_(shared_before["shared_B"])
+
+    kb.add(NEW, TrainConfig(epochs=1, batch_size=4), progress=False, grow=1)
+    assert all(torch.equal(getattr(layer, k), v) for k, v in shared_before.items())  # an old adapter too
+    assert torch.equal(prompt_logits(kb, hits), logits_before)
+
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert loaded.layers[0].config.shared and torch.equal(loaded.layers[0].shared_B, layer.shared_B)
+    assert torch.equal(prompt_logits(loaded, hits), logits_before)
