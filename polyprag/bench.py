@@ -44,7 +44,10 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tun
            "poly", "poly-combine", "poly-uniform", "poly-z", "poly-grow")
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
-OPTIONAL = ("rag-gold", "closed-book-bare")
+# poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
+# --routing-init cluster).
+OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain")
+ADDED = ("poly-z", "poly-grow", "poly-notrain")  # rows on the half-built KB with the other half added
 READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
 ABLATIONS = ("adapters", "rank", "routing")
@@ -73,6 +76,9 @@ class BenchConfig:
             raise InputError(f"--corpus-mode {self.corpus_mode!r}; choose from {list(CORPUS_MODES)}.")
         if self.k < 1 or self.n < 1:
             raise InputError(f"--k {self.k} and --n {self.n} must both be >= 1.")
+        if "poly-notrain" in self.methods and self.build.routing_init != "cluster":
+            raise InputError("poly-notrain routes the added documents from their embeddings: it needs "
+                             "--routing-init cluster; add it, or drop poly-notrain.")
         if self.add_epochs is not None and self.add_epochs < 1:
             raise InputError(f"--add-epochs {self.add_epochs} must be >= 1 (or left out: the build's epochs).")
         unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
@@ -215,8 +221,8 @@ class Bench:
 
     def _poly(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()
-        if name in ("poly-z", "poly-grow"):
-            kb, folder = self._added_half(work, grow=name == "poly-grow"), self.out / name.replace("poly", "kb")
+        if name in ADDED:
+            kb, folder = self._added_half(work, name), self.out / name.replace("poly", "kb")
             added = kb.manifest["additions"][-1]
             encode = added["seconds"] / added["n_docs"]
         else:
@@ -234,7 +240,7 @@ class Bench:
                  "train_tokens_per_doc": kb.manifest.get("train_tokens_per_doc"),
                  "rank": kb.manifest["inventory"]["rank"], "routing": kb.manifest["routing"],
                  "_encode_seconds": encode_seconds}
-        if name in ("poly-z", "poly-grow"):
+        if name in ADDED:
             base = kb.storage_bytes(self.out / "kb-z-base")
             extra["added_docs"] = added["n_docs"]
             extra["adapters_grown"] = added.get("adapters_grown", 0)
@@ -292,10 +298,11 @@ class Bench:
         self._kbs[folder] = kb
         return kb, folder
 
-    def _added_half(self, work: Workload, grow: bool) -> KnowledgeBase:
-        """The inventory trained on every other document; the rest added to it by routing only (Poly-z) or
-        with a grown inventory (`growth_for`: as many new adapters as keep the documents per adapter)."""
-        folder = self.out / ("kb-grow" if grow else "kb-z")
+    def _added_half(self, work: Workload, name: str) -> KnowledgeBase:
+        """The inventory trained on every other document; the rest added to it by routing only (Poly-z), with
+        a grown inventory (`growth_for`: as many new adapters as keep the documents per adapter), or routed
+        from their embeddings without training."""
+        folder, grow = self.out / name.replace("poly", "kb"), name == "poly-grow"
         if (folder / "manifest.json").exists():
             return KnowledgeBase.load(folder, load_model(self.model))
         base_folder = self.out / "kb-z-base"
@@ -305,7 +312,7 @@ class Bench:
         training = self.config.build.training
         training = replace(training, epochs=self.config.add_epochs) if self.config.add_epochs else training
         kb.add(added, training, cache=self.out / "augment-cache.jsonl", progress=self.progress,
-               checkpoint_dir=folder.with_name(folder.name + ".ckpt"),
+               checkpoint_dir=folder.with_name(folder.name + ".ckpt"), no_train=name == "poly-notrain",
                grow=growth_for(len(added), kb.manifest) if grow else 0)
         kb.save(folder)
         shutil.rmtree(folder.with_name(folder.name + ".ckpt"), ignore_errors=True)
@@ -411,7 +418,7 @@ def markdown(result: dict) -> str:
                      f"{r['storage_bytes']:,} | {r['storage_bytes_per_doc']:,} | {encode} | {r['latency_p50_s']:.2f} | "
                      f"{r['latency_p95_s']:.2f} | {r['seconds_per_question']:.2f} |")
     types = sorted({t for r in result["rows"] for t in r.get("f1_by_type", {})})
-    if len(types) > 1 or any(r["method"] in ("poly-z", "poly-grow") for r in result["rows"]):
+    if len(types) > 1 or any(r["method"] in ADDED for r in result["rows"]):
         lines += ["", "F1 per question type, and on the questions whose top document is in the half Poly-z adds "
                   "by routing only / the half its inventory was trained on:", "",
                   "| method | " + " | ".join(types) + " | added half | trained half |",
@@ -421,7 +428,7 @@ def markdown(result: dict) -> str:
             halves = ["-" if r.get(k) is None else f"{r[k]:.1f}" for k in ("f1_added_half", "f1_trained_half")]
             lines.append(f"| {r['method']} | " + " | ".join(cells + halves) + " |")
     for r in result["rows"]:
-        if r["method"] in ("poly-z", "poly-grow") and "add_s" in r:
+        if r["method"] in ADDED and "add_s" in r:
             ratio = f" ({r['add_s_over_full_build_s']:.2f}× the full build)" if "add_s_over_full_build_s" in r else ""
             lines += ["", f"`{r['method']}`: {r['added_docs']} documents added in {r['add_s']:.0f} s{ratio}, "
                       f"{r['adapters_grown']} adapters grown, {r['bytes_added_per_doc']:,} bytes added per document; "

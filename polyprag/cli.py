@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--corpus", help="your documents (with --questions, instead of --dataset)")
     bench.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
     bench.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
-    bench.add_argument("--methods", default="all", help=f"comma-separated from {', '.join(METHODS + OPTIONAL)}; 'all' stands for the first ten")
+    bench.add_argument("--methods", default="all", help=f"comma-separated from {', '.join(METHODS + OPTIONAL)}; 'all' stands for the first {len(METHODS)}")
     bench.add_argument("--corpus-mode", choices=CORPUS_MODES, default="per-question",
                        help="per-question (PRAG's: each question's top-k paragraphs) or closed (all paragraphs)")
     bench.add_argument("--out", required=True, help="run folder; rerunning the same command resumes it")
@@ -574,7 +574,7 @@ def cmd_bench(args) -> None:
 
 
 def _methods(text: str) -> tuple[str, ...]:
-    """'all' stands for the ten methods, also inside a list ('all,rag-gold')."""
+    """'all' stands for METHODS (not the optional rows), also inside a list ('all,rag-gold')."""
     names = [n for m in _modes(text) for n in (METHODS if m == "all" else (m,))]
     return tuple(dict.fromkeys(names))
 

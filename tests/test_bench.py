@@ -128,3 +128,17 @@ def test_routing_similarity_sees_documents_of_one_question_cluster():
     sim = routing_similarity(weights, [[0, 1, 2], [3, 4, 5]])
     assert sim["cosine_same_question"] > 0.9 > -0.5 > sim["cosine_other_pairs"]
     assert routing_similarity(weights, [[0, 3]])["cosine_same_question"] < 0  # a mixed pair is far apart
+
+
+def test_poly_notrain_routes_the_added_half_without_training(tiny_chat_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert _bench(tiny_chat_model_dir, out, "--methods", "poly-z,poly-notrain", "--routing-init", "cluster") == 0
+    by = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    free, trained = by["poly-notrain"], by["poly-z"]
+    assert free["added_docs"] == trained["added_docs"] and free["train_tokens_per_doc"] == 0
+    assert trained["train_tokens_per_doc"] > 0 and free["add_s"] < trained["add_s"]
+    assert free["old_answers_identical"] == free["old_questions"] >= 1
+    manifest = json.loads((out / "kb-notrain" / "manifest.json").read_text())
+    assert manifest["additions"][-1]["epochs"] == 0
+    assert _bench(tiny_chat_model_dir, tmp_path / "o2", "--methods", "poly-notrain") == 2  # needs cluster init
+    assert "--routing-init cluster" in " ".join(capsys.readouterr().out.split())
