@@ -74,3 +74,4 @@ lever hotpotqa-n30-gemma3-router-c3 --routing-init cluster --router embedding --
 lever hotpotqa-n30-gemma3-cluster-c3-ent1 --routing-init cluster --contrast 3 --routing-entropy 1
 lever hotpotqa-n30-gemma3-cluster-c3-ctx1 --routing-init cluster --contrast 3 --context-qa 1
 lever hotpotqa-n30-gemma3-cluster-c3-shared-ent1 --routing-init cluster --contrast 3 --shared-adapter --routing-entropy 1
+lever hotpotqa-n30-gemma3-cluster-c3-shared --routing-init cluster --contrast 3 --shared-adapter
