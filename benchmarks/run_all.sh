@@ -32,6 +32,11 @@ run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --met
 # The same split with the other half added by growing the inventory (issue: a KB that learns new facts).
 run sample-grow-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z,poly-grow \
     --context-qa 1 --epochs 3 --max-qa 8
+# Shorter adds (the run above copied its kb/, kb-z-base/ and methods/poly.json into these folders first).
+run sample-grow-e1-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
+    --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 1
+run sample-grow-e2-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
+    --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 2
 # Ablations (M, rank, fine vs coarse routing) and the LLM augmenter against the rules on a small subset.
 run popqa-n50-smollm2-ablation --dataset popqa --n 50 --methods poly --adapters 1,8,20 --rank 2,4,8 \
     --routing fine,coarse
