@@ -32,7 +32,8 @@ run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --met
 # The same split with the other half added by growing the inventory (issue: a KB that learns new facts).
 run sample-grow-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z,poly-grow \
     --context-qa 1 --epochs 3 --max-qa 8
-# Shorter adds (the run above copied its kb/, kb-z-base/ and methods/poly.json into these folders first).
+# Shorter adds. The measured runs had the run above's kb/, kb-z-base/ and methods/poly.json copied in; a
+# seeded build is byte-identical, so building them here gives the same knowledge bases.
 run sample-grow-e1-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
     --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 1
 run sample-grow-e2-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
