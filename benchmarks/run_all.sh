@@ -29,7 +29,7 @@ run popqa-n50-smollm2-bare --dataset popqa --n 50 --methods closed-book-bare
 # Poly-z on the sample corpus with the demo's settings: encode half, add the other half.
 run sample-polyz-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z --context-qa 1 \
     --epochs 3 --max-qa 8
-# The same split with the other half added by growing the inventory (issue: a KB that learns new facts).
+# The same split with the other half added by growing the inventory.
 run sample-grow-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-z,poly-grow \
     --context-qa 1 --epochs 3 --max-qa 8
 # Shorter adds. The measured runs had the run above's kb/, kb-z-base/ and methods/poly.json copied in; a
