@@ -148,6 +148,12 @@ def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
     return layers
 
 
+def old_part(name: str, m_old: int) -> slice:
+    """Of adapter tensor `name`, what existed before a growth to past m_old: the first m_old adapters of
+    lora_A/lora_B, all of the shared adapter."""
+    return slice(m_old) if name.startswith("lora") else slice(None)
+
+
 def inventory_state(layers: list[PolyLoRALinear]) -> dict[str, torch.Tensor]:
     return {f"{i}.{k}": p.detach().contiguous() for i, l in enumerate(layers) for k, p in l.named_adapters().items()}
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from . import atomic
 from .adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state,
-                       load_inventory_state)
+                       load_inventory_state, old_part)
 from .answer import Answer, GenerationConfig, Routing, answer_questions
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
@@ -525,8 +525,7 @@ def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor
     with torch.no_grad():
         for i, layer in enumerate(layers):
             for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
-                old = slice(m_old) if k.startswith("lora") else slice(None)
-                p[old] = kept[f"{i}.{k}"][old]
+                p[old_part(k, m_old)] = kept[f"{i}.{k}"][old_part(k, m_old)]
 
 
 def _out_of_space(e: OSError) -> bool:

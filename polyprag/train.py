@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import atomic
-from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing
+from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part
 from .answer import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
 from .errors import InputError
@@ -213,7 +213,7 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
             routing.logits.grad[~trainable_docs] = 0
         for l in layers if frozen_adapters and config.train_adapters else ():
             for k, p in l.named_adapters().items():  # the shared adapter is an old one too
-                p.grad[slice(frozen_adapters) if k.startswith("lora") else slice(None)] = 0
+                p.grad[old_part(k, frozen_adapters)] = 0
         grads.append(routing.grad_norm())
         opt.step()
         losses.append(loss.item())
