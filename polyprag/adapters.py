@@ -74,8 +74,10 @@ class PolyLoRALinear(nn.Module):
         out = self.base_layer(x)
         if self.weights is None:
             return out
-        w = self.weights.to(x.dtype)  # (B, M'), or (B, K, M'): K mixtures whose adapters are summed
-        lora_a, lora_b = self.lora_A[:w.shape[-1]], self.lora_B[:w.shape[-1]]  # the first M' adapters
+        # Computed in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
+        # and the routing table stays on the CPU (its rows are tiny), so its weights travel here.
+        w = self.weights.to(x.device, x.dtype)  # (B, M'), or (B, K, M'): K mixtures whose adapters are summed
+        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(x.dtype), self.lora_B[:w.shape[-1]].to(x.dtype)  # first M'
         if w.dim() == 3:
             delta = self._sum_of_mixtures(x, w, lora_a, lora_b)
         elif self.config.mixing == "poly":
@@ -155,7 +157,9 @@ def old_part(name: str, m_old: int) -> slice:
 
 
 def inventory_state(layers: list[PolyLoRALinear]) -> dict[str, torch.Tensor]:
-    return {f"{i}.{k}": p.detach().contiguous() for i, l in enumerate(layers) for k, p in l.named_adapters().items()}
+    """Views on the CPU (copies from a GPU), keyed "layer.name": what safetensors saves."""
+    return {f"{i}.{k}": p.detach().cpu().contiguous() for i, l in enumerate(layers)
+            for k, p in l.named_adapters().items()}
 
 
 def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Tensor]) -> None:

@@ -19,7 +19,7 @@ import math
 import shutil
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,8 @@ class BenchConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
     add_epochs: int | None = None  # poly-z / poly-grow: epochs of the add (None: the build's)
+    device: str = "cpu"  # every method's model: cpu, cuda, mps or auto (models.resolve_device)
+    dtype: str = "float32"  # the base model's weights (adapters train in fp32 either way)
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS + OPTIONAL]
@@ -138,7 +140,9 @@ class Bench:
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
-            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k) != current[k])
+            # A setting newer than the saved run counts as its default there (device, dtype: "cpu", "float32").
+            defaults = {f.name: f.default for f in fields(BenchConfig) if f.default is not MISSING}
+            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k, defaults.get(k)) != current[k])
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "
                                  "rerun with the same settings to resume it, or pass a new --out folder.")
@@ -158,8 +162,11 @@ class Bench:
     def _lm(self, role: str) -> LoadedModel:
         """One fresh model per family: poly layers and PEFT's must not wrap the same modules."""
         if role not in self._lms:
-            self._lms[role] = load_model(self.model)
+            self._lms[role] = self._load()
         return self._lms[role]
+
+    def _load(self) -> LoadedModel:
+        return load_model(self.model, self.config.device, self.config.dtype)
 
     # --- methods ----------------------------------------------------------------------------------------
     def _method(self, name: str, work: Workload) -> tuple[dict, list[dict]]:
@@ -261,7 +268,7 @@ class Bench:
         picked = [i for i, hs in enumerate(work.hits) if hs and all(h.doc_id in old for h in hs)]
         if not picked:
             return {"old_questions": 0, "old_answers_identical": 0}
-        base = KnowledgeBase.load(self.out / "kb-z-base", load_model(self.model))
+        base = KnowledgeBase.load(self.out / "kb-z-base", self._load())
         before = base.answer([work.texts[i] for i in picked], "poly", self.config.k, self.config.generation,
                              self.progress, hits=[work.hits[i] for i in picked])
         same = sum(b.raw == answers[i].raw for b, i in zip(before, picked))
@@ -288,9 +295,9 @@ class Bench:
         if folder in self._kbs:
             return self._kbs[folder], folder
         if (folder / "manifest.json").exists():
-            kb = KnowledgeBase.load(folder, load_model(self.model))
+            kb = KnowledgeBase.load(folder, self._load())
         else:
-            lm = load_model(self.model)
+            lm = self._load()
             kb = KnowledgeBase.build(work.docs, lm, build, cache=self.out / "augment-cache.jsonl",
                                      checkpoint_dir=folder.with_name(folder.name + ".ckpt"), progress=self.progress)
             kb.save(folder)
@@ -304,7 +311,7 @@ class Bench:
         from their embeddings without training."""
         folder, grow = self.out / name.replace("poly", "kb"), name == "poly-grow"
         if (folder / "manifest.json").exists():
-            return KnowledgeBase.load(folder, load_model(self.model))
+            return KnowledgeBase.load(folder, self._load())
         base_folder = self.out / "kb-z-base"
         self._kb(replace(work, docs=work.docs[0::2]), self.config.build, base_folder)
         kb = self._kbs.pop(base_folder)  # changed below: the other half-added row must start from disk

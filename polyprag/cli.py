@@ -28,7 +28,7 @@ from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write
 from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
-from .models import BUNDLED, DEFAULT_MODEL, load_model, polyprag_home
+from .models import BUNDLED, DEFAULT_MODEL, DTYPES, load_model, polyprag_home
 from .prag import PragConfig
 from .retrieve import BM25Index
 from .routing import ROUTERS, ROUTING_INITS
@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--guard-reads", action="store_true",
                        help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
                             "a read-only key); same as POLYPRAG_GUARD_READS=1")
+    _device_args(serve)
     serve.set_defaults(func=cmd_serve)
     return p
 
@@ -166,6 +167,7 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _device_args(add)
     add.set_defaults(func=cmd_add)
 
     compact = sub.add_parser("compact", help="re-encode every document into a fresh inventory of M adapters",
@@ -179,6 +181,7 @@ def _lifecycle_parsers(sub) -> None:
     compact.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
     compact.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     compact.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _device_args(compact)
     compact.set_defaults(func=cmd_compact)
 
     rm = sub.add_parser("remove", help="remove documents from a knowledge base (inventory untouched)",
@@ -188,6 +191,7 @@ def _lifecycle_parsers(sub) -> None:
     rm.add_argument("kb")
     rm.add_argument("ids", nargs="+", metavar="ID", help="document ids, as in the KB's docs.jsonl")
     rm.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _device_args(rm)
     rm.set_defaults(func=cmd_remove)
 
     ver = sub.add_parser("versions", help="list a knowledge base's versions and what produced each")
@@ -265,6 +269,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    _device_args(p)
+
+
+def _device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps, or auto (a GPU when one is visible; "
+                   "default cpu)")
+    p.add_argument("--dtype", default="float32", choices=DTYPES,
+                   help="the base model's weights (default float32; bfloat16 on a GPU). Adapters train in fp32")
 
 
 def _generation(args) -> GenerationConfig:
@@ -285,7 +297,7 @@ def cmd_ask(args) -> None:
     if mode in POLY_MODES:
         if not args.kb:
             raise InputError(f"--mode {mode} needs --kb KB (build one with `polyprag build CORPUS --out KB`).")
-        kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+        kb = _load_kb(args)
         hits = kb.retrieve([args.question], args.k)
         answer = kb.answer([args.question], mode, args.k, _generation(args), progress=False, hits=hits)[0]
         _print_answer(answer, hits[0], {d.id: d for d in kb.docs})
@@ -304,7 +316,11 @@ def cmd_ask(args) -> None:
 
 
 def _lm(args):
-    return load_model(args.model or DEFAULT_MODEL)
+    return load_model(args.model or DEFAULT_MODEL, args.device, args.dtype)
+
+
+def _load_kb(args) -> KnowledgeBase:
+    return KnowledgeBase.load(args.kb, _model_for_kb(args), args.device, args.dtype)
 
 
 def _model_for_kb(args) -> str | None:
@@ -323,14 +339,15 @@ def _print_answer(answer, hits, by_id) -> None:
 def cmd_serve(args) -> None:
     from .serve import serve  # the web stack is imported only by the command that needs it
 
-    serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads)
+    serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads, device=args.device,
+          dtype=args.dtype)
 
 
 def cmd_eval(args) -> None:
     if args.kb:
         if not args.questions:
             raise InputError("--kb needs --questions Q.jsonl (retrieval runs over the KB's own documents).")
-        kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+        kb = _load_kb(args)
         _run(args, load_questions(args.questions), kb.docs, _modes(args.modes), kb=kb)
         return
     if bool(args.dataset) == bool(args.corpus or args.questions):
@@ -422,7 +439,7 @@ def cmd_add(args) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs {args.epochs}: train for at least 1 epoch.")
     docs = _docs(args.corpus, args.chunk_words)  # read and check the new documents before loading a model
-    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    kb = _load_kb(args)
     before = len(kb.docs)
     training = TrainConfig(**kb.manifest["training"])
     training = replace(training, epochs=args.epochs) if args.epochs else training
@@ -445,7 +462,7 @@ def cmd_add(args) -> None:
 def cmd_compact(args) -> None:
     if (args.adapters is not None and args.adapters < 1) or (args.epochs is not None and args.epochs < 1):
         raise InputError(f"--adapters {args.adapters} / --epochs {args.epochs}: both must be >= 1.")
-    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    kb = _load_kb(args)
     before = kb.manifest["inventory"]["n_adapters"]
     training = TrainConfig(**kb.manifest["training"])
     training = replace(training, epochs=args.epochs) if args.epochs else training
@@ -476,7 +493,7 @@ def _growth(args, n_new: int, kb: KnowledgeBase) -> int:
 
 
 def cmd_remove(args) -> None:
-    kb = KnowledgeBase.load(args.kb, _model_for_kb(args))
+    kb = _load_kb(args)
     before = len(kb.docs)
     kb.remove(args.ids)
     kb.save(args.kb)
@@ -565,7 +582,8 @@ def cmd_bench(args) -> None:
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
-                         generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs)
+                         generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
+                         device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)

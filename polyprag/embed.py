@@ -22,11 +22,12 @@ def embed_documents(lm: LoadedModel, docs: list[Document], batch_size: int = 8, 
     out = []
     for start in range(0, len(docs), batch_size):
         texts = [d.content() for d in docs[start:start + batch_size]]
-        enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", truncation=True, max_length=max_length)
+        enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", truncation=True,
+                  max_length=max_length).to(lm.model.device)
         hidden = lm.model(**enc, output_hidden_states=True).hidden_states[-1]  # (B, T, d)
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B, d)
-        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
     return torch.cat(out)
 
 

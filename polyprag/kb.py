@@ -83,14 +83,27 @@ class BuildConfig:
                              "--routing-init cluster with --router embedding.")
 
 
-def model_fingerprint(model) -> str:
-    """Architecture, parameter shapes and the first embedding values: differs between base models."""
-    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+def model_fingerprint(model, legacy: bool = False) -> str:
+    """Architecture, parameter shapes and the first embedding values: differs between base models, not
+    between devices or dtypes (values rounded to bf16), so a KB built on a CPU in fp32 loads on a GPU in bf16.
+    `legacy`: the fp32-exact form KBs written before that carry (still accepted from an fp32 model)."""
+    config = model.config.to_dict()
+    if not legacy:
+        config = {k: v for k, v in config.items() if k not in ("dtype", "torch_dtype")}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, p in model.named_parameters():
         if "lora_" not in name:
             h.update(f"{name}:{tuple(p.shape)};".encode())
-    h.update(model.get_input_embeddings().weight.detach().flatten()[:4096].float().numpy().tobytes())
+    head = model.get_input_embeddings().weight.detach().flatten()[:4096]
+    head = head.float() if legacy else head.to(torch.bfloat16).float()
+    h.update(head.cpu().numpy().tobytes())
     return h.hexdigest()
+
+
+def _fingerprints(model) -> set[str]:
+    """The fingerprints that match this model: the current one, and the legacy one when it is in fp32."""
+    legacy = {model_fingerprint(model, legacy=True)} if model.dtype == torch.float32 else set()
+    return {model_fingerprint(model)} | legacy
 
 
 class KnowledgeBase:
@@ -336,9 +349,10 @@ class KnowledgeBase:
         return {**m, "version": version, "changes": changes, "updated": now}
 
     @classmethod
-    def load(cls, folder: str | Path, lm: LoadedModel | str | None = None) -> KnowledgeBase:
+    def load(cls, folder: str | Path, lm: LoadedModel | str | None = None, device: str = "cpu",
+             dtype: str = "float32") -> KnowledgeBase:
         """`lm`: a loaded model, a model spec, or None for the KB's own base model (loaded after the KB's
-        files are checked, so a damaged KB fails fast)."""
+        files are checked, so a damaged KB fails fast, on `device` in `dtype`)."""
         folder = Path(folder)
         with atomic.folder_lock(folder, shared=True):  # every file from one version, even while a writer swaps
             manifest = _read_manifest(folder)
@@ -346,13 +360,15 @@ class KnowledgeBase:
             docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
             index = BM25Index.load(folder / "index")
         if not isinstance(lm, LoadedModel):
-            lm = load_model(lm or manifest["base_model"]["spec"])
+            lm = load_model(lm or manifest["base_model"]["spec"], device, dtype)
         found = model_fingerprint(lm.model)
-        if found != manifest["base_model"]["fingerprint"]:
+        if manifest["base_model"]["fingerprint"] not in _fingerprints(lm.model):
             raise InputError(f"{folder} was built for base model {manifest['base_model']['spec']!r} "
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
-                             f"{manifest['base_model']['spec']}, or rebuild the KB for this model.")
+                             f"{manifest['base_model']['spec']}, or rebuild the KB for this model."
+                             + ("" if lm.model.dtype == torch.float32 else " (A KB written before polyprag's "
+                                "dtype-free fingerprint loads only with --dtype float32.)"))
         logits = routing_file["logits"]
         fix = f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
         _check_finite({**{f"routing.safetensors {k}": v for k, v in routing_file.items()},

@@ -162,14 +162,37 @@ class LoadedModel:
     tokenizer: object  # transformers PreTrainedTokenizerBase
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str) -> str:
+    """"auto" → cuda when a GPU is visible, else cpu; an explicit device is checked, not guessed."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                         "(or auto), or install a CUDA build of torch.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available here; use --device cpu (or auto).")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {device!r}: choose cpu, cuda, cuda:N, mps or auto.")
+    return device
+
+
 def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """The model in `dtype` on `device` (adapters keep fp32 master weights; see adapters.PolyLoRALinear)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype!r}: choose from {list(DTYPES)} (bfloat16 for GPUs, float32 on CPU).")
+    device = resolve_device(device)
     path = resolve_model(spec)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return LoadedModel(spec=spec, path=path, model=model, tokenizer=tok)
-

@@ -90,7 +90,7 @@ class PragAdapters:
             for e in rng.sample(encoded, len(encoded)):  # batch 1, as PRAG
                 batch = collate([e], self.lm.tokenizer.pad_token_id)
                 batch.pop("doc")
-                loss = self.model(**batch).loss
+                loss = self.model(**{k: v.to(self.model.device) for k, v in batch.items()}).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -40,7 +40,6 @@ from .corpus import Document
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
 from .lifecycle import read_manifest
-from .models import load_model
 from .retrieve import Hit
 
 log = logging.getLogger("polyprag")
@@ -189,8 +188,9 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 
 class Service:
-    def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S):
-        self.folder, self.model = Path(folder), model
+    def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
+                 dtype: str = "float32"):
+        self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the adapter layers' mixing state
         self.pending: list[Pending] = []  # answer requests waiting for the model
@@ -203,7 +203,7 @@ class Service:
             threading.Thread(target=self._watch, args=(watch_s,), name="polyprag-watch", daemon=True).start()
 
     def _load(self) -> KnowledgeBase:
-        return KnowledgeBase.load(self.folder, load_model(self.model) if self.model else None)
+        return KnowledgeBase.load(self.folder, self.model, self.device, self.dtype)
 
     def answer(self, questions: list[str], mode: str, k: int, max_new_tokens: int, wait_s: float
                ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
@@ -474,11 +474,12 @@ def _key_matches(request: Request, *keys: str) -> bool:
 
 
 def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
-               guard_reads: bool = False, watch_s: float = WATCH_S) -> FastAPI:
+               guard_reads: bool = False, watch_s: float = WATCH_S, device: str = "cpu",
+               dtype: str = "float32") -> FastAPI:
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
-    service = Service(kb_folder, model, watch_s)
+    service = Service(kb_folder, model, watch_s, device, dtype)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).")
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
     app.state.service, app.state.guard_reads = service, guard_reads
@@ -566,7 +567,8 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          guard_reads: bool = False) -> None:
+          guard_reads: bool = False, device: str = "cpu", dtype: str = "float32") -> None:
     import uvicorn
 
-    uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads, device=device, dtype=dtype), host=host,
+                port=port, log_level="info")

@@ -104,7 +104,7 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
     model.eval()
     for enc, ids in tqdm(pairs, desc="teacher", unit="sample", disable=not progress):
         n = len(enc.ids) - enc.answer_from
-        logits = model(input_ids=torch.tensor([ids]), logits_to_keep=n + 1).logits[0, :n]  # (n, V)
+        logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=n + 1).logits[0, :n]  # (n, V)
         logp = torch.log_softmax(logits.float(), -1)
         values, index = logp.topk(min(top_k, logp.shape[-1]), -1)  # (n, k)
         enc.teacher = (values, index)
@@ -202,7 +202,8 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
     for idx in bar:
         rows = [encoded[i] for i in idx]
         batch = collate(rows, pad_id)
-        docs = batch.pop("doc")
+        docs = batch.pop("doc")  # routing rows: the table stays on the CPU
+        batch = {k: v.to(model.device) for k, v in batch.items()}
         with mixing(layers, routing(docs, tau=config.tau)):
             loss = _loss(model, batch, rows, config.objective)
         if config.routing_entropy:  # the noise in training mixes everything; this pulls each row to few adapters

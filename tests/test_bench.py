@@ -72,6 +72,17 @@ def test_a_rerun_with_other_settings_is_refused(run, tiny_chat_model_dir, capsys
     assert "other settings (k)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(run, tiny_chat_model_dir, capsys):
+    config = json.loads((run / "config.json").read_text())
+    assert (config.pop("device"), config.pop("dtype")) == ("cpu", "float32")
+    (run / "config.json").write_text(json.dumps(config))
+    kept = (run / "methods" / "rag.json").stat().st_mtime_ns
+    assert _bench(tiny_chat_model_dir, run, "--methods", "rag") == 0
+    assert (run / "methods" / "rag.json").stat().st_mtime_ns == kept
+    assert _bench(tiny_chat_model_dir, run, "--methods", "rag", "--dtype", "bfloat16") == 2
+    assert "other settings (dtype)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(run, tiny_chat_model_dir):
     kept = (run / "methods" / "rag.json").stat().st_mtime_ns
     assert _bench(tiny_chat_model_dir, run, "--methods", "closed-book,rag") == 0
