@@ -97,3 +97,16 @@ def test_cli_builds_in_bf16_and_asks_in_fp32(tiny_chat_model_dir, tmp_path, caps
         main(["ask", "--kb", kb, "--dtype", "fp8", QUESTIONS[0], *model])
     assert e.value.code == 2
     assert "invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run where one is visible)")
+def test_a_kb_trains_and_answers_on_cuda_in_bf16_and_loads_on_the_cpu(tiny_chat_model_dir, tmp_path):
+    gpu = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir), "cuda", "bfloat16"), CONFIG, progress=False)
+    assert all(l.lora_A.is_cuda and l.lora_A.dtype == torch.float32 for l in gpu.layers)
+    assert any(l.lora_B.abs().sum() > 0 for l in gpu.layers)
+    answers = gpu.answer(QUESTIONS, "poly-combine", k=2, generation=GEN, progress=False)
+    assert len(answers) == 2
+    gpu.save(tmp_path / "kb")
+    cpu = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    saved, trained = inventory_state(cpu.layers), inventory_state(gpu.layers)
+    assert all(torch.equal(saved[k], trained[k]) for k in trained)
