@@ -67,6 +67,7 @@ class BenchConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
     add_epochs: int | None = None  # poly-z / poly-grow: epochs of the add (None: the build's)
+    add_lr: float | None = None  # poly-grow: the new adapters' learning rate (None: the build's)
     device: str = "cpu"  # every method's model: cpu, cuda, mps or auto (models.resolve_device)
     dtype: str = "float32"  # the base model's weights (adapters train in fp32 either way)
 
@@ -83,6 +84,8 @@ class BenchConfig:
                              "--routing-init cluster; add it, or drop poly-notrain.")
         if self.add_epochs is not None and self.add_epochs < 1:
             raise InputError(f"--add-epochs {self.add_epochs} must be >= 1 (or left out: the build's epochs).")
+        if self.add_lr is not None and not self.add_lr > 0:
+            raise InputError(f"--add-lr {self.add_lr} must be > 0 (or left out: the build's --lr-adapters).")
         unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
         if unknown:
             raise InputError(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)}.")
@@ -318,6 +321,7 @@ class Bench:
         added = work.docs[1::2]
         training = self.config.build.training
         training = replace(training, epochs=self.config.add_epochs) if self.config.add_epochs else training
+        training = replace(training, lr_adapters=self.config.add_lr) if self.config.add_lr else training
         kb.add(added, training, cache=self.out / "augment-cache.jsonl", progress=self.progress,
                checkpoint_dir=folder.with_name(folder.name + ".ckpt"), no_train=name == "poly-notrain",
                grow=growth_for(len(added), kb.manifest) if grow else 0)

@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
     bench.add_argument("--prag-tuned-epochs", type=int, default=2)
     bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
+    bench.add_argument("--add-lr", type=float,
+                       help="poly-grow: the new adapters' learning rate (default: the build's --lr-adapters)")
     _build_args(bench, lists=True)
     _common(bench)
     # ~100 minutes for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
@@ -158,6 +160,8 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--retrain", action="store_true",
                      help="train a fresh inventory and routing on every document (old + new), with the KB's build config")
     add.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    add.add_argument("--lr-adapters", type=float,
+                     help="with --grow: the new adapters' learning rate (default: the KB's build setting)")
     add.add_argument("--grow", default="0", metavar="N|auto",
                      help="append N fresh adapters, trained on the new documents only (old answers unchanged); "
                           "auto: as many as keep the KB's documents per adapter (default 0: Poly-z)")
@@ -438,11 +442,14 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
 def cmd_add(args) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise InputError(f"--epochs {args.epochs}: train for at least 1 epoch.")
+    if args.lr_adapters is not None and not args.lr_adapters > 0:
+        raise InputError(f"--lr-adapters {args.lr_adapters}: must be > 0.")
     docs = _docs(args.corpus, args.chunk_words)  # read and check the new documents before loading a model
     kb = _load_kb(args)
     before = len(kb.docs)
     training = TrainConfig(**kb.manifest["training"])
     training = replace(training, epochs=args.epochs) if args.epochs else training
+    training = replace(training, lr_adapters=args.lr_adapters) if args.lr_adapters else training
     if args.retrain and (args.no_train or args.grow != "0"):
         raise InputError("--retrain re-encodes everything into the build's inventory; --no-train and --grow apply "
                          "to an addition only. Pick one.")
@@ -583,7 +590,7 @@ def cmd_bench(args) -> None:
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
                          generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
-                         device=args.device, dtype=args.dtype)
+                         add_lr=args.add_lr, device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)

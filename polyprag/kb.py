@@ -187,6 +187,7 @@ class KnowledgeBase:
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
                     "adapters_grown": grow, "n_adapters": m_old + grow,
+                    **({"lr_adapters": config.lr_adapters} if grow and not no_train else {}),
                     "tensor_bytes_added": self._tensor_bytes() - bytes_before,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
                     "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),

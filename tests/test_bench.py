@@ -106,7 +106,8 @@ def test_closed_book_bare_asks_as_the_parametric_methods_do(run, tiny_chat_model
 @pytest.mark.parametrize("flags, message", [(["--methods", "rag,telepathy"], "telepathy"),
                                             (["--adapters", "4,x"], "--adapters"),
                                             (["--routing", "fine,medium"], "--routing"),
-                                            (["--add-epochs", "0"], "--add-epochs 0")])
+                                            (["--add-epochs", "0"], "--add-epochs 0"),
+                                            (["--add-lr", "0"], "--add-lr 0.0 must be > 0")])
 def test_bad_flags_are_named(flags, message, tiny_chat_model_dir, tmp_path, capsys):
     args = ["-q", "bench", "--dataset", "sample", "--model", str(tiny_chat_model_dir), "--out", str(tmp_path / "o"), *flags]
     assert main(args) == 2

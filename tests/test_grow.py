@@ -1,6 +1,7 @@
 """Growing the inventory: new adapters trained on new documents only, old documents' answers bit-for-bit
 the same (logits and greedy tokens), saved and loaded like any version, and the CLI around it."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -106,7 +107,10 @@ def test_cli_add_grow_prints_the_growth_and_refuses_bad_values(built, tiny_chat_
     assert main(base + ["--grow", "many"]) == 2
     assert "--grow 'many'" in capsys.readouterr().out
     assert main(base + ["--grow", "1", "--retrain"]) == 2
-    assert main(base + ["--grow", "auto"]) == 0
+    assert main(base + ["--grow", "1", "--lr-adapters", "0"]) == 2
+    assert "--lr-adapters 0.0: must be > 0" in capsys.readouterr().out
+    assert main(base + ["--grow", "auto", "--lr-adapters", "0.004"]) == 0
+    assert json.loads((tmp_path / "kb" / "manifest.json").read_text())["additions"][-1]["lr_adapters"] == 0.004
     assert "adapters grown" in " ".join(capsys.readouterr().out.split())
     monkeypatch.setattr(cli.console, "width", 10_000)  # one line per row: rich would wrap the table
     assert main(["-q", "inspect", str(tmp_path / "kb")]) == 0
