@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
 import torch
@@ -21,6 +22,11 @@ FAMILIES = {
     "mlp": (("gate_proj", "up_proj", "down_proj"), ("mlp.c_fc", "mlp.c_proj")),
     "attn": (("q_proj", "k_proj", "v_proj", "o_proj"), ("attn.c_attn", "attn.c_proj")),
 }
+
+
+# Each adapted layer's mixing weights for the forward pass in progress: a context-local value set by
+# `mixing(...)`, not state on the shared modules, so threads (or tasks) that use one model each see their own.
+_MIXING: ContextVar[dict[nn.Module, torch.Tensor]] = ContextVar("polyprag_mixing", default={})
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,6 @@ class PolyLoRALinear(nn.Module):
             # so the routed part may be sparse without losing it
             self.shared_A = nn.Parameter(_fresh_a(1, r, d_in)[0])  # (r, d_in)
             self.shared_B = nn.Parameter(torch.zeros(d_out, r))
-        # (B, M') or (B, K, M'), set only inside `mixing(...)`; M' ≤ M: the adapters past M' are not mixed
-        self.weights: torch.Tensor | None = None
 
     @torch.no_grad()
     def grow(self, n: int) -> None:
@@ -72,11 +76,12 @@ class PolyLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
         out = self.base_layer(x)
-        if self.weights is None:
+        w = mixed(self)  # (B, M') or (B, K, M'), only inside `mixing(...)`; M' ≤ M
+        if w is None:
             return out
         # Computed in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
         # and the routing table stays on the CPU (its rows are tiny), so its weights travel here.
-        w = self.weights.to(x.device, x.dtype)  # (B, M'), or (B, K, M'): K mixtures whose adapters are summed
+        w = w.to(x.device, x.dtype)  # K mixtures (if 3-d) whose adapters are summed; adapters past M' not mixed
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(x.dtype), self.lora_B[:w.shape[-1]].to(x.dtype)  # first M'
         if w.dim() == 3:
             delta = self._sum_of_mixtures(x, w, lora_a, lora_b)
@@ -176,17 +181,22 @@ def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Te
 def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
     """Route a batch: weights (B, G, M) or (B, G, K, M) (K mixtures summed) with G = len(layers) ("fine") or 1
     ("coarse"). Adapters no row gives weight are left out (after a growth, old documents never weigh the new
-    ones: their answers are computed exactly as before it). Always cleared."""
+    ones: their answers are computed exactly as before it). Always undone; context-local, so another
+    thread using the same model meanwhile mixes with its own weights, or none."""
     if weights.shape[1] not in (1, len(layers)):
         raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers (or 1)")
     weights = weights[..., :used_width(weights)]
+    token = _MIXING.set({**_MIXING.get(), **{l: weights[:, g if weights.shape[1] > 1 else 0]
+                                             for g, l in enumerate(layers)}})
     try:
-        for g, layer in enumerate(layers):
-            layer.weights = weights[:, g if weights.shape[1] > 1 else 0]
         yield
     finally:
-        for layer in layers:
-            layer.weights = None
+        _MIXING.reset(token)
+
+
+def mixed(layer: PolyLoRALinear) -> torch.Tensor | None:
+    """The weights `layer` mixes with in this context (None outside `mixing(...)`)."""
+    return _MIXING.get().get(layer)
 
 
 def used_width(weights: torch.Tensor) -> int:

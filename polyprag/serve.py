@@ -192,7 +192,7 @@ class Service:
                  dtype: str = "float32"):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
         self.kb = self._load()
-        self.lock = threading.Lock()  # guards self.kb and the adapter layers' mixing state
+        self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
         self.pending: list[Pending] = []  # answer requests waiting for the model
         self.pending_lock = threading.Lock()
         self.jobs: dict[str, Job] = {}

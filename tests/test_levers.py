@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, adapter_cosine, inject
+from polyprag.adapters import InventoryConfig, adapter_cosine, inject, mixing
 from polyprag.answer import GenerationConfig
 from polyprag.augment import Sample
 from polyprag.cli import main
@@ -239,9 +239,9 @@ def test_summed_mixtures_add_up_the_documents_own_adapters(mixing_mode):
     w = torch.softmax(torch.randn(2, 2, 3), -1)  # (B, K=2, M)
     base = layer.base_layer(x)
 
-    def delta(weights):
-        layer.weights = weights
-        return layer(x) - base
+    def delta(weights):  # (B, M) or (B, K, M)
+        with mixing([layer], weights[:, None]):
+            return layer(x) - base
 
     both = delta(w)
     assert torch.allclose(both, delta(w[:, 0]) + delta(w[:, 1]), atol=1e-5)

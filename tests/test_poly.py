@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, inject, mixing
+from polyprag.adapters import InventoryConfig, inject, mixed, mixing
 from polyprag.augment import Sample
 from polyprag.models import load_model
 from polyprag.routing import RoutingTable
@@ -57,9 +57,9 @@ def test_poly_mixing_is_the_lora_of_the_mixed_matrices(lm):
     a = sum(w[0, m] * layer.lora_A[m] for m in range(3))  # (r, d_in)
     b = sum(w[0, m] * layer.lora_B[m] for m in range(3))  # (d_out, r)
     expected = layer.base_layer(x) + layer.scaling * x @ a.T @ b.T
-    layer.weights = w
-    assert torch.allclose(layer(x), expected, atol=1e-5)
-    layer.weights = None
+    with mixing([layer], w[:, None]):  # (B, G=1, M)
+        assert torch.allclose(layer(x), expected, atol=1e-5)
+    assert torch.equal(layer(x), layer.base_layer(x))
 
 
 def test_weights_are_nonnegative_sum_to_one_and_noisy_only_in_training():
@@ -81,7 +81,30 @@ def test_mixing_context_always_clears_the_weights(lm):
     with pytest.raises(RuntimeError):
         with mixing(layers, torch.full((1, 1, 2), 0.5)):
             raise RuntimeError("boom")
-    assert all(l.weights is None for l in layers)
+    assert all(mixed(l) is None for l in layers)
+
+
+def test_mixing_is_context_local_so_threads_do_not_share_weights(lm):
+    import threading
+
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=2))
+    _randomize_B(layers)
+    ids, results, inside, done = _ids(lm, n=1), {}, threading.Event(), threading.Event()
+    base = lm.model(ids).logits
+
+    def other_thread():  # runs while the main thread is inside its mixing block
+        inside.wait()
+        results["other"] = lm.model(ids).logits
+        done.set()
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    with mixing(layers, torch.tensor([[[1.0, 0.0]]])):
+        inside.set()
+        done.wait(timeout=60)
+        routed = lm.model(ids).logits
+    t.join()
+    assert torch.allclose(results["other"], base) and not torch.allclose(routed, base)
 
 
 def test_only_adapters_and_routing_train(lm):
