@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from polyprag.answer import GenerationConfig
+from polyprag.generate import GenerationConfig
 from polyprag.bench import breakdown, workload
 from polyprag.datasets import load_dataset
 from polyprag.evaluate import prediction, score_row

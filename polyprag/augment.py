@@ -77,7 +77,7 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
 
 def llm_augment(docs: list[Document], lm, progress: bool = True) -> list[Augmentation]:
     """PRAG's protocol with the given model; bounded retries; unparsable QA falls back to rules (counted)."""
-    from .answer import GenerationConfig, generate
+    from .generate import GenerationConfig, generate
 
     gen = GenerationConfig(max_new_tokens=256, batch_size=4)
     rewrites = generate(lm, [_chat(lm.tokenizer, REWRITE_PROMPT.format(passage=d.text)) for d in docs], gen, progress)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, plots
-from .answer import Answer, GenerationConfig, answer_questions
+from .answer import Answer, answer_questions
+from .generate import GenerationConfig
 from .augment import augment_documents, training_samples
 from .corpus import Document
 from .datasets import Question

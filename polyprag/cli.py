@@ -20,7 +20,8 @@ from rich.table import Table
 
 from . import atomic, lifecycle
 from .adapters import InventoryConfig
-from .answer import GenerationConfig, answer_questions
+from .answer import answer_questions
+from .generate import GenerationConfig
 from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl

@@ -8,7 +8,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-from .answer import Answer, GenerationConfig, answer_questions
+from .answer import Answer, answer_questions
+from .generate import GenerationConfig
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError

@@ -33,7 +33,8 @@ from torch import nn
 from . import atomic
 from .adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state,
                        load_inventory_state, old_part)
-from .answer import Answer, GenerationConfig, Routing, answer_questions
+from .answer import Answer, answer_questions
+from .generate import GenerationConfig, Routing
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
 from .embed import embed_documents, kmeans

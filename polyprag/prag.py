@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .adapters import target_modules
-from .answer import Answer, GenerationConfig, answer_questions
+from .answer import Answer, answer_questions
+from .generate import GenerationConfig
 from .augment import Sample
 from .models import LoadedModel
 from .train import collate, encode

@@ -35,7 +35,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from .answer import Answer, GenerationConfig, answer_questions
+from .answer import Answer, answer_questions
+from .generate import GenerationConfig
 from .corpus import Document
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for

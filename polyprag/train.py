@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import atomic
 from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part
-from .answer import answer_completion, build_prompt, prompt_prefix
+from .prompts import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
 from .errors import InputError
 from .routing import RoutingTable, entropy_stats

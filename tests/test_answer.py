@@ -2,7 +2,9 @@
 
 import pytest
 
-from polyprag.answer import (ANSWER_PREFIX, EXAMPLES, GenerationConfig, answer_questions, build_prompt, generate)
+from polyprag.answer import answer_questions
+from polyprag.generate import GenerationConfig, generate
+from polyprag.prompts import ANSWER_PREFIX, EXAMPLES, build_prompt
 from polyprag.models import load_model
 
 

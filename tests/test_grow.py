@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from polyprag.adapters import InventoryConfig, inventory_state, mixing
-from polyprag.answer import GenerationConfig, build_prompt
+from polyprag.generate import GenerationConfig
+from polyprag.prompts import build_prompt
 from polyprag import cli
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from polyprag.adapters import InventoryConfig, inventory_state
-from polyprag.answer import GenerationConfig, build_prompt
+from polyprag.generate import GenerationConfig
+from polyprag.prompts import build_prompt
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
 from polyprag.errors import InputError

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from polyprag.adapters import InventoryConfig, adapter_cosine, inject, mixing
-from polyprag.answer import GenerationConfig
+from polyprag.generate import GenerationConfig
 from polyprag.augment import Sample
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from polyprag import atomic
 from polyprag.adapters import InventoryConfig
-from polyprag.answer import GenerationConfig
+from polyprag.generate import GenerationConfig
 from polyprag.cli import main
 from polyprag.corpus import Document, load_corpus, write_jsonl
 from polyprag.errors import InputError

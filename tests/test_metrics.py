@@ -6,12 +6,11 @@ from collections import Counter
 
 import pytest
 
+from polyprag.extract import extract_answer, extract_answer_prag
 from polyprag.metrics import (
     Scores,
     accuracy,
     exact_match,
-    extract_answer,
-    extract_answer_prag,
     f1_score,
     mean_scores,
     normalize_answer,

@@ -2,7 +2,7 @@
 
 import torch
 
-from polyprag.answer import GenerationConfig
+from polyprag.generate import GenerationConfig
 from polyprag.augment import Sample
 from polyprag.models import load_model
 from polyprag.prag import PragAdapters, PragConfig

@@ -1,0 +1,65 @@
+"""Batched greedy generation, with or without per-row adapter mixing: longest prompts first, left padding."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from .adapters import PolyLoRALinear, mixing
+from .models import LoadedModel
+from .prompts import is_chat
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 32
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Per-question mixing weights for the adapter inventory: weights (Q, G, M) over `layers`."""
+
+    layers: list[PolyLoRALinear]
+    weights: torch.Tensor
+
+
+@torch.inference_mode()
+def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = GenerationConfig(),
+             progress: bool = True, timings: list[float] | None = None, routing: Routing | None = None) -> list[str]:
+    """Greedy, batched (left padding), longest prompts first; returns only the new text of each prompt.
+
+    `timings`, when given, receives each prompt's share of its batch's wall time (amortised latency).
+    """
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    out: list[str] = [""] * len(prompts)
+    shares: list[float] = [0.0] * len(prompts)
+    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress or len(batches) < 2):
+        start = time.perf_counter()
+        route = mixing(routing.layers, routing.weights[batch]) if routing else nullcontext()
+        with route:
+            texts = _generate_batch(lm, [prompts[i] for i in batch], config)
+        share = (time.perf_counter() - start) / len(batch)
+        for i, text in zip(batch, texts):
+            out[i], shares[i] = text, share
+    if timings is not None:
+        timings.extend(shares)
+    return out
+
+
+def _generate_batch(lm: LoadedModel, prompts: list[str], config: GenerationConfig) -> list[str]:
+    tok, model = lm.tokenizer, lm.model
+    enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left",
+              add_special_tokens=False).to(model.device)
+    # Base models have no end-of-turn token: stop each row at its first newline instead.
+    stop = {} if is_chat(tok) else {"stop_strings": ["\n"], "tokenizer": tok}
+    ids = model.generate(**enc, max_new_tokens=config.max_new_tokens, do_sample=False, top_p=None, top_k=None,
+                         temperature=None, pad_token_id=tok.pad_token_id, **stop)  # (B, T + new)
+    new = ids[:, enc["input_ids"].shape[1]:]
+    return [t.split("\n\n")[0] if is_chat(tok) else t.split("\n")[0]
+            for t in tok.batch_decode(new, skip_special_tokens=True)]
