@@ -1,7 +1,8 @@
 """HTTP service over one knowledge base: answer questions, add and remove documents as jobs, a web page.
 
-Concurrency: the adapter layers hold per-call mixing state (`adapters.mixing`), so the model answers under
-one lock; requests that arrive meanwhile wait together and are answered in shared generation batches. A
+Concurrency: the model answers one generation at a time, under one lock (mixing weights are context-local,
+but the compute is the bottleneck and batching pays); requests that arrive meanwhile wait together and are
+answered in shared generation batches. A
 job never trains on the serving model: it loads its own copy of the KB (one extra model in memory while it
 runs), adds or removes documents, saves the new version to the same folder (`KnowledgeBase.save` is
 atomic), then swaps the serving reference under the lock. Queries are answered all the while; jobs run one

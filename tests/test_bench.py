@@ -1,6 +1,7 @@
 """`polyprag bench` end to end on the tiny model: every method, the JSON/Markdown/PNG reports, resume."""
 
 import json
+import shutil
 
 import pytest
 
@@ -23,6 +24,12 @@ def run(tiny_chat_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "run"
     assert _bench(tiny_chat_model_dir, out, "--methods", "all", "--routing", "fine,coarse") == 0
     return out
+
+
+@pytest.fixture
+def rerun(run, tmp_path):
+    """A copy of the run for the tests that rerun into it: each test sees the run as built, in any order."""
+    return shutil.copytree(run, tmp_path / "run")
 
 
 def test_every_method_has_a_row_with_quality_storage_and_time(run):
@@ -59,46 +66,46 @@ def test_reports_and_plots_are_written(run):
         assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_rerun_resumes_and_redoes_only_missing_methods(run, tiny_chat_model_dir):
-    kept = (run / "methods" / "prag.json").stat().st_mtime_ns
-    (run / "methods" / "rag.json").unlink()
-    assert _bench(tiny_chat_model_dir, run, "--methods", "all", "--routing", "fine,coarse") == 0
-    assert (run / "methods" / "rag.json").exists()
-    assert (run / "methods" / "prag.json").stat().st_mtime_ns == kept
+def test_a_rerun_resumes_and_redoes_only_missing_methods(rerun, tiny_chat_model_dir):
+    kept = (rerun / "methods" / "prag.json").stat().st_mtime_ns
+    (rerun / "methods" / "rag.json").unlink()
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "all", "--routing", "fine,coarse") == 0
+    assert (rerun / "methods" / "rag.json").exists()
+    assert (rerun / "methods" / "prag.json").stat().st_mtime_ns == kept
 
 
-def test_a_rerun_with_other_settings_is_refused(run, tiny_chat_model_dir, capsys):
-    assert _bench(tiny_chat_model_dir, run, "--methods", "rag", "--k", "2") == 2
+def test_a_rerun_with_other_settings_is_refused(rerun, tiny_chat_model_dir, capsys):
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--k", "2") == 2
     assert "other settings (k)" in " ".join(capsys.readouterr().out.split())
 
 
-def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(run, tiny_chat_model_dir, capsys):
-    config = json.loads((run / "config.json").read_text())
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
+    config = json.loads((rerun / "config.json").read_text())
     assert (config.pop("device"), config.pop("dtype")) == ("cpu", "float32")
-    (run / "config.json").write_text(json.dumps(config))
-    kept = (run / "methods" / "rag.json").stat().st_mtime_ns
-    assert _bench(tiny_chat_model_dir, run, "--methods", "rag") == 0
-    assert (run / "methods" / "rag.json").stat().st_mtime_ns == kept
-    assert _bench(tiny_chat_model_dir, run, "--methods", "rag", "--dtype", "bfloat16") == 2
+    (rerun / "config.json").write_text(json.dumps(config))
+    kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 0
+    assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--dtype", "bfloat16") == 2
     assert "other settings (dtype)" in " ".join(capsys.readouterr().out.split())
 
 
-def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(run, tiny_chat_model_dir):
-    kept = (run / "methods" / "rag.json").stat().st_mtime_ns
-    assert _bench(tiny_chat_model_dir, run, "--methods", "closed-book,rag") == 0
-    result = json.loads((run / "results.json").read_text())
+def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(rerun, tiny_chat_model_dir):
+    kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "closed-book,rag") == 0
+    result = json.loads((rerun / "results.json").read_text())
     assert [r["method"] for r in result["rows"]] == ["closed-book", "rag"]
-    assert (run / "methods" / "rag.json").stat().st_mtime_ns == kept
+    assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
 
 
-def test_closed_book_bare_asks_as_the_parametric_methods_do(run, tiny_chat_model_dir, monkeypatch):
+def test_closed_book_bare_asks_as_the_parametric_methods_do(rerun, tiny_chat_model_dir, monkeypatch):
     import polyprag.bench as bench
     seen = []
     real = bench.answer_questions
     monkeypatch.setattr(bench, "answer_questions", lambda *a, **kw: seen.append(kw["shots"]) or real(*a, **kw))
-    assert _bench(tiny_chat_model_dir, run, "--methods", "all,closed-book-bare", "--routing", "fine,coarse") == 0
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "all,closed-book-bare", "--routing", "fine,coarse") == 0
     assert seen == [False]  # the ten were done before: only the bare reader ran, without examples
-    rows = json.loads((run / "results.json").read_text())["rows"]
+    rows = json.loads((rerun / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == [*METHODS, "closed-book-bare", "poly[routing=fine]", "poly[routing=coarse]"]
     assert rows[len(METHODS)]["storage_bytes"] == 0
 
