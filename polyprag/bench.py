@@ -25,18 +25,19 @@ from pathlib import Path
 import numpy as np
 
 from . import atomic, plots
-from .answer import Answer, answer_questions
+from .answer import Answer
 from .generate import GenerationConfig
 from .augment import augment_documents, training_samples
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError
 from .evaluate import prediction, score_row
-from .kb import BuildConfig, KnowledgeBase, growth_for
+from .kb import POLY_MODES, BuildConfig, KnowledgeBase, growth_for
 from .lifecycle import routing_weights
 from .metrics import score
 from .models import LoadedModel, load_model
 from .prag import PragAdapters, PragConfig
+from .readers import gold_hits, reader
 from .retrieve import BM25Index, Hit
 
 log = logging.getLogger("polyprag")
@@ -189,22 +190,9 @@ class Bench:
         return row, [prediction(q, a, r) for q, a, r in zip(work.questions, answers, work.retrieved)]
 
     def _reader(self, name: str, work: Workload, timings: list[float]) -> list[Answer]:
-        by_id = {d.id: d for d in work.docs}
-        if name.startswith("closed-book"):
-            passages = None
-        elif name == "rag":
-            passages = [[by_id[d].content() for d in ids] for ids in work.retrieved]
-        else:
-            passages = self._gold_passages(work)
-        return answer_questions(self._lm("base"), work.texts, passages, self.config.generation,
-                                progress=self.progress, timings=timings, shots=name != "closed-book-bare")
-
-    def _gold_passages(self, work: Workload) -> list[list[str]]:
-        missing = [q.id for q in work.questions if not q.gold_doc_ids]
-        if missing:
-            raise InputError(f"method rag-gold needs gold paragraphs for every question; {missing[:5]} have none.")
-        by_id = {d.id: d for d in work.corpus}
-        return [[by_id[g].content() for g in q.gold_doc_ids] for q in work.questions]
+        hits = gold_hits(work.questions) if name == "rag-gold" else work.hits  # gold may lie outside work.docs
+        return reader(name, self._lm("base"), work.corpus).answer(work.texts, hits, self.config.generation,
+                                                                   self.progress, timings)
 
     def _samples(self, work: Workload, lm: LoadedModel):
         b = self.config.build
@@ -221,10 +209,8 @@ class Bench:
         t0 = time.perf_counter()
         per_doc = adapters.encode(self._samples(work, lm), len(work.docs), self.progress)
         encode_seconds = time.perf_counter() - t0
-        row = {d.id: i for i, d in enumerate(work.docs)}
-        docs = [[row[h.doc_id] for h in hs] for hs in work.hits]
-        passages = [[work.docs[i].content() for i in ds] for ds in docs] if name.endswith("combine") else None
-        answers = adapters.answer(work.texts, docs, passages, self.config.generation, self.progress, timings)
+        answers = reader(name.replace("-tuned", ""), docs=work.docs, prag=adapters).answer(
+            work.texts, work.hits, self.config.generation, self.progress, timings)
         storage = adapters.storage_bytes(len(work.docs))
         return answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
                          "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
@@ -241,9 +227,8 @@ class Bench:
             kb, folder = self._kb(work, build, self._kb_folder(build))
             encode = kb.manifest["build_seconds"] / kb.manifest["n_docs"]
         encode_seconds = time.perf_counter() - t0
-        mode = name if name in ("poly", "poly-combine", "poly-uniform") else "poly"
-        answers = kb.answer(work.texts, mode, self.config.k, self.config.generation, self.progress, timings,
-                            hits=work.hits)
+        mode = name if name in POLY_MODES else "poly"  # the added-half rows and ablations answer as poly
+        answers = reader(mode, kb=kb).answer(work.texts, work.hits, self.config.generation, self.progress, timings)
         storage = kb.storage_bytes(folder)
         extra = {"storage_bytes": storage["inventory"] + storage["routing"],
                  "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],

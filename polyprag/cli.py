@@ -20,7 +20,6 @@ from rich.table import Table
 
 from . import atomic, lifecycle
 from .adapters import InventoryConfig
-from .answer import answer_questions
 from .generate import GenerationConfig
 from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
@@ -31,6 +30,7 @@ from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
 from .models import BUNDLED, DEFAULT_MODEL, DTYPES, load_model, polyprag_home
 from .prag import PragConfig
+from .readers import reader
 from .retrieve import BM25Index
 from .routing import ROUTERS, ROUTING_INITS
 from .train import OBJECTIVES, TrainConfig
@@ -304,20 +304,17 @@ def cmd_ask(args) -> None:
             raise InputError(f"--mode {mode} needs --kb KB (build one with `polyprag build CORPUS --out KB`).")
         kb = _load_kb(args)
         hits = kb.retrieve([args.question], args.k)
-        answer = kb.answer([args.question], mode, args.k, _generation(args), progress=False, hits=hits)[0]
+        answer = reader(mode, kb=kb).answer([args.question], hits, _generation(args), progress=False)[0]
         _print_answer(answer, hits[0], {d.id: d for d in kb.docs})
         return
     if mode == "rag" and not (args.corpus or args.kb):
         raise InputError("--mode rag needs --corpus FILE or --kb KB (or use --mode closed-book).")
-    hits, passages, by_id = [], None, {}
+    docs, hits = [], []
     if mode == "rag":
         docs = load_corpus(f"{args.kb}/docs.jsonl") if args.kb else _docs(args.corpus, args.chunk_words)
-        by_id = {d.id: d for d in docs}
         hits = BM25Index.build(docs).search([args.question], k=args.k)[0]
-        passages = [[by_id[h.doc_id].content() for h in hits]]
-    lm = _lm(args)
-    answer = answer_questions(lm, [args.question], passages, _generation(args), progress=False)[0]
-    _print_answer(answer, hits, by_id)
+    answer = reader(mode, _lm(args), docs).answer([args.question], [hits], _generation(args), progress=False)[0]
+    _print_answer(answer, hits, {d.id: d for d in docs})
 
 
 def _lm(args):

@@ -8,22 +8,21 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
-from .answer import Answer, answer_questions
+from .answer import Answer
 from .generate import GenerationConfig
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError
-from .kb import POLY_MODES, KnowledgeBase
+from .kb import KnowledgeBase
 from .metrics import Scores, mean_scores, score
 from .models import LoadedModel
+from .readers import MODES as READER_MODES
+from .readers import gold_hits, reader
 from .retrieve import BM25Index
 
 log = logging.getLogger("polyprag")
 
-# closed-book: the bare question; rag: BM25 top-k passages in the prompt;
-# rag-gold: the question's gold passages in the prompt (an upper bound for the reader; needs gold ids);
-# poly, poly-combine, poly-uniform: a knowledge base's adapters (see kb.py).
-MODES = ("closed-book", "rag", "rag-gold", *POLY_MODES)
+MODES = tuple(name for name, m in READER_MODES.items() if m.needs != "prag")  # PRAG's adapters: `bench` only
 
 
 @dataclass(frozen=True)
@@ -57,23 +56,17 @@ def recall_at_k(gold: list[str], retrieved: list[str]) -> float:
 def evaluate(lm: LoadedModel, questions: list[Question], docs: list[Document], config: EvalConfig,
              progress: bool = True, kb: KnowledgeBase | None = None) -> EvalResult:
     """Every mode over the same retrieval; with `kb`, retrieval runs over the KB's own documents."""
-    if kb is None and (poly := [m for m in config.modes if m in POLY_MODES]):
-        raise InputError(f"mode(s) {poly} need a knowledge base: pass --kb KB (build one with `polyprag build`).")
     docs = kb.docs if kb else docs
-    by_id = {d.id: d for d in docs}
-    index = kb.index if kb else BM25Index.build(docs)
+    readers = {mode: reader(mode, lm, docs, kb) for mode in config.modes}  # a missing KB fails before any work
     texts = [q.question for q in questions]
-    hits = index.search(texts, k=config.k)
+    hits = (kb.index if kb else BM25Index.build(docs)).search(texts, k=config.k)
     retrieved = [[h.doc_id for h in hs] for hs in hits]
     rows, predictions = [], {}
-    for mode in config.modes:
+    for mode, read in readers.items():
         timings: list[float] = []
         start = time.perf_counter()
-        if mode in POLY_MODES:
-            answers = kb.answer(texts, mode, config.k, config.generation, progress, timings, hits=hits)
-        else:
-            answers = answer_questions(lm, texts, _contexts(mode, questions, retrieved, by_id), config.generation,
-                                       progress=progress, timings=timings)
+        answers = read.answer(texts, gold_hits(questions) if mode == "rag-gold" else hits, config.generation,
+                           progress, timings)
         seconds = time.perf_counter() - start
         rows.append(score_row(mode, questions, answers, retrieved, timings, seconds))
         predictions[mode] = [prediction(q, a, r) for q, a, r in zip(questions, answers, retrieved)]
@@ -81,18 +74,6 @@ def evaluate(lm: LoadedModel, questions: list[Question], docs: list[Document], c
     cfg = {"model": lm.spec, "model_path": lm.path, "k": config.k, "modes": list(config.modes),
            "n_questions": len(questions), "n_docs": len(docs), **asdict(config.generation)}
     return EvalResult(cfg, rows, predictions)
-
-
-def _contexts(mode: str, questions: list[Question], retrieved: list[list[str]],
-              by_id: dict[str, Document]) -> list[list[str]] | None:
-    if mode == "closed-book":
-        return None
-    if mode == "rag-gold":
-        missing = [q.id for q in questions if not q.gold_doc_ids]
-        if missing:
-            raise InputError(f"mode rag-gold needs gold_doc_ids for every question; missing for {missing[:5]}.")
-        return [[by_id[d].content() for d in q.gold_doc_ids] for q in questions]
-    return [[by_id[d].content() for d in ids] for ids in retrieved]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -42,7 +42,7 @@ from .errors import ConflictError, InputError
 from .lifecycle import (checksums, describe_change, next_version, read_manifest, rollback,  # noqa: F401
                         staged_version, verify_files, versions)
 from .models import LoadedModel, load_model
-from .retrieve import BM25Index, Hit
+from .retrieve import BM25Index, Hit, passages
 from .routing import ROUTERS, ROUTING_INITS, RoutingTable
 from .train import TrainConfig, train
 
@@ -425,12 +425,11 @@ class KnowledgeBase:
         if mode not in POLY_MODES:
             raise InputError(f"mode {mode!r} is not a knowledge-base mode; choose from {list(POLY_MODES)}.")
         hits = hits if hits is not None else self.retrieve(questions, k)
-        by_id = {d.id: d for d in self.docs}
-        passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "poly-combine" else None
+        ps = passages(hits, {d.id: d for d in self.docs}) if mode == "poly-combine" else None
         combine = combine or self.manifest.get("combine", "mean")
         weights = self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
         routing = Routing(self.layers, weights)
-        return answer_questions(self.lm, questions, passages, generation, progress=progress, timings=timings,
+        return answer_questions(self.lm, questions, ps, generation, progress=progress, timings=timings,
                                 routing=routing)
 
     def storage_bytes(self, folder: str | Path) -> dict[str, int]:

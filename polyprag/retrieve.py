@@ -23,6 +23,11 @@ class Hit:
     score: float
 
 
+def passages(hits: list[list[Hit]], docs: dict[str, Document]) -> list[list[str]]:
+    """Each question's retrieved documents as prompt passages (title and text), in hit order."""
+    return [[docs[h.doc_id].content() for h in hs] for hs in hits]
+
+
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased word tokens (scikit-learn pattern) without English stopwords; shared by docs and queries."""
     return bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)

@@ -36,12 +36,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
-from .answer import Answer, answer_questions
+from .answer import Answer
 from .generate import GenerationConfig
 from .corpus import Document
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
 from .lifecycle import read_manifest
+from .readers import reader
 from .retrieve import Hit
 
 log = logging.getLogger("polyprag")
@@ -255,14 +256,8 @@ class Service:
         questions = [q for it in group for q in it.questions]
         hits = [h for it in group for h in ([[] for _ in it.questions] if mode == "closed-book"
                                              else kb.retrieve(it.questions, it.k))]
-        weights = None
-        if mode in POLY_MODES:
-            answers = kb.answer(questions, mode, max(it.k for it in group), generation, progress=False, hits=hits)
-            weights = kb.weights(hits, mode)  # (Q, G, M)
-        else:
-            by_id = {d.id: d for d in kb.docs}
-            passages = [[by_id[h.doc_id].content() for h in hs] for hs in hits] if mode == "rag" else None
-            answers = answer_questions(kb.lm, questions, passages, generation, progress=False)
+        answers = reader(mode, kb.lm, kb.docs, kb).answer(questions, hits, generation, progress=False)
+        weights = kb.weights(hits, mode) if mode in POLY_MODES else None  # (Q, G, M)
         start = 0
         for it in group:
             end = start + len(it.questions)

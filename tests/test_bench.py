@@ -99,10 +99,10 @@ def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(rerun, tiny_chat_mo
 
 
 def test_closed_book_bare_asks_as_the_parametric_methods_do(rerun, tiny_chat_model_dir, monkeypatch):
-    import polyprag.bench as bench
+    import polyprag.readers as readers
     seen = []
-    real = bench.answer_questions
-    monkeypatch.setattr(bench, "answer_questions", lambda *a, **kw: seen.append(kw["shots"]) or real(*a, **kw))
+    real = readers.answer_questions
+    monkeypatch.setattr(readers, "answer_questions", lambda *a, **kw: seen.append(kw["shots"]) or real(*a, **kw))
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "all,closed-book-bare", "--routing", "fine,coarse") == 0
     assert seen == [False]  # the ten were done before: only the bare reader ran, without examples
     rows = json.loads((rerun / "results.json").read_text())["rows"]

@@ -108,7 +108,7 @@ def test_poly_modes_without_a_kb_are_a_clear_error(tiny_chat_model_dir, tmp_path
     (tmp_path / "q.jsonl").write_text(json.dumps({"question": "Who?", "answers": ["x"]}) + "\n")
     assert main(["eval", "--corpus", str(tmp_path / "docs.jsonl"), "--questions", str(tmp_path / "q.jsonl"),
                  "--modes", "poly", "--model", str(tiny_chat_model_dir)]) == 2
-    assert "need a knowledge base" in capsys.readouterr().out
+    assert "mode poly needs a knowledge base: pass --kb KB" in capsys.readouterr().out
 
 
 def test_a_crash_between_the_two_renames_restores_the_old_version(built, tiny_chat_model_dir, tmp_path):
