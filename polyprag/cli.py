@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.set_defaults(func=cmd_ask)
 
     ev = sub.add_parser("eval", help="score answering modes on a dataset or your own questions")
-    ev.add_argument("--dataset", choices=DATASETS, help="a dataset in --data-dir (see README: Datasets)")
+    ev.add_argument("--dataset", choices=DATASETS, help="a dataset in --data-dir (see docs/cli.md: Datasets)")
     _data_args(ev)
     ev.add_argument("--n", type=int, default=100, help="number of questions (default 100)")
     ev.add_argument("--corpus", help="your documents (instead of --dataset)")
@@ -217,7 +217,8 @@ def _lifecycle_parsers(sub) -> None:
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default="../shared/data", help="folder holding the datasets (see README: Datasets)")
+    p.add_argument("--data-dir", default="../shared/data",
+                   help="folder holding the datasets (see docs/cli.md: Datasets)")
     p.add_argument("--data-file", help="read this file (e.g. a full official release) instead of the default one")
 
 

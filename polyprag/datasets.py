@@ -147,7 +147,7 @@ def load_cwq(path: Path, n: int, data_dir: str | Path) -> tuple[list[Question], 
         if not file.exists():
             raise InputError(f"--dataset cwq has no passages and borrows the {name} paragraphs, but {file} is not "
                              f"found; pass --data-dir pointing at the folder that holds {DATASET_FILES[name]} "
-                             "(see README: Datasets).")
+                             "(see docs/cli.md: Datasets).")
         for doc in _LOADERS[name](file, n)[1]:
             corpus.add(doc.title, doc.text)
     return questions, corpus.docs
@@ -239,7 +239,7 @@ def _row_format(path: Path, index: int, name: str) -> Iterator[None]:
         yield
     except (KeyError, IndexError, TypeError, ValueError, SyntaxError, AttributeError) as e:
         raise InputError(f"{path}: row {index} is not a {name} row ({type(e).__name__}: {e}); pass a file in "
-                         "the format README: Datasets describes.") from None
+                         "the format docs/cli.md: Datasets describes.") from None
 
 
 _LOADERS: dict[str, Callable[[Path, int], tuple[list[Question], list[Document]]]] = {
@@ -257,16 +257,16 @@ def _read_rows(path: Path, name: str) -> list[dict]:
     """A JSON list or JSON lines, told apart by the first character, so either release format can be passed."""
     if not path.exists():
         raise InputError(f"{name} file {path} not found; pass --data-dir pointing at the folder that holds "
-                         f"{DATASET_FILES[name]}, or the full dataset's file (see README: Datasets).")
+                         f"{DATASET_FILES[name]}, or the full dataset's file (see docs/cli.md: Datasets).")
     text = path.read_text(encoding="utf-8")
     try:
         rows = json.loads(text) if text.lstrip().startswith("[") else [
             json.loads(line) for line in text.splitlines() if line.strip()]
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not JSON or JSON lines ({e.msg}, line {e.lineno}); pass the {name} file "
-                         "README: Datasets describes.") from None
+                         "docs/cli.md: Datasets describes.") from None
     if not rows or not all(isinstance(r, dict) for r in rows):
-        raise InputError(f"{path} holds no {name} rows (JSON objects); pass the file README: Datasets describes.")
+        raise InputError(f"{path} holds no {name} rows (JSON objects); pass the file docs/cli.md: Datasets describes.")
     return rows
 
 

@@ -1,6 +1,6 @@
 """Prompts: PRAG's templates and a short-answer recipe, the same for training and answering.
 
-Small models answer verbosely. What works at 135M–270M (measured, see README): chat models get the chat
+Small models answer verbosely. What works at 135M–270M (measured, see docs/method.md): chat models get the chat
 template, one invented example exchange, and an assistant turn that already starts "The answer is";
 base models get plain text after a leading bos, one example block, and end at "\nAnswer:".
 Parametric prompts (the adapters are trained on them) carry no examples and a shorter system turn.

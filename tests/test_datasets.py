@@ -182,7 +182,7 @@ def test_cwq_borrows_the_other_corpora_and_has_no_gold(tmp_path):
 
 
 def test_missing_and_malformed_files_name_the_file_and_the_fix(tmp_path):
-    with pytest.raises(InputError, match=r"2wiki file .* not found; pass --data-dir .* README: Datasets"):
+    with pytest.raises(InputError, match=r"2wiki file .* not found; pass --data-dir .* docs/cli.md: Datasets"):
         load_dataset("2wiki", tmp_path, n=2)
     bad = _official(0, "bridge")
     bad["supporting_facts"] = [["Nowhere", 0]]
