@@ -127,6 +127,21 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
                        max_new_tokens=16)
 
+    speed = sub.add_parser("bench-speed", help="answer latency, batched throughput, encoding, retrieval and memory, "
+                           "side by side (one run on this machine; run it alone)")
+    speed.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
+    speed.add_argument("--json", dest="json_out", default="bench-speed.json", help="where the JSON goes")
+    speed.add_argument("--n-docs", type=int, default=20, help="sample documents encoded by poly and prag (default 20)")
+    speed.add_argument("--n-questions", type=int, default=20, help="single-question latency samples (default 20)")
+    speed.add_argument("--batch", type=int, default=32, help="questions in the heterogeneous batch (default 32)")
+    speed.add_argument("--epochs", type=int, default=1)
+    speed.add_argument("--max-new-tokens", type=int, default=16)
+    speed.add_argument("--retrieval-sizes", default="10000,100000,1000000",
+                       help="synthetic BM25 corpus sizes, comma-separated")
+    speed.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes (build, serve)")
+    _device_args(speed)
+    speed.set_defaults(func=cmd_bench_speed)
+
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out")
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
@@ -632,6 +647,26 @@ def _bench_data(args) -> tuple[list, list, str]:
     if not (args.corpus and args.questions):
         raise InputError("pass --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")
     return load_questions(args.questions)[: args.n], _docs(args.corpus, args.chunk_words), ""
+
+
+def cmd_bench_speed(args) -> None:
+    from .speed import SpeedConfig, bench_speed, markdown
+
+    try:
+        sizes = tuple(int(x) for x in args.retrieval_sizes.split(",") if x.strip())
+    except ValueError:
+        raise InputError(f"--retrieval-sizes {args.retrieval_sizes!r}: give whole numbers, comma-separated "
+                         "(e.g. 10000,100000).") from None
+    if min(args.n_docs, args.n_questions, args.batch, args.epochs, args.max_new_tokens, *sizes) < 1:
+        raise InputError("--n-docs, --n-questions, --batch, --epochs, --max-new-tokens and every --retrieval-sizes "
+                         "value must be >= 1.")
+    config = SpeedConfig(model=args.model, n_docs=args.n_docs, n_questions=args.n_questions, batch=args.batch,
+                         epochs=args.epochs, max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
+                         rss=not args.no_rss, device=args.device, dtype=args.dtype)
+    questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
+    result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))
+    console.print(markdown(result), highlight=False, markup=False)
+    console.print(f"wrote {args.json_out}")
 
 
 def cmd_demo(args) -> None:

@@ -1,0 +1,29 @@
+"""`polyprag bench-speed` on the tiny model: every measurement present, the ratios what the numbers say, and
+the peak RSS of real `build` and `serve` child processes."""
+
+import json
+
+from polyprag.cli import main
+
+
+def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    assert main(["-q", "bench-speed", "--model", str(tiny_chat_model_dir), "--json", str(out), "--n-docs", "3",
+                 "--n-questions", "2", "--batch", "4", "--retrieval-sizes", "50,200", "--max-new-tokens", "3"]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["ratios"]) >= {"poly_p50_over_closed_book", "rag_p50_over_closed_book", "prag_p50_over_closed_book",
+                                "batched_poly_throughput_over_closed_book", "encode_s_per_doc_poly_over_prag"}
+    lat = r["latency"]
+    assert r["ratios"]["poly_p50_over_closed_book"] == lat["poly"]["p50_s"] / lat["closed-book-bare"]["p50_s"]
+    assert all(v["n"] == 2 and v["p95_s"] >= v["p50_s"] > 0 for v in lat.values())
+    assert r["batched"]["questions"] == 4 and r["batched"]["distinct_mixtures"] >= 1
+    assert r["encode"]["poly_s_per_doc"] > 0 and r["encode"]["prag_s_per_doc"] > 0
+    assert set(r["retrieval_p50_ms"]) == {"50", "200"} and r["retrieval"]["200"]["build_s"] > 0
+    assert all(20 * 2**20 < r["peak_rss_bytes"][k] < 8 * 2**30 for k in ("build", "serve"))  # a real process
+    shown = capsys.readouterr().out
+    assert "poly answer p50" in shown and "peak RSS of `serve`" in shown
+
+
+def test_bench_speed_refuses_bad_sizes(tiny_chat_model_dir, capsys):
+    assert main(["-q", "bench-speed", "--model", str(tiny_chat_model_dir), "--retrieval-sizes", "10k"]) == 2
+    assert "--retrieval-sizes '10k'" in capsys.readouterr().out
