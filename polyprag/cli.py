@@ -127,6 +127,20 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
                        max_new_tokens=16)
 
+    exp_lora = sub.add_parser("export-lora", help="one question's adapter mixture as a standard PEFT LoRA folder",
+                              description="Write the mixture a question (or a set of documents) gets as a PEFT "
+                              "LoRA adapter (adapter_config.json + adapter_model.safetensors) that PEFT and "
+                              "multi-LoRA servers load: retrieve and route in polyprag, generate anywhere.")
+    exp_lora.add_argument("kb")
+    which = exp_lora.add_mutually_exclusive_group(required=True)
+    which.add_argument("--question", help="retrieve its top-k documents and mix them as `poly` would")
+    which.add_argument("--docs", help="comma-separated document ids to mix")
+    exp_lora.add_argument("--k", type=int, default=3, help="documents retrieved for --question (default 3)")
+    exp_lora.add_argument("--out", required=True, help="the adapter folder (written atomically)")
+    exp_lora.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _device_args(exp_lora)
+    exp_lora.set_defaults(func=cmd_export_lora)
+
     speed = sub.add_parser("bench-speed", help="answer latency, batched throughput, encoding, retrieval and memory, "
                            "side by side (one run on this machine; run it alone)")
     speed.add_argument("--model", default=DEFAULT_MODEL, help=f"default {DEFAULT_MODEL}")
@@ -647,6 +661,25 @@ def _bench_data(args) -> tuple[list, list, str]:
     if not (args.corpus and args.questions):
         raise InputError("pass --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")
     return load_questions(args.questions)[: args.n], _docs(args.corpus, args.chunk_words), ""
+
+
+def cmd_export_lora(args) -> None:
+    from .export import export_lora
+    from .retrieve import Hit
+
+    kb = _load_kb(args)
+    if args.question is not None:
+        hits = kb.retrieve([args.question], args.k)
+    else:
+        ids = [d.strip() for d in args.docs.split(",") if d.strip()]
+        unknown = [d for d in ids if d not in kb.row]
+        if unknown or not ids:
+            raise InputError(f"--docs {args.docs!r}: {unknown or 'no ids'} not in {args.kb}; ids are those in "
+                             "its docs.jsonl (`polyprag inspect` lists counts, `versions` the history).")
+        hits = [[Hit(d, 1.0) for d in ids]]
+    config = export_lora(kb.lm.model, kb.mixing_weights(hits)[0], args.out, kb.manifest["base_model"]["spec"])
+    console.print(f"wrote {args.out}: rank-{config['r']} LoRA on {len(config['target_modules'])} modules, mixing "
+                  f"{', '.join(h.doc_id for h in hits[0]) or 'every adapter alike (no document retrieved)'}")
 
 
 def cmd_bench_speed(args) -> None:

@@ -417,6 +417,12 @@ class KnowledgeBase:
                 out[q, :len(hs)] = every[[self.row[h.doc_id] for h in hs]]
         return out.transpose(1, 2)  # (Q, G, K, M)
 
+    def mixing_weights(self, hits: list[list[Hit]], mode: str = "poly", combine: str | None = None) -> torch.Tensor:
+        """What each question's answer mixes: (Q, G, M) means of weights, or (Q, G, K, M) with combine "sum"
+        (`combine` overrides the KB's own setting)."""
+        combine = combine or self.manifest.get("combine", "mean")
+        return self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
+
     def answer(self, questions: list[str], mode: str = "poly", k: int = 3,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
                timings: list[float] | None = None, hits: list[list[Hit]] | None = None,
@@ -426,9 +432,7 @@ class KnowledgeBase:
             raise InputError(f"mode {mode!r} is not a knowledge-base mode; choose from {list(POLY_MODES)}.")
         hits = hits if hits is not None else self.retrieve(questions, k)
         ps = passages(hits, {d.id: d for d in self.docs}) if mode == "poly-combine" else None
-        combine = combine or self.manifest.get("combine", "mean")
-        weights = self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
-        routing = Routing(self.layers, weights)
+        routing = Routing(self.layers, self.mixing_weights(hits, mode, combine))
         return answer_questions(self.lm, questions, ps, generation, progress=progress, timings=timings,
                                 routing=routing)
 
