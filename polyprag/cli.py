@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
 
     _lifecycle_parsers(sub)
 
+    _bench_parsers(sub)
+    _tool_parsers(sub)
+
+    return p
+
+
+def _bench_parsers(sub) -> None:
+    """bench and demo: the methods side by side on a dataset, and on the bundled sample."""
     bench = sub.add_parser("bench", help="the PRAG family side by side on a dataset: quality, storage, time")
     bench.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (in --data-dir), or sample (bundled)")
     _data_args(bench)
@@ -127,6 +135,28 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
                        max_new_tokens=16)
 
+    demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
+    demo.add_argument("--json", dest="json_out")
+    demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
+    _build_args(demo)
+    _common(demo)
+    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): one passage sample per document, no
+    # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
+    demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
+
+
+def _tool_parsers(sub) -> None:
+    """serve, export-lora and bench-speed: a KB behind HTTP, its mixtures for other engines, the speeds."""
+    serve = sub.add_parser("serve", help="HTTP service and web page over a KB: ask, add/remove documents (jobs)")
+    serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="override the KB's own base model (folder, HF id, or bundled name)")
+    serve.add_argument("--guard-reads", action="store_true",
+                       help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
+                            "a read-only key); same as POLYPRAG_GUARD_READS=1")
+    _device_args(serve)
+    serve.set_defaults(func=cmd_serve)
     exp_lora = sub.add_parser("export-lora", help="one question's adapter mixture as a standard PEFT LoRA folder",
                               description="Write the mixture a question (or a set of documents) gets as a PEFT "
                               "LoRA adapter (adapter_config.json + adapter_model.safetensors) that PEFT and "
@@ -156,30 +186,8 @@ def _parser() -> argparse.ArgumentParser:
     _device_args(speed)
     speed.set_defaults(func=cmd_bench_speed)
 
-    demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
-    demo.add_argument("--json", dest="json_out")
-    demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
-    _build_args(demo)
-    _common(demo)
-    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): one passage sample per document, no
-    # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
-    demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
 
-    serve = sub.add_parser("serve", help="HTTP service and web page over a KB: ask, add/remove documents (jobs)")
-    serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", help="override the KB's own base model (folder, HF id, or bundled name)")
-    serve.add_argument("--guard-reads", action="store_true",
-                       help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
-                            "a read-only key); same as POLYPRAG_GUARD_READS=1")
-    _device_args(serve)
-    serve.set_defaults(func=cmd_serve)
-    return p
-
-
-def _lifecycle_parsers(sub) -> None:
-    """add / remove / versions / rollback / inspect: a knowledge base that changes, with its history."""
+def _add_parser(sub) -> None:
     add = sub.add_parser("add", help="add documents to a knowledge base (Poly-z: new routing rows only)",
                          description="Add documents. By default (Poly-z) only the new documents' routing rows are "
                          "trained: the inventory and every old document's answers stay as they are. --retrain "
@@ -203,6 +211,11 @@ def _lifecycle_parsers(sub) -> None:
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
     _device_args(add)
     add.set_defaults(func=cmd_add)
+
+
+def _lifecycle_parsers(sub) -> None:
+    """add / remove / versions / rollback / inspect: a knowledge base that changes, with its history."""
+    _add_parser(sub)
 
     compact = sub.add_parser("compact", help="re-encode every document into a fresh inventory of M adapters",
                              description="Re-encode every document into a fresh inventory and routing (the build "
