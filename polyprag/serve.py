@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from fastapi import Depends, FastAPI, Request
@@ -78,6 +78,27 @@ class AnswerRequest(BaseModel):
     k: int = 3
     mode: Mode = "poly"
     max_new_tokens: int = 32
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict] | None = None  # a string, or OpenAI's content parts ({"type": "text", "text": ...})
+
+
+class ChatRequest(BaseModel):
+    """OpenAI's chat completion request; fields polyprag does not use (temperature, top_p, ...) are accepted and
+    ignored (decoding is greedy). The mode is the model name, or the extra field "mode"."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = "polyprag"
+    messages: list[ChatMessage]
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    stream: bool = False
+    n: int = 1
+    mode: Mode | None = None
+    k: int = 3
 
 
 class DocumentIn(BaseModel):
@@ -466,7 +487,9 @@ def read_keys(guard_reads: bool) -> list[str]:
 
 
 def _key_matches(request: Request, *keys: str) -> bool:
-    given = request.headers.get("x-api-key", "").encode()
+    """X-API-Key, or `Authorization: Bearer KEY` (what OpenAI clients send)."""
+    bearer = request.headers.get("authorization", "")
+    given = (request.headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")).encode()
     return any([hmac.compare_digest(given, k.encode()) for k in keys])  # a list: every key compared, no shortcut
 
 
@@ -505,6 +528,8 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
                for i, (a, hs) in enumerate(zip(answers, hits))]
         return AnswerResponse(mode=req.mode, k=req.k, version=kb_version(kb), answers=out)
 
+    _openai_routes(app, service, limits, read)
+
     @app.post("/v1/documents", status_code=202, dependencies=write)
     def add_documents(req: DocumentsRequest) -> JobOut:
         _check(req.grow == "auto" or 0 <= req.grow <= MAX_GROW, f"grow={req.grow}: send 0 to {MAX_GROW} or 'auto'.")
@@ -531,36 +556,79 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     return app
 
 
+OPENAI_MODELS = ("polyprag", *get_args(Mode))  # "polyprag" is poly; the others are the modes by name
+
+
+def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -> None:
+    """`POST /v1/chat/completions` and `GET /v1/models`, so that OpenAI clients and frameworks talk to the KB
+    unchanged: the last user message is the question, the model name (or the extra field "mode") the mode."""
+
+    @app.get("/v1/models", dependencies=read)
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "polyprag"}
+                                           for m in OPENAI_MODELS]}
+
+    @app.post("/v1/chat/completions", dependencies=read)
+    def chat(req: ChatRequest) -> dict:
+        mode = req.mode or ("poly" if req.model == "polyprag" else req.model)
+        _check(mode in OPENAI_MODELS, f"model {req.model!r}: choose from {list(OPENAI_MODELS)} (GET /v1/models).")
+        _check(not req.stream, "stream=true is not supported; send stream=false (answers are a few tokens).")
+        _check(req.n == 1, f"n={req.n}: greedy decoding gives one answer; send n=1.")
+        users = [m for m in req.messages if m.role == "user"]
+        _check(bool(users), "no user message; the last user message is the question.")
+        question = _text(users[-1].content)
+        max_new = req.max_completion_tokens or req.max_tokens or 32
+        checked_questions(AnswerRequest(question=question, k=req.k, mode=mode, max_new_tokens=max_new), limits)
+        kb, hits, answers, _ = service.answer([question], mode, req.k, max_new, limits.answer_wait_s)
+        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                "model": req.model,
+                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                             "message": {"role": "assistant", "content": answers[0].answer}}],
+                "polyprag": {"mode": mode, "version": kb_version(kb), "raw": answers[0].raw,
+                             "documents": [h.doc_id for h in hits[0]]}}
+
+
+def _text(content: str | list[dict] | None) -> str:
+    """A message's text: the string, or its text parts joined."""
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+    return content or ""
+
+
 def _retrieved(d: Document, h: Hit) -> Retrieved:
     return Retrieved(id=d.id, title=d.title, score=round(h.score, 4), snippet=d.text[:300])
 
 
 def _error_handlers(app: FastAPI) -> None:
-    """Every error is JSON {"error": message}; unexpected ones are logged here and stay generic for clients."""
+    """Every error is JSON {"error": message} ({"error": {"message", "type", "code"}} on the OpenAI-compatible
+    routes, where clients look for it); unexpected ones are logged here and stay generic for clients."""
 
-    def reply(status: int, message: str) -> JSONResponse:
+    def reply(request: Request, status: int, message: str) -> JSONResponse:
+        if request.url.path in ("/v1/chat/completions", "/v1/models"):
+            kind = "invalid_request_error" if status < 500 else "server_error"
+            return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
         return JSONResponse({"error": message}, status_code=status)
 
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, e: ApiError) -> JSONResponse:
-        return reply(e.status, str(e))
+    async def api_error(request: Request, e: ApiError) -> JSONResponse:
+        return reply(request, e.status, str(e))
 
     @app.exception_handler(InputError)
-    async def input_error(_: Request, e: InputError) -> JSONResponse:
-        return reply(400, str(e))
+    async def input_error(request: Request, e: InputError) -> JSONResponse:
+        return reply(request, 400, str(e))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        return reply(422, _validation_message(e))
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        return reply(request, 422, _validation_message(e))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
-        return reply(e.status_code, str(e.detail))
+    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
+        return reply(request, e.status_code, str(e.detail))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, e: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=e)
-        return reply(500, "internal server error; the server log has the details.")
+        return reply(request, 500, "internal server error; the server log has the details.")
 
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,

@@ -304,3 +304,26 @@ def test_load_is_only_sent_to_loopback_addresses():
             require_loopback(url)
     for url in ("http://127.0.0.1:8000", "http://localhost:1", "http://[::1]:8000"):
         require_loopback(url)
+
+
+def test_the_official_openai_client_asks_the_kb_through_chat_completions(kb_folder):
+    """A live server on loopback, driven by the `openai` package: the answer is the one /v1/answer gives for
+    the same question, mode and token budget; what the API cannot do is refused by name."""
+    import openai
+
+    question = "Who finished Marlow Bridge?"
+    with live_server(create_app(kb_folder)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed-for-open-reads", max_retries=0)
+        assert {"polyprag", "poly", "rag", "closed-book"} <= {m.id for m in client.models.list()}
+        for mode in ("poly", "rag"):
+            reply = client.chat.completions.create(
+                model=mode, max_tokens=4,
+                messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": question}])
+            status, direct = call("POST", f"{url}/v1/answer", {"question": question, "mode": mode, "max_new_tokens": 4})
+            assert status == 200 and reply.choices[0].message.role == "assistant"
+            assert reply.choices[0].message.content == direct["answers"][0]["answer"]
+            assert reply.model_extra["polyprag"]["documents"][0] == "marlow"
+        with pytest.raises(openai.UnprocessableEntityError, match="model 'gpt-4o'"):
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
+        with pytest.raises(openai.UnprocessableEntityError, match="stream=true is not supported"):
+            client.chat.completions.create(model="poly", stream=True, messages=[{"role": "user", "content": question}])
