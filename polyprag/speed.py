@@ -38,6 +38,7 @@ from .retrieve import BM25Index
 from .train import TrainConfig
 
 log = logging.getLogger("polyprag")
+MAX_QA = 3  # QA pairs per document, bare questions only: `bench`'s samples, the same for poly and prag
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,8 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     """Every measurement above; written to `out` (JSON) and returned."""
     docs = docs[:config.n_docs]
     lm = load_model(config.model, config.device, config.dtype)
-    samples = training_samples(docs, augment_documents(docs, "rules", lm, progress=False), context_qa=0,
-                               rewrite=False)
+    samples = training_samples(docs, augment_documents(docs, "rules", lm, progress=False, max_qa=MAX_QA),
+                               context_qa=0, rewrite=False)  # the samples poly's build makes (_encode_poly)
     with tempfile.TemporaryDirectory() as tmp:
         kb, poly_s = _encode_poly(docs, lm, config)
         prag, prag_s = _encode_prag(docs, samples, config, Path(tmp))
@@ -89,7 +90,7 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
 
 
 def _encode_poly(docs: list[Document], lm: LoadedModel, config: SpeedConfig) -> tuple[KnowledgeBase, float]:
-    build = BuildConfig(max_qa=3, context_qa=0, rewrite=False, training=TrainConfig(epochs=config.epochs))
+    build = BuildConfig(max_qa=MAX_QA, context_qa=0, rewrite=False, training=TrainConfig(epochs=config.epochs))
     start = time.perf_counter()
     kb = KnowledgeBase.build(docs, lm, build, progress=False)
     return kb, time.perf_counter() - start
@@ -165,7 +166,7 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
     cli = [sys.executable, "-m", "polyprag.cli"]
     placement = ["--model", config.model, "--device", config.device, "--dtype", config.dtype]
     build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.epochs),
-             "--max-qa", "3", "--context-qa", "0", "--no-rewrite", "--augment-cache", str(tmp / "c.jsonl"), *placement]
+             "--max-qa", str(MAX_QA), "--context-qa", "0", "--no-rewrite", "--augment-cache", str(tmp / "c.jsonl"), *placement]
     serve = [*cli, "serve", str(tmp / "kb"), *placement]  # the wrapper adds a free --port
     return {"build": _child_peak(build), "serve": _child_peak(serve, serving=True)}
 
