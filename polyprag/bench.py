@@ -348,7 +348,8 @@ class Bench:
         stats = plots.routing_stats(weights)
         row = {d.id: i for i, d in enumerate(docs)}
         groups = [[row[h.doc_id] for h in hs if h.doc_id in row] for hs in work.hits]
-        return {"entropy_mean": stats["entropy_mean"], "top_adapters": stats["top_adapters"],
+        return {"entropy_mean": stats["entropy_mean"], "entropy_per_layer_mean": stats["entropy_per_layer_mean"],
+                "top_adapters": stats["top_adapters"],
                 **routing_similarity(weights, groups)}
 
 
@@ -433,7 +434,9 @@ def markdown(result: dict) -> str:
                       "base documents identical before and after the add."]
     r = result.get("routing") or {}
     if r.get("cosine_same_question") is not None:
-        lines += ["", f"Routing (main knowledge base): mean normalised entropy {r['entropy_mean']:.3f}; centred cosine "
+        per_layer = f" ({r['entropy_per_layer_mean']:.3f} within each layer)" if "entropy_per_layer_mean" in r else ""
+        lines += ["", f"Routing (main knowledge base): mean normalised entropy {r['entropy_mean']:.3f}{per_layer}; "
+                  "centred cosine "
                   f"between documents retrieved by the same question {r['cosine_same_question']:.3f} vs "
                   f"{r['cosine_other_pairs']:.3f} for other pairs; most used adapters {r['top_adapters']}."]
     s = result["storage"]

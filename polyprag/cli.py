@@ -578,6 +578,8 @@ def cmd_inspect(args) -> None:
                   f"group{'s' if a['groups'] > 1 else ''} per document)\n"
                   f"routing entropy (mean, / log M): {report['entropy_mean']:.3f}; effective adapters per "
                   f"document (exp entropy): {report['effective_adapters']:.2f} of {a['n_adapters']}\n"
+                  f"within each layer: entropy {report['entropy_per_layer']:.3f}, effective adapters "
+                  f"{report['effective_adapters_per_layer']:.2f}\n"
                   f"sparsity (share of weights < 1/(2M) = {report['sparsity_threshold']:.3g}): "
                   f"{report['sparsity']:.3f}", highlight=False)
     if report["training"]:
@@ -616,7 +618,8 @@ def _additions_table(additions: list[dict]) -> Table:
 def _diagnostics_table(epochs: list[dict]) -> Table:
     """The build's per-epoch record: is routing leaving uniform, are the adapters distinct?"""
     table = Table(title="training, per epoch")
-    cols = ("epoch", "loss", "max_abs_z", "routing_grad_norm", "entropy", "effective_adapters", "adapter_cosine")
+    cols = ("epoch", "loss", "max_abs_z", "routing_grad_norm", "entropy", "effective_adapters", "entropy_per_layer",
+            "adapter_cosine")
     for c in cols:
         table.add_column(c.replace("_", " "), justify="right")
     for e in epochs:

@@ -273,7 +273,7 @@ def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
                          "alpha": manifest["inventory"]["alpha"], "targets": manifest["inventory"]["targets"],
                          "layers": n_layers, "routing": manifest["routing"], "groups": g},
             "entropy_mean": stats["entropy_mean"],
-            "effective_adapters": entropy_stats(torch.from_numpy(w))["effective_adapters"],
+            **{k: v for k, v in entropy_stats(torch.from_numpy(w)).items() if k != "entropy"},
             "training": manifest.get("diagnostics", []),  # per epoch: loss and routing diagnostics
             "additions": [{k: a.get(k) for k in ("at", "n_docs", "adapters_grown", "n_adapters", "epochs", "seconds",
                                                  "tensor_bytes_added")} for a in manifest.get("additions", [])],

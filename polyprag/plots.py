@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import atomic
-from .routing import document_entropy
+from .routing import document_entropy, layer_entropy
 
 __all__ = ["adapter_usage", "f1_bars", "pca_2d", "routing_pca", "routing_stats"]
 
@@ -163,4 +163,6 @@ def routing_stats(weights: np.ndarray) -> dict:
     usage, ent = _usage_and_entropy(w)
     top = np.argsort(-usage, kind="stable")[:5]  # ties go to the lower adapter index
     return {"n_docs": int(w.shape[0]), "n_adapters": int(w.shape[2]), "mean_usage": usage.tolist(),
-            "entropy_mean": float(ent.mean()), "top_adapters": [int(i) for i in top]}
+            "entropy_mean": float(ent.mean()),
+            "entropy_per_layer_mean": float(layer_entropy(torch.from_numpy(w)).mean()),
+            "top_adapters": [int(i) for i in top]}

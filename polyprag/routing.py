@@ -226,9 +226,21 @@ def document_entropy(weights: torch.Tensor) -> torch.Tensor:
     return -(w * w.log()).sum(-1) / math.log(m) if m > 1 else torch.zeros(w.shape[0], dtype=w.dtype)
 
 
-def entropy_stats(weights: torch.Tensor) -> dict[str, float]:
-    """Mean normalised entropy of inference weights (N, G, M) (`document_entropy`), and the effective number
-    of adapters exp(entropy) a document mixes (M = uniform, 1 = one adapter)."""
+def layer_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """(N,) each document's routing entropy / log M within each layer group, averaged over the G groups.
+    Lower than `document_entropy` when a document's layers each use few adapters but not the same ones (the
+    layer-averaged weights then look spread although every layer's mixture is sparse)."""
+    w = weights.detach().clamp_min(1e-12)  # (N, G, M)
     m = weights.shape[-1]
-    h = document_entropy(weights)  # (N,)
-    return {"entropy": float(h.mean()), "effective_adapters": float((h * math.log(m)).exp().mean()) if m > 1 else 1.0}
+    return (-(w * w.log()).sum(-1) / math.log(m)).mean(1) if m > 1 else torch.zeros(w.shape[0], dtype=w.dtype)
+
+
+def entropy_stats(weights: torch.Tensor) -> dict[str, float]:
+    """Mean normalised entropy of inference weights (N, G, M) (`document_entropy`), the effective number of
+    adapters exp(entropy) a document mixes (M = uniform, 1 = one adapter), and both per layer group
+    (`layer_entropy`)."""
+    m = weights.shape[-1]
+    h, hl = document_entropy(weights), layer_entropy(weights)  # (N,), (N,)
+    return {"entropy": float(h.mean()), "effective_adapters": float((h * math.log(m)).exp().mean()) if m > 1 else 1.0,
+            "entropy_per_layer": float(hl.mean()),
+            "effective_adapters_per_layer": float((hl * math.log(m)).exp().mean()) if m > 1 else 1.0}

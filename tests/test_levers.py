@@ -50,6 +50,16 @@ def test_document_embeddings_are_unit_vectors_and_do_not_depend_on_the_batch(lm)
     assert torch.allclose(x, one_by_one, atol=1e-4)
 
 
+def test_per_layer_entropy_sees_layers_that_each_pick_one_adapter_but_not_the_same():
+    weights = torch.eye(4).unsqueeze(0)  # (N=1, G=4, M=4): layer g uses adapter g alone
+    stats = entropy_stats(weights)
+    assert stats["entropy_per_layer"] < 1e-6 and abs(stats["effective_adapters_per_layer"] - 1) < 1e-6
+    assert stats["entropy"] > 0.999  # averaged over layers first, the same document looks uniform
+    same = torch.zeros(1, 4, 4)
+    same[..., 2] = 1  # every layer on adapter 2: both measures agree
+    assert entropy_stats(same)["entropy"] < 1e-6 and entropy_stats(same)["entropy_per_layer"] < 1e-6
+
+
 def test_cluster_init_starts_each_document_on_its_clusters_adapter():
     routing = RoutingTable(3, 2, 4)
     routing.init_from_clusters(torch.tensor([2, 0, 2]), strength=3.0)
@@ -185,7 +195,10 @@ def test_the_routing_entropy_penalty_makes_routing_sparser(tiny_chat_model_dir):
         TrainConfig(routing_entropy=-1)
 
 
-def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys):
+def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys, monkeypatch):
+    from polyprag import cli
+
+    monkeypatch.setattr(cli.console, "width", 10_000)  # one line per row: rich would wrap the table's headers
     write_jsonl(DOCS, tmp_path / "docs.jsonl")
     kb = str(tmp_path / "kb")
     assert main(["build", str(tmp_path / "docs.jsonl"), "--out", kb, "--adapters", "2", "--rank", "2",
@@ -196,7 +209,9 @@ def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tm
     assert main(["inspect", kb, "--json", str(tmp_path / "i.json")]) == 0
     shown = " ".join(capsys.readouterr().out.split())  # rich wraps lines to the terminal's width
     assert "effective adapters per document" in shown and "training, per epoch" in shown
+    assert "within each layer: entropy" in shown and "entropy per layer" in shown
     report = json.loads((tmp_path / "i.json").read_text())
+    assert 0 <= report["entropy_per_layer"] <= 1 and report["training"][-1]["entropy_per_layer"] >= 0
     assert [e["epoch"] for e in report["training"]] == [1, 2] and report["effective_adapters"] <= 2
     manifest = json.loads((tmp_path / "kb" / "manifest.json").read_text())
     assert manifest["training"]["objective"] == "both" and manifest["routing_init"] == "cluster"
