@@ -38,6 +38,10 @@ run sample-grow-e1-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --m
     --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 1
 run sample-grow-e2-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
     --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 2
+run sample-grow-e1-lr6e-3-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
+    --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 1 --add-lr 6e-3
+run sample-grow-e1-lr1e-2-demo-smollm2 --dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow \
+    --context-qa 1 --epochs 3 --max-qa 8 --add-epochs 1 --add-lr 1e-2
 # Ablations (M, rank, fine vs coarse routing) and the LLM augmenter against the rules on a small subset.
 run popqa-n50-smollm2-ablation --dataset popqa --n 50 --methods poly --adapters 1,8,20 --rank 2,4,8 \
     --routing fine,coarse
