@@ -68,6 +68,9 @@ class BuildConfig:
     rewrite: bool = True
     contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
     combine: str = "mean"  # answering: COMBINES
+    # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
+    # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
+    combine_strength: float = 1.0
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -75,6 +78,8 @@ class BuildConfig:
             raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
         if self.combine not in COMBINES:
             raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
+        if not 0 < self.combine_strength <= 4:
+            raise InputError(f"combine_strength={self.combine_strength}: use a scale in (0, 4] (1 = as poly mixes).")
         if self.routing_init not in ROUTING_INITS:
             raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
         if self.router not in ROUTERS:
@@ -421,7 +426,8 @@ class KnowledgeBase:
         """What each question's answer mixes: (Q, G, M) means of weights, or (Q, G, K, M) with combine "sum"
         (`combine` overrides the KB's own setting)."""
         combine = combine or self.manifest.get("combine", "mean")
-        return self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
+        w = self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
+        return w * self.manifest.get("combine_strength", 1.0) if mode == "poly-combine" else w
 
     def answer(self, questions: list[str], mode: str = "poly", k: int = 3,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
@@ -451,7 +457,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
             "routing_init": config.routing_init, "routing_strength": config.routing_strength, "router": config.router,
-            "combine": config.combine,
+            "combine": config.combine, "combine_strength": config.combine_strength,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
@@ -466,7 +472,7 @@ def build_config(manifest: dict) -> BuildConfig:
     return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
                        routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
                        router=m.get("router", "table"),
-                       combine=m.get("combine", "mean"),
+                       combine=m.get("combine", "mean"), combine_strength=m.get("combine_strength", 1.0),
                        augmenter=m["augmenter"],
                        max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
                        training=TrainConfig(**m["training"]))

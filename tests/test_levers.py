@@ -276,3 +276,16 @@ def test_sum_combination_answers_from_a_kb_and_pads_missing_hits(lm):
     assert len(answers) == 2 and kb.manifest["combine"] == "sum"
     with pytest.raises(InputError, match="combine='max'"):
         BuildConfig(combine="max")
+
+
+def test_combine_strength_scales_only_poly_combines_mixture(lm, tmp_path):
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), combine_strength=0.5,
+                         training=TrainConfig(epochs=1, batch_size=4))
+    kb = KnowledgeBase.build(DOCS, lm, config, progress=False)
+    hits = kb.retrieve(["Who finished Marlow Bridge?"], 2)
+    assert torch.allclose(kb.mixing_weights(hits, "poly-combine"), 0.5 * kb.mixing_weights(hits, "poly"))
+    assert torch.allclose(kb.mixing_weights(hits, "poly").sum(-1), torch.ones(1, len(kb.layers)))  # poly as before
+    kb.save(tmp_path / "kb")
+    assert KnowledgeBase.load(tmp_path / "kb", lm.spec).manifest["combine_strength"] == 0.5
+    with pytest.raises(InputError, match="combine_strength=0"):
+        BuildConfig(combine_strength=0)
