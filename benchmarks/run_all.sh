@@ -88,6 +88,8 @@ lever hotpotqa-n30-gemma3-cluster-c3-shared --routing-init cluster --contrast 3 
 # Answer-time only, on that run's KB: poly-combine with its mixing weights scaled (adapter-strength.json).
 .venv/bin/python benchmarks/adapter_strength.py "$work/hotpotqa-n100-gemma3-cluster-c3" --strengths 1,0.5,0.25 --data-dir "$data"
 cp "$work/hotpotqa-n100-gemma3-cluster-c3/adapter-strength.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
+# Sparse routing at a quarter of the scale (alpha 8): is it only too strong?
+lever hotpotqa-n30-gemma3-cluster-c3-lrr001-a8 --routing-init cluster --contrast 3 --lr-routing 0.01 --alpha 8
 # The passage-sample lever at n = 100 (the reference rows of hotpotqa-n100-gemma3-cluster-c3 reproduce).
 run hotpotqa-n100-gemma3-cluster-c3-ctx1 --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
     --contrast 3 --context-qa 1 --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
