@@ -90,6 +90,9 @@ lever hotpotqa-n30-gemma3-cluster-c3-shared --routing-init cluster --contrast 3 
 cp "$work/hotpotqa-n100-gemma3-cluster-c3/adapter-strength.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
 # Sparse routing at a quarter of the scale (alpha 8): is it only too strong?
 lever hotpotqa-n30-gemma3-cluster-c3-lrr001-a8 --routing-init cluster --contrast 3 --lr-routing 0.01 --alpha 8
+# Storage precision on that KB (storage-precision.json).
+.venv/bin/python benchmarks/storage_precision.py "$work/hotpotqa-n100-gemma3-cluster-c3" --precisions fp32,bf16,int8 --data-dir "$data"
+cp "$work/hotpotqa-n100-gemma3-cluster-c3/storage-precision.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
 # The passage-sample lever at n = 100 (the reference rows of hotpotqa-n100-gemma3-cluster-c3 reproduce).
 run hotpotqa-n100-gemma3-cluster-c3-ctx1 --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
     --contrast 3 --context-qa 1 --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
