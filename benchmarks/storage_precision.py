@@ -9,17 +9,9 @@ costs F1 (the storage goal: within 1 point of fp32).
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
 import torch
 
-from polyprag.bench import breakdown, workload
-from polyprag.datasets import load_dataset
-from polyprag.evaluate import prediction, score_row
-from polyprag.generate import GenerationConfig
-from polyprag.kb import KnowledgeBase
+from rerun import finished_run, parser, scored, write
 
 
 def rounded(t: torch.Tensor, precision: str) -> torch.Tensor:
@@ -34,18 +26,12 @@ def rounded(t: torch.Tensor, precision: str) -> torch.Tensor:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run", help="a bench run folder (config.json, kb/)")
+    p = parser(__doc__)
     p.add_argument("--precisions", default="fp32,bf16,int8", help="inventory precisions (routing in fp16 unless fp32)")
     p.add_argument("--modes", default="poly,poly-combine")
-    p.add_argument("--data-dir", default="../shared/data")
     args = p.parse_args()
-    run = Path(args.run)
-    config = json.loads((run / "config.json").read_text())
-    questions, corpus = load_dataset(config["dataset"], args.data_dir, config["n"])
-    work = workload(questions, corpus, config["corpus_mode"], config["k"])
-    kb = KnowledgeBase.load(run / "kb")
-    generation = GenerationConfig(**config["generation"])
+    run = finished_run(args.run, args.data_dir)
+    kb = run.kb
     masters = {id(p): p.detach().clone() for l in kb.layers for p in l.named_adapters().values()}
     logits = kb.routing.logits.detach().clone()
     rows = []
@@ -57,15 +43,10 @@ def main() -> None:
             kb.routing.logits.copy_(rounded(logits, "fp32" if precision == "fp32" else "fp16"))
         for mode in args.modes.split(","):
             timings: list[float] = []
-            answers = kb.answer(work.texts, mode, config["k"], generation, timings=timings, hits=work.hits)
-            row = score_row(f"{mode} ({precision})", work.questions, answers, work.retrieved, timings, sum(timings))
-            row.update(breakdown(work, [prediction(q, a, r) for q, a, r in zip(work.questions, answers, work.retrieved)],
-                                 added=set()))
-            rows.append(row)
-            print(f"{row['method']}: F1 {row['f1']:.1f}, EM {row['em']:.1f}", flush=True)
-    out = run / "storage-precision.json"
-    out.write_text(json.dumps(rows, indent=1))
-    print(f"wrote {out}")
+            answers = kb.answer(run.work.texts, mode, run.config["k"], run.generation, timings=timings,
+                                hits=run.work.hits)
+            rows.append(scored(f"{mode} ({precision})", run, answers, timings))
+    write(run, "storage-precision.json", rows)
 
 
 if __name__ == "__main__":

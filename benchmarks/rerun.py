@@ -1,0 +1,55 @@
+"""What the answer-only scripts (combine.py, adapter_strength.py, storage_precision.py) share: a finished
+`polyprag bench` run's knowledge base, questions, retrieval and decoding, and a row scored as `bench` does."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyprag.answer import Answer
+from polyprag.bench import Workload, breakdown, workload
+from polyprag.datasets import load_dataset
+from polyprag.evaluate import prediction, score_row
+from polyprag.generate import GenerationConfig
+from polyprag.kb import KnowledgeBase
+
+
+@dataclass
+class FinishedRun:
+    folder: Path
+    config: dict  # the run's config.json
+    work: Workload
+    kb: KnowledgeBase
+    generation: GenerationConfig
+
+
+def parser(doc: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("run", help="a bench run folder (config.json, kb/)")
+    p.add_argument("--data-dir", default="../shared/data")
+    return p
+
+
+def finished_run(folder: str | Path, data_dir: str) -> FinishedRun:
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    questions, corpus = load_dataset(config["dataset"], data_dir, config["n"])
+    work = workload(questions, corpus, config["corpus_mode"], config["k"])
+    return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
+
+
+def scored(name: str, run: FinishedRun, answers: list[Answer], timings: list[float]) -> dict:
+    """A `bench` row (EM/F1/latency, F1 per question type), printed as it lands."""
+    w = run.work
+    row = score_row(name, w.questions, answers, w.retrieved, timings, sum(timings))
+    row.update(breakdown(w, [prediction(q, a, r) for q, a, r in zip(w.questions, answers, w.retrieved)], added=set()))
+    print(f"{row['method']}: F1 {row['f1']:.1f}, EM {row['em']:.1f}, by type {row.get('f1_by_type')}", flush=True)
+    return row
+
+
+def write(run: FinishedRun, name: str, rows: list[dict]) -> None:
+    out = run.folder / name
+    out.write_text(json.dumps(rows, indent=1))
+    print(f"wrote {out}")
