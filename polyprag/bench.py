@@ -19,7 +19,7 @@ import math
 import shutil
 import statistics
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,17 @@ def workload(questions: list[Question], corpus: list[Document], mode: str, k: in
     return Workload(questions, [d for d in corpus if d.id in wanted], hits, corpus)
 
 
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` with every key it lacks, at any depth, taken from `defaults`."""
+    out = dict(saved)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = _with_defaults(out[k], v)
+    return out
+
+
 class Bench:
     def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True):
         self.model, self.config, self.out, self.progress = model, config, Path(out), progress
@@ -145,9 +156,10 @@ class Bench:
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
-            # A setting newer than the saved run counts as its default there (device, dtype: "cpu", "float32").
-            defaults = {f.name: f.default for f in fields(BenchConfig) if f.default is not MISSING}
-            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k, defaults.get(k)) != current[k])
+            # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu").
+            defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
+            saved = _with_defaults(saved, defaults)
+            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k) != current[k])
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "
                                  "rerun with the same settings to resume it, or pass a new --out folder.")

@@ -82,6 +82,7 @@ def test_a_rerun_with_other_settings_is_refused(rerun, tiny_chat_model_dir, caps
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
     config = json.loads((rerun / "config.json").read_text())
     assert (config.pop("device"), config.pop("dtype")) == ("cpu", "float32")
+    assert config["build"].pop("combine_strength") == 1.0  # a nested setting newer than the run, too
     (rerun / "config.json").write_text(json.dumps(config))
     kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 0
