@@ -368,8 +368,8 @@ class KnowledgeBase:
             index = BM25Index.load(folder / "index")
         if not isinstance(lm, LoadedModel):
             lm = load_model(lm or manifest["base_model"]["spec"], device, dtype)
-        found = model_fingerprint(lm.model)
         if manifest["base_model"]["fingerprint"] not in _fingerprints(lm.model):
+            found = model_fingerprint(lm.model)
             raise InputError(f"{folder} was built for base model {manifest['base_model']['spec']!r} "
                              f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
