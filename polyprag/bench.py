@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, plots
+from . import atomic, plots, storage
 from .answer import Answer
 from .generate import GenerationConfig
 from .augment import augment_documents, training_samples
@@ -156,9 +156,10 @@ class Bench:
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
-            # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu").
+            # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"),
+            # or as the value runs had before it existed where the default is not that (storage: fp32).
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
-            saved = _with_defaults(saved, defaults)
+            saved = _with_defaults(_with_defaults(saved, {"build": {"storage": storage.LEGACY}}), defaults)
             diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k) != current[k])
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "

@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import atomic
+from . import atomic, storage
 from .adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state,
                        load_inventory_state, old_part)
 from .answer import Answer, answer_questions
@@ -48,7 +48,8 @@ from .train import TrainConfig, train
 
 log = logging.getLogger("polyprag")
 
-FORMAT_VERSION = 2  # 2: the manifest lists the sha256 of every file ("files")
+# 2: the manifest lists the sha256 of every file ("files"); 3: tensors stored in bf16/fp16/int8 ("storage")
+FORMAT_VERSION = 3
 POLY_MODES = ("poly", "poly-combine", "poly-uniform")
 # How the k retrieved documents' routing makes one question's adapter: "mean" of their weights (one mixture),
 # or "sum" of their mixtures' adapters (PRAG's way with its per-document LoRAs).
@@ -71,9 +72,11 @@ class BuildConfig:
     # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
     # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
     combine_strength: float = 1.0
+    storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        storage.check(self.storage)
         if self.routing not in ("fine", "coarse"):
             raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
         if self.combine not in COMBINES:
@@ -149,7 +152,9 @@ class KnowledgeBase:
                         progress=progress)
         routing.materialise()
         manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
-        return cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
+        kb = cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
+        kb._settle()
+        return kb
 
     def add(self, docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
             checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False,
@@ -189,6 +194,7 @@ class KnowledgeBase:
                             checkpoint_dir, trainable_docs=torch.arange(self.routing.n_docs) >= n_old,
                             progress=progress, frozen_adapters=m_old)
             _restore_adapters(self.layers, kept, m_old)
+        self._settle()  # the new rows and adapters; the old ones are already at stored precision
         self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
@@ -206,8 +212,28 @@ class KnowledgeBase:
         return seconds
 
     def _tensor_bytes(self) -> int:
-        """Bytes of the inventory and routing tensors (the KB's learned state)."""
-        return sum(t.nbytes for t in [*inventory_state(self.layers).values(), *self.routing.tensors().values()])
+        """Bytes of the inventory and routing tensors as stored (the KB's learned state)."""
+        inventory, routing = self._stored()
+        return sum(t.nbytes for t in [*inventory.values(), *routing.values()])
+
+    def _precision(self) -> str:
+        return self.manifest.get("storage", storage.LEGACY)
+
+    def _stored(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The inventory and routing tensors as the KB's files hold them."""
+        precision = self._precision()
+        routing = self.routing.tensors()
+        routing["logits"] = routing["logits"].to(storage.routing_dtype(precision))
+        return storage.pack(inventory_state(self.layers), precision), routing
+
+    @torch.no_grad()
+    def _settle(self) -> None:
+        """Round the fp32 masters to the stored precision: the KB answers as it will after a save and a load."""
+        precision = self._precision()
+        for layer in self.layers:
+            for p in layer.named_adapters().values():
+                p.copy_(storage.rounded(p, precision))
+        self.routing.logits.copy_(self.routing.logits.to(storage.routing_dtype(precision)))
 
     def _init_new_rows(self, docs: list[Document], n_old: int, m_old: int, grow: int) -> None:
         """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
@@ -303,7 +329,7 @@ class KnowledgeBase:
         if another writer saved there since, ConflictError, and nothing is written (start again from the
         folder's new version). Returns the version it replaced, None if the folder held no KB."""
         folder = Path(folder)
-        inventory, routing = inventory_state(self.layers), self.routing.tensors()
+        inventory, routing = self._stored()
         _check_finite({**{f"routing {k}": v for k, v in routing.items()}, **{f"inventory {k}": v for k, v in inventory.items()}},
                       "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
         try:
@@ -385,7 +411,7 @@ class KnowledgeBase:
                              f"{len(docs)} documents; {fix}.")
         layers = inject(lm.model, _inventory_config(manifest))
         try:
-            load_inventory_state(layers, inventory)
+            load_inventory_state(layers, storage.unpack(inventory))
         except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
             raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); {fix}.") from None
         routing = RoutingTable(*logits.shape)
@@ -447,7 +473,7 @@ class KnowledgeBase:
         sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
         return {"total": sum(sizes.values()) + sum(p.stat().st_size for p in (folder / "index").iterdir()),
                 "inventory": sizes["inventory.safetensors"], "routing": sizes["routing.safetensors"],
-                "routing_per_doc": self.routing.logits[0].numel() * self.routing.logits.element_size()}
+                "routing_per_doc": self.routing.logits[0].numel() * storage.routing_dtype(self._precision()).itemsize}
 
 
 def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
@@ -457,7 +483,7 @@ def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: in
             "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
             "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
             "routing_init": config.routing_init, "routing_strength": config.routing_strength, "router": config.router,
-            "combine": config.combine, "combine_strength": config.combine_strength,
+            "combine": config.combine, "combine_strength": config.combine_strength, "storage": config.storage,
             "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
             "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
             "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
@@ -473,7 +499,7 @@ def build_config(manifest: dict) -> BuildConfig:
                        routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
                        router=m.get("router", "table"),
                        combine=m.get("combine", "mean"), combine_strength=m.get("combine_strength", 1.0),
-                       augmenter=m["augmenter"],
+                       storage=m.get("storage", storage.LEGACY), augmenter=m["augmenter"],
                        max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
                        training=TrainConfig(**m["training"]))
 

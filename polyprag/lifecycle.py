@@ -28,7 +28,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from . import atomic
+from . import atomic, storage
 from .corpus import Document, load_corpus
 from .errors import InputError
 from .routing import entropy_stats, normalize
@@ -249,7 +249,7 @@ def _routing_weights(folder: Path) -> tuple[list[Document], np.ndarray]:
         raise InputError(f"{folder} is not a polyprag knowledge base (no {MANIFEST}); build one with `polyprag build`.")
     verify_files(folder, manifest)
     logits = load_file(folder / "routing.safetensors")["logits"]  # (N, G, M)
-    return load_corpus(folder / "docs.jsonl"), normalize(torch.sigmoid(logits)).numpy()
+    return load_corpus(folder / "docs.jsonl"), normalize(torch.sigmoid(logits.float())).numpy()  # fp16 stored
 
 
 def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
@@ -271,7 +271,8 @@ def describe(folder: str | Path, top: int = 5, neighbours: int = 3) -> dict:
             "base_model": manifest["base_model"]["spec"],
             "adapters": {"n_adapters": m, "rank": manifest["inventory"]["rank"],
                          "alpha": manifest["inventory"]["alpha"], "targets": manifest["inventory"]["targets"],
-                         "layers": n_layers, "routing": manifest["routing"], "groups": g},
+                         "layers": n_layers, "routing": manifest["routing"], "groups": g,
+                         "storage": manifest.get("storage", storage.LEGACY)},
             "entropy_mean": stats["entropy_mean"],
             **{k: v for k, v in entropy_stats(torch.from_numpy(w)).items() if k != "entropy"},
             "training": manifest.get("diagnostics", []),  # per epoch: loss and routing diagnostics

@@ -24,7 +24,7 @@ def test_routing_grows_by_one_row_per_document_and_the_inventory_stays(tiny_chat
     assert small["inventory"] == large["inventory"] == coarse["inventory"]
     assert large["routing"] - small["routing"] == 4 * large["routing_per_doc"]
     layers = 2 * 3  # the tiny model's 2 layers × gate/up/down
-    assert large["routing_per_doc"] == layers * coarse["routing_per_doc"] == layers * 20 * 4  # fp32 weights
+    assert large["routing_per_doc"] == layers * coarse["routing_per_doc"] == layers * 20 * 2  # fp16 routing logits
 
 
 def test_one_prag_adapter_is_a_real_peft_folder(tiny_chat_model_dir, tmp_path):
@@ -35,7 +35,7 @@ def test_one_prag_adapter_is_a_real_peft_folder(tiny_chat_model_dir, tmp_path):
 
 def test_a_trained_kb_has_the_sizes_measured_untrained(tiny_chat_model_dir, tmp_path):
     rows = [{"routing": "fine", "inventory_bytes": storage_scale.poly_sizes(
-        str(tiny_chat_model_dir), DOCS, "fine", tmp_path / "u")["inventory"], "poly_bytes_per_doc": 6 * 20 * 4}]
+        str(tiny_chat_model_dir), DOCS, "fine", tmp_path / "u")["inventory"], "poly_bytes_per_doc": 6 * 20 * 2}]
     kb = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir)),
                              BuildConfig(training=TrainConfig(epochs=1)), progress=False)
     kb.save(tmp_path / "trained")
