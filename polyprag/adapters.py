@@ -48,10 +48,11 @@ class InventoryConfig:
 class PolyLoRALinear(nn.Module):
     """h = W0 x + s · B_w (A_w x), with A_w, B_w mixed from the inventory by each row's weights w."""
 
-    def __init__(self, base: nn.Linear, config: InventoryConfig):
+    def __init__(self, base: nn.Linear, config: InventoryConfig, path: str = ""):
         super().__init__()
         self.base_layer = base
         self.config = config
+        self.path = path  # the replaced module's name in the model: what its tensors are saved under
         self.scaling = config.alpha / config.rank
         m, r = config.n_adapters, config.rank
         d_in, d_out = _in_out(base)
@@ -149,7 +150,7 @@ def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
     layers = []
     for name, mod in targets:
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-        layer = PolyLoRALinear(mod, config).to(device=mod.weight.device)
+        layer = PolyLoRALinear(mod, config, path=name).to(device=mod.weight.device)
         setattr(parent, name.rsplit(".", 1)[-1], layer)
         layers.append(layer)
     return layers
@@ -161,20 +162,41 @@ def old_part(name: str, m_old: int) -> slice:
     return slice(m_old) if name.startswith("lora") else slice(None)
 
 
+def eject(model: nn.Module) -> list[tuple[nn.Module, str, PolyLoRALinear]]:
+    """`inject` undone: the base layers back in place of the adapter layers; returns what was taken out."""
+    taken = []
+    for name, module in list(model.named_modules()):
+        if isinstance(module, PolyLoRALinear):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], module.base_layer)
+            taken.append((parent, name.rsplit(".", 1)[-1], module))
+    return taken
+
+
+def reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
+    """`eject` undone: the adapter layers back in place."""
+    for parent, attr, module in taken:
+        setattr(parent, attr, module)
+
+
 def inventory_state(layers: list[PolyLoRALinear]) -> dict[str, torch.Tensor]:
-    """Views on the CPU (copies from a GPU), keyed "layer.name": what safetensors saves."""
-    return {f"{i}.{k}": p.detach().cpu().contiguous() for i, l in enumerate(layers)
-            for k, p in l.named_adapters().items()}
+    """Views on the CPU (copies from a GPU), keyed "<module path>.<name>" (e.g.
+    "model.layers.0.mlp.gate_proj.lora_A"): what safetensors saves."""
+    return {f"{l.path}.{k}": p.detach().cpu().contiguous() for l in layers for k, p in l.named_adapters().items()}
 
 
 def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Tensor]) -> None:
+    """`state` keyed by module path, or by layer index ("0.lora_A", as KBs of format 2 and before are)."""
+    by_index = {f"{i}.{k}": f"{l.path}.{k}" for i, l in enumerate(layers) for k in l.named_adapters()}
+    if set(state) == set(by_index):
+        state = {by_index[k]: v for k, v in state.items()}
     expected = set(inventory_state(layers))
     if set(state) != expected:
         raise ValueError(f"inventory tensors {sorted(set(state) ^ expected)[:4]} do not match the model's layers")
     with torch.no_grad():
-        for i, layer in enumerate(layers):
+        for layer in layers:
             for k, p in layer.named_adapters().items():
-                p.copy_(state[f"{i}.{k}"])
+                p.copy_(state[f"{layer.path}.{k}"])
 
 
 @contextmanager

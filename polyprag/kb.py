@@ -31,8 +31,8 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from . import atomic, storage
-from .adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state,
-                       load_inventory_state, old_part)
+from .adapters import (InventoryConfig, PolyLoRALinear, eject, grow_inventory, inject, inventory_state,
+                       load_inventory_state, old_part, reinstate)
 from .answer import Answer, answer_questions
 from .generate import GenerationConfig, Routing
 from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
@@ -285,12 +285,12 @@ class KnowledgeBase:
         config = replace(config, inventory=inventory,
                          training=replace(training or config.training, train_adapters=True))
         start = time.perf_counter()
-        taken = _eject(self.lm.model)  # `build` injects a fresh inventory into the bare base model
+        taken = eject(self.lm.model)  # `build` injects a fresh inventory into the bare base model
         try:
             fresh = KnowledgeBase.build(self.docs + docs, self.lm, config, cache, checkpoint_dir, progress,
                                         reuse=self.augmentations)
         except BaseException:
-            _reinstate(taken)  # a failed retrain leaves this KB as it was
+            reinstate(taken)  # a failed retrain leaves this KB as it was
             raise
         seconds = time.perf_counter() - start
         m = self.manifest
@@ -339,7 +339,10 @@ class KnowledgeBase:
                 self._check_base(folder, replaced)
                 manifest = self._versioned(folder)
                 with staged_version(folder) as tmp:
-                    _write_tensors(inventory, tmp / "inventory.safetensors")
+                    # The inventory's config in the file too, so the tensors explain themselves without the manifest
+                    _write_tensors(inventory, tmp / "inventory.safetensors",
+                                   {"format_version": str(FORMAT_VERSION), "storage": self._precision(),
+                                    "inventory": json.dumps(self.manifest["inventory"])})
                     _write_tensors(routing, tmp / "routing.safetensors")
                     write_jsonl(self.docs, tmp / "docs.jsonl")
                     write_augmentations(self.augmentations, tmp / "augment.jsonl")
@@ -524,25 +527,9 @@ def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: 
     return [known[d.id] for d in docs]
 
 
-def _eject(model: nn.Module) -> list[tuple[nn.Module, str, PolyLoRALinear]]:
-    """Put the base layers back in place of the adapter layers (`inject` undone); returns what was taken out."""
-    taken = []
-    for name, module in list(model.named_modules()):
-        if isinstance(module, PolyLoRALinear):
-            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
-            setattr(parent, name.rsplit(".", 1)[-1], module.base_layer)
-            taken.append((parent, name.rsplit(".", 1)[-1], module))
-    return taken
-
-
-def _reinstate(taken: list[tuple[nn.Module, str, PolyLoRALinear]]) -> None:
-    for parent, attr, module in taken:
-        setattr(parent, attr, module)
-
-
-def _write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors bytes written by Python, not by `save_file`: a full disk is then an OSError with its errno."""
-    path.write_bytes(safetensors_bytes(tensors))
+    path.write_bytes(safetensors_bytes(tensors, metadata))
 
 
 def built_adapters(manifest: dict) -> int:
@@ -576,9 +563,9 @@ def growth_for(n_new: int, manifest: dict) -> int:
 
 def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
     with torch.no_grad():
-        for i, layer in enumerate(layers):
+        for layer in layers:
             for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
-                p[old_part(k, m_old)] = kept[f"{i}.{k}"][old_part(k, m_old)]
+                p[old_part(k, m_old)] = kept[f"{layer.path}.{k}"][old_part(k, m_old)]
 
 
 def _out_of_space(e: OSError) -> bool:

@@ -178,7 +178,7 @@ def test_a_shared_adapter_is_trained_saved_and_left_alone_by_growth(tiny_chat_mo
     config = replace(CONFIG, inventory=replace(CONFIG.inventory, shared=True))
     kb = KnowledgeBase.build(OLD, load_model(str(tiny_chat_model_dir)), config, progress=False)
     layer = kb.layers[0]
-    assert layer.shared_B.abs().sum() > 0 and "0.shared_A" in inventory_state(kb.layers)  # it learned
+    assert layer.shared_B.abs().sum() > 0 and f"{layer.path}.shared_A" in inventory_state(kb.layers)  # it learned
     shared_before = {k: p.detach().clone() for k, p in layer.named_adapters().items() if k.startswith("shared")}
     hits = old_only_hits(kb)
     logits_before = prompt_logits(kb, hits)

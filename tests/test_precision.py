@@ -1,11 +1,13 @@
 """Stored precision: bf16 (default) / int8 inventory and fp16 routing answer as they did before the save, and
 a KB written before the choice (format 2, fp32, no "storage") still loads and answers as it did."""
 
+import hashlib
 import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from polyprag import storage
 from polyprag.adapters import InventoryConfig, mixing
@@ -59,6 +61,9 @@ def test_a_kb_answers_the_same_before_its_save_and_after_its_load(precision, dty
     assert files["routing"]["logits"].dtype == (torch.float32 if precision == "fp32" else torch.float16)
     loaded = KnowledgeBase.load(tmp_path / "kb", lm())
     assert loaded.manifest["storage"] == precision
+    with safe_open(tmp_path / "kb" / "inventory.safetensors", "pt") as f:  # keyed by module path, self-described
+        assert "model.layers.0.mlp.gate_proj.lora_A" in f.keys()
+        assert f.metadata()["storage"] == precision and json.loads(f.metadata()["inventory"])["n_adapters"] == 4
     assert torch.equal(logits(loaded), before)
 
 
@@ -88,13 +93,19 @@ def test_an_int8_kb_grown_by_an_addition_keeps_its_old_answers_bit_for_bit(lm, t
     assert torch.equal(logits(kb), before) and torch.equal(logits(loaded), before)
 
 
-def test_a_format_2_kb_in_fp32_without_a_storage_field_loads_and_stays_fp32(lm, tiny_chat_model_dir, tmp_path):
+def test_a_format_2_kb_fp32_and_keyed_by_layer_index_loads_and_stays_fp32(lm, tiny_chat_model_dir, tmp_path):
     kb = KnowledgeBase.build(DOCS, lm(), config("fp32"), progress=False)
     before = logits(kb)
     kb.save(tmp_path / "kb")
     manifest_path = tmp_path / "kb" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    del manifest["storage"]  # as polyprag wrote it before stored precision was a choice (the manifest is not hashed)
+    # As polyprag wrote it before stored precision was a choice: no "storage", tensors keyed by layer index
+    del manifest["storage"]
+    inventory = tmp_path / "kb" / "inventory.safetensors"
+    paths = [layer.path for layer in kb.layers]
+    save_file({f"{paths.index(k.rsplit('.', 1)[0])}.{k.rsplit('.', 1)[1]}": v for k, v in load_file(inventory).items()},
+              inventory)
+    manifest["files"]["inventory.safetensors"] = hashlib.sha256(inventory.read_bytes()).hexdigest()
     manifest_path.write_text(json.dumps({**manifest, "format_version": 2}))
     old = KnowledgeBase.load(tmp_path / "kb", lm())
     assert torch.equal(logits(old), before)
