@@ -233,21 +233,21 @@ class Bench:
         t0 = time.perf_counter()
         if name in ADDED:
             kb, folder = self._added_half(work, name), self.out / name.replace("poly", "kb")
-            added = kb.manifest["additions"][-1]
+            added = kb.manifest.additions[-1]
             encode = added["seconds"] / added["n_docs"]
         else:
             build = self._ablated(name)
             kb, folder = self._kb(work, build, self._kb_folder(build))
-            encode = kb.manifest["build_seconds"] / kb.manifest["n_docs"]
+            encode = kb.manifest.build_seconds / kb.manifest.n_docs
         encode_seconds = time.perf_counter() - t0
         mode = name if name in POLY_MODES else "poly"  # the added-half rows and ablations answer as poly
         answers = reader(mode, kb=kb).answer(work.texts, work.hits, self.config.generation, self.progress, timings)
         storage = kb.storage_bytes(folder)
         extra = {"storage_bytes": storage["inventory"] + storage["routing"],
                  "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],
-                 "encode_s_per_doc": round(encode, 3), "adapters": kb.manifest["inventory"]["n_adapters"],
-                 "train_tokens_per_doc": kb.manifest.get("train_tokens_per_doc"),
-                 "rank": kb.manifest["inventory"]["rank"], "routing": kb.manifest["routing"],
+                 "encode_s_per_doc": round(encode, 3), "adapters": kb.manifest.inventory.n_adapters,
+                 "train_tokens_per_doc": kb.manifest.train_tokens_per_doc,
+                 "rank": kb.manifest.inventory.rank, "routing": kb.manifest.build.routing,
                  "_encode_seconds": encode_seconds}
         if name in ADDED:
             base = kb.storage_bytes(self.out / "kb-z-base")

@@ -467,8 +467,8 @@ def cmd_build(args) -> None:
     config = _build_config(args)  # validate everything before loading a model
     docs = _docs(args.corpus, args.chunk_words)
     kb = _build(args, docs, config, Path(args.out), resume=args.resume)
-    console.print(_diagnostics_table(kb.manifest["diagnostics"]))
-    console.print(f"built {args.out}: {len(docs)} documents in {kb.manifest['build_seconds']:.0f} s, "
+    console.print(_diagnostics_table(kb.manifest.diagnostics))
+    console.print(f"built {args.out}: {len(docs)} documents in {kb.manifest.build_seconds:.0f} s, "
                   f"{kb.storage_bytes(args.out)['total']:,} bytes")
 
 
@@ -481,7 +481,7 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
     shutil.rmtree(ckpt, ignore_errors=True)
     if replaced is not None:  # a build over a KB is a new version of it, and can be undone
         console.print(f"{out} held a knowledge base (version {replaced}): the new build is version "
-                      f"{kb.manifest['version']}; `polyprag rollback {out} {replaced}` brings the old one back",
+                      f"{kb.manifest.version}; `polyprag rollback {out} {replaced}` brings the old one back",
                       highlight=False)
     return kb
 
@@ -494,7 +494,7 @@ def cmd_add(args) -> None:
     docs = _docs(args.corpus, args.chunk_words)  # read and check the new documents before loading a model
     kb = _load_kb(args)
     before = len(kb.docs)
-    training = TrainConfig(**kb.manifest["training"])
+    training = kb.manifest.build.training
     training = replace(training, epochs=args.epochs) if args.epochs else training
     training = replace(training, lr_adapters=args.lr_adapters) if args.lr_adapters else training
     if args.retrain and (args.no_train or args.grow != "0"):
@@ -506,10 +506,10 @@ def cmd_add(args) -> None:
     else:
         seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb))
         kb.save(args.kb)
-    grown = kb.manifest.get("additions", [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
+    grown = (kb.manifest.additions or [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
            if args.no_train else f"{grown} adapters grown, old ones unchanged" if grown else "Poly-z, inventory unchanged")
-    console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents "
+    console.print(f"{args.kb}: version {kb.manifest.version}, {before} → {len(kb.docs)} documents "
                   f"({how}, {seconds:.0f} s)", highlight=False)
 
 
@@ -517,13 +517,13 @@ def cmd_compact(args) -> None:
     if (args.adapters is not None and args.adapters < 1) or (args.epochs is not None and args.epochs < 1):
         raise InputError(f"--adapters {args.adapters} / --epochs {args.epochs}: both must be >= 1.")
     kb = _load_kb(args)
-    before = kb.manifest["inventory"]["n_adapters"]
-    training = TrainConfig(**kb.manifest["training"])
+    before = kb.manifest.inventory.n_adapters
+    training = kb.manifest.build.training
     training = replace(training, epochs=args.epochs) if args.epochs else training
     seconds = kb.retrain([], training, cache=_cache(args), n_adapters=args.adapters)
     _save_rebasing(kb, Path(args.kb), _cache(args))
-    console.print(f"{args.kb}: version {kb.manifest['version']}, {len(kb.docs)} documents, {before} → "
-                  f"{kb.manifest['inventory']['n_adapters']} adapters ({seconds:.0f} s)", highlight=False)
+    console.print(f"{args.kb}: version {kb.manifest.version}, {len(kb.docs)} documents, {before} → "
+                  f"{kb.manifest.inventory.n_adapters} adapters ({seconds:.0f} s)", highlight=False)
 
 
 def _save_rebasing(kb: KnowledgeBase, folder: Path, cache: Path, attempts: int = 5) -> None:
@@ -551,7 +551,7 @@ def cmd_remove(args) -> None:
     before = len(kb.docs)
     kb.remove(args.ids)
     kb.save(args.kb)
-    console.print(f"{args.kb}: version {kb.manifest['version']}, {before} → {len(kb.docs)} documents",
+    console.print(f"{args.kb}: version {kb.manifest.version}, {before} → {len(kb.docs)} documents",
                   highlight=False)
 
 
@@ -699,7 +699,7 @@ def cmd_export_lora(args) -> None:
             raise InputError(f"--docs {args.docs!r}: {unknown or 'no ids'} not in {args.kb}; ids are those in "
                              "its docs.jsonl (`polyprag inspect` lists counts, `versions` the history).")
         hits = [[Hit(d, 1.0) for d in ids]]
-    config = export_lora(kb.lm.model, kb.mixing_weights(hits)[0], args.out, kb.manifest["base_model"]["spec"])
+    config = export_lora(kb.lm.model, kb.mixing_weights(hits)[0], args.out, kb.manifest.base_model.spec)
     console.print(f"wrote {args.out}: rank-{config['r']} LoRA on {len(config['target_modules'])} modules, mixing "
                   f"{', '.join(h.doc_id for h in hits[0]) or 'every adapter alike (no document retrieved)'}")
 
@@ -735,15 +735,15 @@ def cmd_demo(args) -> None:
         modes = ("closed-book", "rag", "poly", "poly-combine", "poly-uniform")
         result = _run(args, questions, docs, modes, kb=kb, save=False)
     extra = {"storage_bytes": storage["total"], "storage_bytes_per_doc": storage["routing_per_doc"],
-             "inventory_bytes": storage["inventory"], "build_seconds": kb.manifest["build_seconds"]}
+             "inventory_bytes": storage["inventory"], "build_seconds": kb.manifest.build_seconds}
     console.print(f"knowledge base: {storage['total']:,} bytes in all ({storage['inventory']:,} inventory); "
                   f"{storage['routing_per_doc']:,} bytes of routing per document; built in "
-                  f"{kb.manifest['build_seconds']:.0f} s ({kb.manifest['augmenter']} augmentation, "
-                  f"{kb.manifest['training']['epochs']} epochs)")
+                  f"{kb.manifest.build_seconds:.0f} s ({kb.manifest.build.augmenter} augmentation, "
+                  f"{kb.manifest.build.training.epochs} epochs)")
     if args.json_out:
         for row in result.rows:
             row.update(extra)
-        result.config["build"] = kb.manifest
+        result.config["build"] = kb.manifest.to_json()
         write_json(result.to_json(), Path(args.json_out))
         console.print(f"wrote {args.json_out}")
 

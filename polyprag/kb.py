@@ -21,7 +21,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from . import atomic, storage
-from .adapters import (InventoryConfig, PolyLoRALinear, eject, grow_inventory, inject, inventory_state,
+from .adapters import (PolyLoRALinear, eject, grow_inventory, inject, inventory_state,
                        load_inventory_state, old_part, reinstate)
 from .answer import Answer, answer_questions
 from .generate import GenerationConfig, Routing
@@ -39,59 +39,17 @@ from .augment import Augmentation, augment_documents, read_augmentations, traini
 from .corpus import Document, check_lengths, load_corpus, write_jsonl
 from .embed import embed_documents, kmeans
 from .errors import ConflictError, InputError
+from .manifest import COMBINES, FORMAT_VERSION, BaseModel, BuildConfig, Manifest  # noqa: F401 (re-exported)
 from .lifecycle import (checksums, describe_change, next_version, read_manifest, rollback,  # noqa: F401
                         staged_version, verify_files, versions)
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit, passages
-from .routing import ROUTERS, ROUTING_INITS, RoutingTable
+from .routing import RoutingTable
 from .train import TrainConfig, train
 
 log = logging.getLogger("polyprag")
 
-# 2: the manifest lists the sha256 of every file ("files"); 3: tensors stored in bf16/fp16/int8 ("storage")
-FORMAT_VERSION = 3
 POLY_MODES = ("poly", "poly-combine", "poly-uniform")
-# How the k retrieved documents' routing makes one question's adapter: "mean" of their weights (one mixture),
-# or "sum" of their mixtures' adapters (PRAG's way with its per-document LoRAs).
-COMBINES = ("mean", "sum")
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    inventory: InventoryConfig = field(default_factory=InventoryConfig)
-    routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
-    routing_init: str = "uniform"  # "uniform": Z ≈ 0; "cluster": from k-means over document embeddings
-    routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
-    router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
-    augmenter: str = "rules"
-    max_qa: int = 8  # rule augmenter: QA pairs per document at most
-    context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
-    rewrite: bool = True
-    contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
-    combine: str = "mean"  # answering: COMBINES
-    # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
-    # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
-    combine_strength: float = 1.0
-    storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
-    training: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        storage.check(self.storage)
-        if self.routing not in ("fine", "coarse"):
-            raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
-        if self.combine not in COMBINES:
-            raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
-        if not 0 < self.combine_strength <= 4:
-            raise InputError(f"combine_strength={self.combine_strength}: use a scale in (0, 4] (1 = as poly mixes).")
-        if self.routing_init not in ROUTING_INITS:
-            raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
-        if self.router not in ROUTERS:
-            raise InputError(f"router={self.router!r}; choose from {list(ROUTERS)}.")
-        if self.router == "embedding" and self.routing_init != "cluster":
-            raise InputError("router='embedding' is fitted to the cluster table before training; pass "
-                             "--routing-init cluster with --router embedding.")
-
-
 def model_fingerprint(model, legacy: bool = False) -> str:
     """Architecture, parameter shapes and the first embedding values: differs between base models, not
     between devices or dtypes (values rounded to bf16), so a KB built on a CPU in fp32 loads on a GPU in bf16.
@@ -117,7 +75,7 @@ def _fingerprints(model) -> set[str]:
 
 class KnowledgeBase:
     def __init__(self, lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, docs: list[Document],
-                 index: BM25Index, manifest: dict, augmentations: list[Augmentation]):
+                 index: BM25Index, manifest: Manifest, augmentations: list[Augmentation]):
         self.lm, self.layers, self.routing, self.docs = lm, layers, routing, docs
         self.index, self.manifest, self.augmentations = index, manifest, augmentations
         self.row = {d.id: i for i, d in enumerate(docs)}
@@ -174,17 +132,17 @@ class KnowledgeBase:
         if grow < 0:
             raise InputError(f"grow={grow}: give the number of adapters to add (0 for none).")
         start = time.perf_counter()
-        m = self.manifest
-        augs = augment_documents(docs, m["augmenter"], self.lm, cache=cache, progress=progress, max_qa=m["max_qa"])
+        m, b = self.manifest, self.manifest.build
+        augs = augment_documents(docs, b.augmenter, self.lm, cache=cache, progress=progress, max_qa=b.max_qa)
         n_old, m_old, bytes_before = len(self.docs), self.layers[0].config.n_adapters, self._tensor_bytes()
         samples = [replace(s, doc=s.doc + n_old)
-                   for s in training_samples(docs, augs, m["context_qa"], m["rewrite"], m.get("contrast", 0))]
+                   for s in training_samples(docs, augs, b.context_qa, b.rewrite, b.contrast)]
         if grow:
             grow_inventory(self.layers, grow)
             self.routing.grow_adapters(grow)
         self.routing.grow(len(docs))
         self._init_new_rows(docs, n_old, m_old, grow)
-        config = replace(training or TrainConfig(**m["training"]), train_adapters=bool(grow))
+        config = replace(training or b.training, train_adapters=bool(grow))
         if no_train:
             config, history = replace(config, epochs=0), []
         else:
@@ -204,9 +162,7 @@ class KnowledgeBase:
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
                     "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
                     "seconds": round(seconds, 1), "at": _now()}
-        inventory = {**m["inventory"], "n_adapters": m_old + grow}
-        self.manifest = {**m, "inventory": inventory, "n_docs": len(self.docs),
-                         "additions": [*m.get("additions", []), addition]}
+        self.manifest = replace(m.with_adapters(m_old + grow), n_docs=len(self.docs), additions=[*m.additions, addition])
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"],
                       **({"adapters_grown": grow} if grow else {})})
         return seconds
@@ -217,7 +173,7 @@ class KnowledgeBase:
         return sum(t.nbytes for t in [*inventory.values(), *routing.values()])
 
     def _precision(self) -> str:
-        return self.manifest.get("storage", storage.LEGACY)
+        return self.manifest.build.storage
 
     def _stored(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """The inventory and routing tensors as the KB's files hold them."""
@@ -238,11 +194,11 @@ class KnowledgeBase:
     def _init_new_rows(self, docs: list[Document], n_old: int, m_old: int, grow: int) -> None:
         """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
         `grow` clusters), else where the router or the nearest cluster puts them, else near uniform."""
-        strength = self.manifest.get("routing_strength", 3.0)
+        strength = self.manifest.build.routing_strength
         content = grow or self.routing.router is not None or self.routing.centroids is not None
         x = embed_documents(self.lm, docs) if content else None  # no mixing: the base model
         if grow:
-            assign, centroids = kmeans(x, grow, seed=self.manifest["training"]["seed"])
+            assign, centroids = kmeans(x, grow, seed=self.manifest.build.training.seed)
             self.routing.init_from_clusters(assign + m_old, strength, start=n_old)
             if self.routing.centroids is not None and len(self.routing.centroids) == m_old:
                 self.routing.centroids = torch.cat([self.routing.centroids, centroids])  # centroid i = adapter i
@@ -269,7 +225,7 @@ class KnowledgeBase:
         self.routing.logits = nn.Parameter(self.routing.logits.detach()[keep].clone())
         self._set_docs([d for d in self.docs if d.id not in gone],
                        [a for a in self.augmentations if a.doc_id not in gone])
-        self.manifest = {**self.manifest, "n_docs": len(self.docs)}
+        self.manifest = replace(self.manifest, n_docs=len(self.docs))
         self._record({"op": "remove", "ids": ids, "n_docs": len(ids)})
 
     def retrain(self, docs: list[Document] = (), training: TrainConfig | None = None, cache: Path | None = None,
@@ -280,8 +236,8 @@ class KnowledgeBase:
         answer may change. The KB's own augmentations are reused. Returns the seconds it took."""
         docs = list(docs)
         self._check_new(docs)
-        config = build_config(self.manifest)
-        inventory = replace(config.inventory, n_adapters=n_adapters or built_adapters(self.manifest))
+        config = self.manifest.build
+        inventory = replace(config.inventory, n_adapters=n_adapters or self.manifest.built_adapters())
         config = replace(config, inventory=inventory,
                          training=replace(training or config.training, train_adapters=True))
         start = time.perf_counter()
@@ -298,8 +254,7 @@ class KnowledgeBase:
         vars(self).update(vars(fresh))
         self.origin = origin  # still the version it was read as: a save must not drop what others saved since
         # The new inventory has no Poly-z rows: "additions" (their training log) starts over.
-        self.manifest = {**fresh.manifest, "created": m["created"], "version": m.get("version", 1),
-                         "changes": m.get("changes", [])}
+        self.manifest = replace(fresh.manifest, created=m.created, version=m.version, changes=m.changes)
         self._record({"op": "retrain", "ids": [d.id for d in docs], "n_docs": len(self.docs),
                       "seconds": round(seconds, 1)})
         return seconds
@@ -319,7 +274,7 @@ class KnowledgeBase:
 
     def _record(self, change: dict) -> None:
         """Log a change in the manifest; `save` stamps it with the version it goes into."""
-        self.manifest = {**self.manifest, "changes": [*self.manifest.get("changes", []), {**change, "at": _now()}]}
+        self.manifest = replace(self.manifest, changes=[*self.manifest.changes, {**change, "at": _now()}])
 
     def save(self, folder: str | Path) -> None:
         """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
@@ -339,16 +294,17 @@ class KnowledgeBase:
                 self._check_base(folder, replaced)
                 manifest = self._versioned(folder)
                 with staged_version(folder) as tmp:
-                    # The inventory's config in the file too, so the tensors explain themselves without the manifest
-                    _write_tensors(inventory, tmp / "inventory.safetensors",
-                                   {"format_version": str(FORMAT_VERSION), "storage": self._precision(),
-                                    "inventory": json.dumps(self.manifest["inventory"])})
+                    # The inventory's config in the file too, so the tensors explain themselves without the manifest;
+                    # one metadata key, as safetensors writes several in no fixed order (a seeded build: same bytes)
+                    about = {"format_version": FORMAT_VERSION, "storage": self._precision(),
+                             "inventory": manifest.to_json()["inventory"]}
+                    _write_tensors(inventory, tmp / "inventory.safetensors", {"polyprag": json.dumps(about)})
                     _write_tensors(routing, tmp / "routing.safetensors")
                     write_jsonl(self.docs, tmp / "docs.jsonl")
                     write_augmentations(self.augmentations, tmp / "augment.jsonl")
                     self.index.save(tmp / "index")
-                    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": checksums(tmp)}
-                    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+                    manifest = replace(manifest, format_version=FORMAT_VERSION, files=checksums(tmp))
+                    (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
         except OSError as e:
             if not _out_of_space(e):
                 raise
@@ -359,7 +315,7 @@ class KnowledgeBase:
                              f"{need:,} bytes, {free:,} are free. The current version is unchanged and the "
                              "half-written copy was removed. Free some space (old versions are folders in "
                              f"{folder.name}.versions/) or save elsewhere, then run it again.") from None
-        self.manifest, self.origin = manifest, (folder.resolve(), manifest["version"])
+        self.manifest, self.origin = manifest, (folder.resolve(), manifest.version)
         return None if replaced is None else replaced["version"]
 
     def _check_base(self, folder: Path, current: dict | None) -> None:
@@ -373,16 +329,16 @@ class KnowledgeBase:
                 f"it was read and is now at version {current['version']} ({'; '.join(done) or 'another writer'}). "
                 "This change was not saved, so nothing is lost; run it again, and it starts from the new version.")
 
-    def _versioned(self, folder: Path) -> dict:
+    def _versioned(self, folder: Path) -> Manifest:
         """The manifest as saved into `folder`: its version number, and the pending changes stamped with it."""
         m, now = self.manifest, _now()
-        changes = m.get("changes", [])
+        changes = m.changes
         changed = any("version" not in c and c["op"] != "build" for c in changes)
-        version = next_version(folder, m.get("version", 1), changed)
+        version = next_version(folder, m.version, changed)
         changes = [c if "version" in c else {**c, "version": version} for c in changes]
         if not any(c["version"] == version for c in changes):  # replaces another version, itself unchanged
             changes.append({"op": "save", "n_docs": len(self.docs), "at": now, "version": version})
-        return {**m, "version": version, "changes": changes, "updated": now}
+        return replace(m, version=version, changes=changes, updated=now)
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel | str | None = None, device: str = "cpu",
@@ -391,18 +347,19 @@ class KnowledgeBase:
         files are checked, so a damaged KB fails fast, on `device` in `dtype`)."""
         folder = Path(folder)
         with atomic.folder_lock(folder, shared=True):  # every file from one version, even while a writer swaps
-            manifest = _read_manifest(folder)
+            manifest = Manifest.from_json(_read_manifest(folder), folder / "manifest.json")
             inventory, routing_file = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
             docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
             index = BM25Index.load(folder / "index")
         if not isinstance(lm, LoadedModel):
-            lm = load_model(lm or manifest["base_model"]["spec"], device, dtype)
-        if manifest["base_model"]["fingerprint"] not in _fingerprints(lm.model):
+            lm = load_model(lm or manifest.base_model.spec, device, dtype)
+        base = manifest.base_model
+        if base.fingerprint not in _fingerprints(lm.model):
             found = model_fingerprint(lm.model)
-            raise InputError(f"{folder} was built for base model {manifest['base_model']['spec']!r} "
-                             f"(fingerprint {manifest['base_model']['fingerprint'][:12]}), but the model given is "
+            raise InputError(f"{folder} was built for base model {base.spec!r} "
+                             f"(fingerprint {base.fingerprint[:12]}), but the model given is "
                              f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
-                             f"{manifest['base_model']['spec']}, or rebuild the KB for this model."
+                             f"{base.spec}, or rebuild the KB for this model."
                              + ("" if lm.model.dtype == torch.float32 else " (A KB written before polyprag's "
                                 "dtype-free fingerprint loads only with --dtype float32.)"))
         logits = routing_file["logits"]
@@ -412,7 +369,7 @@ class KnowledgeBase:
         if logits.shape[0] != len(docs):
             raise InputError(f"{folder}: routing.safetensors has {logits.shape[0]} rows but docs.jsonl has "
                              f"{len(docs)} documents; {fix}.")
-        layers = inject(lm.model, _inventory_config(manifest))
+        layers = inject(lm.model, manifest.inventory)
         try:
             load_inventory_state(layers, storage.unpack(inventory))
         except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
@@ -421,7 +378,7 @@ class KnowledgeBase:
         routing.load_tensors(routing_file)
         routing.eval()
         kb = cls(lm, layers, routing, docs, index, manifest, augs)
-        kb.origin = (folder.resolve(), manifest["version"])
+        kb.origin = (folder.resolve(), manifest.version)
         return kb
 
     def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
@@ -454,9 +411,9 @@ class KnowledgeBase:
     def mixing_weights(self, hits: list[list[Hit]], mode: str = "poly", combine: str | None = None) -> torch.Tensor:
         """What each question's answer mixes: (Q, G, M) means of weights, or (Q, G, K, M) with combine "sum"
         (`combine` overrides the KB's own setting)."""
-        combine = combine or self.manifest.get("combine", "mean")
+        combine = combine or self.manifest.build.combine
         w = self.summed_weights(hits) if combine == "sum" and mode != "poly-uniform" else self.weights(hits, mode)
-        return w * self.manifest.get("combine_strength", 1.0) if mode == "poly-combine" else w
+        return w * self.manifest.build.combine_strength if mode == "poly-combine" else w
 
     def answer(self, questions: list[str], mode: str = "poly", k: int = 3,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
@@ -480,35 +437,12 @@ class KnowledgeBase:
 
 
 def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
-              history: list[dict], seconds: float) -> dict:
-    inv = asdict(config.inventory)
-    return {"format_version": FORMAT_VERSION, "created": _now(),
-            "base_model": {"spec": lm.spec, "path": lm.path, "fingerprint": fingerprint},
-            "inventory": {**inv, "targets": list(inv["targets"])}, "routing": config.routing,
-            "routing_init": config.routing_init, "routing_strength": config.routing_strength, "router": config.router,
-            "combine": config.combine, "combine_strength": config.combine_strength, "storage": config.storage,
-            "augmenter": config.augmenter, "max_qa": config.max_qa, "context_qa": config.context_qa,
-            "rewrite": config.rewrite, "contrast": config.contrast, "training": asdict(config.training), "n_docs": n_docs,
-            "n_samples": n_samples, "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
-            "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
-            "build_seconds": round(seconds, 1), "version": 1,
-            "changes": [{"op": "build", "n_docs": n_docs, "at": _now()}]}
-
-
-def build_config(manifest: dict) -> BuildConfig:
-    """The build config a KB's manifest records."""
-    m = manifest
-    return BuildConfig(inventory=_inventory_config(m), routing=m["routing"],
-                       routing_init=m.get("routing_init", "uniform"), routing_strength=m.get("routing_strength", 3.0),
-                       router=m.get("router", "table"),
-                       combine=m.get("combine", "mean"), combine_strength=m.get("combine_strength", 1.0),
-                       storage=m.get("storage", storage.LEGACY), augmenter=m["augmenter"],
-                       max_qa=m["max_qa"], context_qa=m["context_qa"], rewrite=m["rewrite"], contrast=m.get("contrast", 0),
-                       training=TrainConfig(**m["training"]))
-
-
-def _inventory_config(manifest: dict) -> InventoryConfig:
-    return InventoryConfig(**{**manifest["inventory"], "targets": tuple(manifest["inventory"]["targets"])})
+              history: list[dict], seconds: float) -> Manifest:
+    now = _now()
+    return Manifest(base_model=BaseModel(lm.spec, lm.path, fingerprint), build=config, n_docs=n_docs, created=now,
+                    n_samples=n_samples, loss_per_epoch=[e["loss"] for e in history], diagnostics=history,
+                    train_tokens_per_doc=round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
+                    build_seconds=round(seconds, 1), changes=[{"op": "build", "n_docs": n_docs, "at": now}])
 
 
 def _embed(lm: LoadedModel, docs: list[Document]) -> torch.Tensor:
@@ -532,11 +466,6 @@ def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[
     path.write_bytes(safetensors_bytes(tensors, metadata))
 
 
-def built_adapters(manifest: dict) -> int:
-    """The inventory size before any growth since the last build or retrain."""
-    return manifest["inventory"]["n_adapters"] - sum(a.get("adapters_grown", 0) for a in manifest.get("additions", []))
-
-
 def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress: bool = True) -> None:
     """Carry over onto `kb` what changed in `folder` since `kb` was read from it (another writer's additions
     and removals), so that `kb` saves on top of the folder's current version: documents removed there are
@@ -556,9 +485,9 @@ def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress:
     log.info("rebased onto %s version %d: %d removed, %d added", folder, version, len(removed), len(added))
 
 
-def growth_for(n_new: int, manifest: dict) -> int:
+def growth_for(n_new: int, manifest: Manifest) -> int:
     """`--grow auto`: as many adapters as keep the knowledge base's documents per adapter (at least 1)."""
-    return max(1, round(n_new * manifest["inventory"]["n_adapters"] / max(manifest["n_docs"], 1)))
+    return max(1, round(n_new * manifest.inventory.n_adapters / max(manifest.n_docs, 1)))
 
 
 def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:

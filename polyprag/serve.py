@@ -208,7 +208,7 @@ class Pending:
 
 
 def kb_version(kb: KnowledgeBase) -> int:
-    return int(kb.manifest.get("version", 1))  # a KB saved before versions existed is version 1
+    return kb.manifest.version  # a KB saved before versions existed is version 1
 
 
 class Service:

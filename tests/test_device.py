@@ -31,7 +31,7 @@ def test_a_bf16_model_trains_fp32_adapters(bf16_kb):
     assert kb.lm.model.dtype == torch.bfloat16
     assert all(l.lora_A.dtype == l.lora_B.dtype == torch.float32 for l in kb.layers)  # fp32 masters
     assert any(l.lora_B.abs().sum() > 0 for l in kb.layers)  # training reached them through the bf16 model
-    losses = kb.manifest["loss_per_epoch"]
+    losses = kb.manifest.loss_per_epoch
     assert all(loss == loss and loss < 50 for loss in losses)  # finite
 
 

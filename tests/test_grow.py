@@ -62,14 +62,14 @@ def test_growing_trains_new_adapters_and_leaves_old_answers_bit_for_bit(built, t
 
     kb.add(NEW, TrainConfig(epochs=2, batch_size=4), progress=False, grow=2)
 
-    assert kb.layers[0].lora_A.shape[0] == 6 and kb.manifest["inventory"]["n_adapters"] == 6
+    assert kb.layers[0].lora_A.shape[0] == 6 and kb.manifest.inventory.n_adapters == 6
     assert torch.equal(kb.layers[0].lora_A[:4], a_before) and torch.equal(kb.layers[0].lora_B[:4], b_before)
     assert kb.layers[0].lora_B[4:].abs().sum() > 0  # the new adapters learned
     assert torch.equal(kb.routing.logits[:4, :, :4], rows_before)  # old rows as they were ...
     assert (kb.routing.logits[:4, :, 4:] == MASKED).all()  # ... and blind to the new adapters
     new_weights = masked_weights(kb.routing.logits.detach()[4:])  # (2, G, 6)
     assert (new_weights[..., 4:].sum(-1) > 0.5).all()  # new documents lean on the new adapters
-    addition = kb.manifest["additions"][-1]
+    addition = kb.manifest.additions[-1]
     assert addition["adapters_grown"] == 2 and addition["n_adapters"] == 6
     g = kb.routing.logits.shape[1]
     # stored bytes: adapters in bf16 and routing in fp16 (2 bytes a value), centroids in fp32
@@ -94,8 +94,9 @@ def test_a_plain_addition_after_a_growth_routes_over_every_adapter(built):
     assert (built.routing.logits[5] > MASKED / 2).all()
 
 
-def test_the_auto_rule_keeps_documents_per_adapter():
-    manifest = {"n_docs": 300, "inventory": {"n_adapters": 20}}
+def test_the_auto_rule_keeps_documents_per_adapter(built):
+    manifest = built.manifest.with_adapters(20)
+    manifest = type(manifest)(**{**vars(manifest), "n_docs": 300})
     assert growth_for(15, manifest) == 1 and growth_for(150, manifest) == 10 and growth_for(1, manifest) == 1
     assert growth_for(45, manifest) == 3
 
@@ -141,7 +142,7 @@ def test_the_service_grows_the_inventory_when_asked(built, tmp_path):
         time.sleep(0.1)
     assert status["status"] == "done", status
     kb = KnowledgeBase.load(tmp_path / "kb")
-    assert kb.manifest["inventory"]["n_adapters"] == 6 and kb.manifest["additions"][-1]["adapters_grown"] == 2
+    assert kb.manifest.inventory.n_adapters == 6 and kb.manifest.additions[-1]["adapters_grown"] == 2
 
 
 def test_compact_shrinks_a_grown_inventory_back_and_keeps_every_document(built, tiny_chat_model_dir, tmp_path,
@@ -154,7 +155,7 @@ def test_compact_shrinks_a_grown_inventory_back_and_keeps_every_document(built, 
     assert main(argv) == 0
     assert "6 documents, 6 → 4 adapters" in " ".join(capsys.readouterr().out.split())
     kb = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
-    assert kb.manifest["inventory"]["n_adapters"] == 4 and "additions" not in kb.manifest or not kb.manifest["additions"]
+    assert kb.manifest.inventory.n_adapters == 4 and not kb.manifest.additions
     assert [d.id for d in kb.docs] == [d.id for d in OLD + NEW]
     assert main(argv[:3] + ["--adapters", "0"]) == 2
 
@@ -169,8 +170,8 @@ def test_a_long_re_encoding_carries_over_what_another_writer_saved_meanwhile(bui
     other.save(tmp_path / "kb")  # version 2
     cli._save_rebasing(compacting, tmp_path / "kb", tmp_path / "cache.jsonl")
     final = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
-    assert final.manifest["version"] == 3 and {d.id for d in final.docs} == {"marlow", "velmark", "mill", "pell"}
-    ops = [c["op"] for c in final.manifest["changes"] if c.get("version") == 3]
+    assert final.manifest.version == 3 and {d.id for d in final.docs} == {"marlow", "velmark", "mill", "pell"}
+    ops = [c["op"] for c in final.manifest.changes if c.get("version") == 3]
     assert ops == ["retrain", "remove", "add"]  # the re-encoding, then the other writer's changes carried over
 
 

@@ -12,6 +12,7 @@ from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
 from polyprag.errors import InputError
 from polyprag.kb import BuildConfig, KnowledgeBase
+from polyprag.manifest import LEGACY, Manifest
 from polyprag.models import load_model
 from polyprag.train import TrainConfig
 
@@ -137,6 +138,37 @@ def test_poly_z_add_trains_only_new_rows_and_leaves_old_answers_unchanged(built,
     assert kb.retrieve(["Which painter was born in 1901?"], 1)[0][0].doc_id == "pell"
     kb.save(tmp_path / "kb2")
     again = KnowledgeBase.load(tmp_path / "kb2", load_model(str(tiny_chat_model_dir)))
-    assert again.manifest["n_docs"] == 4 and again.manifest["additions"][0]["n_docs"] == 1
+    assert again.manifest.n_docs == 4 and again.manifest.additions[0]["n_docs"] == 1
     with pytest.raises(InputError, match="already in the knowledge base"):
         again.add(new, progress=False)
+
+
+def test_the_manifest_reads_into_typed_values_and_writes_back_the_same_json(built):
+    _, folder = built
+    raw = json.loads((folder / "manifest.json").read_text())
+    manifest = Manifest.from_json(raw, folder / "manifest.json")
+    assert manifest.build == CONFIG and manifest.n_docs == 3 and manifest.inventory.n_adapters == 4
+    assert manifest.to_json() == raw
+
+
+def test_a_manifest_older_than_a_setting_reads_as_builds_were_then(built):
+    _, folder = built
+    raw = json.loads((folder / "manifest.json").read_text())
+    for key in LEGACY:
+        raw.pop(key, None)
+    build = Manifest.from_json(raw, "old/manifest.json").build
+    assert {k: getattr(build, k) for k in LEGACY} == LEGACY  # e.g. storage fp32, not today's bf16
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("training"), r"lacks \['training'\]"),
+    (lambda m: m["training"].update(warp=9), "warp"),
+    (lambda m: m.update(routing="diagonal"), "routing='diagonal'"),
+])
+def test_a_damaged_manifest_is_refused_naming_the_file(built, edit, message):
+    _, folder = built
+    raw = json.loads((folder / "manifest.json").read_text())
+    edit(raw)
+    with pytest.raises(InputError, match=message) as e:
+        Manifest.from_json(raw, "kb/manifest.json")
+    assert "kb/manifest.json" in str(e.value)

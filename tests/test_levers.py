@@ -74,8 +74,8 @@ def test_a_cluster_build_records_its_init_and_leaves_uniform(lm, tiny_chat_model
     config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster",
                          training=TrainConfig(epochs=1, batch_size=4))
     kb = KnowledgeBase.build(DOCS[:3], lm, config, progress=False)
-    assert kb.manifest["routing_init"] == "cluster" and kb.manifest["routing_strength"] == 3.0
-    assert kb.manifest["diagnostics"][0]["entropy"] < 0.9
+    assert kb.manifest.build.routing_init == "cluster" and kb.manifest.build.routing_strength == 3.0
+    assert kb.manifest.diagnostics[0]["entropy"] < 0.9
     kb.save(tmp_path / "kb")
     loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert torch.equal(loaded.routing.centroids, kb.routing.centroids)
@@ -107,21 +107,22 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     kb = KnowledgeBase.build(DOCS[:3], lm, config, progress=False)
     x = embed_documents(load_model(str(tiny_chat_model_dir)), DOCS[:3])
     assert kb.routing.embeddings is None  # materialised: answering reads the table ...
-    assert torch.allclose(kb.routing.logits, kb.routing.router(x), atol=1e-5)  # ... which holds the router's rows
+    # ... which holds the router's rows, as stored (fp16: 2^-9 apart near 3)
+    assert torch.allclose(kb.routing.logits, kb.routing.router(x), atol=2e-3)
     start = RoutingTable(*kb.routing.logits.shape)  # the router as fitted before training
     start.init_from_clusters(kmeans(x, 2, seed=0)[0], 3.0)
     start.attach_router(x)
     assert not torch.allclose(start.router.linear.weight, kb.routing.router.linear.weight)  # training moved it
-    assert kb.manifest["router"] == "embedding" and kb.manifest["diagnostics"][-1]["routing_grad_norm"] > 0
+    assert kb.manifest.build.router == "embedding" and kb.manifest.diagnostics[-1]["routing_grad_norm"] > 0
     kb.save(tmp_path / "kb")
     loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert torch.equal(loaded.routing.router.linear.weight, kb.routing.router.linear.weight)
     # Added without training: a new document's row is the router's for its embedding
     loaded.add(DOCS[3:], progress=False, no_train=True)
     new = loaded.routing.router(embed_documents(loaded.lm, DOCS[3:]))
-    assert torch.allclose(loaded.routing.logits[3:], new, atol=1e-5)
+    assert torch.allclose(loaded.routing.logits[3:], new, atol=2e-3)
     assert torch.equal(loaded.routing.logits[:3], kb.routing.logits)  # old rows untouched
-    assert loaded.manifest["additions"][-1]["epochs"] == 0 and loaded.manifest["additions"][-1]["diagnostics"] == []
+    assert loaded.manifest.additions[-1]["epochs"] == 0 and loaded.manifest.additions[-1]["diagnostics"] == []
     with pytest.raises(InputError, match="--routing-init cluster with --router embedding"):
         BuildConfig(router="embedding")
     plain = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir)),
@@ -273,7 +274,7 @@ def test_sum_combination_answers_from_a_kb_and_pads_missing_hits(lm):
     assert w.shape == (2, kb.routing.logits.shape[1], 2, 2) and (w[1, :, 1] == 0).all()
     answers = kb.answer(["Who built the Marlow Bridge?", "Where is Velmark?"], "poly", k=2, hits=hits,
                         generation=GenerationConfig(max_new_tokens=3), progress=False)
-    assert len(answers) == 2 and kb.manifest["combine"] == "sum"
+    assert len(answers) == 2 and kb.manifest.build.combine == "sum"
     with pytest.raises(InputError, match="combine='max'"):
         BuildConfig(combine="max")
 
@@ -286,6 +287,6 @@ def test_combine_strength_scales_only_poly_combines_mixture(lm, tmp_path):
     assert torch.allclose(kb.mixing_weights(hits, "poly-combine"), 0.5 * kb.mixing_weights(hits, "poly"))
     assert torch.allclose(kb.mixing_weights(hits, "poly").sum(-1), torch.ones(1, len(kb.layers)))  # poly as before
     kb.save(tmp_path / "kb")
-    assert KnowledgeBase.load(tmp_path / "kb", lm.spec).manifest["combine_strength"] == 0.5
+    assert KnowledgeBase.load(tmp_path / "kb", lm.spec).manifest.build.combine_strength == 0.5
     with pytest.raises(InputError, match="combine_strength=0"):
         BuildConfig(combine_strength=0)

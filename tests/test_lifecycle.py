@@ -63,10 +63,10 @@ def snapshot(folder):
 
 def test_add_saves_version_2_and_keeps_version_1_sharing_the_inventory_file(kb_dir, base, tiny_chat_model_dir):
     kb = load(kb_dir, tiny_chat_model_dir)
-    assert kb.manifest["version"] == 1
+    assert kb.manifest.version == 1
     kb.add(NEW, ONE_EPOCH, progress=False)
     kb.save(kb_dir)
-    assert json.loads((kb_dir / "manifest.json").read_text())["version"] == 2 == kb.manifest["version"]
+    assert json.loads((kb_dir / "manifest.json").read_text())["version"] == 2 == kb.manifest.version
     assert (kb_dir / "inventory.safetensors").read_bytes() == (base / "inventory.safetensors").read_bytes()
     v1 = history_dir(kb_dir) / "v1"
     assert all((v1 / f).read_bytes() == (base / f).read_bytes() for f in FILES)  # v1 kept whole
@@ -75,8 +75,8 @@ def test_add_saves_version_2_and_keeps_version_1_sharing_the_inventory_file(kb_d
     rows = load_file(kb_dir / "routing.safetensors")["logits"]
     assert torch.equal(rows[:3], load_file(base / "routing.safetensors")["logits"])  # old rows unchanged
     assert {p.name for p in kb_dir.iterdir()} == {*FILES, "index"}  # the KB folder keeps its layout
-    assert kb.manifest["additions"][-1]["n_docs"] == 1  # what `bench` reads
-    assert kb.manifest["changes"][-1] | {"at": None, "seconds": None} == {
+    assert kb.manifest.additions[-1]["n_docs"] == 1  # what `bench` reads
+    assert kb.manifest.changes[-1] | {"at": None, "seconds": None} == {
         "op": "add", "ids": ["pell"], "n_docs": 1, "version": 2, "at": None, "seconds": None}
 
 
@@ -95,7 +95,7 @@ def test_remove_drops_the_document_everywhere_and_leaves_other_answers_unchanged
     assert torch.equal(again.routing.logits, rows[:2])
     assert again.retrieve(["glass harp Pockrich Dublin"], 3)[0] == []  # its words left the index too
     assert [a.raw for a in again.answer(questions, "poly", k=1, generation=GEN, progress=False, hits=hits)] == before
-    assert again.manifest["version"] == 2 and again.manifest["n_docs"] == 2
+    assert again.manifest.version == 2 and again.manifest.n_docs == 2
 
 
 def test_versions_list_rollback_restores_bytes_and_can_be_undone(kb_dir, base, tiny_chat_model_dir):

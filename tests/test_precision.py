@@ -60,10 +60,11 @@ def test_a_kb_answers_the_same_before_its_save_and_after_its_load(precision, dty
     assert {t.dtype for k, t in files["inventory"].items() if not k.endswith(storage.SCALE)} == {dtype}
     assert files["routing"]["logits"].dtype == (torch.float32 if precision == "fp32" else torch.float16)
     loaded = KnowledgeBase.load(tmp_path / "kb", lm())
-    assert loaded.manifest["storage"] == precision
+    assert loaded.manifest.build.storage == precision
     with safe_open(tmp_path / "kb" / "inventory.safetensors", "pt") as f:  # keyed by module path, self-described
         assert "model.layers.0.mlp.gate_proj.lora_A" in f.keys()
-        assert f.metadata()["storage"] == precision and json.loads(f.metadata()["inventory"])["n_adapters"] == 4
+        about = json.loads(f.metadata()["polyprag"])
+        assert about["storage"] == precision and about["inventory"]["n_adapters"] == 4
     assert torch.equal(logits(loaded), before)
 
 

@@ -290,7 +290,7 @@ def test_live_server_answers_concurrently_while_a_document_is_added(kb_folder, t
     assert report["answered_during_jobs"] > 0  # queries went on while the job trained
     assert report["lost_documents"] == [] and report["probes_retrieved"] == 2
     assert report["old_routing_changed"] == []  # the service's addition grew the inventory; old rows as they were
-    assert KnowledgeBase.load(folder).manifest["inventory"]["n_adapters"] == 5
+    assert KnowledgeBase.load(folder).manifest.inventory.n_adapters == 5
     assert {"pell", "quill"} <= {d.id for d in KnowledgeBase.load(folder).docs}
     a = res["answers"][0]
     assert status == 200 and a["documents"][0]["id"] == "pell" and a["mixing"] == doc["mixing"]

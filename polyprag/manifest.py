@@ -1,0 +1,139 @@
+"""What a knowledge base records about itself: the build's config and `manifest.json`, as typed values.
+
+`Manifest.from_json` checks a manifest once, when a KB is read: every later use is an attribute, not a
+dict lookup with a default. The file keeps its flat JSON layout (the build config's keys at the top level),
+so KBs written before this module read unchanged; settings a KB predates take the value builds had then
+(`LEGACY`), not today's default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from . import storage
+from .adapters import InventoryConfig
+from .errors import InputError
+from .routing import ROUTERS, ROUTING_INITS
+from .train import TrainConfig
+
+# 2: the manifest lists the sha256 of every file ("files"); 3: tensors stored in bf16/fp16/int8 ("storage"),
+# inventory keyed by module path
+FORMAT_VERSION = 3
+
+
+# How the k retrieved documents' routing makes one question's adapter: "mean" of their weights (one mixture),
+# or "sum" of their mixtures' adapters (PRAG's way with its per-document LoRAs).
+COMBINES = ("mean", "sum")
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    inventory: InventoryConfig = field(default_factory=InventoryConfig)
+    routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
+    routing_init: str = "uniform"  # "uniform": Z ≈ 0; "cluster": from k-means over document embeddings
+    routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
+    router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
+    augmenter: str = "rules"
+    max_qa: int = 8  # rule augmenter: QA pairs per document at most
+    context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
+    rewrite: bool = True
+    contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
+    combine: str = "mean"  # answering: COMBINES
+    # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
+    # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
+    combine_strength: float = 1.0
+    storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        storage.check(self.storage)
+        if self.routing not in ("fine", "coarse"):
+            raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
+        if self.combine not in COMBINES:
+            raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
+        if not 0 < self.combine_strength <= 4:
+            raise InputError(f"combine_strength={self.combine_strength}: use a scale in (0, 4] (1 = as poly mixes).")
+        if self.routing_init not in ROUTING_INITS:
+            raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
+        if self.router not in ROUTERS:
+            raise InputError(f"router={self.router!r}; choose from {list(ROUTERS)}.")
+        if self.router == "embedding" and self.routing_init != "cluster":
+            raise InputError("router='embedding' is fitted to the cluster table before training; pass "
+                             "--routing-init cluster with --router embedding.")
+
+
+# Build settings newer than some KBs, with the value every build had before the setting existed.
+LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
+          "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0}
+_BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    spec: str  # as given to --model
+    path: str  # where its weights were read from
+    fingerprint: str  # kb.model_fingerprint: a KB loads only onto the model it was built for
+
+
+@dataclass(frozen=True)
+class Manifest:
+    base_model: BaseModel
+    build: BuildConfig  # build.inventory.n_adapters counts the adapters grown since (additions)
+    n_docs: int
+    created: str
+    version: int = 1
+    updated: str = ""
+    n_samples: int = 0
+    build_seconds: float = 0.0
+    train_tokens_per_doc: int | None = None  # the training budget: tokens seen per document
+    loss_per_epoch: list[float] = field(default_factory=list)
+    diagnostics: list[dict] = field(default_factory=list)  # per epoch: loss, routing entropy, gradient norms...
+    changes: list[dict] = field(default_factory=list)  # what made each version: build, add, remove, retrain
+    additions: list[dict] = field(default_factory=list)  # each add since the last build: its training log
+    files: dict[str, str] | None = None  # sha256 by file, as saved (None before a save, or format 1)
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def inventory(self) -> InventoryConfig:
+        return self.build.inventory
+
+    def built_adapters(self) -> int:
+        """The inventory size before any growth since the last build or retrain."""
+        return self.inventory.n_adapters - sum(a.get("adapters_grown", 0) for a in self.additions)
+
+    def with_adapters(self, n: int) -> Manifest:
+        return replace(self, build=replace(self.build, inventory=replace(self.inventory, n_adapters=n)))
+
+    def to_json(self) -> dict:
+        out = {"format_version": self.format_version, "created": self.created, "base_model": asdict(self.base_model)}
+        for name in _BUILD_KEYS:
+            value = getattr(self.build, name)
+            out[name] = asdict(value) if name in ("inventory", "training") else value
+        out["inventory"]["targets"] = list(self.inventory.targets)
+        out.update({k: getattr(self, k) for k in ("n_docs", "n_samples", "loss_per_epoch", "diagnostics",
+                                                  "train_tokens_per_doc", "build_seconds", "version", "changes")})
+        out.update({k: getattr(self, k) for k in ("updated", "additions", "files") if getattr(self, k)})
+        return out
+
+    @classmethod
+    def from_json(cls, m: dict, source: str | Path) -> Manifest:
+        """`m` as read from `source` (named in errors); settings it predates take their LEGACY values."""
+        fix = "roll back to an intact version (`polyprag versions KB`) or rebuild the knowledge base"
+        missing = [k for k in ("base_model", "inventory", "routing", "augmenter", "max_qa", "context_qa", "rewrite",
+                               "training", "n_docs", "created") if k not in m]
+        if missing:
+            raise InputError(f"{source} lacks {missing}, which every polyprag manifest has; {fix}.")
+        try:
+            inventory = InventoryConfig(**{**m["inventory"], "targets": tuple(m["inventory"]["targets"])})
+            settings = {k: m.get(k, LEGACY.get(k)) for k in _BUILD_KEYS if k not in ("inventory", "training")}
+            build = BuildConfig(inventory=inventory, training=TrainConfig(**m["training"]),
+                                **{k: v for k, v in settings.items() if v is not None})
+            base = BaseModel(**{k: m["base_model"][k] for k in ("spec", "path", "fingerprint")})
+            return cls(base_model=base, build=build, **{k: m[k] for k in _RECORD_KEYS if k in m})
+        except (TypeError, ValueError, KeyError) as e:  # an unknown or missing field, a value out of range
+            raise InputError(f"{source} does not describe a knowledge base this polyprag reads ({e}); {fix}.") from None
+
+
+_RECORD_KEYS = ("n_docs", "created", "version", "updated", "n_samples", "build_seconds", "train_tokens_per_doc",
+                "loss_per_epoch", "diagnostics", "changes", "additions", "files", "format_version")
