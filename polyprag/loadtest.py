@@ -136,78 +136,94 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
              outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = (),
              grow: int | str = 0, old_ids: list[str] = ()) -> LoadReport:
     """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
-    job at a time, `add_every` seconds apart. Then every document a finished job added must be served, and
-    each probe's question must retrieve its document first. `grow`: the additions grow the inventory;
-    `old_ids`: documents whose routing must be the same after the load as before (old answers unchanged)."""
+    job at a time, `add_every` seconds apart, and (with `outside`) another writer adds `outside_probes` to
+    the same folder. Then every document a finished job added must be served, and each probe's question
+    must retrieve its document first. `grow`: the additions grow the inventory; `old_ids`: documents whose
+    routing must be the same after the load as before (old answers unchanged)."""
     require_loopback(url)
     old_routing = {i: _routing_of(url, i) for i in old_ids}
-    report, lock = LoadReport(clients, seconds), threading.Lock()
-    answered: list[float] = []  # when each answer arrived
-    running: list[tuple[float, float]] = []  # (submitted, seen finished) per job
+    load = _Load(url, LoadReport(clients, seconds), time.monotonic() + seconds, add_every)
+    threads = [threading.Thread(target=load.ask, args=(random.Random(seed * 1000 + i), questions, modes, i,
+                                                       max_new_tokens)) for i in range(clients)]
+    threads.append(threading.Thread(target=load.add, args=(probes, grow, headers, job_timeout)))
+    threads += [threading.Thread(target=load.add_outside, args=(outside, outside_probes))] if outside else []
     start = time.monotonic()
-    deadline = start + seconds
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = load.report
+    report.seconds = time.monotonic() - start
+    report.answered_during_jobs = sum(any(a < t < b for a, b in load.running) for t in load.answered)
+    _check_added(url, report, probes)
+    _check_outside(url, report, outside_probes)
+    report.old_routing_changed = [i for i, m in old_routing.items() if _routing_of(url, i) != m]
+    return report
 
-    def asker(i: int) -> None:
-        rng, n = random.Random(seed * 1000 + i), 0
-        while time.monotonic() < deadline:
+
+@dataclass
+class _Load:
+    """One load run's shared state: the report the threads fill in (under `lock`) until `deadline`."""
+    url: str
+    report: LoadReport
+    deadline: float  # time.monotonic() at which the clients stop
+    add_every: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    answered: list[float] = field(default_factory=list)  # when each answer arrived
+    running: list[tuple[float, float]] = field(default_factory=list)  # (submitted, seen finished) per job
+
+    def ask(self, rng: random.Random, questions: list[str], modes: tuple[str, ...], i: int, max_new_tokens: int):
+        n = 0
+        while time.monotonic() < self.deadline:
             n += 1
             body = {"question": rng.choice(questions), "mode": modes[(i + n) % len(modes)], "k": 2,
                     "max_new_tokens": max_new_tokens}
             t0 = time.monotonic()
             try:
-                status, res = call("POST", f"{url}/v1/answer", body)
+                status, res = call("POST", f"{self.url}/v1/answer", body)
             except Exception as e:  # a refused or dropped connection is a failure too
                 status, res = 0, repr(e)
-            with lock:
-                report.requests += 1
+            with self.lock:
+                self.report.requests += 1
                 if status == 200:
-                    report.latencies.append(time.monotonic() - t0)
-                    answered.append(time.monotonic())
+                    self.report.latencies.append(time.monotonic() - t0)
+                    self.answered.append(time.monotonic())
                 else:
-                    report.errors.append(f"{status} {str(res)[:200]}")
+                    self.report.errors.append(f"{status} {str(res)[:200]}")
 
-    def adder() -> None:
-        for p in probes:
-            time.sleep(add_every)
-            if time.monotonic() >= deadline:
-                break
+    def add(self, probes: list[Probe], grow: int | str, headers: dict | None, job_timeout: float) -> None:
+        for p in self._paced(probes):
             submitted = time.monotonic()
-            status, job = call("POST", f"{url}/v1/documents", {"documents": [p.doc], "grow": grow}, headers=headers)
+            status, job = call("POST", f"{self.url}/v1/documents", {"documents": [p.doc], "grow": grow},
+                               headers=headers)
             if status != 202:
-                with lock:
-                    report.errors.append(f"add {p.doc['id']}: {status} {job}")
+                with self.lock:
+                    self.report.errors.append(f"add {p.doc['id']}: {status} {job}")
                 continue
-            report.jobs.append(wait_for_job(url, job["job_id"], job_timeout))
-            running.append((submitted, time.monotonic()))
+            self.report.jobs.append(wait_for_job(self.url, job["job_id"], job_timeout))
+            self.running.append((submitted, time.monotonic()))
 
-    def outsider() -> None:  # another writer on the same folder: refused when it lost the race, so it retries
-        for p in outside_probes:
-            time.sleep(add_every)
-            if time.monotonic() >= deadline:
-                break
+    def add_outside(self, outside: Callable[[dict], tuple[int, str]], probes: list[Probe]) -> None:
+        """Another writer on the same folder: refused when it lost the race, so it retries (5 times)."""
+        for p in self._paced(probes):
             for _ in range(5):
                 code, output = outside(p.doc)
                 if code == 0:
-                    report.outside_added.append(p.doc["id"])
+                    self.report.outside_added.append(p.doc["id"])
                     break
-                with lock:
+                with self.lock:
                     if REFUSED not in output:
-                        report.errors.append(f"outside add {p.doc['id']}: exit {code} {output[-300:]}")
+                        self.report.errors.append(f"outside add {p.doc['id']}: exit {code} {output[-300:]}")
                         break
-                    report.outside_refused += 1
+                    self.report.outside_refused += 1
 
-    threads = [threading.Thread(target=asker, args=(i,)) for i in range(clients)] + [threading.Thread(target=adder)]
-    threads += [threading.Thread(target=outsider)] if outside else []
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    report.seconds = time.monotonic() - start
-    report.answered_during_jobs = sum(any(a < t < b for a, b in running) for t in answered)
-    _check_added(url, report, probes)
-    _check_outside(url, report, outside_probes)
-    report.old_routing_changed = [i for i, m in old_routing.items() if _routing_of(url, i) != m]
-    return report
+    def _paced(self, probes: list[Probe]):
+        """The probes one by one, `add_every` seconds apart, while the clients still ask."""
+        for p in probes:
+            time.sleep(self.add_every)
+            if time.monotonic() >= self.deadline:
+                return
+            yield p
 
 
 def _routing_of(url: str, doc_id: str) -> tuple:
