@@ -1,48 +1,31 @@
-"""The knowledge base: documents + adapter inventory + routing table + BM25 index, one folder on disk.
+"""The knowledge base: documents + adapter inventory + routing table + BM25 index, and its stages.
 
-KB/
-  manifest.json           format version, base model + fingerprint, inventory/routing/training config
-  inventory.safetensors   M LoRA pairs per target layer
-  routing.safetensors     routing logits (N_docs, G, M); row i is line i of docs.jsonl; cluster centroids and
-                          the router (weight, bias, centre) when the build used them
-  docs.jsonl              id, title, text
-  augment.jsonl           the augmentations the adapters were trained on (a cache for rebuilds)
-  index/                  BM25 (bm25s arrays + JSON)
-Writes go to a sibling temp folder renamed into place: a KB is the old version or the new one. A save over
-an existing KB keeps the replaced version in KB.versions/v<N>/ (`lifecycle.py`: versions, rollback).
-The manifest's "changes" lists what produced each version: build, add (Poly-z), remove, retrain.
+Encoding (`build`, `add`, `retrain`, `remove`) trains and changes the state here; storing is `store.py` (one
+folder, versions, checksums); reading is `answer` (the poly modes) and `readers.py` (every mode).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import logging
-import shutil
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from . import atomic, storage
+from . import atomic, storage, store
 from .adapters import (PolyLoRALinear, eject, grow_inventory, inject, inventory_state,
                        load_inventory_state, old_part, reinstate)
 from .answer import Answer, answer_questions
 from .generate import GenerationConfig, Routing
-from .augment import Augmentation, augment_documents, read_augmentations, training_samples, write_augmentations
-from .corpus import Document, check_lengths, load_corpus, write_jsonl
+from .augment import Augmentation, augment_documents, training_samples
+from .corpus import Document, check_lengths, load_corpus
 from .embed import embed_documents, kmeans
-from .errors import ConflictError, InputError
+from .errors import InputError
 from .manifest import COMBINES, FORMAT_VERSION, BaseModel, BuildConfig, Manifest  # noqa: F401 (re-exported)
-from .lifecycle import (checksums, describe_change, next_version, read_manifest, rollback,  # noqa: F401
-                        staged_version, verify_files, versions)
 from .models import LoadedModel, load_model
+from .store import Stored, model_fingerprint
 from .retrieve import BM25Index, Hit, passages
 from .routing import RoutingTable
 from .train import TrainConfig, train
@@ -50,29 +33,6 @@ from .train import TrainConfig, train
 log = logging.getLogger("polyprag")
 
 POLY_MODES = ("poly", "poly-combine", "poly-uniform")
-def model_fingerprint(model, legacy: bool = False) -> str:
-    """Architecture, parameter shapes and the first embedding values: differs between base models, not
-    between devices or dtypes (values rounded to bf16), so a KB built on a CPU in fp32 loads on a GPU in bf16.
-    `legacy`: the fp32-exact form KBs written before that carry (still accepted from an fp32 model)."""
-    config = model.config.to_dict()
-    if not legacy:
-        config = {k: v for k, v in config.items() if k not in ("dtype", "torch_dtype")}
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, p in model.named_parameters():
-        if "lora_" not in name:
-            h.update(f"{name}:{tuple(p.shape)};".encode())
-    head = model.get_input_embeddings().weight.detach().flatten()[:4096]
-    head = head.float() if legacy else head.to(torch.bfloat16).float()
-    h.update(head.cpu().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _fingerprints(model) -> set[str]:
-    """The fingerprints that match this model: the current one, and the legacy one when it is in fp32."""
-    legacy = {model_fingerprint(model, legacy=True)} if model.dtype == torch.float32 else set()
-    return {model_fingerprint(model)} | legacy
-
-
 class KnowledgeBase:
     def __init__(self, lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, docs: list[Document],
                  index: BM25Index, manifest: Manifest, augmentations: list[Augmentation]):
@@ -161,7 +121,7 @@ class KnowledgeBase:
                     "tensor_bytes_added": self._tensor_bytes() - bytes_before,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
                     "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
-                    "seconds": round(seconds, 1), "at": _now()}
+                    "seconds": round(seconds, 1), "at": store.now()}
         self.manifest = replace(m.with_adapters(m_old + grow), n_docs=len(self.docs), additions=[*m.additions, addition])
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"],
                       **({"adapters_grown": grow} if grow else {})})
@@ -274,71 +234,17 @@ class KnowledgeBase:
 
     def _record(self, change: dict) -> None:
         """Log a change in the manifest; `save` stamps it with the version it goes into."""
-        self.manifest = replace(self.manifest, changes=[*self.manifest.changes, {**change, "at": _now()}])
+        self.manifest = replace(self.manifest, changes=[*self.manifest.changes, {**change, "at": store.now()}])
 
-    def save(self, folder: str | Path) -> None:
-        """Write atomically. Over an existing KB this is a new version (the replaced one is kept in
-        `<folder>.versions/`); the version number goes up when the KB changed since it was built or loaded.
-
-        Into the folder it was loaded from, the save commits only on top of the version it was loaded as:
-        if another writer saved there since, ConflictError, and nothing is written (start again from the
-        folder's new version). Returns the version it replaced, None if the folder held no KB."""
-        folder = Path(folder)
+    def save(self, folder: str | Path) -> int | None:
+        """Write atomically (`store.write`): over an existing KB this is a new version, and into the folder it
+        was loaded from only on top of the version it was loaded as (else ConflictError, nothing written).
+        Returns the version it replaced, None if the folder held no KB."""
         inventory, routing = self._stored()
-        _check_finite({**{f"routing {k}": v for k, v in routing.items()}, **{f"inventory {k}": v for k, v in inventory.items()}},
-                      "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
-        try:
-            with atomic.folder_lock(folder):  # writers one at a time; readers wait only for this
-                atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen
-                replaced = read_manifest(folder)
-                self._check_base(folder, replaced)
-                manifest = self._versioned(folder)
-                with staged_version(folder) as tmp:
-                    # The inventory's config in the file too, so the tensors explain themselves without the manifest;
-                    # one metadata key, as safetensors writes several in no fixed order (a seeded build: same bytes)
-                    about = {"format_version": FORMAT_VERSION, "storage": self._precision(),
-                             "inventory": manifest.to_json()["inventory"]}
-                    _write_tensors(inventory, tmp / "inventory.safetensors", {"polyprag": json.dumps(about)})
-                    _write_tensors(routing, tmp / "routing.safetensors")
-                    write_jsonl(self.docs, tmp / "docs.jsonl")
-                    write_augmentations(self.augmentations, tmp / "augment.jsonl")
-                    self.index.save(tmp / "index")
-                    manifest = replace(manifest, format_version=FORMAT_VERSION, files=checksums(tmp))
-                    (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
-        except OSError as e:
-            if not _out_of_space(e):
-                raise
-            need = sum(t.nbytes for t in [*inventory.values(), *routing.values()]) + 3 * sum(
-                len(d.id) + len(d.title) + len(d.text) for d in self.docs)  # texts in docs, augment and index
-            free = shutil.disk_usage(folder.parent).free
-            raise InputError(f"not enough space to save {folder} ({e.strerror}): the new version needs about "
-                             f"{need:,} bytes, {free:,} are free. The current version is unchanged and the "
-                             "half-written copy was removed. Free some space (old versions are folders in "
-                             f"{folder.name}.versions/) or save elsewhere, then run it again.") from None
-        self.manifest, self.origin = manifest, (folder.resolve(), manifest.version)
-        return None if replaced is None else replaced["version"]
-
-    def _check_base(self, folder: Path, current: dict | None) -> None:
-        """Refuse to replace a version this KB did not start from (a lost update): see `save`."""
-        if self.origin is None or self.origin[0] != folder.resolve() or current is None:
-            return
-        if current["version"] != self.origin[1]:
-            done = [describe_change(c) for c in current["changes"] if c.get("version", 0) > self.origin[1]]
-            raise ConflictError(
-                f"{folder} changed while this change was being made: it was at version {self.origin[1]} when "
-                f"it was read and is now at version {current['version']} ({'; '.join(done) or 'another writer'}). "
-                "This change was not saved, so nothing is lost; run it again, and it starts from the new version.")
-
-    def _versioned(self, folder: Path) -> Manifest:
-        """The manifest as saved into `folder`: its version number, and the pending changes stamped with it."""
-        m, now = self.manifest, _now()
-        changes = m.changes
-        changed = any("version" not in c and c["op"] != "build" for c in changes)
-        version = next_version(folder, m.version, changed)
-        changes = [c if "version" in c else {**c, "version": version} for c in changes]
-        if not any(c["version"] == version for c in changes):  # replaces another version, itself unchanged
-            changes.append({"op": "save", "n_docs": len(self.docs), "at": now, "version": version})
-        return replace(m, version=version, changes=changes, updated=now)
+        self.manifest, replaced = store.write(Path(folder), Stored(self.manifest, inventory, routing, self.docs,
+                                                                   self.augmentations, self.index), self.origin)
+        self.origin = (Path(folder).resolve(), self.manifest.version)
+        return replaced
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel | str | None = None, device: str = "cpu",
@@ -346,39 +252,21 @@ class KnowledgeBase:
         """`lm`: a loaded model, a model spec, or None for the KB's own base model (loaded after the KB's
         files are checked, so a damaged KB fails fast, on `device` in `dtype`)."""
         folder = Path(folder)
-        with atomic.folder_lock(folder, shared=True):  # every file from one version, even while a writer swaps
-            manifest = Manifest.from_json(_read_manifest(folder), folder / "manifest.json")
-            inventory, routing_file = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
-            docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
-            index = BM25Index.load(folder / "index")
+        stored = store.read(folder)
         if not isinstance(lm, LoadedModel):
-            lm = load_model(lm or manifest.base_model.spec, device, dtype)
-        base = manifest.base_model
-        if base.fingerprint not in _fingerprints(lm.model):
-            found = model_fingerprint(lm.model)
-            raise InputError(f"{folder} was built for base model {base.spec!r} "
-                             f"(fingerprint {base.fingerprint[:12]}), but the model given is "
-                             f"{lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
-                             f"{base.spec}, or rebuild the KB for this model."
-                             + ("" if lm.model.dtype == torch.float32 else " (A KB written before polyprag's "
-                                "dtype-free fingerprint loads only with --dtype float32.)"))
-        logits = routing_file["logits"]
-        fix = f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
-        _check_finite({**{f"routing.safetensors {k}": v for k, v in routing_file.items()},
-                       **{f"inventory.safetensors {k}": v for k, v in inventory.items()}}, str(folder), fix)
-        if logits.shape[0] != len(docs):
-            raise InputError(f"{folder}: routing.safetensors has {logits.shape[0]} rows but docs.jsonl has "
-                             f"{len(docs)} documents; {fix}.")
-        layers = inject(lm.model, manifest.inventory)
+            lm = load_model(lm or stored.manifest.base_model.spec, device, dtype)
+        store.check_base_model(folder, stored.manifest, lm)
+        layers = inject(lm.model, stored.manifest.inventory)
         try:
-            load_inventory_state(layers, storage.unpack(inventory))
+            load_inventory_state(layers, storage.unpack(stored.inventory))
         except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
-            raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); {fix}.") from None
-        routing = RoutingTable(*logits.shape)
-        routing.load_tensors(routing_file)
+            raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); "
+                             f"{store.fix(folder)}.") from None
+        routing = RoutingTable(*stored.routing["logits"].shape)
+        routing.load_tensors(stored.routing)
         routing.eval()
-        kb = cls(lm, layers, routing, docs, index, manifest, augs)
-        kb.origin = (folder.resolve(), manifest.version)
+        kb = cls(lm, layers, routing, stored.docs, stored.index, stored.manifest, stored.augmentations)
+        kb.origin = (folder.resolve(), stored.manifest.version)
         return kb
 
     def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
@@ -438,7 +326,7 @@ class KnowledgeBase:
 
 def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
               history: list[dict], seconds: float) -> Manifest:
-    now = _now()
+    now = store.now()
     return Manifest(base_model=BaseModel(lm.spec, lm.path, fingerprint), build=config, n_docs=n_docs, created=now,
                     n_samples=n_samples, loss_per_epoch=[e["loss"] for e in history], diagnostics=history,
                     train_tokens_per_doc=round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
@@ -461,18 +349,13 @@ def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: 
     return [known[d.id] for d in docs]
 
 
-def _write_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """safetensors bytes written by Python, not by `save_file`: a full disk is then an OSError with its errno."""
-    path.write_bytes(safetensors_bytes(tensors, metadata))
-
-
 def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress: bool = True) -> None:
     """Carry over onto `kb` what changed in `folder` since `kb` was read from it (another writer's additions
     and removals), so that `kb` saves on top of the folder's current version: documents removed there are
     removed here, documents added there are added here (with growth, as new knowledge)."""
     folder = Path(folder)
     with atomic.folder_lock(folder, shared=True):  # the documents and version number of one version
-        version, docs = _read_manifest(folder)["version"], load_corpus(folder / "docs.jsonl")
+        version, docs = store.checked_manifest(folder)["version"], load_corpus(folder / "docs.jsonl")
     ids = {d.id for d in docs}
     changed = {d.id for d in docs if d.id in kb.row and kb.docs[kb.row[d.id]] != d}  # replaced: remove + add
     removed = [d.id for d in kb.docs if d.id not in ids or d.id in changed]
@@ -495,32 +378,3 @@ def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor
         for layer in layers:
             for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
                 p[old_part(k, m_old)] = kept[f"{layer.path}.{k}"][old_part(k, m_old)]
-
-
-def _out_of_space(e: OSError) -> bool:
-    """A full disk, a full quota, or a file-size limit: the save cannot fit, whatever it writes."""
-    return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-def _check_finite(tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
-    bad = {name: int((~torch.isfinite(t)).sum()) for name, t in tensors.items() if not torch.isfinite(t).all()}
-    if bad:
-        shown = ", ".join(f"{n} ({c} values)" for n, c in list(bad.items())[:3])
-        raise InputError(f"{where}: NaN or infinite values in {shown}; {fix}.")
-
-
-def _read_manifest(folder: Path) -> dict:
-    atomic.recover_dir(folder)
-    path = folder / "manifest.json"
-    manifest = read_manifest(folder)  # an old manifest without "version" reads as version 1
-    if manifest is None:
-        raise InputError(f"{folder} is not a polyprag knowledge base (no manifest.json); build one with `polyprag build`.")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise InputError(f"{path}: format version {manifest['format_version']} is newer than this polyprag "
-                         f"reads ({FORMAT_VERSION}); upgrade polyprag.")
-    verify_files(folder, manifest)
-    return manifest
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

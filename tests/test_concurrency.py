@@ -260,7 +260,7 @@ def test_a_save_that_runs_out_of_space_leaves_the_current_version_whole(master, 
 
 
 def test_out_of_space_errors_are_recognised():
-    from polyprag.kb import _out_of_space
+    from polyprag.store import _out_of_space
 
     assert all(_out_of_space(OSError(e, os.strerror(e))) for e in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
     assert not _out_of_space(OSError(errno.EACCES, "denied"))

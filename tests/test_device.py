@@ -10,7 +10,8 @@ from polyprag.adapters import inventory_state
 from polyprag.cli import main
 from polyprag.corpus import write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import KnowledgeBase, model_fingerprint
+from polyprag.kb import KnowledgeBase
+from polyprag.store import model_fingerprint
 from polyprag.models import load_model, resolve_device
 
 from test_kb import CONFIG, DOCS, GEN
