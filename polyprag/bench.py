@@ -70,6 +70,7 @@ class BenchConfig:
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
     add_epochs: int | None = None  # poly-z / poly-grow: epochs of the add (None: the build's)
     add_lr: float | None = None  # poly-grow: the new adapters' learning rate (None: the build's)
+    add_context_qa: int | None = None  # poly-z / poly-grow: passage samples per added document (None: the build's)
     device: str = "cpu"  # every method's model: cpu, cuda, mps or auto (models.resolve_device)
     dtype: str = "float32"  # the base model's weights (adapters train in fp32 either way)
 
@@ -88,6 +89,8 @@ class BenchConfig:
             raise InputError(f"--add-epochs {self.add_epochs} must be >= 1 (or left out: the build's epochs).")
         if self.add_lr is not None and not self.add_lr > 0:
             raise InputError(f"--add-lr {self.add_lr} must be > 0 (or left out: the build's --lr-adapters).")
+        if self.add_context_qa is not None and self.add_context_qa < 0:
+            raise InputError(f"--add-context-qa {self.add_context_qa} must be >= 0 (or left out: the build's).")
         unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
         if unknown:
             raise InputError(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)}.")
@@ -323,7 +326,7 @@ class Bench:
         training = replace(training, lr_adapters=self.config.add_lr) if self.config.add_lr else training
         kb.add(added, training, cache=self.out / "augment-cache.jsonl", progress=self.progress,
                checkpoint_dir=folder.with_name(folder.name + ".ckpt"), no_train=name == "poly-notrain",
-               grow=growth_for(len(added), kb.manifest) if grow else 0)
+               grow=growth_for(len(added), kb.manifest) if grow else 0, context_qa=self.config.add_context_qa)
         kb.save(folder)
         shutil.rmtree(folder.with_name(folder.name + ".ckpt"), ignore_errors=True)
         return kb

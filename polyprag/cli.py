@@ -126,6 +126,8 @@ def _bench_parsers(sub) -> None:
     bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
     bench.add_argument("--prag-tuned-epochs", type=int, default=2)
     bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
+    bench.add_argument("--add-context-qa", type=int,
+                       help="poly-z / poly-grow: passage samples per added document (default: the build's)")
     bench.add_argument("--add-lr", type=float,
                        help="poly-grow: the new adapters' learning rate (default: the build's --lr-adapters)")
     _build_args(bench, lists=True)
@@ -198,6 +200,8 @@ def _add_parser(sub) -> None:
     add.add_argument("--retrain", action="store_true",
                      help="train a fresh inventory and routing on every document (old + new), with the KB's build config")
     add.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
+    add.add_argument("--context-qa", type=int,
+                     help="passage samples per new document (default: the build's; fewer train faster)")
     add.add_argument("--lr-adapters", type=float,
                      help="with --grow: the new adapters' learning rate (default: the KB's build setting)")
     add.add_argument("--grow", default="0", metavar="N|auto",
@@ -491,20 +495,23 @@ def cmd_add(args) -> None:
         raise InputError(f"--epochs {args.epochs}: train for at least 1 epoch.")
     if args.lr_adapters is not None and not args.lr_adapters > 0:
         raise InputError(f"--lr-adapters {args.lr_adapters}: must be > 0.")
+    if args.context_qa is not None and args.context_qa < 0:
+        raise InputError(f"--context-qa {args.context_qa}: give 0 or more passage samples per document.")
     docs = _docs(args.corpus, args.chunk_words)  # read and check the new documents before loading a model
     kb = _load_kb(args)
     before = len(kb.docs)
     training = kb.manifest.build.training
     training = replace(training, epochs=args.epochs) if args.epochs else training
     training = replace(training, lr_adapters=args.lr_adapters) if args.lr_adapters else training
-    if args.retrain and (args.no_train or args.grow != "0"):
-        raise InputError("--retrain re-encodes everything into the build's inventory; --no-train and --grow apply "
-                         "to an addition only. Pick one.")
+    if args.retrain and (args.no_train or args.grow != "0" or args.context_qa is not None):
+        raise InputError("--retrain re-encodes everything into the build's inventory; --no-train, --grow and "
+                         "--context-qa apply to an addition only. Pick one.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
         _save_rebasing(kb, Path(args.kb), _cache(args))
     else:
-        seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb))
+        seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb),
+                         context_qa=args.context_qa)
         kb.save(args.kb)
     grown = (kb.manifest.additions or [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
@@ -640,7 +647,7 @@ def cmd_bench(args) -> None:
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
                          generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
-                         add_lr=args.add_lr, device=args.device, dtype=args.dtype)
+                         add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)

@@ -76,13 +76,14 @@ class KnowledgeBase:
 
     def add(self, docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
             checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False,
-            grow: int = 0) -> float:
+            grow: int = 0, context_qa: int | None = None) -> float:
         """Poly-z: new documents get routing rows trained on their own samples; the inventory and every old
         row stay frozen, so old documents' answers do not change. `no_train`: the rows are the router's
         (or the nearest cluster's) for the documents' embeddings, one forward pass, no training. `grow`: n
         fresh adapters are appended to the inventory and trained, with the new rows, on the new documents'
         samples; old rows give them weight exactly 0 (`routing.MASKED`), so old answers stay bit-for-bit
-        the same. Returns the seconds it took."""
+        the same. `context_qa`: passage samples per new document (default: the build's); fewer make the
+        addition faster, as a passage sample is several QA samples long. Returns the seconds it took."""
         self._check_new(docs)
         if not docs:
             raise InputError("no documents to add; pass a corpus with at least one document.")
@@ -96,7 +97,8 @@ class KnowledgeBase:
         augs = augment_documents(docs, b.augmenter, self.lm, cache=cache, progress=progress, max_qa=b.max_qa)
         n_old, m_old, bytes_before = len(self.docs), self.layers[0].config.n_adapters, self._tensor_bytes()
         samples = [replace(s, doc=s.doc + n_old)
-                   for s in training_samples(docs, augs, b.context_qa, b.rewrite, b.contrast)]
+                   for s in training_samples(docs, augs, b.context_qa if context_qa is None else context_qa,
+                                             b.rewrite, b.contrast)]
         if grow:
             grow_inventory(self.layers, grow)
             self.routing.grow_adapters(grow)
@@ -117,6 +119,7 @@ class KnowledgeBase:
         seconds = time.perf_counter() - start
         addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
                     "adapters_grown": grow, "n_adapters": m_old + grow,
+                    **({"context_qa": context_qa} if context_qa is not None else {}),
                     **({"lr_adapters": config.lr_adapters} if grow and not no_train else {}),
                     "tensor_bytes_added": self._tensor_bytes() - bytes_before,
                     "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,

@@ -198,3 +198,13 @@ def test_a_shared_adapter_is_trained_saved_and_left_alone_by_growth(tiny_chat_mo
     loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert loaded.layers[0].config.shared and torch.equal(loaded.layers[0].shared_B, layer.shared_B)
     assert torch.equal(prompt_logits(loaded, hits), logits_before)
+
+
+def test_an_addition_can_train_on_fewer_passage_samples_than_the_build(built, tmp_path):
+    kb = built
+    kb.add(NEW[:1], TrainConfig(epochs=1, batch_size=4), progress=False, grow=1, context_qa=0)
+    lean = kb.manifest.additions[-1]
+    kb.add(NEW[1:], TrainConfig(epochs=1, batch_size=4), progress=False, grow=1)
+    full = kb.manifest.additions[-1]
+    assert lean["context_qa"] == 0 and "context_qa" not in full  # recorded when it differs from the build's
+    assert lean["n_samples"] == full["n_samples"] - CONFIG.context_qa  # the same QA pairs (max_qa 3), no passage
