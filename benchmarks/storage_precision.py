@@ -23,6 +23,9 @@ def main() -> None:
     args = p.parse_args()
     run = finished_run(args.run, args.data_dir)
     kb = run.kb
+    if kb.manifest.build.storage != "fp32":
+        p.error(f"{args.run}: its KB is stored in {kb.manifest.build.storage}, so its fp32 row would not be fp32; "
+                "measure a run built with --storage fp32 (or one made before bf16 storage).")
     masters = {id(p): p.detach().clone() for l in kb.layers for p in l.named_adapters().values()}
     logits = kb.routing.logits.detach().clone()
     rows = []

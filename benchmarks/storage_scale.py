@@ -51,8 +51,9 @@ def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
     return adapters.storage_bytes(1)
 
 
-def poly_sizes(model: str, docs: list, routing: str, folder: Path) -> dict:
-    build = BuildConfig(routing=routing, max_qa=3, context_qa=0, rewrite=False, training=TrainConfig(epochs=0))
+def poly_sizes(model: str, docs: list, routing: str, folder: Path, storage: str = "bf16") -> dict:
+    build = BuildConfig(routing=routing, max_qa=3, context_qa=0, rewrite=False, storage=storage,
+                        training=TrainConfig(epochs=0))
     kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)  # a fresh model: build injects into it
     kb.save(folder)
     return kb.storage_bytes(folder)
@@ -84,11 +85,13 @@ def main() -> None:
     if max(sizes) > len(docs):
         raise SystemExit(f"--sizes {args.sizes}: the shared datasets hold {len(docs)} paragraphs; ask for fewer.")
     rows = []
+    # sized as the trained KB is stored (a KB made before bf16 storage is fp32), else as builds store today
+    precision = (read_manifest(args.trained) or {}).get("storage", "fp32") if args.trained else "bf16"
     with tempfile.TemporaryDirectory() as tmp:
         prag = prag_bytes_per_doc(args.model, docs[0], Path(tmp))
         for routing in ("fine", "coarse"):
             for n in sizes:
-                s = poly_sizes(args.model, docs[:n], routing, Path(tmp) / f"kb-{routing}-{n}")
+                s = poly_sizes(args.model, docs[:n], routing, Path(tmp) / f"kb-{routing}-{n}", precision)
                 poly = s["inventory"] + s["routing"]
                 rows.append({"n_docs": n, "routing": routing, "prag_bytes": n * prag, "inventory_bytes": s["inventory"],
                              "routing_bytes": s["routing"], "poly_bytes": poly, "kb_folder_bytes": s["total"],

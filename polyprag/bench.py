@@ -134,6 +134,13 @@ def _with_defaults(saved: dict, defaults: dict) -> dict:
     return out
 
 
+def _differences(key: str, saved, current) -> list[str]:
+    """Each setting, by its dotted path, whose value in the saved run differs from this one's."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [d for k in sorted(set(saved) | set(current)) for d in _differences(f"{key}.{k}", saved.get(k), current.get(k))]
+    return [] if saved == current else [f"{key}: {saved!r} in the run, {current!r} now"]
+
+
 class Bench:
     def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True):
         self.model, self.config, self.out, self.progress = model, config, Path(out), progress
@@ -163,10 +170,11 @@ class Bench:
             # or as the value runs had before it existed where the default is not that (storage: fp32).
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
             saved = _with_defaults(_with_defaults(saved, {"build": {"storage": storage.LEGACY}}), defaults)
-            diff = sorted(k for k in current if k not in PLAN_KEYS and saved.get(k) != current[k])
+            diff = [d for k in current if k not in PLAN_KEYS for d in _differences(k, saved.get(k), current[k])]
             if diff:
-                raise InputError(f"{self.out} holds a benchmark run with other settings ({', '.join(diff)}); "
-                                 "rerun with the same settings to resume it, or pass a new --out folder.")
+                raise InputError(f"{self.out} holds a benchmark run with other settings ({'; '.join(diff)}); "
+                                 "rerun with the run's settings to resume it (e.g. --storage fp32 for a run "
+                                 "made before bf16 storage), or pass a new --out folder.")
             log.info("resuming %s: %d method(s) already done", self.out, len(list((self.out / "methods").glob("*.json"))))
         atomic.write_text(path, json.dumps(current, indent=1))
 

@@ -65,7 +65,8 @@ class BuildConfig:
 
 # Build settings newer than some KBs, with the value every build had before the setting existed.
 LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
-          "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0}
+          "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "max_qa": 8, "context_qa": 2,
+          "rewrite": True}
 _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 
 
@@ -120,8 +121,8 @@ class Manifest:
     def from_json(cls, m: dict, source: str | Path) -> Manifest:
         """`m` as read from `source` (named in errors); settings it predates take their LEGACY values."""
         fix = "roll back to an intact version (`polyprag versions KB`) or rebuild the knowledge base"
-        missing = [k for k in ("base_model", "inventory", "routing", "augmenter", "max_qa", "context_qa", "rewrite",
-                               "training", "n_docs", "created") if k not in m]
+        missing = [k for k in ("base_model", "inventory", "routing", "augmenter", "training", "n_docs", "created")
+                   if k not in m]
         if missing:
             raise InputError(f"{source} lacks {missing}, which every polyprag manifest has; {fix}.")
         try:

@@ -76,7 +76,7 @@ def test_a_rerun_resumes_and_redoes_only_missing_methods(rerun, tiny_chat_model_
 
 def test_a_rerun_with_other_settings_is_refused(rerun, tiny_chat_model_dir, capsys):
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--k", "2") == 2
-    assert "other settings (k)" in " ".join(capsys.readouterr().out.split())
+    assert "other settings (k: 3 in the run, 2 now)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
@@ -88,7 +88,13 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, ti
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 0
     assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--dtype", "bfloat16") == 2
-    assert "other settings (dtype)" in " ".join(capsys.readouterr().out.split())
+    assert "(dtype: 'float32' in the run, 'bfloat16' now)" in " ".join(capsys.readouterr().out.split())
+    # A run made before bf16 storage stored its KBs in fp32: resumed only as such, and the message says so
+    config["build"].pop("storage")
+    (rerun / "config.json").write_text(json.dumps(config))
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 2
+    assert "build.storage: 'fp32' in the run, 'bf16' now" in " ".join(capsys.readouterr().out.split())
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--storage", "fp32") == 0
 
 
 def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(rerun, tiny_chat_model_dir):
