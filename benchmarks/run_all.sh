@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data}
 work=${BENCH_OUT:-runs}
-run() {  # run-name, then bench flags
+run() {  # run-name, then bench flags; every run below was recorded with fp32 storage (before bf16 was the default)
   local name=$1; shift
-  .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" "$@"
+  .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" --storage fp32 "$@"
   mkdir -p "benchmarks/results/$name"
   cp "$work/$name"/{config.json,results.json,results.md,f1.png} "benchmarks/results/$name/"
   cp "$work/$name"/{routing_pca.png,adapter_usage.png} "benchmarks/results/$name/" 2>/dev/null || true
@@ -96,3 +96,9 @@ cp "$work/hotpotqa-n100-gemma3-cluster-c3/storage-precision.json" benchmarks/res
 # The passage-sample lever at n = 100 (the reference rows of hotpotqa-n100-gemma3-cluster-c3 reproduce).
 run hotpotqa-n100-gemma3-cluster-c3-ctx1 --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
     --contrast 3 --context-qa 1 --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
+# The same levers on 2Wiki (questions they were not chosen on), every reference row on the same samples,
+# then poly-combine at lower adapter strength on that KB.
+run 2wiki-n100-gemma3-cluster-c3 --dataset 2wiki --n 100 --model gemma3-270m --routing-init cluster --contrast 3 \
+    --methods closed-book-bare,rag,poly,poly-combine,poly-uniform,prag,prag-combine
+.venv/bin/python benchmarks/adapter_strength.py "$work/2wiki-n100-gemma3-cluster-c3" --strengths 1,0.5,0.25 --data-dir "$data"
+cp "$work/2wiki-n100-gemma3-cluster-c3/adapter-strength.json" benchmarks/results/2wiki-n100-gemma3-cluster-c3/
