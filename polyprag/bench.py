@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, plots, storage
+from . import atomic, plots
 from .answer import Answer
 from .generate import GenerationConfig
 from .augment import augment_documents, training_samples
@@ -33,6 +33,7 @@ from .datasets import Question
 from .errors import InputError
 from .evaluate import prediction, score_row
 from .kb import POLY_MODES, BuildConfig, KnowledgeBase, growth_for
+from .manifest import LEGACY
 from .lifecycle import routing_weights
 from .metrics import score
 from .models import LoadedModel, load_model
@@ -167,9 +168,9 @@ class Bench:
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
             # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"),
-            # or as the value runs had before it existed where the default is not that (storage: fp32).
+            # or as the value runs had before it existed where the default is not that (manifest.LEGACY).
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
-            saved = _with_defaults(_with_defaults(saved, {"build": {"storage": storage.LEGACY}}), defaults)
+            saved = _with_defaults(_with_defaults(saved, {"build": LEGACY}), defaults)
             diff = [d for k in current if k not in PLAN_KEYS for d in _differences(k, saved.get(k), current[k])]
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({'; '.join(diff)}); "

@@ -277,7 +277,7 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
 def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     """`lists`: --adapters, --rank and --routing take comma-separated values; several values are an ablation."""
     _augment_args(p)
-    d, t = InventoryConfig(), TrainConfig()
+    d, t, b = InventoryConfig(), TrainConfig(), BuildConfig()
     kind, more = (str, "; a list such as 1,4,8,20 adds one poly row per value") if lists else (int, "")
     p.add_argument("--adapters", type=kind, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters}{more})")
     p.add_argument("--rank", type=kind, default=d.rank, help=f"LoRA rank r (default {d.rank}{more})")
@@ -289,8 +289,8 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
         p.add_argument("--routing", default="fine", help="fine (default) or coarse; fine,coarse adds a row for each")
     else:
         p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
-    p.add_argument("--routing-init", choices=ROUTING_INITS, default="uniform",
-                   help="uniform (Z ≈ 0, default) or cluster (from k-means over the base model's document embeddings)")
+    p.add_argument("--routing-init", choices=ROUTING_INITS, default=b.routing_init,
+                   help="cluster (from k-means over the base model's document embeddings, default) or uniform (Z ≈ 0)")
     p.add_argument("--routing-strength", type=float, default=3.0, help="cluster init: logit ±s (default 3)")
     p.add_argument("--router", choices=ROUTERS, default="table",
                    help="table (a free routing row per document, default) or embedding (rows computed from the "
@@ -300,15 +300,15 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
                    help="nll (default), distill (from the base model reading the document), or both")
     p.add_argument("--combine", choices=COMBINES, default="mean",
                    help="answering: mean of the retrieved documents' weights (default), or sum of their adapters")
-    p.add_argument("--combine-strength", type=float, default=1.0,
-                   help="poly-combine: scale the mixing weights (< 1: the passages weigh more; default 1)")
+    p.add_argument("--combine-strength", type=float, default=b.combine_strength,
+                   help=f"poly-combine: scale the mixing weights (< 1: the passages weigh more; default {b.combine_strength})")
     p.add_argument("--storage", choices=storage.PRECISIONS, default=storage.DEFAULT,
                    help="the inventory's stored precision (routing in fp16 unless fp32; default bf16: half the "
                         "bytes of fp32 at the same F1)")
     p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
     p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
-    p.add_argument("--contrast", type=int, default=0,
-                   help="yes/no and either-or questions per document made from its QA pairs (default 0)")
+    p.add_argument("--contrast", type=int, default=b.contrast,
+                   help=f"yes/no and either-or questions per document made from its QA pairs (default {b.contrast})")
     p.add_argument("--epochs", type=int, default=t.epochs)
     p.add_argument("--train-batch-size", type=int, default=t.batch_size)
     p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)

@@ -31,18 +31,20 @@ COMBINES = ("mean", "sum")
 class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
-    routing_init: str = "uniform"  # "uniform": Z ≈ 0; "cluster": from k-means over document embeddings
+    # The defaults below routing_init, contrast and combine_strength were measured on HotpotQA and 2Wiki n = 100
+    # (BENCHMARKS.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
+    routing_init: str = "cluster"  # "cluster": from k-means over document embeddings; "uniform": Z ≈ 0
     routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
     router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
     augmenter: str = "rules"
     max_qa: int = 8  # rule augmenter: QA pairs per document at most
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
     rewrite: bool = True
-    contrast: int = 0  # yes/no and either-or questions per document (augment.contrast_pairs)
+    contrast: int = 3  # yes/no and either-or questions per document (augment.contrast_pairs)
     combine: str = "mean"  # answering: COMBINES
     # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
     # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
-    combine_strength: float = 1.0
+    combine_strength: float = 0.75
     storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)
 

@@ -26,7 +26,7 @@ OLD = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 b
 NEW = [Document("pell", "Orrin Pell", "Orrin Pell was a painter born in 1901 in Velmark."),
        Document("quill", "Edda Quill", "Edda Quill was a beekeeper born in 1877 in Ossenlaw.")]
 OLD_QUESTIONS = ["Who built the Marlow Bridge?", "Who invented the glass harp?", "When did the Tesk mill burn?"]
-CONFIG = BuildConfig(inventory=InventoryConfig(n_adapters=4, rank=2), routing_init="cluster", max_qa=3,
+CONFIG = BuildConfig(inventory=InventoryConfig(n_adapters=4, rank=2), routing_init="cluster", max_qa=3, contrast=0,
                      context_qa=1, rewrite=False, training=TrainConfig(epochs=2, batch_size=4))
 GEN = GenerationConfig(max_new_tokens=6, batch_size=4)
 

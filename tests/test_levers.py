@@ -124,9 +124,9 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     assert torch.equal(loaded.routing.logits[:3], kb.routing.logits)  # old rows untouched
     assert loaded.manifest.additions[-1]["epochs"] == 0 and loaded.manifest.additions[-1]["diagnostics"] == []
     with pytest.raises(InputError, match="--routing-init cluster with --router embedding"):
-        BuildConfig(router="embedding")
+        BuildConfig(routing_init="uniform", router="embedding")
     plain = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir)),
-                                BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2),
+                                BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="uniform",
                                             training=TrainConfig(epochs=1, batch_size=4)), progress=False)
     with pytest.raises(InputError, match="adding without training needs content-based routing"):
         plain.add(DOCS[3:], progress=False, no_train=True)
