@@ -1,14 +1,33 @@
-import dataclasses, sys
-from polyprag.kb import KnowledgeBase
-from polyprag.evaluate import EvalConfig, evaluate
-from polyprag.datasets import load_questions
-from polyprag.corpus import load_corpus
-from polyprag.generate import GenerationConfig
+"""Answer the demo's questions again from a kept demo KB with poly-combine at other adapter strengths.
+
+    polyprag demo --routing-init cluster --contrast 3 --combine-strength 0.5 --out runs/demo-cluster-c3-s05-kb
+    .venv/bin/python benchmarks/demo_strength.py runs/demo-cluster-c3-s05-kb 1 0.75
+
+Answering only (same KB, retrieval and decoding as the demo); prints one F1 per strength.
+"""
+
+import dataclasses
+import sys
 from pathlib import Path
-S = Path("polyprag/data/sample")
-kb = KnowledgeBase.load("runs/demo-cluster-c3-s05-kb")
-qs, docs = load_questions(S / "questions.jsonl"), load_corpus(S / "docs.jsonl")
-for s in map(float, sys.argv[1:]):
-    kb.manifest = dataclasses.replace(kb.manifest, build=dataclasses.replace(kb.manifest.build, combine_strength=s))
-    r = evaluate(kb.lm, qs, docs, EvalConfig(modes=("poly-combine",), k=3, generation=GenerationConfig(max_new_tokens=16)), kb=kb)
-    print("s", s, "poly-combine F1", r.rows[0]["f1"], flush=True)
+
+from polyprag.corpus import load_corpus
+from polyprag.datasets import load_questions
+from polyprag.evaluate import EvalConfig, evaluate
+from polyprag.generate import GenerationConfig
+from polyprag.kb import KnowledgeBase
+
+SAMPLE = Path(__file__).resolve().parents[1] / "polyprag" / "data" / "sample"
+
+
+def main() -> None:
+    kb = KnowledgeBase.load(sys.argv[1])
+    questions, docs = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
+    config = EvalConfig(modes=("poly-combine",), k=3, generation=GenerationConfig(max_new_tokens=16))  # the demo's
+    for s in map(float, sys.argv[2:]):
+        build = dataclasses.replace(kb.manifest.build, combine_strength=s)
+        kb.manifest = dataclasses.replace(kb.manifest, build=build)
+        print("s", s, "poly-combine F1", evaluate(kb.lm, questions, docs, config, kb=kb).rows[0]["f1"], flush=True)
+
+
+if __name__ == "__main__":
+    main()
