@@ -52,8 +52,10 @@ def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
 
 
 def poly_sizes(model: str, docs: list, routing: str, folder: Path, storage: str = "bf16") -> dict:
-    build = BuildConfig(routing=routing, max_qa=3, context_qa=0, rewrite=False, storage=storage,
-                        training=TrainConfig(epochs=0))
+    # uniform init: cluster init also stores k-means centroids (M × d fp32, a fixed cost like the inventory),
+    # which would blur the per-document growth of routing.safetensors that this measures
+    build = BuildConfig(routing=routing, routing_init="uniform", max_qa=3, context_qa=0, rewrite=False,
+                        storage=storage, training=TrainConfig(epochs=0))
     kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)  # a fresh model: build injects into it
     kb.save(folder)
     return kb.storage_bytes(folder)
