@@ -8,7 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/data}
 work=${BENCH_OUT:-runs}
-run() {  # run-name, then bench flags; every run below was recorded with fp32 storage (before bf16 was the default)
+# Every run made with `run` was recorded with fp32 storage and the build defaults of before 2026-11-30's
+# change (uniform routing init, no contrast questions, poly-combine at full strength): it passes them, and a
+# run's own flags override them (the last value wins). `run_now` (at the end) uses today's defaults but fp32.
+legacy=(--storage fp32 --routing-init uniform --contrast 0 --combine-strength 1)
+run() { run_now "$1" "${legacy[@]}" "${@:2}"; }
+run_now() {  # run-name, then bench flags
   local name=$1; shift
   .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" --storage fp32 "$@"
   mkdir -p "benchmarks/results/$name"
@@ -85,6 +90,7 @@ lever hotpotqa-n30-gemma3-cluster-c3-ent1 --routing-init cluster --contrast 3 --
 lever hotpotqa-n30-gemma3-cluster-c3-ctx1 --routing-init cluster --contrast 3 --context-qa 1
 lever hotpotqa-n30-gemma3-cluster-c3-shared-ent1 --routing-init cluster --contrast 3 --shared-adapter --routing-entropy 1
 lever hotpotqa-n30-gemma3-cluster-c3-shared --routing-init cluster --contrast 3 --shared-adapter
+lever hotpotqa-n30-gemma3-cluster-c3-coarse --routing-init cluster --contrast 3 --routing coarse --combine-strength 1
 # Answer-time only, on that run's KB: poly-combine with its mixing weights scaled (adapter-strength.json).
 .venv/bin/python benchmarks/adapter_strength.py "$work/hotpotqa-n100-gemma3-cluster-c3" --strengths 1,0.5,0.25 --data-dir "$data"
 cp "$work/hotpotqa-n100-gemma3-cluster-c3/adapter-strength.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
@@ -102,3 +108,12 @@ run 2wiki-n100-gemma3-cluster-c3 --dataset 2wiki --n 100 --model gemma3-270m --r
     --methods closed-book-bare,rag,poly,poly-combine,poly-uniform,prag,prag-combine
 .venv/bin/python benchmarks/adapter_strength.py "$work/2wiki-n100-gemma3-cluster-c3" --strengths 1,0.5,0.25 --data-dir "$data"
 cp "$work/2wiki-n100-gemma3-cluster-c3/adapter-strength.json" benchmarks/results/2wiki-n100-gemma3-cluster-c3/
+# Growth on the sample corpus without the passage sample in the add (`--add-context-qa 0`), 2 epochs; the
+# base KBs are those of the growth runs above (a seeded build is byte-identical).
+grow=(--dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow --context-qa 1 --epochs 3 --max-qa 8
+      --add-context-qa 0 --add-epochs 2)
+run sample-grow-e2-ctx0-demo-smollm2 "${grow[@]}"
+run sample-grow-e2-ctx0-lr6e-3-demo-smollm2 "${grow[@]}" --add-lr 6e-3
+# Today's defaults (cluster init, 3 contrast questions, poly-combine at 0.75) with SmolLM2.
+run_now hotpotqa-n100-smollm2-cluster-c3 --dataset hotpotqa --n 100 \
+    --methods closed-book-bare,rag,prag,prag-combine,poly,poly-combine,poly-uniform
