@@ -1,7 +1,7 @@
-"""The knowledge base: documents + adapter inventory + routing table + BM25 index, and its stages.
+"""The knowledge base: documents + adapter inventory + routing table + BM25 index, and what changes them.
 
-Encoding (`build`, `add`, `retrain`, `remove`) trains and changes the state here; storing is `store.py` (one
-folder, versions, checksums); reading is `answer` (the poly modes) and `readers.py` (every mode).
+Training is `encode.py` (`build`, `add` and `retrain` call it); storing is `store.py` (one folder, versions,
+checksums); reading is `answer` here (the poly modes) and `readers.py` (every mode).
 """
 
 from __future__ import annotations
@@ -14,21 +14,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import atomic, storage, store
-from .adapters import (PolyLoRALinear, eject, grow_inventory, inject, inventory_state,
-                       load_inventory_state, old_part, reinstate)
+from . import atomic, encode, storage, store
+from .adapters import PolyLoRALinear, eject, inject, inventory_state, load_inventory_state, reinstate
 from .answer import Answer, answer_questions
-from .generate import GenerationConfig, Routing
-from .augment import Augmentation, augment_documents, training_samples
+from .augment import Augmentation
 from .corpus import Document, check_lengths, load_corpus
-from .embed import embed_documents, kmeans
+from .encode import growth_for
 from .errors import InputError
-from .manifest import COMBINES, FORMAT_VERSION, BaseModel, BuildConfig, Manifest  # noqa: F401 (re-exported)
+from .generate import GenerationConfig, Routing
+from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F401 (re-exported)
 from .models import LoadedModel, load_model
-from .store import Stored, model_fingerprint
 from .retrieve import BM25Index, Hit, passages
 from .routing import RoutingTable
-from .train import TrainConfig, train
+from .store import Stored
+from .train import TrainConfig
 
 log = logging.getLogger("polyprag")
 
@@ -46,31 +45,13 @@ class KnowledgeBase:
     def build(cls, docs: list[Document], lm: LoadedModel, config: BuildConfig = BuildConfig(),
               cache: Path | None = None, checkpoint_dir: Path | None = None, progress: bool = True,
               reuse: list[Augmentation] = ()) -> KnowledgeBase:
-        """`reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
+        """Encode `docs` into a fresh inventory and routing (`encode.encode`) injected into lm.model.
+        `reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
         if not docs:
             raise InputError("no documents to encode; pass a corpus with at least one document.")
         check_lengths(docs)
-        fingerprint = model_fingerprint(lm.model)  # before injection: the base model alone
-        start = time.perf_counter()
-        augs = _augment(docs, config, lm, cache, progress, reuse)
-        embeddings = _embed(lm, docs) if config.routing_init == "cluster" else None  # before injection
-        torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
-        layers = inject(lm.model, config.inventory)
-        groups = len(layers) if config.routing == "fine" else 1
-        routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
-        if embeddings is not None:
-            assign, routing.centroids = kmeans(embeddings, config.inventory.n_adapters, seed=config.training.seed)
-            routing.init_from_clusters(assign, config.routing_strength)
-        if config.router == "embedding":
-            routing.attach_router(embeddings)
-        samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast)
-        log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
-                 len(samples), len(docs))
-        history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
-                        progress=progress)
-        routing.materialise()
-        manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
-        kb = cls(lm, layers, routing, docs, BM25Index.build(docs), manifest, augs)
+        e = encode.encode(docs, lm, config, cache, checkpoint_dir, progress, reuse)
+        kb = cls(lm, e.layers, e.routing, docs, BM25Index.build(docs), e.manifest, e.augmentations)
         kb._settle()
         return kb
 
@@ -93,37 +74,15 @@ class KnowledgeBase:
         if grow < 0:
             raise InputError(f"grow={grow}: give the number of adapters to add (0 for none).")
         start = time.perf_counter()
-        m, b = self.manifest, self.manifest.build
-        augs = augment_documents(docs, b.augmenter, self.lm, cache=cache, progress=progress, max_qa=b.max_qa)
-        n_old, m_old, bytes_before = len(self.docs), self.layers[0].config.n_adapters, self._tensor_bytes()
-        samples = [replace(s, doc=s.doc + n_old)
-                   for s in training_samples(docs, augs, b.context_qa if context_qa is None else context_qa,
-                                             b.rewrite, b.contrast)]
-        if grow:
-            grow_inventory(self.layers, grow)
-            self.routing.grow_adapters(grow)
-        self.routing.grow(len(docs))
-        self._init_new_rows(docs, n_old, m_old, grow)
-        config = replace(training or b.training, train_adapters=bool(grow))
-        if no_train:
-            config, history = replace(config, epochs=0), []
-        else:
-            # Copies (inventory_state gives views): the old adapters are restored exactly, whatever the optimiser did
-            kept = {k: v.clone() for k, v in inventory_state(self.layers).items()}
-            history = train(self.lm.model, self.lm.tokenizer, self.layers, self.routing, samples, config,
-                            checkpoint_dir, trainable_docs=torch.arange(self.routing.n_docs) >= n_old,
-                            progress=progress, frozen_adapters=m_old)
-            _restore_adapters(self.layers, kept, m_old)
+        m, m_old, bytes_before = self.manifest, self.layers[0].config.n_adapters, self._tensor_bytes()
+        augs, record = encode.extend(self.lm, self.layers, self.routing, m.build, docs, training, cache,
+                                     checkpoint_dir, progress, no_train, grow, context_qa)
         self._settle()  # the new rows and adapters; the old ones are already at stored precision
         self._set_docs(self.docs + docs, self.augmentations + augs)
         seconds = time.perf_counter() - start
-        addition = {"n_docs": len(docs), "n_samples": len(samples), "epochs": config.epochs,
-                    "adapters_grown": grow, "n_adapters": m_old + grow,
+        addition = {"n_docs": len(docs), **record, "adapters_grown": grow, "n_adapters": m_old + grow,
                     **({"context_qa": context_qa} if context_qa is not None else {}),
-                    **({"lr_adapters": config.lr_adapters} if grow and not no_train else {}),
                     "tensor_bytes_added": self._tensor_bytes() - bytes_before,
-                    "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
-                    "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs)),
                     "seconds": round(seconds, 1), "at": store.now()}
         self.manifest = replace(m.with_adapters(m_old + grow), n_docs=len(self.docs), additions=[*m.additions, addition])
         self._record({"op": "add", "ids": [d.id for d in docs], "n_docs": len(docs), "seconds": addition["seconds"],
@@ -153,22 +112,6 @@ class KnowledgeBase:
             for p in layer.named_adapters().values():
                 p.copy_(storage.rounded(p, precision))
         self.routing.logits.copy_(self.routing.logits.to(storage.routing_dtype(precision)))
-
-    def _init_new_rows(self, docs: list[Document], n_old: int, m_old: int, grow: int) -> None:
-        """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
-        `grow` clusters), else where the router or the nearest cluster puts them, else near uniform."""
-        strength = self.manifest.build.routing_strength
-        content = grow or self.routing.router is not None or self.routing.centroids is not None
-        x = embed_documents(self.lm, docs) if content else None  # no mixing: the base model
-        if grow:
-            assign, centroids = kmeans(x, grow, seed=self.manifest.build.training.seed)
-            self.routing.init_from_clusters(assign + m_old, strength, start=n_old)
-            if self.routing.centroids is not None and len(self.routing.centroids) == m_old:
-                self.routing.centroids = torch.cat([self.routing.centroids, centroids])  # centroid i = adapter i
-        elif self.routing.router is not None:
-            self.routing.init_from_router(x, start=n_old)
-        elif self.routing.centroids is not None:
-            self.routing.init_from_clusters(self.routing.nearest_cluster(x), strength, start=n_old)
 
     def remove(self, ids: list[str]) -> None:
         """Drop documents: their routing rows, texts, augmentations and index entries. The inventory stays as it
@@ -327,31 +270,6 @@ class KnowledgeBase:
                 "routing_per_doc": self.routing.logits[0].numel() * storage.routing_dtype(self._precision()).itemsize}
 
 
-def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
-              history: list[dict], seconds: float) -> Manifest:
-    now = store.now()
-    return Manifest(base_model=BaseModel(lm.spec, lm.path, fingerprint), build=config, n_docs=n_docs, created=now,
-                    n_samples=n_samples, loss_per_epoch=[e["loss"] for e in history], diagnostics=history,
-                    train_tokens_per_doc=round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
-                    build_seconds=round(seconds, 1), changes=[{"op": "build", "n_docs": n_docs, "at": now}])
-
-
-def _embed(lm: LoadedModel, docs: list[Document]) -> torch.Tensor:
-    """(N, d) the base model's document embeddings, for cluster init and the router."""
-    log.info("embedding %d documents for content-based routing", len(docs))
-    return embed_documents(lm, docs)
-
-
-def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: Path | None, progress: bool,
-             reuse: list[Augmentation]) -> list[Augmentation]:
-    known = {a.doc_id: a for a in reuse}
-    missing = [d for d in docs if d.id not in known]
-    if missing:
-        made = augment_documents(missing, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa)
-        known.update(zip((d.id for d in missing), made))
-    return [known[d.id] for d in docs]
-
-
 def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress: bool = True) -> None:
     """Carry over onto `kb` what changed in `folder` since `kb` was read from it (another writer's additions
     and removals), so that `kb` saves on top of the folder's current version: documents removed there are
@@ -369,15 +287,3 @@ def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress:
         kb.add(added, cache=cache, progress=progress, grow=growth_for(len(added), kb.manifest))
     kb.origin = (folder.resolve(), version)
     log.info("rebased onto %s version %d: %d removed, %d added", folder, version, len(removed), len(added))
-
-
-def growth_for(n_new: int, manifest: Manifest) -> int:
-    """`--grow auto`: as many adapters as keep the knowledge base's documents per adapter (at least 1)."""
-    return max(1, round(n_new * manifest.inventory.n_adapters / max(manifest.n_docs, 1)))
-
-
-def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
-    with torch.no_grad():
-        for layer in layers:
-            for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
-                p[old_part(k, m_old)] = kept[f"{layer.path}.{k}"][old_part(k, m_old)]

@@ -76,7 +76,7 @@ _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 class BaseModel:
     spec: str  # as given to --model
     path: str  # where its weights were read from
-    fingerprint: str  # kb.model_fingerprint: a KB loads only onto the model it was built for
+    fingerprint: str  # store.model_fingerprint: a KB loads only onto the model it was built for
 
 
 @dataclass(frozen=True)

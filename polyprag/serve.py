@@ -529,6 +529,12 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         return AnswerResponse(mode=req.mode, k=req.k, version=kb_version(kb), answers=out)
 
     _openai_routes(app, service, limits, read)
+    _document_routes(app, service, limits, read, write)
+    return app
+
+
+def _document_routes(app: FastAPI, service: Service, limits: Limits, read: list, write: list) -> None:
+    """Add (a job), look up and remove (a job) documents."""
 
     @app.post("/v1/documents", status_code=202, dependencies=write)
     def add_documents(req: DocumentsRequest) -> JobOut:
@@ -552,8 +558,6 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         # A job like an addition: mutations must run in order, each on the version the previous one saved.
         _check(doc_id in service.kb.row, f"no document {doc_id!r} in the knowledge base.", 404)
         return service.submit(Job("remove", [doc_id]))
-
-    return app
 
 
 OPENAI_MODELS = ("polyprag", *get_args(Mode))  # "polyprag" is poly; the others are the modes by name
