@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import distributed
 from .augment_rules import Augmentation, QAPair, from_json, rule_augment, to_json
 from .corpus import Document
 from .errors import InputError
@@ -66,11 +67,13 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
     missing = [d for d, k in zip(docs, keys) if k not in cached]
     if missing:
         log.info("augmenting %d documents with %s (%d cached)", len(missing), augmenter, len(docs) - len(missing))
-        fresh = ([rule_augment(d, max_qa=max_qa) for d in missing] if augmenter == "rules"
-                 else llm_augment(missing, lm, progress))
+        mine = missing[distributed.block(len(missing))]  # under several processes, each its share
+        made = [rule_augment(d, max_qa=max_qa) for d in mine] if augmenter == "rules" else llm_augment(mine, lm, progress)
+        fresh = ([from_json(o) for o in distributed.gather_json([to_json(a) for a in made])]
+                 if distributed.active() else made)
         new = {cache_key(d, augmenter, model): a for d, a in zip(missing, fresh)}
         cached.update(new)
-        if cache:
+        if cache and distributed.is_main():
             _append_cache(cache, new)
     return [cached[k] for k in keys]
 

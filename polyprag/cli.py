@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import atomic, lifecycle, storage
+from . import atomic, distributed, lifecycle, storage
 from .adapters import InventoryConfig
 from .generate import GenerationConfig
 from .augment import AUGMENTERS, augment_documents, write_augmentations
@@ -42,7 +42,9 @@ SAMPLE = files("polyprag") / "data" / "sample"
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if not args.quiet else logging.WARNING, format="%(message)s",
+    console.quiet = not distributed.is_main()  # under torchrun, process 0 speaks for all
+    logging.basicConfig(level=logging.INFO if not args.quiet and distributed.is_main() else logging.WARNING,
+                        format="%(message)s",
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)])
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     try:
@@ -478,11 +480,13 @@ def cmd_build(args) -> None:
 
 def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> KnowledgeBase:
     ckpt = out.with_name(out.name + ".ckpt")
-    if ckpt.exists() and not resume:
+    if ckpt.exists() and not resume and distributed.is_main():
         shutil.rmtree(ckpt)  # a fresh build must not pick up an old run's weights
+    distributed.barrier()
     kb = KnowledgeBase.build(docs, _lm(args), config, cache=_cache(args), checkpoint_dir=ckpt)
-    replaced = kb.save(out)
-    shutil.rmtree(ckpt, ignore_errors=True)
+    replaced = _save_once(kb, out)
+    if distributed.is_main():
+        shutil.rmtree(ckpt, ignore_errors=True)
     if replaced is not None:  # a build over a KB is a new version of it, and can be undone
         console.print(f"{out} held a knowledge base (version {replaced}): the new build is version "
                       f"{kb.manifest.version}; `polyprag rollback {out} {replaced}` brings the old one back",
@@ -506,13 +510,16 @@ def cmd_add(args) -> None:
     if args.retrain and (args.no_train or args.grow != "0" or args.context_qa is not None):
         raise InputError("--retrain re-encodes everything into the build's inventory; --no-train, --grow and "
                          "--context-qa apply to an addition only. Pick one.")
+    if args.retrain and distributed.size() > 1:
+        raise InputError("--retrain runs in one process (a save that meets another writer's version retrains "
+                         "again); launch it without torchrun.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
         _save_rebasing(kb, Path(args.kb), _cache(args))
     else:
         seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb),
                          context_qa=args.context_qa)
-        kb.save(args.kb)
+        _save_once(kb, Path(args.kb))
     grown = (kb.manifest.additions or [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
            if args.no_train else f"{grown} adapters grown, old ones unchanged" if grown else "Poly-z, inventory unchanged")
@@ -523,6 +530,9 @@ def cmd_add(args) -> None:
 def cmd_compact(args) -> None:
     if (args.adapters is not None and args.adapters < 1) or (args.epochs is not None and args.epochs < 1):
         raise InputError(f"--adapters {args.adapters} / --epochs {args.epochs}: both must be >= 1.")
+    if distributed.size() > 1:
+        raise InputError("compact runs in one process (a save that meets another writer's version retrains "
+                         "again); launch it without torchrun.")
     kb = _load_kb(args)
     before = kb.manifest.inventory.n_adapters
     training = kb.manifest.build.training
@@ -531,6 +541,13 @@ def cmd_compact(args) -> None:
     _save_rebasing(kb, Path(args.kb), _cache(args))
     console.print(f"{args.kb}: version {kb.manifest.version}, {len(kb.docs)} documents, {before} → "
                   f"{kb.manifest.inventory.n_adapters} adapters ({seconds:.0f} s)", highlight=False)
+
+
+def _save_once(kb: KnowledgeBase, folder: Path) -> int | None:
+    """`kb.save`; under several processes (torchrun) process 0 writes and the others wait until it has."""
+    replaced = kb.save(folder) if distributed.is_main() else None
+    distributed.barrier()
+    return replaced
 
 
 def _save_rebasing(kb: KnowledgeBase, folder: Path, cache: Path, attempts: int = 5) -> None:

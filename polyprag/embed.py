@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from . import distributed
 from .corpus import Document
 from .models import LoadedModel
 
@@ -17,18 +18,20 @@ from .models import LoadedModel
 @torch.inference_mode()
 def embed_documents(lm: LoadedModel, docs: list[Document], batch_size: int = 8, max_length: int = 256) -> torch.Tensor:
     """(N, d) unit vectors: mean-pooled last hidden states of each document's first `max_length` tokens.
-    Run with the adapters off (call it before they are injected, or outside any mixing)."""
+    Run with the adapters off (call it before they are injected, or outside any mixing). Under several
+    processes each embeds its share and every process gets all N."""
     tok = lm.tokenizer
-    out = []
-    for start in range(0, len(docs), batch_size):
-        texts = [d.content() for d in docs[start:start + batch_size]]
+    mine = docs[distributed.block(len(docs))]
+    out = [torch.zeros(0, lm.model.config.hidden_size)]
+    for start in range(0, len(mine), batch_size):
+        texts = [d.content() for d in mine[start:start + batch_size]]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", truncation=True,
                   max_length=max_length).to(lm.model.device)
         hidden = lm.model(**enc, output_hidden_states=True).hidden_states[-1]  # (B, T, d)
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B, d)
         out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
-    return torch.cat(out)
+    return distributed.gather_rows(torch.cat(out), len(docs))
 
 
 def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:

@@ -73,6 +73,7 @@ def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable,
     samples = [replace(s, doc=s.doc + n_old)
                for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,
                                          build.rewrite, build.contrast)]
+    torch.manual_seed(build.training.seed + n_old)  # the grown adapters' and new rows' init: part of the seeded run
     if grow:
         grow_inventory(layers, grow)
         routing.grow_adapters(grow)

@@ -170,7 +170,9 @@ def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: this process's GPU
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "

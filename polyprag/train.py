@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from . import atomic
+from . import atomic, distributed
 from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part
 from .prompts import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
@@ -140,6 +140,9 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     """Train; returns one record per epoch: its mean loss and the routing diagnostics (module docstring).
     `trainable_docs` (bool (N,)) freezes the other rows; the first `frozen_adapters` adapters of every
     layer stay as they are (a grown inventory trains only its new ones)."""
+    if distributed.size() > 1 and config.objective != "nll":
+        raise InputError(f"objective {config.objective!r} runs in one process only; launch without torchrun, or "
+                         "use --objective nll.")
     encoded = _encode_all(model, tokenizer, samples, config, progress)
     for l in layers:
         for p in l.named_adapters().values():
@@ -157,7 +160,7 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
                  "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
                  history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
                  history[-1]["effective_adapters"], history[-1]["adapter_cosine"])
-        if checkpoint_dir:
+        if checkpoint_dir and distributed.is_main():
             _save_checkpoint(checkpoint_dir, layers, routing, opt, config, epoch + 1, history)
     model.eval()
     routing.eval()
@@ -198,18 +201,18 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
     torch.manual_seed(config.seed * 100_003 + epoch)
     batches = _length_bucketed_batches([len(e.ids) for e in encoded], config.batch_size, rng)
     losses, grads = [], []
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress)
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+               disable=not progress or not distributed.is_main())
     for idx in bar:
         rows = [encoded[i] for i in idx]
-        batch = collate(rows, pad_id)
-        docs = batch.pop("doc")  # routing rows: the table stays on the CPU
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        with mixing(layers, routing(docs, tau=config.tau)):
-            loss = _loss(model, batch, rows, config.objective)
+        docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
+        weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
+        loss = _share_loss(model, layers, rows, weights, pad_id, config.objective)
         if config.routing_entropy:  # the noise in training mixes everything; this pulls each row to few adapters
-            loss = loss + config.routing_entropy * routing.entropy(docs)
+            loss = loss + config.routing_entropy * routing.entropy(docs) / distributed.size()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.sum_gradients([p for g in opt.param_groups for p in g["params"]])
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
         for l in layers if frozen_adapters and config.train_adapters else ():
@@ -217,9 +220,29 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
                 p.grad[old_part(k, frozen_adapters)] = 0
         grads.append(routing.grad_norm())
         opt.step()
-        losses.append(loss.item())
+        losses.append(distributed.total(loss.item()))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     return sum(losses) / len(losses), sum(grads) / len(grads)
+
+
+def _share_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], weights: torch.Tensor, pad_id: int,
+                objective: str) -> torch.Tensor:
+    """The batch's loss, or under several processes this process's share of it: the loss of its rows
+    weighted by their part of the batch's loss tokens, so that the shares' gradients sum to the batch's."""
+    mine = distributed.block(len(rows))
+    if not rows[mine]:  # more processes than rows: nothing to compute, but a gradient (zero) to send
+        return weights.sum() * 0.0
+    batch = {k: v.to(model.device) for k, v in collate(rows[mine], pad_id).items() if k != "doc"}
+    with mixing(layers, weights[mine]):
+        loss = _loss(model, batch, rows[mine], objective)
+    if distributed.size() == 1:
+        return loss
+    return loss * _loss_tokens(rows[mine]) / _loss_tokens(rows)
+
+
+def _loss_tokens(rows: list[Encoded]) -> int:
+    """Positions with a next-token label (those past `loss_from`): what the NLL of a batch is averaged over."""
+    return sum(len(e.ids) - max(e.loss_from, 1) for e in rows)
 
 
 def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], objective: str) -> torch.Tensor:
@@ -272,8 +295,9 @@ def _save_checkpoint(folder: Path, layers, routing, opt, config, epoch: int, his
 
 
 def _resume(folder: Path | None, layers, routing, opt, config) -> tuple[int, list[dict]]:
-    if folder is not None:
+    if folder is not None and distributed.is_main():
         atomic.recover_dir(folder)
+    distributed.barrier()  # the others read the checkpoint once it is whole
     if folder is None or not (folder / "state.json").exists():
         return 0, []
     state = json.loads((folder / "state.json").read_text())
