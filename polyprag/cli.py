@@ -318,6 +318,9 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--lr-router", type=float, default=t.lr_router, help=f"--router embedding (default {t.lr_router:g})")
     p.add_argument("--routing-entropy", type=float, default=t.routing_entropy,
                    help="weight of a routing-entropy penalty in the loss (sparser routing; default 0: none)")
+    p.add_argument("--micro-batch", type=int, default=t.micro_batch,
+                   help="rows per forward/backward pass (default 0: the whole training batch); fewer hold less "
+                        "memory, with the same gradient")
     p.add_argument("--seed", type=int, default=t.seed)
 
 
@@ -444,7 +447,8 @@ def _build_config(args) -> BuildConfig:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
                            lr_routing=args.lr_routing, lr_router=args.lr_router, seed=args.seed,
-                           objective=args.objective, routing_entropy=args.routing_entropy)
+                           objective=args.objective, routing_entropy=args.routing_entropy,
+                           micro_batch=args.micro_batch)
     if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
         raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
                          f"{args.contrast} >= 0.")

@@ -51,10 +51,15 @@ class TrainConfig:
     objective: str = "nll"  # "nll", "distill" or "both" (module docstring)
     distill_top_k: int = 32  # teacher tokens kept per answer position
     routing_entropy: float = 0.0  # weight of the batch's routing entropy in the loss: keeps routing sparse
+    # Rows per forward/backward pass (0: the whole batch at once). Smaller passes hold fewer activations (the
+    # memory of a build) and the same gradient: each pass's loss is weighted by its share of the batch's tokens.
+    micro_batch: int = 0
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective={self.objective!r}; choose from {list(OBJECTIVES)}.")
+        if self.micro_batch < 0:
+            raise InputError(f"micro_batch={self.micro_batch}: rows per pass must be >= 1 (0 = the whole batch).")
         if self.routing_entropy < 0:
             raise InputError(f"routing_entropy={self.routing_entropy}: must be >= 0 (0 = no sparsity penalty).")
 
@@ -143,6 +148,9 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
     if distributed.size() > 1 and config.objective != "nll":
         raise InputError(f"objective {config.objective!r} runs in one process only; launch without torchrun, or "
                          "use --objective nll.")
+    if config.micro_batch and config.objective != "nll":
+        raise InputError(f"micro_batch={config.micro_batch} splits the NLL only; use --micro-batch 0 with "
+                         f"objective {config.objective!r}.")
     encoded = _encode_all(model, tokenizer, samples, config, progress)
     for l in layers:
         for p in l.named_adapters().values():
@@ -204,14 +212,8 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                disable=not progress or not distributed.is_main())
     for idx in bar:
-        rows = [encoded[i] for i in idx]
-        docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
-        weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
-        loss = _share_loss(model, layers, rows, weights, pad_id, config.objective)
-        if config.routing_entropy:  # the noise in training mixes everything; this pulls each row to few adapters
-            loss = loss + config.routing_entropy * routing.entropy(docs) / distributed.size()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = _backward(model, layers, routing, [encoded[i] for i in idx], pad_id, config)
         distributed.sum_gradients([p for g in opt.param_groups for p in g["params"]])
         if trainable_docs is not None:  # Poly-z: old documents' rows must not move
             routing.logits.grad[~trainable_docs] = 0
@@ -220,24 +222,48 @@ def _epoch(model, layers, routing, opt, encoded, pad_id, config, epoch, trainabl
                 p.grad[old_part(k, frozen_adapters)] = 0
         grads.append(routing.grad_norm())
         opt.step()
-        losses.append(distributed.total(loss.item()))
+        losses.append(distributed.total(loss))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     return sum(losses) / len(losses), sum(grads) / len(grads)
 
 
-def _share_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], weights: torch.Tensor, pad_id: int,
-                objective: str) -> torch.Tensor:
-    """The batch's loss, or under several processes this process's share of it: the loss of its rows
-    weighted by their part of the batch's loss tokens, so that the shares' gradients sum to the batch's."""
-    mine = distributed.block(len(rows))
-    if not rows[mine]:  # more processes than rows: nothing to compute, but a gradient (zero) to send
-        return weights.sum() * 0.0
-    batch = {k: v.to(model.device) for k, v in collate(rows[mine], pad_id).items() if k != "doc"}
-    with mixing(layers, weights[mine]):
-        loss = _loss(model, batch, rows[mine], objective)
-    if distributed.size() == 1:
-        return loss
-    return loss * _loss_tokens(rows[mine]) / _loss_tokens(rows)
+def _backward(model, layers: list[PolyLoRALinear], routing: RoutingTable, rows: list[Encoded], pad_id: int,
+              config: TrainConfig) -> float:
+    """Forward and backward of one batch; returns its loss (under several processes, this process's part).
+    A process computes its share of the rows (all of them when alone), in passes of `micro_batch` rows; each
+    pass's loss is weighted by its part of the batch's loss tokens, so the gradients sum to the batch's."""
+    docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
+    weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
+    share = range(len(rows))[distributed.block(len(rows))]
+    step = config.micro_batch or max(len(share), 1)
+    passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
+    entropy = (config.routing_entropy * routing.entropy(docs) / distributed.size() if config.routing_entropy
+               else None)  # the noise in training mixes everything; this pulls each row to few adapters
+    if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
+        loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config.objective)
+        loss = loss + entropy if entropy is not None else loss
+        loss.backward()
+        return loss.item()
+    w = weights.detach().requires_grad_()  # each pass frees its activations; the routing gets their sum below
+    total = 0.0
+    for rows_in_pass in passes:
+        part = _pass_loss(model, layers, rows, rows_in_pass, w, pad_id, config.objective)
+        part = part * _loss_tokens([rows[i] for i in rows_in_pass]) / _loss_tokens(rows)
+        part.backward()
+        total += part.item()
+    grad = w.grad if w.grad is not None else torch.zeros_like(w)  # no rows here: a zero gradient to send
+    torch.autograd.backward([weights] + ([entropy] if entropy is not None else []),
+                            [grad] + ([torch.ones(())] if entropy is not None else []))
+    return total + (entropy.item() if entropy is not None else 0.0)
+
+
+def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
+               pad_id: int, objective: str) -> torch.Tensor:
+    """The mean loss of rows[which], each mixed by its row of weights (B, G, M)."""
+    part = [rows[i] for i in which]
+    batch = {k: v.to(model.device) for k, v in collate(part, pad_id).items() if k != "doc"}
+    with mixing(layers, weights[which[0]:which[-1] + 1]):  # `which` is a run of consecutive rows
+        return _loss(model, batch, part, objective)
 
 
 def _loss_tokens(rows: list[Encoded]) -> int:

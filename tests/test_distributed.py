@@ -17,7 +17,7 @@ DOCS = [Document(f"d{i}", f"Place {i}", f"Place {i} is a town on the river Tesk.
                  f"by the engineer Ada Feld {i}, and it has {i + 2} mills.") for i in range(7)]
 # 7 documents × (QA + contrast) samples: the last batch of 4 has an odd row count, so one process's share
 # is shorter; --routing-init cluster makes both embed their share of the documents and gather them.
-BUILD = ["--adapters", "3", "--rank", "2", "--epochs", "2", "--batch-size", "4", "--storage", "fp32",
+BUILD = ["--adapters", "3", "--rank", "2", "--epochs", "2", "--train-batch-size", "4", "--storage", "fp32",
          "--routing-init", "cluster", "--contrast", "1"]
 POLYPRAG = [sys.executable, "-c", "import sys; from polyprag.cli import main; sys.exit(main())"]
 
@@ -99,3 +99,25 @@ def test_shares_cover_everything_once(monkeypatch):
                 monkeypatch.setenv("RANK", str(r))
                 parts += list(range(n))[distributed.block(n)]
             assert parts == list(range(n))
+
+
+def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir):
+    """--micro-batch 1: one row per forward/backward pass (less memory), the same training up to rounding."""
+    from dataclasses import replace
+
+    from polyprag.adapters import InventoryConfig, inventory_state
+    from polyprag.kb import BuildConfig, KnowledgeBase
+    from polyprag.models import load_model
+    from polyprag.train import TrainConfig
+
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
+                         training=TrainConfig(epochs=2, batch_size=4, routing_entropy=0.5))
+    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
+                               replace(config, training=replace(config.training, micro_batch=m)), progress=False)
+           for m in (0, 1)]
+    assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)
+    whole, passes = (inventory_state(kb.layers) for kb in kbs)
+    for k in whole:
+        torch.testing.assert_close(passes[k], whole[k], rtol=1e-3, atol=1e-5, msg=k)
+    torch.testing.assert_close(kbs[1].routing.logits, kbs[0].routing.logits, rtol=1e-3, atol=1e-5)
+    assert float(whole["model.layers.0.mlp.up_proj.lora_B"].abs().max()) > 1e-3  # training moved it
