@@ -10,7 +10,7 @@ data=${1:-../shared/data}
 work=${BENCH_OUT:-runs}
 # Every run made with `run` was recorded with fp32 storage and the build defaults of before 2026-11-30's
 # change (uniform routing init, no contrast questions, poly-combine at full strength): it passes them, and a
-# run's own flags override them (the last value wins). `run_now` (at the end) uses today's defaults but fp32.
+# run's own flags override them (the last value wins). `run_now` would use today's defaults (but fp32).
 legacy=(--storage fp32 --routing-init uniform --contrast 0 --combine-strength 1)
 run() { run_now "$1" "${legacy[@]}" "${@:2}"; }
 run_now() {  # run-name, then bench flags
@@ -114,6 +114,9 @@ grow=(--dataset sample --n 60 --corpus-mode closed --methods poly,poly-grow --co
       --add-context-qa 0 --add-epochs 2)
 run sample-grow-e2-ctx0-demo-smollm2 "${grow[@]}"
 run sample-grow-e2-ctx0-lr6e-3-demo-smollm2 "${grow[@]}" --add-lr 6e-3
-# Today's defaults (cluster init, 3 contrast questions, poly-combine at 0.75) with SmolLM2.
-run_now hotpotqa-n100-smollm2-cluster-c3 --dataset hotpotqa --n 100 \
-    --methods closed-book-bare,rag,prag,prag-combine,poly,poly-combine,poly-uniform
+# The same predictions after the redesign: hotpotqa-n30-smollm2-cluster-c3 again, into a new folder.
+run hotpotqa-n30-smollm2-cluster-c3-again --dataset hotpotqa --n 30 --methods poly,poly-combine,poly-uniform \
+    --routing-init cluster --contrast 3
+# Growth on HotpotQA n = 100 with Gemma: poly (the KB of hotpotqa-n100-gemma3-cluster-c3), Poly-z and growth.
+run hotpotqa-n100-gemma3-cluster-c3-grow --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
+    --contrast 3 --methods poly,poly-z,poly-grow
