@@ -10,9 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from . import distributed
 from .augment_rules import Augmentation, QAPair, from_json, rule_augment, to_json
@@ -25,6 +34,10 @@ AUGMENTERS = ("rules", "llm")
 RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
 LLM_PARSE = 2  # in the cache key: LLM outputs cached under an older parse_qa are asked again
+AUGMENT_MAX_TOKENS = 256  # per rewrite or QA list
+# --augment-url: an OpenAI-compatible server writes the LLM augmenter's text
+REMOTE_CONCURRENCY, REMOTE_TIMEOUT_S, REMOTE_RETRIES = 4, 300, 2
+AUGMENT_KEY_ENV = "POLYPRAG_AUGMENT_KEY"  # its API key, if it needs one
 
 # PRAG's augmentation prompts (data_augment.py), verbatim in substance.
 REWRITE_PROMPT = ("Rewrite the following passage. While keeping the entities, proper nouns, and key details such as "
@@ -57,18 +70,23 @@ def cache_key(doc: Document, augmenter: str, model: str) -> str:
 
 
 def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path | None = None,
-                      progress: bool = True, max_qa: int = RULES_MAX_QA) -> list[Augmentation]:
-    """`max_qa` caps the rule augmenter's QA pairs per document (the LLM writes PRAG's 3)."""
+                      progress: bool = True, max_qa: int = RULES_MAX_QA, url: str = "",
+                      model_name: str = "") -> list[Augmentation]:
+    """`max_qa` caps the rule augmenter's QA pairs per document (the LLM writes PRAG's 3). With `url`, the
+    LLM augmenter's text comes from that OpenAI-compatible server's `model_name`, not from `lm`."""
     if augmenter not in AUGMENTERS:
         raise InputError(f"--augmenter {augmenter!r}; choose from {list(AUGMENTERS)}.")
-    model = f"{lm.spec} parse={LLM_PARSE}" if augmenter == "llm" else f"max_qa={max_qa}"
+    writer = f"{model_name}@{url}" if url else lm.spec if augmenter == "llm" else ""
+    model = f"{writer} parse={LLM_PARSE}" if augmenter == "llm" else f"max_qa={max_qa}"
     keys = [cache_key(d, augmenter, model) for d in docs]
     cached = _read_cache(cache) if cache else {}
     missing = [d for d, k in zip(docs, keys) if k not in cached]
     if missing:
         log.info("augmenting %d documents with %s (%d cached)", len(missing), augmenter, len(docs) - len(missing))
         mine = missing[distributed.block(len(missing))]  # under several processes, each its share
-        made = [rule_augment(d, max_qa=max_qa) for d in mine] if augmenter == "rules" else llm_augment(mine, lm, progress)
+        complete = (partial(chat_completions, url, model_name, progress=progress) if url
+                    else partial(_local_completions, lm, progress=progress))
+        made = [rule_augment(d, max_qa=max_qa) for d in mine] if augmenter == "rules" else llm_augment(mine, complete)
         fresh = ([from_json(o) for o in distributed.gather_json([to_json(a) for a in made])]
                  if distributed.active() else made)
         new = {cache_key(d, augmenter, model): a for d, a in zip(missing, fresh)}
@@ -78,18 +96,16 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
     return [cached[k] for k in keys]
 
 
-def llm_augment(docs: list[Document], lm, progress: bool = True) -> list[Augmentation]:
-    """PRAG's protocol with the given model; bounded retries; unparsable QA falls back to rules (counted)."""
-    from .generate import GenerationConfig, generate
-
-    gen = GenerationConfig(max_new_tokens=256, batch_size=4)
-    rewrites = generate(lm, [_chat(lm.tokenizer, REWRITE_PROMPT.format(passage=d.text)) for d in docs], gen, progress)
+def llm_augment(docs: list[Document], complete: Callable[[list[str]], list[str]]) -> list[Augmentation]:
+    """PRAG's protocol; `complete` turns user messages into the LLM's replies. Bounded retries; unparsable QA
+    falls back to rules (counted)."""
+    rewrites = complete([REWRITE_PROMPT.format(passage=d.text) for d in docs])
     qa: list[list[QAPair] | None] = [None] * len(docs)
     for _ in range(1 + LLM_RETRIES):
         todo = [i for i, q in enumerate(qa) if q is None]
         if not todo:
             break
-        outs = generate(lm, [_chat(lm.tokenizer, QA_PROMPT.format(passage=docs[i].text)) for i in todo], gen, progress)
+        outs = complete([QA_PROMPT.format(passage=docs[i].text) for i in todo])
         for i, out in zip(todo, outs):
             qa[i] = parse_qa(out, docs[i].text)
     failed = [i for i, q in enumerate(qa) if q is None]
@@ -98,6 +114,49 @@ def llm_augment(docs: list[Document], lm, progress: bool = True) -> list[Augment
                     len(failed), len(docs), 1 + LLM_RETRIES)
     return [Augmentation(d.id, rw.strip() or d.text, tuple(q) if q else rule_augment(d).qa,
                          "llm" if q else "llm-failed+rules") for d, rw, q in zip(docs, rewrites, qa)]
+
+
+def _local_completions(lm, messages: list[str], progress: bool = True) -> list[str]:
+    """The replies of the loaded model `lm`, each message as the one user turn of a chat."""
+    from .generate import GenerationConfig, generate
+
+    gen = GenerationConfig(max_new_tokens=AUGMENT_MAX_TOKENS, batch_size=4)
+    return generate(lm, [_chat(lm.tokenizer, m) for m in messages], gen, progress)
+
+
+def chat_completions(url: str, model: str, messages: list[str], progress: bool = True) -> list[str]:
+    """The replies of an OpenAI-compatible server (vLLM, TGI, llama.cpp, `polyprag serve`) at `url`, each message
+    as one user turn, greedy: at most REMOTE_CONCURRENCY requests at a time, each with a timeout and
+    REMOTE_RETRIES retries after a network error or a 429/5xx; a refusal (other 4xx) stops at once. stdlib
+    urllib and threads: the calls are plain JSON over HTTP, no client library needed."""
+    endpoint = url.rstrip("/") + ("" if url.rstrip("/").endswith("/v1") else "/v1") + "/chat/completions"
+    headers = {"Content-Type": "application/json"}
+    if os.environ.get(AUGMENT_KEY_ENV):
+        headers["Authorization"] = f"Bearer {os.environ[AUGMENT_KEY_ENV]}"
+
+    def one(message: str) -> str:
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": message}],
+                           "max_tokens": AUGMENT_MAX_TOKENS, "temperature": 0}).encode()
+        for attempt in range(REMOTE_RETRIES + 1):
+            try:
+                request = urllib.request.Request(endpoint, body, headers)
+                with urllib.request.urlopen(request, timeout=REMOTE_TIMEOUT_S) as response:
+                    return json.loads(response.read())["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                if e.code != 429 and e.code < 500:
+                    raise InputError(f"{endpoint} refused the augmentation request (HTTP {e.code}: "
+                                     f"{e.read()[:300].decode(errors='replace')}); check --augment-model and the "
+                                     f"server's limits (max_tokens {AUGMENT_MAX_TOKENS}).") from None
+                error = f"HTTP {e.code}"
+            except (OSError, ValueError, KeyError, IndexError) as e:  # network, timeout, not the expected JSON
+                error = repr(e)
+            time.sleep(0.5 * 2 ** attempt)
+        raise InputError(f"{endpoint} gave no usable reply after {REMOTE_RETRIES + 1} tries ({error}); check "
+                         "that the server is up and OpenAI-compatible, or use --augmenter rules.")
+
+    with ThreadPoolExecutor(REMOTE_CONCURRENCY) as pool:
+        return list(tqdm(pool.map(one, messages), total=len(messages), desc="augmenting", unit="request",
+                         disable=not progress))
 
 
 def _chat(tokenizer, text: str) -> str:

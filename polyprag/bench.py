@@ -222,7 +222,8 @@ class Bench:
     def _samples(self, work: Workload, lm: LoadedModel):
         b = self.config.build
         augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
-                                 progress=self.progress, max_qa=b.max_qa)
+                                 progress=self.progress, max_qa=b.max_qa, url=b.augment_url,
+                                 model_name=b.augment_model)
         return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:

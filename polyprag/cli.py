@@ -274,6 +274,9 @@ def _augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmenter", choices=AUGMENTERS, default="rules", help="rules (no LLM) or llm (the --model)")
     p.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     p.add_argument("--max-qa", type=int, default=8, help="rules augmenter: QA pairs per document at most")
+    p.add_argument("--augment-url", default="", help="llm augmenter: an OpenAI-compatible server (vLLM, TGI, "
+                   "llama.cpp, polyprag serve) writes the text instead of --model; its key in $POLYPRAG_AUGMENT_KEY")
+    p.add_argument("--augment-model", default="", help="the model name sent to --augment-url")
 
 
 def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
@@ -455,6 +458,7 @@ def _build_config(args) -> BuildConfig:
     return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init, combine=args.combine,
                        combine_strength=args.combine_strength, storage=args.storage,
                        routing_strength=args.routing_strength, router=args.router, augmenter=args.augmenter, max_qa=args.max_qa,
+                       augment_url=args.augment_url, augment_model=args.augment_model,
                        context_qa=args.context_qa, rewrite=not args.no_rewrite, contrast=args.contrast,
                        training=training)
 
@@ -465,8 +469,10 @@ def _cache(args) -> Path:
 
 def cmd_augment(args) -> None:
     docs = _docs(args.corpus, args.chunk_words)
-    lm = _lm(args) if args.augmenter == "llm" else None
-    augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args), max_qa=args.max_qa)
+    BuildConfig(augmenter=args.augmenter, augment_url=args.augment_url)  # checks the pair, before any model loads
+    lm = _lm(args) if args.augmenter == "llm" and not args.augment_url else None
+    augs = augment_documents(docs, args.augmenter, lm, cache=_cache(args), max_qa=args.max_qa, url=args.augment_url,
+                             model_name=args.augment_model)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_augmentations(augs, out)

@@ -68,7 +68,8 @@ def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable,
     """Append routing rows for `docs` (and `grow` adapters) and train only those: the old rows and adapters
     come out exactly as they went in. Returns the new documents' augmentations and the training record
     (samples, epochs, loss and diagnostics) for the manifest's additions."""
-    augs = augment_documents(docs, build.augmenter, lm, cache=cache, progress=progress, max_qa=build.max_qa)
+    augs = augment_documents(docs, build.augmenter, lm, cache=cache, progress=progress, max_qa=build.max_qa,
+                             url=build.augment_url, model_name=build.augment_model)
     n_old, m_old = routing.n_docs, layers[0].config.n_adapters
     samples = [replace(s, doc=s.doc + n_old)
                for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,
@@ -145,6 +146,7 @@ def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: 
     known = {a.doc_id: a for a in reuse}
     missing = [d for d in docs if d.id not in known]
     if missing:
-        made = augment_documents(missing, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa)
+        made = augment_documents(missing, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa,
+                                 url=config.augment_url, model_name=config.augment_model)
         known.update(zip((d.id for d in missing), made))
     return [known[d.id] for d in docs]

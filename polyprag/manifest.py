@@ -37,6 +37,8 @@ class BuildConfig:
     routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
     router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
     augmenter: str = "rules"
+    augment_url: str = ""  # augmenter "llm": an OpenAI-compatible server writes the text ("": the base model)
+    augment_model: str = ""  # the model name sent to that server
     max_qa: int = 8  # rule augmenter: QA pairs per document at most
     context_qa: int = 2  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
     rewrite: bool = True
@@ -60,6 +62,9 @@ class BuildConfig:
             raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
         if self.router not in ROUTERS:
             raise InputError(f"router={self.router!r}; choose from {list(ROUTERS)}.")
+        if self.augment_url and (self.augmenter != "llm" or not self.augment_url.startswith(("http://", "https://"))):
+            raise InputError(f"augment_url={self.augment_url!r}: an http(s) URL, with the llm augmenter "
+                             "(--augmenter llm --augment-url http://host:8000).")
         if self.router == "embedding" and self.routing_init != "cluster":
             raise InputError("router='embedding' is fitted to the cluster table before training; pass "
                              "--routing-init cluster with --router embedding.")
