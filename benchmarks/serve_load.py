@@ -9,11 +9,14 @@ it. Prints a table and writes OUT/serve-load.json.
 Each added document is an invented person with a question only that document answers. With --cli-adds N,
 N more are added by `polyprag add` processes on the served folder at the same time as the service's own
 jobs (a writer refused because the other one saved first tries again); each must be served as well.
+With --replicas N, N more `polyprag serve` processes serve the same folder: the clients ask all servers in
+turn, and each replica must serve every added document (the seconds from a job's end to that are reported).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import shutil
@@ -24,7 +27,7 @@ from pathlib import Path
 from polyprag.corpus import load_corpus
 from polyprag.datasets import load_questions
 from polyprag.lifecycle import read_manifest
-from polyprag.loadtest import MODES, Probe, cli_add, live_server, run_load
+from polyprag.loadtest import MODES, Probe, cli_add, live_server, replica, run_load
 from polyprag.serve import create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
@@ -53,6 +56,7 @@ def main() -> None:
     p.add_argument("--adds", type=int, default=3, help="documents added, one job each, while the clients ask")
     p.add_argument("--grow", default="0", help="the service's additions grow the inventory: N or auto (default 0)")
     p.add_argument("--cli-adds", type=int, default=0, help="documents added by `polyprag add` beside the service")
+    p.add_argument("--replicas", type=int, default=0, help="more `polyprag serve` processes on the same folder")
     p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--modes", default=",".join(MODES), help="the askers take these modes in turn")
@@ -66,12 +70,14 @@ def main() -> None:
         folder = Path(tmp) / "kb"
         shutil.copytree(args.kb, folder)
         before = read_manifest(folder)
-        with live_server(create_app(folder)) as url:
+        with live_server(create_app(folder)) as url, contextlib.ExitStack() as stack:
+            others = tuple(stack.enter_context(replica(folder)) for _ in range(args.replicas))
             report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
                               seed=args.seed, modes=tuple(args.modes.split(",")), outside_probes=outside,
                               outside=cli_add(folder) if outside else None,
                               grow=int(args.grow) if args.grow.isdigit() else args.grow,
-                              old_ids=[d.id for d in load_corpus(folder / "docs.jsonl")][:20]).summary()
+                              old_ids=[d.id for d in load_corpus(folder / "docs.jsonl")][:20],
+                              replicas=others).summary()
         on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
         after = read_manifest(folder)
     added = [pr.doc["id"] for pr in new[: report["documents_added"]]] + [pr.doc["id"] for pr in outside[: report["outside_added"]]]
@@ -84,8 +90,8 @@ def main() -> None:
     (out / "serve-load.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
             "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
-            "probes_retrieved", "outside_added", "outside_refused", "old_routing_changed", "kb_docs_before",
-            "kb_docs_after"]
+            "probes_retrieved", "outside_added", "outside_refused", "old_routing_changed", "replicas",
+            "replica_seen_s_max", "replica_probes_retrieved", "kb_docs_before", "kb_docs_after"]
     print(f"| {args.clients} clients, {report['seconds']} s, {report['model']}, modes {args.modes} | |\n|---|---|")
     for key in rows:
         print(f"| {key} | {report[key]} |")

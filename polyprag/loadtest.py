@@ -67,6 +67,38 @@ def call(method: str, url: str, body: dict | None = None, timeout: float = 120,
         return e.code, json.loads(e.read())
 
 
+@contextmanager
+def replica(folder: str | Path, model: str | None = None, start_timeout: float = 300) -> Iterator[str]:
+    """A second `polyprag serve` process on the same folder, on a free loopback port (yields its URL): it
+    answers from the version on disk and picks up what another writer saves there (its watcher)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # free again: the child binds it a moment later
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "polyprag.cli", "-q", "serve", str(folder), "--port", str(port)]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv + (["--model", model] if model else []), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + start_timeout
+            while _status(f"{url}/health") != 200:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"the replica on {url} did not start: {log.read()[-2000:].decode(errors='replace')}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def _status(url: str) -> int:
+    try:
+        return call("GET", url, timeout=5)[0]
+    except (OSError, ValueError):  # not listening yet, or not JSON yet
+        return 0
+
+
 def wait_for_job(url: str, job_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     job = {"status": "unknown"}
@@ -111,6 +143,9 @@ class LoadReport:
     old_routing_changed: list[str] = field(default_factory=list)  # old documents whose routing moved
     outside_added: list[str] = field(default_factory=list)  # acknowledged by the outside writer
     outside_refused: int = 0  # refused with the conflict error, then tried again
+    replicas: int = 0  # other servers on the same folder, asked in turn with the first
+    replica_seen_s: list[float] = field(default_factory=list)  # from a job's end to a replica serving its document
+    replica_probes_retrieved: int = 0
 
     def summary(self) -> dict:
         lat = sorted(self.latencies)
@@ -127,24 +162,32 @@ class LoadReport:
                 "documents_added": sum(len(j["documents"]) for j in done),
                 "lost_documents": self.lost_documents, "probes_retrieved": self.probes_retrieved,
                 "outside_added": len(self.outside_added), "outside_refused": self.outside_refused,
-                "old_routing_changed": self.old_routing_changed}
+                "old_routing_changed": self.old_routing_changed, "replicas": self.replicas,
+                "replica_seen_s_max": round(max(self.replica_seen_s), 2) if self.replica_seen_s else None,
+                "replica_probes_retrieved": self.replica_probes_retrieved}
 
 
 def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
              add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
              headers: dict | None = None, modes: tuple[str, ...] = MODES,
              outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = (),
-             grow: int | str = 0, old_ids: list[str] = ()) -> LoadReport:
+             grow: int | str = 0, old_ids: list[str] = (), replicas: tuple[str, ...] = ()) -> LoadReport:
     """`clients` threads ask (modes in turn) for `seconds`; meanwhile one thread adds the probe documents one
     job at a time, `add_every` seconds apart, and (with `outside`) another writer adds `outside_probes` to
     the same folder. Then every document a finished job added must be served, and each probe's question
     must retrieve its document first. `grow`: the additions grow the inventory; `old_ids`: documents whose
-    routing must be the same after the load as before (old answers unchanged)."""
-    require_loopback(url)
+    routing must be the same after the load as before (old answers unchanged). `replicas`: other servers on
+    the same folder (`replica`); the clients take the servers in turn, and after each job every replica must
+    serve its document within a minute (the time is reported) and, at the end, retrieve it first."""
+    for u in (url, *replicas):
+        require_loopback(u)
     old_routing = {i: _routing_of(url, i) for i in old_ids}
-    load = _Load(url, LoadReport(clients, seconds), time.monotonic() + seconds, add_every)
+    load = _Load(url, LoadReport(clients, seconds, replicas=len(replicas)), time.monotonic() + seconds, add_every,
+                 replicas)
+    servers = (url, *replicas)
     threads = [threading.Thread(target=load.ask, args=(random.Random(seed * 1000 + i), questions, modes, i,
-                                                       max_new_tokens)) for i in range(clients)]
+                                                       max_new_tokens, servers[i % len(servers)]))
+               for i in range(clients)]
     threads.append(threading.Thread(target=load.add, args=(probes, grow, headers, job_timeout)))
     threads += [threading.Thread(target=load.add_outside, args=(outside, outside_probes))] if outside else []
     start = time.monotonic()
@@ -156,6 +199,8 @@ def run_load(url: str, questions: list[str], probes: list[Probe], clients: int =
     report.seconds = time.monotonic() - start
     report.answered_during_jobs = sum(any(a < t < b for a, b in load.running) for t in load.answered)
     _check_added(url, report, probes)
+    for r in replicas:
+        _check_replica(r, report, probes)
     _check_outside(url, report, outside_probes)
     report.old_routing_changed = [i for i, m in old_routing.items() if _routing_of(url, i) != m]
     return report
@@ -168,11 +213,13 @@ class _Load:
     report: LoadReport
     deadline: float  # time.monotonic() at which the clients stop
     add_every: float
+    replicas: tuple[str, ...] = ()
     lock: threading.Lock = field(default_factory=threading.Lock)
     answered: list[float] = field(default_factory=list)  # when each answer arrived
     running: list[tuple[float, float]] = field(default_factory=list)  # (submitted, seen finished) per job
 
-    def ask(self, rng: random.Random, questions: list[str], modes: tuple[str, ...], i: int, max_new_tokens: int):
+    def ask(self, rng: random.Random, questions: list[str], modes: tuple[str, ...], i: int, max_new_tokens: int,
+            url: str):
         n = 0
         while time.monotonic() < self.deadline:
             n += 1
@@ -180,7 +227,7 @@ class _Load:
                     "max_new_tokens": max_new_tokens}
             t0 = time.monotonic()
             try:
-                status, res = call("POST", f"{self.url}/v1/answer", body)
+                status, res = call("POST", f"{url}/v1/answer", body)
             except Exception as e:  # a refused or dropped connection is a failure too
                 status, res = 0, repr(e)
             with self.lock:
@@ -202,6 +249,22 @@ class _Load:
                 continue
             self.report.jobs.append(wait_for_job(self.url, job["job_id"], job_timeout))
             self.running.append((submitted, time.monotonic()))
+            if self.report.jobs[-1]["status"] == "done":
+                self._seen_by_replicas(p.doc["id"])
+
+    def _seen_by_replicas(self, doc_id: str, wait_s: float = 60) -> None:
+        """How long after the job each replica starts serving the document (never within wait_s: lost)."""
+        done = time.monotonic()
+        for r in self.replicas:
+            while _status(f"{r}/v1/documents/{doc_id}") != 200:
+                if time.monotonic() - done > wait_s:
+                    with self.lock:
+                        self.report.lost_documents.append(f"{doc_id} (replica {r})")
+                    break
+                time.sleep(0.1)
+            else:
+                with self.lock:
+                    self.report.replica_seen_s.append(time.monotonic() - done)
 
     def add_outside(self, outside: Callable[[dict], tuple[int, str]], probes: list[Probe]) -> None:
         """Another writer on the same folder: refused when it lost the race, so it retries (5 times)."""
@@ -264,6 +327,15 @@ def _check_outside(url: str, report: LoadReport, probes: list[Probe], wait_s: fl
             status, res = call("POST", f"{url}/v1/answer", {"question": by_id[doc_id].question, "k": 1,
                                                              "max_new_tokens": 4})
             report.probes_retrieved += status == 200 and res["answers"][0]["documents"][0]["id"] == doc_id
+
+
+def _check_replica(url: str, report: LoadReport, probes: list[Probe]) -> None:
+    """A replica serves every document the first server's finished jobs added, and retrieves each first."""
+    by_id = {p.doc["id"]: p for p in probes}
+    for doc_id in (d for job in report.jobs if job["status"] == "done" for d in job["documents"]):
+        status, res = call("POST", f"{url}/v1/answer", {"question": by_id[doc_id].question, "k": 1,
+                                                         "max_new_tokens": 4})
+        report.replica_probes_retrieved += status == 200 and res["answers"][0]["documents"][0]["id"] == doc_id
 
 
 def _check_added(url: str, report: LoadReport, probes: list[Probe]) -> None:

@@ -10,7 +10,7 @@ from serving import NEW, NEW_QUESTION, build_kb
 
 from polyprag.errors import InputError
 from polyprag.kb import KnowledgeBase
-from polyprag.loadtest import Probe, call, cli_add, live_server, require_loopback, run_load
+from polyprag.loadtest import Probe, call, cli_add, live_server, replica, require_loopback, run_load
 from polyprag.serve import API_KEY_ENV, Limits, create_app
 
 MODES = ["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
@@ -327,3 +327,21 @@ def test_the_official_openai_client_asks_the_kb_through_chat_completions(kb_fold
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
         with pytest.raises(openai.UnprocessableEntityError, match="stream=true is not supported"):
             client.chat.completions.create(model="poly", stream=True, messages=[{"role": "user", "content": question}])
+
+
+@pytest.mark.soak
+def test_a_replica_on_the_same_folder_serves_what_the_other_server_adds(kb_folder, tmp_path):
+    """Two `polyprag serve` processes on one KB (a thread here, a replica process): the clients ask both
+    while a job on the first adds a document; the replica picks up the new version without a failed
+    request, serves the document within a minute of the job and retrieves it first."""
+    folder = tmp_path / "kb"
+    shutil.copytree(kb_folder, folder)
+    questions = ["Who finished Marlow Bridge?", "When was Velmark founded?", NEW_QUESTION]
+    with live_server(create_app(folder)) as url, replica(folder) as other:
+        report = run_load(url, questions, [Probe(NEW, NEW_QUESTION)], clients=4, seconds=15, add_every=2,
+                          max_new_tokens=4, replicas=(other,)).summary()
+        doc = call("GET", f"{other}/v1/documents/pell")
+    assert report["errors"] == 0 and report["jobs_done"] == 1 and report["lost_documents"] == [], report
+    assert report["replicas"] == 1 and report["replica_seen_s_max"] is not None and report["replica_seen_s_max"] < 60
+    assert report["replica_probes_retrieved"] == 1 and report["probes_retrieved"] == 1
+    assert doc[0] == 200 and doc[1]["id"] == "pell"
