@@ -29,7 +29,7 @@ from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inve
 from .prompts import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
 from .errors import InputError
-from .routing import RoutingTable, entropy_stats
+from .routing import MASKED, RoutingTable, entropy_stats
 
 OBJECTIVES = ("nll", "distill", "both")
 
@@ -179,7 +179,8 @@ def diagnostics(layers: list[PolyLoRALinear], routing: RoutingTable, grad_norm: 
     """Is routing leaving uniform, and are the adapters distinct? (The numbers `inspect` and the manifest show.)"""
     with torch.no_grad():
         weights = routing.inference_weights()
-        max_z = float(routing.effective_logits().abs().max())
+        z = routing.effective_logits()
+        max_z = float(z[z > MASKED / 2].abs().max())  # not the logits that shut old rows off grown adapters
     cos = adapter_cosine(layers)
     return {"max_abs_z": round(max_z, 4),
             "routing_grad_norm": round(grad_norm, 6),

@@ -71,6 +71,7 @@ def test_growing_trains_new_adapters_and_leaves_old_answers_bit_for_bit(built, t
     assert (new_weights[..., 4:].sum(-1) > 0.5).all()  # new documents lean on the new adapters
     addition = kb.manifest.additions[-1]
     assert addition["adapters_grown"] == 2 and addition["n_adapters"] == 6
+    assert all(e["max_abs_z"] < 100 for e in addition["diagnostics"])  # the MASKED logits are no routing
     g = kb.routing.logits.shape[1]
     # stored bytes: adapters in bf16 and routing in fp16 (2 bytes a value), centroids in fp32
     grown_bytes = sum(2 * (l.lora_A[0].numel() + l.lora_B[0].numel()) * 2 for l in kb.layers)
