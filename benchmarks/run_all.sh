@@ -119,4 +119,4 @@ run hotpotqa-n30-smollm2-cluster-c3-again --dataset hotpotqa --n 30 --methods po
     --routing-init cluster --contrast 3
 # Growth on HotpotQA n = 100 with Gemma: poly (the KB of hotpotqa-n100-gemma3-cluster-c3), Poly-z and growth.
 run hotpotqa-n100-gemma3-cluster-c3-grow --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
-    --contrast 3 --methods poly,poly-z,poly-grow
+    --contrast 3 --methods poly,poly-z,poly-grow,poly-notrain
