@@ -84,9 +84,11 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
     if missing:
         log.info("augmenting %d documents with %s (%d cached)", len(missing), augmenter, len(docs) - len(missing))
         mine = missing[distributed.block(len(missing))]  # under several processes, each its share
-        complete = (partial(chat_completions, url, model_name, progress=progress) if url
-                    else partial(_local_completions, lm, progress=progress))
-        made = [rule_augment(d, max_qa=max_qa) for d in mine] if augmenter == "rules" else llm_augment(mine, complete)
+        if augmenter == "rules":
+            made = [rule_augment(d, max_qa=max_qa) for d in mine]
+        else:  # the LLM's text from the server at `url`, or from the loaded model
+            made = llm_augment(mine, partial(chat_completions, url, model_name, progress=progress) if url
+                               else partial(_local_completions, lm, progress=progress))
         fresh = ([from_json(o) for o in distributed.gather_json([to_json(a) for a in made])]
                  if distributed.active() else made)
         new = {cache_key(d, augmenter, model): a for d, a in zip(missing, fresh)}

@@ -78,13 +78,19 @@ def gather_json(values: list) -> list:
 
 
 def sum_gradients(params: list[torch.Tensor]) -> None:
-    """Sum each parameter's gradient over the processes (a missing gradient counts as zero)."""
+    """Sum each parameter's gradient over the processes (a missing gradient counts as zero): one flat
+    all-reduce per device per step, not one per tensor."""
     if not active():
         return
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
+    for device in {p.grad.device for p in params}:
+        grads = [p.grad for p in params if p.grad.device == device]
+        flat = torch.cat([g.flatten() for g in grads])
+        dist.all_reduce(flat)
+        for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(part.view_as(g))
 
 
 def total(value: float) -> float:
