@@ -37,6 +37,7 @@ from .manifest import LEGACY
 from .lifecycle import routing_weights
 from .metrics import score
 from .models import LoadedModel, load_model
+from .dyprag import Dyprag, DypragConfig, Translator
 from .prag import PragAdapters, PragConfig
 from .readers import gold_hits, reader
 from .retrieve import BM25Index, Hit
@@ -49,7 +50,9 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tun
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
 # poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
 # --routing-init cluster).
-OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain")
+# dyprag, dyprag-combine: DyPRAG's translator, trained on PRAG adapters of `dyprag_train_n` other questions'
+# paragraphs of the same dataset (datasets.held_out).
+OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "dyprag", "dyprag-combine")
 ADDED = ("poly-z", "poly-grow", "poly-notrain")  # rows on the half-built KB with the other half added
 READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
@@ -67,6 +70,8 @@ class BenchConfig:
     build: BuildConfig = field(default_factory=BuildConfig)
     prag: PragConfig = field(default_factory=PragConfig)  # the paper's setting: lr 3e-4, 1 epoch
     prag_tuned: PragConfig = field(default_factory=lambda: PragConfig(lr=1e-3, epochs=2))
+    dyprag: DypragConfig = field(default_factory=DypragConfig)  # DyPRAG's defaults (dyprag.py)
+    dyprag_train_n: int = 100  # questions beyond the evaluated ones whose paragraphs train the translator
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
     add_epochs: int | None = None  # poly-z / poly-grow: epochs of the add (None: the build's)
@@ -90,6 +95,8 @@ class BenchConfig:
             raise InputError(f"--add-epochs {self.add_epochs} must be >= 1 (or left out: the build's epochs).")
         if self.add_lr is not None and not self.add_lr > 0:
             raise InputError(f"--add-lr {self.add_lr} must be > 0 (or left out: the build's --lr-adapters).")
+        if self.dyprag_train_n < 1:
+            raise InputError(f"--dyprag-train-n {self.dyprag_train_n} must be >= 1.")
         if self.add_context_qa is not None and self.add_context_qa < 0:
             raise InputError(f"--add-context-qa {self.add_context_qa} must be >= 0 (or left out: the build's).")
         unknown = [name for name, _ in self.ablations if name not in ABLATIONS]
@@ -148,8 +155,16 @@ class Bench:
         self._lms: dict[str, LoadedModel] = {}
         self._prag_adapters: dict[PragConfig, PragAdapters] = {}
         self._kbs: dict[Path, KnowledgeBase] = {}
+        self._dyprag: tuple[Dyprag, dict] | None = None
+        self.held_out: tuple[list[Question], list[Document]] = ([], [])
 
-    def run(self, questions: list[Question], corpus: list[Document], notes: dict | None = None) -> dict:
+    def run(self, questions: list[Question], corpus: list[Document], notes: dict | None = None,
+            held_out: tuple[list[Question], list[Document]] = ([], [])) -> dict:
+        """`held_out`: other questions of the dataset and their paragraphs, for DyPRAG's translator."""
+        self.held_out = held_out
+        if any(m.startswith("dyprag") for m in self.config.methods) and not held_out[0]:
+            raise InputError("dyprag needs questions beyond the evaluated ones to train its translator: use "
+                             "--dataset NAME with a file holding more than --n questions (--dyprag-train-n more).")
         self._check_config()
         work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
@@ -206,6 +221,8 @@ class Bench:
             answers, extra = self._reader(name, work, timings), {"storage_bytes": 0, "storage_bytes_per_doc": 0}
         elif name.startswith("prag"):
             answers, extra = self._prag(name, work, timings)
+        elif name.startswith("dyprag"):
+            answers, extra = self._dyprag_answers(name, work, timings)
         else:
             answers, extra = self._poly(name, work, timings)
         answer_seconds = time.perf_counter() - start - extra.pop("_encode_seconds", 0.0)
@@ -241,6 +258,49 @@ class Bench:
         return answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
                          "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
                          "_encode_seconds": encode_seconds}
+
+    def _dyprag_answers(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
+        t0 = time.perf_counter()
+        dy, trained = self._translator()
+        encode_seconds = time.perf_counter() - t0
+        start = time.perf_counter()
+        for d in work.docs[:20]:  # what one document costs: reading it and translating it (done per question)
+            dy.lora(d)
+        per_doc = (time.perf_counter() - start) / min(len(work.docs), 20)
+        answers = reader(name, docs=work.docs, dyprag=dy).answer(work.texts, work.hits, self.config.generation,
+                                                                 self.progress, timings)
+        return answers, {"storage_bytes": dy.storage_bytes(), "storage_bytes_per_doc": 0,
+                         "encode_s_per_doc": round(per_doc, 3),
+                         "encode_s_per_doc_amortised": round(per_doc + trained["seconds"] / len(work.docs), 3),
+                         **{f"translator_{k}": v for k, v in trained.items()}, "lr": dy.config.lr,
+                         "epochs": dy.config.epochs, "_encode_seconds": encode_seconds + per_doc * min(len(work.docs), 20)}
+
+    def _translator(self) -> tuple[Dyprag, dict]:
+        """DyPRAG's translator, trained once per run folder on PRAG adapters of the held-out questions'
+        paragraphs (trained first, resumably), then loaded from dyprag/translator."""
+        if self._dyprag is not None:
+            return self._dyprag
+        questions, corpus = self.held_out
+        folder, lm = self.out / "dyprag", self._lm("dyprag")
+        prag = PragAdapters(lm, self.config.prag, folder / "prag")
+        train = workload(questions, corpus, self.config.corpus_mode, self.config.k)
+        if (folder / "translator" / "translator.json").exists():
+            dy = Dyprag(prag, self.config.dyprag, Translator.load(folder / "translator"))
+            trained = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+        else:
+            samples = self._samples(train, lm)
+            prag_per_doc = prag.encode(samples, len(train.docs), self.progress)  # its tally survives resumes
+            t0 = time.perf_counter()
+            dy = Dyprag(prag, self.config.dyprag)
+            history = dy.train(train.docs, samples, self.progress)
+            seconds = time.perf_counter() - t0
+            trained = {"seconds": round(prag_per_doc * len(train.docs) + seconds, 1), "questions": len(questions),
+                       "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3),
+                       "translator_s": round(seconds, 1), "history": history}
+            dy.translator.save(folder / "translator")
+            atomic.write_text(folder / "train.json", json.dumps(trained, indent=1))
+        self._dyprag = dy, trained
+        return self._dyprag
 
     def _poly(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()
@@ -458,6 +518,15 @@ def markdown(result: dict) -> str:
                       f"{r['adapters_grown']} adapters grown, {r['bytes_added_per_doc']:,} bytes added per document; "
                       f"{r['old_answers_identical']} of {r['old_questions']} answers to questions retrieving only "
                       "base documents identical before and after the add."]
+    for r in result["rows"]:
+        if r["method"].startswith("dyprag") and "translator_seconds" in r:
+            lines += ["", f"`{r['method']}`: translator ({r['storage_bytes']:,} bytes, lr {r['lr']:g}, {r['epochs']} "
+                      f"epoch(s)) trained on PRAG adapters of {r['translator_docs']} paragraphs of "
+                      f"{r['translator_questions']} other questions in {r['translator_seconds']:.0f} s (PRAG "
+                      f"{r['translator_prag_s_per_doc']:.2f} s/doc + translator {r['translator_translator_s']:.0f} s); "
+                      f"final loss {r['translator_history'][-1]['loss']:.3f} (first epoch "
+                      f"{r['translator_history'][0]['loss']:.3f}); encode s/doc = reading + translating one document; "
+                      f"with the training amortised over these documents {r['encode_s_per_doc_amortised']:.2f}."]
     r = result.get("routing") or {}
     if r.get("cosine_same_question") is not None:
         per_layer = f" ({r['entropy_per_layer_mean']:.3f} within each layer)" if "entropy_per_layer_mean" in r else ""

@@ -24,7 +24,8 @@ from .generate import GenerationConfig
 from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
-from .datasets import CORPUS_NOTE, DATASETS, load_dataset, load_questions, write_questions
+from .dyprag import DypragConfig
+from .datasets import CORPUS_NOTE, DATASETS, held_out, load_dataset, load_questions, write_questions
 from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
@@ -127,6 +128,11 @@ def _bench_parsers(sub) -> None:
     bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs)
     bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
     bench.add_argument("--prag-tuned-epochs", type=int, default=2)
+    bench.add_argument("--dyprag-lr", type=float, default=DypragConfig().lr,
+                       help="DyPRAG's translator lr (default 1e-5, as published)")
+    bench.add_argument("--dyprag-epochs", type=int, default=DypragConfig().epochs)
+    bench.add_argument("--dyprag-train-n", type=int, default=100,
+                       help="questions beyond --n whose paragraphs train DyPRAG's translator (default 100)")
     bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
     bench.add_argument("--add-context-qa", type=int,
                        help="poly-z / poly-grow: passage samples per added document (default: the build's)")
@@ -673,11 +679,15 @@ def cmd_bench(args) -> None:
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
-                         generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
+                         dyprag=DypragConfig(lr=args.dyprag_lr, epochs=args.dyprag_epochs),
+                         dyprag_train_n=args.dyprag_train_n, generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
                          add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
-    result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes)
+    held = ([], [])
+    if any(m.startswith("dyprag") for m in config.methods) and args.dataset not in (None, "sample"):
+        held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file)
+    result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes, held)
     console.print(markdown(result), highlight=False, markup=False)
     console.print(f"wrote {args.out}/results.json, results.md and plots")
 

@@ -74,6 +74,18 @@ def load_dataset(name: str, data_dir: str | Path, n: int,
     return _LOADERS[name](file, n)
 
 
+def held_out(name: str, data_dir: str | Path, n: int, m: int,
+             path: str | Path | None = None) -> tuple[list[Question], list[Document]]:
+    """m more questions of the same file, chosen as load_dataset chooses (per type), none of the first n, with
+    their paragraphs that are not also the first n's (same title and text): training data for a method that
+    learns across documents (DyPRAG's translator) without seeing the evaluated ones."""
+    questions, docs = load_dataset(name, data_dir, n, path)
+    more, more_docs = load_dataset(name, data_dir, n + m, path)
+    asked, seen = {q.question for q in questions}, {(d.title, d.text) for d in docs}
+    return ([q for q in more if q.question not in asked],
+            [d for d in more_docs if (d.title, d.text) not in seen])
+
+
 def sample_per_type(types: list[str], n: int, order: tuple[str, ...] = ()) -> list[int]:
     """Indices of the rows PRAG evaluates: the first rows of each question type, types balanced.
 

@@ -22,7 +22,8 @@ from .retrieve import BM25Index
 
 log = logging.getLogger("polyprag")
 
-MODES = tuple(name for name, m in READER_MODES.items() if m.needs != "prag")  # PRAG's adapters: `bench` only
+# PRAG's adapters and DyPRAG's translator are trained by `bench` only
+MODES = tuple(name for name, m in READER_MODES.items() if m.needs not in ("prag", "dyprag"))
 
 
 @dataclass(frozen=True)

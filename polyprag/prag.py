@@ -52,6 +52,7 @@ class PragAdapters:
         self.lm, self.config, self.folder = lm, config, Path(folder)
         suffixes = sorted({name.rsplit(".", 1)[-1] for name, _ in target_modules(lm.model, config.targets)})
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=suffixes)
+        self.lora = lora
         self.model = get_peft_model(lm.model, lora, adapter_name=SLOT)
         self.model.eval()
 
@@ -119,13 +120,26 @@ class PragAdapters:
     @contextmanager
     def _merged(self, docs: list[int]):
         """Within the block the model answers with the sum of these documents' adapters (none: the base model)."""
-        if not docs:
+        with self.summed([self.doc_dir(d) for d in docs]):
+            yield
+
+    @contextmanager
+    def summed(self, loras: list[Path | dict[str, torch.Tensor]]):
+        """Within the block the model answers with the sum of these LoRAs: saved adapter folders, or state dicts
+        in PEFT's saved keys (DyPRAG's translated LoRAs). None: the base model."""
+        if not loras:
             with self.model.disable_adapter():
                 yield
             return
-        names = [f"doc{i}" for i in range(len(docs))]
-        for name, d in zip(names, docs):
-            self.model.load_adapter(str(self.doc_dir(d)), adapter_name=name, is_trainable=False)
+        names = [f"doc{i}" for i in range(len(loras))]
+        for name, lora in zip(names, loras):
+            if isinstance(lora, dict):
+                from peft import set_peft_model_state_dict  # imported with PragAdapters already
+
+                self.model.add_adapter(name, self.lora)
+                set_peft_model_state_dict(self.model, lora, adapter_name=name)
+            else:
+                self.model.load_adapter(str(lora), adapter_name=name, is_trainable=False)
         self.model.add_weighted_adapter(names, [1.0] * len(names), "merged", combination_type="cat")
         self.model.set_adapter("merged")
         try:

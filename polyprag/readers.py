@@ -3,7 +3,8 @@
 A reader answers questions from their hits: the base model alone (closed-book with the reader's example
 exchanges; closed-book-bare asked as the parametric methods ask), with the hits' passages in the prompt
 (rag; rag-gold, whose hits are the questions' gold paragraphs), with a knowledge base's mixed adapters
-(poly, poly-combine, poly-uniform), or with PRAG's per-document adapters (prag, prag-combine). What each
+(poly, poly-combine, poly-uniform), with PRAG's per-document adapters (prag, prag-combine), or with LoRAs a
+translator makes from the documents (dyprag, dyprag-combine). What each
 mode needs is written once, in MODES.
 """
 
@@ -17,6 +18,7 @@ from .corpus import Document
 from .datasets import Question
 from .errors import InputError
 from .generate import GenerationConfig
+from .dyprag import Dyprag
 from .kb import POLY_MODES, KnowledgeBase
 from .models import LoadedModel
 from .prag import PragAdapters
@@ -26,7 +28,7 @@ from .retrieve import Hit, passages
 @dataclass(frozen=True)
 class Mode:
     name: str
-    needs: str  # "model" (the base model), "kb" (a knowledge base) or "prag" (PRAG's adapters)
+    needs: str  # "model" (the base model), "kb" (a knowledge base), "prag" (PRAG's adapters) or "dyprag" (a translator)
     passages: bool  # the hits' passages go into the prompt
     about: str
 
@@ -42,6 +44,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
         "every adapter weighted alike: what routing adds is poly minus this"))),
     Mode("prag", "prag", False, "the sum of the retrieved documents' own LoRAs (PRAG)"),
     Mode("prag-combine", "prag", True, "prag, with the passages in the prompt too"),
+    Mode("dyprag", "dyprag", False, "the sum of LoRAs a trained translator makes from the retrieved documents (DyPRAG)"),
+    Mode("dyprag-combine", "dyprag", True, "dyprag, with the passages in the prompt too"),
 )}
 
 
@@ -85,10 +89,22 @@ class PragReader:
                                     progress, timings)
 
 
+@dataclass
+class DypragReader:
+    dyprag: Dyprag
+    docs: dict[str, Document]
+    mode: Mode
+
+    def answer(self, questions, hits, generation, progress=True, timings=None) -> list[Answer]:
+        ps = passages(hits, self.docs) if self.mode.passages else None
+        return self.dyprag.answer(questions, [[self.docs[h.doc_id] for h in hs] for hs in hits], ps, generation,
+                                  progress, timings)
+
+
 def reader(name: str, lm: LoadedModel | None = None, docs: list[Document] = (), kb: KnowledgeBase | None = None,
-           prag: PragAdapters | None = None) -> Reader:
+           prag: PragAdapters | None = None, dyprag: Dyprag | None = None) -> Reader:
     """The reader for mode `name`: `lm` and `docs` (the passages' source) for the base-model modes, `kb` for
-    the poly modes, `prag` and `docs` (in adapter order) for PRAG's."""
+    the poly modes, `prag` and `docs` (in adapter order) for PRAG's, `dyprag` and `docs` for DyPRAG's."""
     mode = MODES.get(name)
     if mode is None:
         raise InputError(f"unknown mode {name!r}; choose from {list(MODES)}.")
@@ -100,6 +116,10 @@ def reader(name: str, lm: LoadedModel | None = None, docs: list[Document] = (), 
         if prag is None:
             raise InputError(f"mode {name} needs PRAG's per-document adapters (`polyprag bench` trains them).")
         return PragReader(prag, list(docs), mode)
+    if mode.needs == "dyprag":
+        if dyprag is None:
+            raise InputError(f"mode {name} needs a trained DyPRAG translator (`polyprag bench` trains one).")
+        return DypragReader(dyprag, {d.id: d for d in docs}, mode)
     return ModelReader(lm, {d.id: d for d in docs}, mode)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from polyprag.datasets import (CORPUS_NOTE, CWQ_FILE, DATASET_FILES, HOTPOTQA_FILE, POPQA_FILE, TWOWIKI_FILE, Question,
-                                load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
+                                held_out, load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
 from polyprag.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -58,6 +58,16 @@ needs_shared = pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(),
 
 
 @needs_shared
+def test_held_out_questions_and_paragraphs_are_never_the_evaluated_ones(tmp_path):
+    rows = [_row(i, "bridge") for i in range(4)] + [_row(i, "comparison") for i in range(4)]
+    (tmp_path / "hotpotqa").mkdir()
+    (tmp_path / DATASET_FILES["hotpotqa"]).write_text("\n".join(json.dumps(r) for r in rows))
+    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=4)
+    assert [q.id for q in questions] == ["bridge1", "bridge2", "comparison1", "comparison2"]  # per type, after n
+    assert sorted(d.title for d in docs) == ["Gold bridge 1", "Gold bridge 2", "Gold comparison 1", "Gold comparison 2"]
+    # the shared distractor is one of the evaluated questions' paragraphs: held back from training
+
+
 def test_real_hotpotqa_closed_corpus():
     questions, docs = load_dataset("hotpotqa", SHARED, n=100)
     assert len(questions) == 100
