@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from . import atomic, encode, storage, store
 from .adapters import PolyLoRALinear, eject, inject, inventory_state, load_inventory_state, reinstate
@@ -128,7 +127,7 @@ class KnowledgeBase:
                              "least one, or build a new knowledge base instead.")
         gone = set(ids)
         keep = torch.tensor([d.id not in gone for d in self.docs])  # (N,)
-        self.routing.logits = nn.Parameter(self.routing.logits.detach()[keep].clone())
+        self.routing.keep(keep)
         self._set_docs([d for d in self.docs if d.id not in gone],
                        [a for a in self.augmentations if a.doc_id not in gone])
         self.manifest = replace(self.manifest, n_docs=len(self.docs))
@@ -208,9 +207,7 @@ class KnowledgeBase:
         except (ValueError, RuntimeError) as e:  # names or shapes that do not fit the manifest's model
             raise InputError(f"{folder}/inventory.safetensors does not fit the manifest's model ({e}); "
                              f"{store.fix(folder)}.") from None
-        routing = RoutingTable(*stored.routing["logits"].shape)
-        routing.load_tensors(stored.routing)
-        routing.eval()
+        routing = RoutingTable.from_tensors(stored.routing)  # memory-mapped: rows are read when questions use them
         kb = cls(lm, layers, routing, stored.docs, stored.index, stored.manifest, stored.augmentations)
         kb.origin = (folder.resolve(), stored.manifest.version)
         return kb
@@ -234,12 +231,11 @@ class KnowledgeBase:
         k = max(1, max((len(hs) for hs in hits), default=1))
         g, m = self.routing.logits.shape[1:]
         out = torch.zeros(len(hits), k, g, m)
-        every = self.routing.inference_weights().detach()  # (N, G, M)
         for q, hs in enumerate(hits):
             if not hs:
                 out[q, 0] = self.routing.uniform()
             else:
-                out[q, :len(hs)] = every[[self.row[h.doc_id] for h in hs]]
+                out[q, :len(hs)] = self.routing.inference_weights(torch.tensor([self.row[h.doc_id] for h in hs])).detach()
         return out.transpose(1, 2)  # (Q, G, K, M)
 
     def mixing_weights(self, hits: list[list[Hit]], mode: str = "poly", combine: str | None = None) -> torch.Tensor:

@@ -83,6 +83,21 @@ class RoutingTable(nn.Module):
     def __init__(self, n_docs: int, n_groups: int, n_adapters: int, init_range: float = 1e-3):
         super().__init__()
         self.logits = nn.Parameter(torch.empty(n_docs, n_groups, n_adapters).uniform_(-init_range, init_range))
+        self._init_rest()
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> RoutingTable:
+        """The table as a KB's routing file holds it, without a copy: the logits stay in their stored dtype (fp16
+        or fp32) and, read by `store.read_mapped`, on disk until a question reads their rows. Anything that
+        changes the table first takes an fp32 copy of it (`_own`)."""
+        table = cls.__new__(cls)
+        nn.Module.__init__(table)
+        table.logits = nn.Parameter(tensors["logits"], requires_grad=False)
+        table._init_rest()
+        table._load_extras(tensors)
+        return table.eval()
+
+    def _init_rest(self) -> None:
         self.centroids: torch.Tensor | None = None  # (C, d), C ≤ M: cluster init's k-means centroids
         self.router: Router | None = None
         # (N, d) while the router is being trained: logits = table + router(embeddings); None once materialised
@@ -92,8 +107,15 @@ class RoutingTable(nn.Module):
     def n_docs(self) -> int:
         return self.logits.shape[0]
 
+    @torch.no_grad()
+    def _own(self) -> None:
+        """Before a change: the logits as an fp32 tensor of this process (a loaded table may be fp16, memory-mapped)."""
+        if self.logits.dtype != torch.float32 or not self.logits.requires_grad:
+            self.logits = nn.Parameter(self.logits.detach().float().clone())
+
     def trainable(self) -> list[nn.Parameter]:
         """What routing training moves: the router while it is attached, else the table."""
+        self._own()
         return list(self.router.linear.parameters()) if self.embeddings is not None else [self.logits]
 
     def grad_norm(self) -> float:
@@ -101,7 +123,7 @@ class RoutingTable(nn.Module):
         return float(torch.cat(grads).norm()) if grads else 0.0
 
     def effective_logits(self, doc_idx: torch.Tensor | slice = slice(None)) -> torch.Tensor:
-        z = self.logits[doc_idx]  # (B, G, M)
+        z = self.logits[doc_idx].float()  # (B, G, M); a loaded table may hold fp16
         if self.embeddings is not None:
             z = z + self.router(self.embeddings[doc_idx])
         return z
@@ -127,9 +149,9 @@ class RoutingTable(nn.Module):
         m = w.shape[-1]
         return -(w * w.log()).sum(-1).mean() / math.log(m) if m > 1 else w.new_zeros(())
 
-    def inference_weights(self) -> torch.Tensor:
-        """Every document's inference weights normalize(σ(Z)): (N, G, M)."""
-        return masked_weights(self.effective_logits())
+    def inference_weights(self, doc_idx: torch.Tensor | slice = slice(None)) -> torch.Tensor:
+        """Inference weights normalize(σ(Z)) of rows doc_idx (every document's by default): (B, G, M)."""
+        return masked_weights(self.effective_logits(doc_idx))
 
     @torch.no_grad()
     def mean_weights(self, doc_idx: torch.Tensor) -> torch.Tensor:
@@ -143,6 +165,7 @@ class RoutingTable(nn.Module):
     @torch.no_grad()
     def grow(self, n_new: int, init_range: float = 1e-3) -> None:
         """Append rows for new documents (Poly-z); existing rows keep their values."""
+        self._own()
         new = torch.empty(n_new, *self.logits.shape[1:]).uniform_(-init_range, init_range)
         self.logits = nn.Parameter(torch.cat([self.logits.data, new.to(self.logits)]))
 
@@ -150,6 +173,7 @@ class RoutingTable(nn.Module):
     def grow_adapters(self, n: int) -> None:
         """n more adapters: every existing row gets logit MASKED for them (weight exactly 0), so its mixing
         does not change; the router, if any, gives them MASKED too."""
+        self._own()
         rows, g, _ = self.logits.shape
         self.logits = nn.Parameter(torch.cat([self.logits.data, torch.full((rows, g, n), MASKED).to(self.logits)], -1))
         if self.router is not None:
@@ -158,6 +182,7 @@ class RoutingTable(nn.Module):
     @torch.no_grad()
     def init_from_clusters(self, assign: torch.Tensor, strength: float, start: int = 0) -> None:
         """Row start + i: logit +strength on adapter assign[i] (its document's cluster), -strength elsewhere."""
+        self._own()
         z = torch.full((len(assign), *self.logits.shape[1:]), -strength)  # (n, G, M)
         z[torch.arange(len(assign)), :, assign] = strength
         self.logits[start:start + len(assign)] = z.to(self.logits)
@@ -170,8 +195,18 @@ class RoutingTable(nn.Module):
         return {**out, **(self.router.tensors() if self.router is not None else {})}
 
     @torch.no_grad()
+    def keep(self, rows: torch.Tensor) -> None:
+        """Only these rows (their documents stay; the others are removed)."""
+        self.logits = nn.Parameter(self.logits.detach()[rows].clone(), requires_grad=self.logits.requires_grad)
+
+    @torch.no_grad()
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Values into this table (a checkpoint's, when training resumes)."""
+        self._own()
         self.logits.copy_(tensors["logits"])
+        self._load_extras(tensors)
+
+    def _load_extras(self, tensors: dict[str, torch.Tensor]) -> None:
         self.centroids = tensors.get("centroids")
         if "router.weight" in tensors:
             router = Router.from_tensors(tensors, *self.logits.shape[1:])
@@ -184,6 +219,7 @@ class RoutingTable(nn.Module):
     def attach_router(self, x: torch.Tensor, ridge: float = 1.0) -> None:
         """From here each row's logits are router(x[row]), the router fitted (ridge) to the table as it stands
         (e.g. cluster init), the table zeroed. `materialise` writes the trained router's logits back."""
+        self._own()
         self.router = Router(x.shape[1], *self.logits.shape[1:])
         self.router.fit(x, self.logits.detach())
         self.logits.zero_()
@@ -192,6 +228,7 @@ class RoutingTable(nn.Module):
     @torch.no_grad()
     def init_from_router(self, x: torch.Tensor, start: int) -> None:
         """Rows start … start + n take the router's logits for the embeddings x (n, d): routing without training."""
+        self._own()
         self.logits[start:start + len(x)] = self.router(x).to(self.logits)
 
     def nearest_cluster(self, x: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
@@ -90,11 +91,11 @@ def read(folder: Path) -> Stored:
     """Every file of one version (even while a writer swaps), checked against the manifest's checksums."""
     with atomic.folder_lock(folder, shared=True):
         manifest = Manifest.from_json(checked_manifest(folder), folder / "manifest.json")
-        inventory, routing = load_file(folder / "inventory.safetensors"), load_file(folder / "routing.safetensors")
+        inventory, routing = load_file(folder / "inventory.safetensors"), read_mapped(folder / "routing.safetensors")
         docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
         index = BM25Index.load(folder / "index")
-    _check_finite({**{f"routing.safetensors {k}": v for k, v in routing.items()},
-                   **{f"inventory.safetensors {k}": v for k, v in inventory.items()}}, str(folder), fix(folder))
+    _check_finite({f"inventory.safetensors {k}": v for k, v in inventory.items()}, str(folder), fix(folder),
+                  {f"routing.safetensors {k}": n for k, n in nonfinite_in_file(folder / "routing.safetensors").items()})
     if routing["logits"].shape[0] != len(docs):
         raise InputError(f"{folder}: routing.safetensors has {routing['logits'].shape[0]} rows but docs.jsonl has "
                          f"{len(docs)} documents; {fix(folder)}.")
@@ -192,8 +193,67 @@ def _out_of_space(e: OSError) -> bool:
     return e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _check_finite(tensors: dict[str, torch.Tensor], where: str, fix: str) -> None:
+def _check_finite(tensors: dict[str, torch.Tensor], where: str, fix: str, counted: dict[str, int] | None = None) -> None:
+    """Refuse NaN or infinite values in `tensors`, or in the files whose counts of them are `counted`."""
     bad = {name: int((~torch.isfinite(t)).sum()) for name, t in tensors.items() if not torch.isfinite(t).all()}
+    bad.update({name: n for name, n in (counted or {}).items() if n})
     if bad:
         shown = ", ".join(f"{n} ({c} values)" for n, c in list(bad.items())[:3])
         raise InputError(f"{where}: NaN or infinite values in {shown}; {fix}.")
+
+
+# safetensors dtypes a routing file holds (fp32, fp16 logits; fp32 centroids and router), as numpy reads them
+NUMPY_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+
+
+def _header(path: Path) -> tuple[int, dict]:
+    """Where a safetensors file's data begins, and its header (name → dtype, shape, data_offsets)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    unknown = {k: v["dtype"] for k, v in header.items() if v["dtype"] not in NUMPY_DTYPES}
+    if unknown:
+        raise InputError(f"{path}: tensors {unknown} are of a type polyprag does not store there; {fix(path.parent)}.")
+    return 8 + n, header
+
+
+def read_mapped(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors as copy-on-write memory maps: rows come from disk when a question uses them,
+    so a routing table of a million documents loads in milliseconds and holds memory only for the rows read.
+    (safetensors' own loader copies every tensor into memory.) Writes stay private to the process."""
+    start, header = _header(path)
+    out = {}
+    for name, info in header.items():
+        first, last = info["data_offsets"]
+        dtype, shape = NUMPY_DTYPES[info["dtype"]], tuple(info["shape"])
+        if last == first:  # an empty tensor: nothing to map
+            out[name] = torch.from_numpy(np.zeros(shape, dtype))
+            continue
+        try:
+            array = np.memmap(path, dtype=dtype, mode="c", offset=start + first, shape=shape)
+        except ValueError as e:  # the header promises more bytes than the file has
+            raise InputError(f"{path}: {name} does not fit the file ({e}); {fix(path.parent)}.") from None
+        out[name] = torch.from_numpy(array)
+    return out
+
+
+def nonfinite_in_file(path: Path, chunk: int = 1 << 22) -> dict[str, int]:
+    """NaN and infinite values per tensor of a safetensors file, read in pieces with plain reads (not through a
+    memory map, whose pages would stay in the process's memory): a routing file of any size, checked in bounded memory."""
+    start, header = _header(path)
+    counts = {}
+    with open(path, "rb") as f:
+        for name, info in header.items():
+            dtype = NUMPY_DTYPES[info["dtype"]]
+            first, last = info["data_offsets"]
+            f.seek(start + first)
+            left, bad = (last - first) // np.dtype(dtype).itemsize, 0
+            while left > 0:
+                piece = np.fromfile(f, dtype=dtype, count=min(left, chunk))
+                if not len(piece):  # a truncated file: the checksums refuse it first
+                    break
+                bad += int((~np.isfinite(piece)).sum())
+                left -= len(piece)
+            counts[name] = bad
+    return counts

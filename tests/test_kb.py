@@ -172,3 +172,65 @@ def test_a_damaged_manifest_is_refused_naming_the_file(built, edit, message):
     with pytest.raises(InputError, match=message) as e:
         Manifest.from_json(raw, "kb/manifest.json")
     assert "kb/manifest.json" in str(e.value)
+
+
+def _mapped_ranges(path) -> list[tuple[int, int]]:
+    """The address ranges this process maps from `path` (/proc/self/maps)."""
+    out = []
+    for line in open("/proc/self/maps"):
+        if line.rstrip().endswith(str(path)):
+            start, end = line.split()[0].split("-")
+            out.append((int(start, 16), int(end, 16)))
+    return out
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux's /proc/self/maps")
+def test_a_loaded_kb_reads_routing_rows_from_a_memory_map_of_its_file(built, tiny_chat_model_dir):
+    kb, folder = built
+    loaded = KnowledgeBase.load(folder, load_model(str(tiny_chat_model_dir)))
+    logits = loaded.routing.logits
+    assert logits.dtype == torch.float16  # as stored (bf16 inventory, fp16 routing): no fp32 copy of the table
+    ptr = logits.untyped_storage().data_ptr()
+    assert any(a <= ptr < b for a, b in _mapped_ranges((folder / "routing.safetensors").resolve()))
+    torch.testing.assert_close(loaded.routing.inference_weights(), kb.routing.inference_weights())
+
+
+def test_changing_a_loaded_kb_never_writes_into_the_mapped_file(built, tiny_chat_model_dir, tmp_path):
+    import shutil
+
+    from polyprag import store
+
+    kb, folder = built
+    copy = shutil.copytree(folder, tmp_path / "kb")
+    before = (copy / "routing.safetensors").read_bytes()
+    loaded = KnowledgeBase.load(copy, load_model(str(tiny_chat_model_dir)))
+    loaded.routing.logits.data[0, 0, 0] = 9.0  # copy-on-write: private to this process
+    loaded.add([Document("tesk", "Tesk", "The Tesk is a river that runs through Velmark.")], progress=False)
+    assert loaded.routing.logits.dtype == torch.float32 and loaded.routing.logits.shape[0] == 4  # its own copy
+    assert (copy / "routing.safetensors").read_bytes() == before
+    store.checked_manifest(copy)  # the version on disk still matches its checksums
+
+
+def test_non_finite_values_are_counted_per_tensor_in_pieces(tmp_path):
+    from safetensors.torch import save_file
+
+    from polyprag.store import nonfinite_in_file, read_mapped
+
+    logits = torch.zeros(5, 2, 3, dtype=torch.float16)
+    logits[1, 0, 0], logits[4, 1, 2] = float("nan"), float("inf")
+    save_file({"logits": logits, "centroids": torch.ones(2, 4)}, tmp_path / "r.safetensors")
+    assert nonfinite_in_file(tmp_path / "r.safetensors", chunk=4) == {"logits": 2, "centroids": 0}
+    mapped = read_mapped(tmp_path / "r.safetensors")
+    assert torch.equal(mapped["centroids"], torch.ones(2, 4)) and mapped["logits"].isnan().sum() == 1
+
+
+def test_a_routing_file_shorter_than_its_header_says_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from polyprag.store import read_mapped
+
+    save_file({"logits": torch.zeros(64, 4, 4)}, tmp_path / "r.safetensors")
+    data = (tmp_path / "r.safetensors").read_bytes()
+    (tmp_path / "r.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="does not fit the file"):
+        read_mapped(tmp_path / "r.safetensors")
