@@ -31,7 +31,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from . import atomic
 from .augment import Augmentation, read_augmentations, write_augmentations
-from .corpus import Document, load_corpus, write_jsonl
+from .corpus import Document, read_written, write_jsonl
 from .errors import ConflictError, InputError
 from .lifecycle import checksums, describe_change, next_version, read_manifest, staged_version, verify_files
 from .manifest import FORMAT_VERSION, Manifest
@@ -92,7 +92,7 @@ def read(folder: Path) -> Stored:
     with atomic.folder_lock(folder, shared=True):
         manifest = Manifest.from_json(checked_manifest(folder), folder / "manifest.json")
         inventory, routing = load_file(folder / "inventory.safetensors"), read_mapped(folder / "routing.safetensors")
-        docs, augs = load_corpus(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
+        docs, augs = read_written(folder / "docs.jsonl"), read_augmentations(folder / "augment.jsonl")
         index = BM25Index.load(folder / "index")
     _check_finite({f"inventory.safetensors {k}": v for k, v in inventory.items()}, str(folder), fix(folder),
                   {f"routing.safetensors {k}": n for k, n in nonfinite_in_file(folder / "routing.safetensors").items()})

@@ -304,3 +304,11 @@ def test_write_jsonl_replaces_existing_file(tmp_path):
     path.write_text("old junk\n" * 100)
     write_jsonl([Document("a", "", "new")], path)
     assert path.read_text(encoding="utf-8") == '{"id": "a", "title": "", "text": "new"}\n'
+
+
+def test_a_written_corpus_reads_back_fast_as_the_checked_reader_reads_it(tmp_path):
+    from polyprag.corpus import read_written
+
+    docs = [Document("a", "", "plain"), Document("bü", "Títle \"quoted\"", "line\nbreak, \u2028 and ✓"), Document("3", "T", "x")]
+    write_jsonl(docs, tmp_path / "docs.jsonl")
+    assert read_written(tmp_path / "docs.jsonl") == load_corpus(tmp_path / "docs.jsonl") == docs
