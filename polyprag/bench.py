@@ -52,7 +52,9 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tun
 # --routing-init cluster).
 # dyprag, dyprag-combine: DyPRAG's translator, trained on PRAG adapters of `dyprag_train_n` other questions'
 # paragraphs of the same dataset (datasets.held_out).
-OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "dyprag", "dyprag-combine")
+# dyprag-tuned(-combine): the same at a higher lr and more epochs (DyPRAG's lr 1e-5 was set for ~10k documents).
+OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "dyprag", "dyprag-combine", "dyprag-tuned",
+            "dyprag-tuned-combine")
 ADDED = ("poly-z", "poly-grow", "poly-notrain")  # rows on the half-built KB with the other half added
 READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
@@ -71,6 +73,7 @@ class BenchConfig:
     prag: PragConfig = field(default_factory=PragConfig)  # the paper's setting: lr 3e-4, 1 epoch
     prag_tuned: PragConfig = field(default_factory=lambda: PragConfig(lr=1e-3, epochs=2))
     dyprag: DypragConfig = field(default_factory=DypragConfig)  # DyPRAG's defaults (dyprag.py)
+    dyprag_tuned: DypragConfig = field(default_factory=lambda: DypragConfig(lr=1e-3, epochs=2))
     dyprag_train_n: int = 100  # questions beyond the evaluated ones whose paragraphs train the translator
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     ablations: tuple[tuple[str, tuple], ...] = ()  # (("adapters", (1, 4, 8)), ("routing", ("coarse",)))
@@ -153,9 +156,9 @@ class Bench:
     def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True):
         self.model, self.config, self.out, self.progress = model, config, Path(out), progress
         self._lms: dict[str, LoadedModel] = {}
-        self._prag_adapters: dict[PragConfig, PragAdapters] = {}
+        self._prag_adapters: dict[PragConfig | str, PragAdapters] = {}  # "dyprag": the translator's training set
         self._kbs: dict[Path, KnowledgeBase] = {}
-        self._dyprag: tuple[Dyprag, dict] | None = None
+        self._translators: dict[DypragConfig, tuple[Dyprag, dict]] = {}
         self.held_out: tuple[list[Question], list[Document]] = ([], [])
 
     def run(self, questions: list[Question], corpus: list[Document], notes: dict | None = None,
@@ -261,13 +264,13 @@ class Bench:
 
     def _dyprag_answers(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()
-        dy, trained = self._translator()
+        dy, trained = self._translator(self.config.dyprag_tuned if "-tuned" in name else self.config.dyprag)
         encode_seconds = time.perf_counter() - t0
         start = time.perf_counter()
         for d in work.docs[:20]:  # what one document costs: reading it and translating it (done per question)
             dy.lora(d)
         per_doc = (time.perf_counter() - start) / min(len(work.docs), 20)
-        answers = reader(name, docs=work.docs, dyprag=dy).answer(work.texts, work.hits, self.config.generation,
+        answers = reader(name.replace("-tuned", ""), docs=work.docs, dyprag=dy).answer(work.texts, work.hits, self.config.generation,
                                                                  self.progress, timings)
         return answers, {"storage_bytes": dy.storage_bytes(), "storage_bytes_per_doc": 0,
                          "encode_s_per_doc": round(per_doc, 3),
@@ -275,32 +278,34 @@ class Bench:
                          **{f"translator_{k}": v for k, v in trained.items()}, "lr": dy.config.lr,
                          "epochs": dy.config.epochs, "_encode_seconds": encode_seconds + per_doc * min(len(work.docs), 20)}
 
-    def _translator(self) -> tuple[Dyprag, dict]:
-        """DyPRAG's translator, trained once per run folder on PRAG adapters of the held-out questions'
-        paragraphs (trained first, resumably), then loaded from dyprag/translator."""
-        if self._dyprag is not None:
-            return self._dyprag
+    def _translator(self, config: DypragConfig) -> tuple[Dyprag, dict]:
+        """DyPRAG's translator at `config`, trained once per run folder on PRAG adapters of the held-out
+        questions' paragraphs (trained first, resumably, and shared by every translator), then loaded."""
+        if config in self._translators:
+            return self._translators[config]
         questions, corpus = self.held_out
         folder, lm = self.out / "dyprag", self._lm("dyprag")
-        prag = PragAdapters(lm, self.config.prag, folder / "prag")
+        prag = self._prag_adapters.get("dyprag") or PragAdapters(lm, self.config.prag, folder / "prag")
+        self._prag_adapters["dyprag"] = prag
         train = workload(questions, corpus, self.config.corpus_mode, self.config.k)
-        if (folder / "translator" / "translator.json").exists():
-            dy = Dyprag(prag, self.config.dyprag, Translator.load(folder / "translator"))
-            trained = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+        where = folder / f"translator-lr{config.lr:g}-e{config.epochs}"
+        if (where / "translator.json").exists():
+            dy = Dyprag(prag, config, Translator.load(where))
+            trained = json.loads((where / "train.json").read_text(encoding="utf-8"))
         else:
             samples = self._samples(train, lm)
             prag_per_doc = prag.encode(samples, len(train.docs), self.progress)  # its tally survives resumes
             t0 = time.perf_counter()
-            dy = Dyprag(prag, self.config.dyprag)
+            dy = Dyprag(prag, config)
             history = dy.train(train.docs, samples, self.progress)
             seconds = time.perf_counter() - t0
             trained = {"seconds": round(prag_per_doc * len(train.docs) + seconds, 1), "questions": len(questions),
                        "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3),
                        "translator_s": round(seconds, 1), "history": history}
-            dy.translator.save(folder / "translator")
-            atomic.write_text(folder / "train.json", json.dumps(trained, indent=1))
-        self._dyprag = dy, trained
-        return self._dyprag
+            dy.translator.save(where)
+            atomic.write_text(where / "train.json", json.dumps(trained, indent=1))
+        self._translators[config] = dy, trained
+        return dy, trained
 
     def _poly(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()

@@ -131,6 +131,8 @@ def _bench_parsers(sub) -> None:
     bench.add_argument("--dyprag-lr", type=float, default=DypragConfig().lr,
                        help="DyPRAG's translator lr (default 1e-5, as published)")
     bench.add_argument("--dyprag-epochs", type=int, default=DypragConfig().epochs)
+    bench.add_argument("--dyprag-tuned-lr", type=float, default=1e-3, help="dyprag-tuned's lr (default 1e-3)")
+    bench.add_argument("--dyprag-tuned-epochs", type=int, default=2)
     bench.add_argument("--dyprag-train-n", type=int, default=100,
                        help="questions beyond --n whose paragraphs train DyPRAG's translator (default 100)")
     bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
@@ -680,6 +682,7 @@ def cmd_bench(args) -> None:
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
                          dyprag=DypragConfig(lr=args.dyprag_lr, epochs=args.dyprag_epochs),
+                         dyprag_tuned=DypragConfig(lr=args.dyprag_tuned_lr, epochs=args.dyprag_tuned_epochs),
                          dyprag_train_n=args.dyprag_train_n, generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
                          add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)

@@ -183,7 +183,7 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     from polyprag.cli import SAMPLE
 
     questions, corpus = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
-    config = BenchConfig(dataset="sample", n=2, methods=("dyprag", "dyprag-combine"), corpus_mode="per-question", k=1,
+    config = BenchConfig(dataset="sample", n=2, methods=("dyprag", "dyprag-combine", "dyprag-tuned"), corpus_mode="per-question", k=1,
                          build=BuildConfig(max_qa=1, contrast=0), dyprag=DypragConfig(lr=1e-2),
                          generation=GenerationConfig(max_new_tokens=3))
     held = questions[10:13]
@@ -191,18 +191,22 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
         questions[:2], corpus, held_out=(held, corpus))
     by = {r["method"]: r for r in result["rows"]}
     evaluated = {h for p in result["predictions"]["dyprag"] for h in p["retrieved"]}
-    trained = json.loads((tmp_path / "run" / "dyprag" / "train.json").read_text())
+    trained = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "train.json").read_text())
+    tuned = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.001-e2" / "train.json").read_text())
     assert trained["questions"] == 3 and trained["docs"] >= 1 and len(trained["history"]) == 1
+    assert len(tuned["history"]) == 2 and by["dyprag-tuned"]["lr"] == 1e-3
+    prag_tally = json.loads((tmp_path / "run" / "dyprag" / "prag" / "timing.json").read_text())
+    assert prag_tally["docs"] == trained["docs"]  # PRAG's adapters of the training paragraphs: trained once, shared
     assert by["dyprag"]["storage_bytes"] > 0 and by["dyprag"]["storage_bytes_per_doc"] == 0
     assert by["dyprag"]["translator_docs"] == trained["docs"] and by["dyprag"]["encode_s_per_doc"] > 0
     assert len(result["predictions"]["dyprag-combine"]) == 2 and evaluated
     assert "translator" in (tmp_path / "run" / "results.md").read_text()
-    saved = (tmp_path / "run" / "dyprag" / "translator" / "translator.safetensors").stat().st_mtime_ns
+    saved = (tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "translator.safetensors").stat().st_mtime_ns
     for f in (tmp_path / "run" / "methods").glob("dyprag*.json"):
         f.unlink()
     Bench(str(tiny_chat_model_dir), config, tmp_path / "run", progress=False).run(questions[:2], corpus,
                                                                                   held_out=(held, corpus))
-    assert (tmp_path / "run" / "dyprag" / "translator" / "translator.safetensors").stat().st_mtime_ns == saved
+    assert (tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "translator.safetensors").stat().st_mtime_ns == saved
 
 
 def test_dyprag_without_other_questions_says_what_it_needs(tiny_chat_model_dir, tmp_path, capsys):
