@@ -10,8 +10,8 @@ module's rank-r LoRA at PRAG's rank, α and targets. It learns from PRAG adapter
 lr 1e-5, one epoch (DyPRAG's defaults: `DypragConfig`). Where polyprag differs, and why:
 - the translated LoRA is applied with PEFT's scaling α/r, exactly like PRAG's adapters (their code adds
   B·A unscaled while matching A and B to PRAG's, which PRAG uses scaled);
-- one step per document over all of its samples (theirs: one step on the first sample of each passage);
-  the KL is summed over the loss tokens and divided by the samples (theirs: over every padded position);
+- one step per document over all of its samples, averaged (theirs: one step on the first sample of each
+  passage); the KL is summed over a sample's loss tokens (theirs: over every padded position);
 - the top-k documents' LoRAs are summed as PRAG sums them (theirs: the mean of the A's and of the B's),
   so dyprag and prag differ only in where the LoRA comes from.
 The translator is saved as safetensors + JSON and reused by later runs.
@@ -191,26 +191,37 @@ class Dyprag:
 
     def _step(self, e: torch.Tensor, samples: list[Sample], target: dict[str, torch.Tensor],
               opt: torch.optim.Optimizer) -> dict[str, float]:
-        model = self.prag.model
-        batch = collate([encode(self.lm.tokenizer, s, self.config.max_length) for s in samples],
-                        self.lm.tokenizer.pad_token_id)
-        batch.pop("doc")
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        mask = batch["labels"][:, 1:] != -100  # (B, T-1): the positions whose next token is in the loss
-        with torch.no_grad():
-            teacher = torch.func.functional_call(model, as_params(target), args=(), kwargs=batch).logits
+        """One optimizer step on one document: its samples one at a time (the logits of a 262k-token vocabulary
+        over a few samples would not fit), their losses averaged, gradients summed into the translator."""
         self.translator.train()
-        lora = self.translator(e.to(model.device))
-        out = torch.func.functional_call(model, as_params(lora), args=(), kwargs=batch)
-        log_s = torch.log_softmax(out.logits[:, :-1][mask].float(), -1)  # (N, V)
-        log_t = torch.log_softmax(teacher[:, :-1][mask].float(), -1)
-        kl = (log_t.exp() * (log_t - log_s)).sum() / len(samples)  # KL(teacher ‖ student), per sample
-        mse = sum(nn.functional.mse_loss(v, target[k].to(v)) for k, v in lora.items())
-        loss = out.loss + self.config.kl_weight * kl + self.config.mse_weight * mse
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        lora = self.translator(e.to(self.lm.model.device))
+        params, fixed = as_params(lora), as_params(target)
+        ce = kl = 0.0
+        for sample in samples:
+            part_ce, part_kl = self._sample_losses(sample, params, fixed)
+            ((part_ce + self.config.kl_weight * part_kl) / len(samples)).backward(retain_graph=True)
+            ce, kl = ce + part_ce.item() / len(samples), kl + part_kl.item() / len(samples)
+        mse = sum(nn.functional.mse_loss(v, target[k].to(v)) for k, v in lora.items())
+        (self.config.mse_weight * mse).backward()
         opt.step()
-        return {"loss": loss.item(), "ce": out.loss.item(), "kl": kl.item(), "mse": mse.item()}
+        return {"loss": ce + self.config.kl_weight * kl + self.config.mse_weight * mse.item(), "ce": ce, "kl": kl,
+                "mse": mse.item()}
+
+    def _sample_losses(self, sample: Sample, params: dict[str, torch.Tensor],
+                       fixed: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The translated LoRA's next-token loss on one sample, and KL(PRAG-adapted ‖ translated) summed over
+        its loss positions."""
+        model = self.prag.model
+        batch = collate([encode(self.lm.tokenizer, sample, self.config.max_length)], self.lm.tokenizer.pad_token_id)
+        batch = {k: v.to(model.device) for k, v in batch.items() if k != "doc"}
+        mask = batch["labels"][:, 1:] != -100  # (1, T-1): the positions whose next token is in the loss
+        with torch.no_grad():
+            teacher = torch.func.functional_call(model, fixed, args=(), kwargs=batch).logits[:, :-1][mask]
+            log_t = torch.log_softmax(teacher.float(), -1)  # (n, V)
+        out = torch.func.functional_call(model, params, args=(), kwargs=batch)
+        log_s = torch.log_softmax(out.logits[:, :-1][mask].float(), -1)  # (n, V)
+        return out.loss, (log_t.exp() * (log_t - log_s)).sum()
 
     def answer(self, questions: list[str], docs_per_question: list[list[Document]], passages: list[list[str]] | None,
                generation: GenerationConfig, progress: bool = True, timings: list[float] | None = None) -> list[Answer]:
