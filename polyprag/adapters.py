@@ -9,7 +9,7 @@ documents' weights, or uniform) and a document table that grows (Poly-z). So the
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 
@@ -214,6 +214,23 @@ def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
         yield
     finally:
         _MIXING.reset(token)
+
+
+def recompute_context():
+    """`context_fn` for activation checkpointing (torch.utils.checkpoint): the mixing in force when a layer ran
+    forward, set again while the backward pass recomputes it (on the CPU in the calling thread, on a GPU in
+    autograd's own thread, where the context variable would be empty: a recompute without adapters)."""
+    captured = _MIXING.get()
+
+    @contextmanager
+    def again():
+        token = _MIXING.set(captured)
+        try:
+            yield
+        finally:
+            _MIXING.reset(token)
+
+    return nullcontext(), again()
 
 
 def mixed(layer: PolyLoRALinear) -> torch.Tensor | None:

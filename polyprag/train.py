@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import atomic, distributed
-from .adapters import PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part
+from .adapters import (PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part,
+                       recompute_context)
 from .prompts import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
 from .errors import InputError
@@ -54,6 +55,9 @@ class TrainConfig:
     # Rows per forward/backward pass (0: the whole batch at once). Smaller passes hold fewer activations (the
     # memory of a build) and the same gradient: each pass's loss is weighted by its share of the batch's tokens.
     micro_batch: int = 0
+    # Keep only each decoder layer's input in the forward pass and recompute the layer in the backward pass:
+    # less memory for activations, about one more forward pass of time.
+    checkpoint_activations: bool = False
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -157,8 +161,23 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
             p.requires_grad_(config.train_adapters)
     opt = _optimizer(layers, routing, config)
     start, history = _resume(checkpoint_dir, layers, routing, opt, config)
+    if config.checkpoint_activations:  # the context_fn recomputes each layer with the mixing it ran forward with
+        model.activation_checkpointing_enable({"use_reentrant": False, "context_fn": recompute_context})
     model.train()
     routing.train()
+    try:
+        history = _epochs(model, tokenizer, layers, routing, opt, encoded, config, start, history, checkpoint_dir,
+                          trainable_docs, progress, frozen_adapters)
+    finally:
+        if config.checkpoint_activations:
+            model.activation_checkpointing_disable()
+        model.eval()
+        routing.eval()
+    return history
+
+
+def _epochs(model, tokenizer, layers, routing, opt, encoded, config, start, history, checkpoint_dir, trainable_docs,
+            progress, frozen_adapters) -> list[dict]:
     for epoch in range(start, config.epochs):
         loss, grad = _epoch(model, layers, routing, opt, encoded, tokenizer.pad_token_id, config, epoch,
                             trainable_docs, progress, frozen_adapters)
@@ -170,8 +189,6 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
                  history[-1]["effective_adapters"], history[-1]["adapter_cosine"])
         if checkpoint_dir and distributed.is_main():
             _save_checkpoint(checkpoint_dir, layers, routing, opt, config, epoch + 1, history)
-    model.eval()
-    routing.eval()
     return history
 
 

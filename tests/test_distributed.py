@@ -121,3 +121,27 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir):
         torch.testing.assert_close(passes[k], whole[k], rtol=1e-3, atol=1e-5, msg=k)
     torch.testing.assert_close(kbs[1].routing.logits, kbs[0].routing.logits, rtol=1e-3, atol=1e-5)
     assert float(whole["model.layers.0.mlp.up_proj.lora_B"].abs().max()) > 1e-3  # training moved it
+
+
+@pytest.mark.parametrize("micro_batch", [0, 1])
+def test_checkpointed_activations_give_the_same_training(tiny_chat_model_dir, micro_batch):
+    """--checkpoint-activations: each layer recomputed in the backward pass, with the mixing it ran forward with;
+    the same training up to rounding (a recompute without the adapters would give other gradients)."""
+    from dataclasses import replace
+
+    from polyprag.adapters import InventoryConfig, inventory_state
+    from polyprag.kb import BuildConfig, KnowledgeBase
+    from polyprag.models import load_model
+    from polyprag.train import TrainConfig
+
+    config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
+                         training=TrainConfig(epochs=2, batch_size=4, micro_batch=micro_batch))
+    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
+                               replace(config, training=replace(config.training, checkpoint_activations=c)),
+                               progress=False) for c in (False, True)]
+    assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)
+    plain, checkpointed = (inventory_state(kb.layers) for kb in kbs)
+    for k in plain:
+        torch.testing.assert_close(checkpointed[k], plain[k], rtol=1e-3, atol=1e-5, msg=k)
+    torch.testing.assert_close(kbs[1].routing.logits, kbs[0].routing.logits, rtol=1e-3, atol=1e-5)
+    assert not kbs[1].lm.model.is_activation_checkpointing  # switched off again for answering
