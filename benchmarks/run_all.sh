@@ -120,3 +120,10 @@ run hotpotqa-n30-smollm2-cluster-c3-again --dataset hotpotqa --n 30 --methods po
 # Growth on HotpotQA n = 100 with Gemma: poly (the KB of hotpotqa-n100-gemma3-cluster-c3), Poly-z and growth.
 run hotpotqa-n100-gemma3-cluster-c3-grow --dataset hotpotqa --n 100 --model gemma3-270m --routing-init cluster \
     --contrast 3 --methods poly,poly-z,poly-grow,poly-notrain
+# Today's defaults (cluster init, 3 contrast questions, poly-combine at 0.75) with SmolLM2 on HotpotQA n = 100.
+run_now hotpotqa-n100-smollm2-cluster-c3 --dataset hotpotqa --n 100 \
+    --methods closed-book-bare,rag,prag,prag-combine,poly,poly-combine,poly-uniform
+# Routing sharpened at answer time on the Gemma cluster + contrast 3 KB (routing-temperature.json).
+.venv/bin/python benchmarks/routing_temperature.py "$work/hotpotqa-n100-gemma3-cluster-c3" --temperatures 1,0.5,0.25 \
+    --forms sigmoid,softmax --data-dir "$data"
+cp "$work/hotpotqa-n100-gemma3-cluster-c3/routing-temperature.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
