@@ -127,3 +127,6 @@ run_now hotpotqa-n100-smollm2-cluster-c3 --dataset hotpotqa --n 100 \
 .venv/bin/python benchmarks/routing_temperature.py "$work/hotpotqa-n100-gemma3-cluster-c3" --temperatures 1,0.5,0.25 \
     --forms sigmoid,softmax --data-dir "$data"
 cp "$work/hotpotqa-n100-gemma3-cluster-c3/routing-temperature.json" benchmarks/results/hotpotqa-n100-gemma3-cluster-c3/
+# A full build with 40 adapters (the grown KB's count) on the same split.
+run_now hotpotqa-n100-gemma3-cluster-c3-m40 --dataset hotpotqa --n 100 --model gemma3-270m --adapters 40 \
+    --methods poly,poly-combine,poly-uniform
