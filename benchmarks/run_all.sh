@@ -130,3 +130,6 @@ cp "$work/hotpotqa-n100-gemma3-cluster-c3/routing-temperature.json" benchmarks/r
 # A full build with 40 adapters (the grown KB's count) on the same split.
 run_now hotpotqa-n100-gemma3-cluster-c3-m40 --dataset hotpotqa --n 100 --model gemma3-270m --adapters 40 \
     --methods poly,poly-combine,poly-uniform
+# Knowledge bases of 10k to 1M synthetic documents: load time, memory, an answer (any KB gives the model).
+.venv/bin/python benchmarks/routing_scale.py "$work/demo-cluster-c3-s05-kb" --sizes 10000,100000,1000000 \
+    --out benchmarks/results/routing-scale
