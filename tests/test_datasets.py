@@ -57,7 +57,6 @@ needs_shared = pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(),
                                   reason=f"needs ../shared/data ({SHARED}); CI has it")
 
 
-@needs_shared
 def test_held_out_questions_and_paragraphs_are_never_the_evaluated_ones(tmp_path):
     rows = [_row(i, "bridge") for i in range(4)] + [_row(i, "comparison") for i in range(4)]
     (tmp_path / "hotpotqa").mkdir()
@@ -68,6 +67,7 @@ def test_held_out_questions_and_paragraphs_are_never_the_evaluated_ones(tmp_path
     # the shared distractor is one of the evaluated questions' paragraphs: held back from training
 
 
+@needs_shared
 def test_real_hotpotqa_closed_corpus():
     questions, docs = load_dataset("hotpotqa", SHARED, n=100)
     assert len(questions) == 100
