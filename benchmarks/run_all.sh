@@ -133,3 +133,6 @@ run_now hotpotqa-n100-gemma3-cluster-c3-m40 --dataset hotpotqa --n 100 --model g
 # Knowledge bases of 10k to 1M synthetic documents: load time, memory, an answer (any KB gives the model).
 .venv/bin/python benchmarks/routing_scale.py "$work/demo-cluster-c3-s05-kb" --sizes 10000,100000,1000000 \
     --out benchmarks/results/routing-scale
+# DyPRAG at n = 30 (translator trained on the paragraphs of 30 other questions); reference rows from the runs above.
+run_now hotpotqa-n30-gemma3-dyprag --dataset hotpotqa --n 30 --model gemma3-270m --dyprag-train-n 30 \
+    --methods dyprag,dyprag-combine,dyprag-tuned,dyprag-tuned-combine
