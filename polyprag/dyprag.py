@@ -23,7 +23,6 @@ import json
 import logging
 import random
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import atomic
-from .answer import Answer, answer_questions
+from .answer import Answer
 from .augment import Sample
 from .corpus import Document
 from .errors import InputError
@@ -227,15 +226,8 @@ class Dyprag:
                generation: GenerationConfig, progress: bool = True, timings: list[float] | None = None) -> list[Answer]:
         """One question at a time: its documents read and translated, their LoRAs summed (as PRAG's), generated.
         The latency includes the translation: DyPRAG stores nothing per document."""
-        answers = []
-        for i in tqdm(range(len(questions)), desc="DyPRAG answering", unit="q", disable=not progress):
-            start = time.perf_counter()
-            with self.prag.summed([self.lora(d) for d in docs_per_question[i]]):
-                ps = [passages[i]] if passages is not None else None
-                answers += answer_questions(self.lm, [questions[i]], ps, generation, progress=False, shots=False)
-            if timings is not None:
-                timings.append(time.perf_counter() - start)
-        return answers
+        return self.prag.answer_summed(questions, lambda i: [self.lora(d) for d in docs_per_question[i]], passages,
+                                       generation, progress, timings, "DyPRAG answering")
 
     def storage_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.translator.parameters())

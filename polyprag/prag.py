@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -106,11 +107,17 @@ class PragAdapters:
     def answer(self, questions: list[str], docs_per_question: list[list[int]], passages: list[list[str]] | None,
                generation: GenerationConfig, progress: bool = True, timings: list[float] | None = None) -> list[Answer]:
         """One question at a time: its documents' adapters loaded, summed ("cat"), generated, unloaded."""
+        return self.answer_summed(questions, lambda i: [self.doc_dir(d) for d in docs_per_question[i]], passages,
+                                  generation, progress, timings, "PRAG answering")
+
+    def answer_summed(self, questions: list[str], loras: Callable[[int], list[Path | dict[str, torch.Tensor]]],
+                      passages: list[list[str]] | None, generation: GenerationConfig, progress: bool = True,
+                      timings: list[float] | None = None, desc: str = "answering") -> list[Answer]:
+        """Question i answered with the sum of `loras(i)` (see `summed`); its latency includes making them."""
         answers = []
-        bar = tqdm(range(len(questions)), desc="PRAG answering", unit="q", disable=not progress)
-        for i in bar:
+        for i in tqdm(range(len(questions)), desc=desc, unit="q", disable=not progress):
             start = time.perf_counter()
-            with self._merged(docs_per_question[i]):
+            with self.summed(loras(i)):
                 ps = [passages[i]] if passages is not None else None
                 answers += answer_questions(self.lm, [questions[i]], ps, generation, progress=False, shots=False)
             if timings is not None:
