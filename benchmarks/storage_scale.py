@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--sizes", default="300,1000,4000,8000,9600")
     ap.add_argument("--trained", type=Path, help="a trained KB (default settings) to check the sizes against")
+    ap.add_argument("--storage", choices=("fp32", "bf16", "int8"),
+                    help="the inventory's precision (default: the --trained KB's, else bf16 as builds store today)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     docs = paragraphs(args.data_dir)
@@ -88,7 +90,7 @@ def main() -> None:
         raise SystemExit(f"--sizes {args.sizes}: the shared datasets hold {len(docs)} paragraphs; ask for fewer.")
     rows = []
     # sized as the trained KB is stored (a KB made before bf16 storage is fp32), else as builds store today
-    precision = (read_manifest(args.trained) or {}).get("storage", "fp32") if args.trained else "bf16"
+    precision = args.storage or ((read_manifest(args.trained) or {}).get("storage", "fp32") if args.trained else "bf16")
     with tempfile.TemporaryDirectory() as tmp:
         prag = prag_bytes_per_doc(args.model, docs[0], Path(tmp))
         for routing in ("fine", "coarse"):
@@ -101,7 +103,7 @@ def main() -> None:
                              "poly_bytes_per_doc": s["routing_per_doc"],
                              "ratio_per_doc": round(prag / s["routing_per_doc"], 1)})
                 print(json.dumps(rows[-1]), flush=True)
-    result = {"model": args.model, "paragraphs": len(docs), "rows": rows,
+    result = {"model": args.model, "paragraphs": len(docs), "storage": precision, "rows": rows,
               "trained_check": check_trained(args.trained, rows) if args.trained else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "storage-scale.json").write_text(json.dumps(result, indent=1))
@@ -112,7 +114,8 @@ def main() -> None:
 def markdown(result: dict) -> str:
     inv, prag = BuildConfig().inventory, PragConfig()
     lines = [f"Model `{result['model']}`, {result['paragraphs']:,} paragraphs available; Poly-PRAG M = {inv.n_adapters} "
-             f"adapters of rank {inv.rank}, PRAG rank {prag.rank}, both on {'/'.join(inv.targets)} of every layer.", "",
+             f"adapters of rank {inv.rank} stored in {result.get('storage', 'fp32')} (routing fp16 unless fp32), PRAG "
+             f"rank {prag.rank} (PEFT's fp32 files), both on {'/'.join(inv.targets)} of every layer.", "",
              "| documents | routing | PRAG adapters | Poly inventory | Poly routing | PRAG / Poly (whole) "
              "| bytes/doc PRAG | bytes/doc Poly | PRAG / Poly (per doc) | KB folder (with text, index) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
