@@ -136,3 +136,26 @@ run_now hotpotqa-n100-gemma3-cluster-c3-m40 --dataset hotpotqa --n 100 --model g
 # DyPRAG at n = 30 (translator trained on the paragraphs of 30 other questions); reference rows from the runs above.
 run_now hotpotqa-n30-gemma3-dyprag --dataset hotpotqa --n 30 --model gemma3-270m --dyprag-train-n 30 \
     --methods dyprag,dyprag-combine,dyprag-tuned,dyprag-tuned-combine
+# Today's defaults with SmolLM2 on 2Wiki n = 100, and two more seeds of the HotpotQA run (mean and spread:
+# benchmarks/seeds_table.py).
+run_now 2wiki-n100-smollm2-cluster-c3 --dataset 2wiki --n 100 \
+    --methods closed-book-bare,rag,prag,prag-combine,poly,poly-combine,poly-uniform
+for s in 1 2; do
+  run_now hotpotqa-n100-smollm2-cluster-c3-seed$s --dataset hotpotqa --n 100 --seed $s --methods poly,poly-combine,poly-uniform
+done
+.venv/bin/python benchmarks/seeds_table.py "$work"/hotpotqa-n100-smollm2-cluster-c3{,-seed1,-seed2} \
+    --json benchmarks/results/hotpotqa-n100-smollm2-cluster-c3-seed2/seeds.json
+# The build's default recipe (3 QA pairs + 3 contrast questions, bare, 2 epochs) on the sample corpus, bf16 storage.
+.venv/bin/polyprag bench --dataset sample --n 60 --corpus-mode closed --out "$work/sample-n60-build-defaults-smollm2" \
+    --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
+mkdir -p benchmarks/results/sample-n60-build-defaults-smollm2
+cp "$work/sample-n60-build-defaults-smollm2"/{config.json,results.json,results.md,f1.png} benchmarks/results/sample-n60-build-defaults-smollm2/
+# Speeds side by side; storage at scale with bf16 and int8 inventories; where encoding time goes.
+.venv/bin/polyprag bench-speed --json benchmarks/results/bench-speed-smollm2/bench-speed.json
+for s in int8 bf16; do
+  .venv/bin/python benchmarks/storage_scale.py --data-dir "$data" --storage $s --sizes 300,1000,4000,9600 \
+      --out benchmarks/results/storage-scale-smollm2-$s
+done
+for m in smollm2-135m-instruct gemma3-270m; do
+  .venv/bin/python benchmarks/profile_encode.py --model $m --docs 12 --out benchmarks/results/profile-encode-$m
+done

@@ -142,19 +142,18 @@ def _bench_parsers(sub) -> None:
                        help="poly-grow: the new adapters' learning rate (default: the build's --lr-adapters)")
     _build_args(bench, lists=True)
     _common(bench)
-    # ~100 minutes for n = 100 on a 2-core CPU (BENCHMARKS.md): PRAG's 3 QA pairs per document, trained
-    # as bare questions (what the parametric modes ask), 2 epochs; the answers are short.
-    bench.set_defaults(func=cmd_bench, max_qa=3, context_qa=0, no_rewrite=True, epochs=2, lr_adapters=2e-3,
-                       max_new_tokens=16)
+    # The build's defaults (PRAG's 3 QA pairs per document as bare questions, 2 epochs); the answers are short.
+    bench.set_defaults(func=cmd_bench, max_new_tokens=16)
 
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out")
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
     _build_args(demo)
     _common(demo)
-    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): one passage sample per document, no
-    # rewrite samples, 3 epochs at a higher adapter lr; the sample's answers are at most 4 words.
-    demo.set_defaults(func=cmd_demo, context_qa=1, no_rewrite=True, epochs=3, lr_adapters=2e-3, max_new_tokens=16)
+    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): up to 8 QA pairs and one passage sample per
+    # document (invented facts, dense), 3 epochs; the sample's answers are at most 4 words.
+    demo.set_defaults(func=cmd_demo, max_qa=8, context_qa=1, rewrite=False, epochs=3, lr_adapters=2e-3,
+                      max_new_tokens=16)
 
 
 def _tool_parsers(sub) -> None:
@@ -190,7 +189,8 @@ def _tool_parsers(sub) -> None:
     speed.add_argument("--n-docs", type=int, default=20, help="sample documents encoded by poly and prag (default 20)")
     speed.add_argument("--n-questions", type=int, default=20, help="single-question latency samples (default 20)")
     speed.add_argument("--batch", type=int, default=32, help="questions in the heterogeneous batch (default 32)")
-    speed.add_argument("--epochs", type=int, default=1)
+    speed.add_argument("--epochs", type=int, help="training epochs of both poly and prag (default: each method's own, "
+                       "poly 2 and prag 1)")
     speed.add_argument("--max-new-tokens", type=int, default=16)
     speed.add_argument("--retrieval-sizes", default="10000,100000,1000000",
                        help="synthetic BM25 corpus sizes, comma-separated")
@@ -281,7 +281,8 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def _augment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augmenter", choices=AUGMENTERS, default="rules", help="rules (no LLM) or llm (the --model)")
     p.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
-    p.add_argument("--max-qa", type=int, default=8, help="rules augmenter: QA pairs per document at most")
+    p.add_argument("--max-qa", type=int, default=BuildConfig().max_qa,
+                   help=f"rules augmenter: QA pairs per document at most (default {BuildConfig().max_qa})")
     p.add_argument("--augment-url", default="", help="llm augmenter: an OpenAI-compatible server (vLLM, TGI, "
                    "llama.cpp, polyprag serve) writes the text instead of --model; its key in $POLYPRAG_AUGMENT_KEY")
     p.add_argument("--augment-model", default="", help="the model name sent to --augment-url")
@@ -318,8 +319,10 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--storage", choices=storage.PRECISIONS, default=storage.DEFAULT,
                    help="the inventory's stored precision (routing in fp16 unless fp32; default bf16: half the "
                         "bytes of fp32 at the same F1)")
-    p.add_argument("--context-qa", type=int, default=2, help="QA pairs also trained with the passage in context")
-    p.add_argument("--no-rewrite", action="store_true", help="skip the samples with the rewrite in context")
+    p.add_argument("--context-qa", type=int, default=b.context_qa,
+                   help=f"QA pairs also trained with the passage in context (default {b.context_qa}; PRAG: 2)")
+    p.add_argument("--rewrite", action=argparse.BooleanOptionalAction, default=b.rewrite,
+                   help="also train the --context-qa pairs with the document's rewrite in context (PRAG's protocol)")
     p.add_argument("--contrast", type=int, default=b.contrast,
                    help=f"yes/no and either-or questions per document made from its QA pairs (default {b.contrast})")
     p.add_argument("--epochs", type=int, default=t.epochs)
@@ -470,7 +473,7 @@ def _build_config(args) -> BuildConfig:
                        combine_strength=args.combine_strength, storage=args.storage,
                        routing_strength=args.routing_strength, router=args.router, augmenter=args.augmenter, max_qa=args.max_qa,
                        augment_url=args.augment_url, augment_model=args.augment_model,
-                       context_qa=args.context_qa, rewrite=not args.no_rewrite, contrast=args.contrast,
+                       context_qa=args.context_qa, rewrite=args.rewrite, contrast=args.contrast,
                        training=training)
 
 
@@ -762,11 +765,12 @@ def cmd_bench_speed(args) -> None:
     except ValueError:
         raise InputError(f"--retrieval-sizes {args.retrieval_sizes!r}: give whole numbers, comma-separated "
                          "(e.g. 10000,100000).") from None
-    if min(args.n_docs, args.n_questions, args.batch, args.epochs, args.max_new_tokens, *sizes) < 1:
+    if min(args.n_docs, args.n_questions, args.batch, args.epochs or 1, args.max_new_tokens, *sizes) < 1:
         raise InputError("--n-docs, --n-questions, --batch, --epochs, --max-new-tokens and every --retrieval-sizes "
                          "value must be >= 1.")
     config = SpeedConfig(model=args.model, n_docs=args.n_docs, n_questions=args.n_questions, batch=args.batch,
-                         epochs=args.epochs, max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
+                         max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
+                         **({"poly_epochs": args.epochs, "prag_epochs": args.epochs} if args.epochs else {}),
                          rss=not args.no_rss, device=args.device, dtype=args.dtype)
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))

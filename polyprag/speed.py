@@ -6,7 +6,9 @@
 - Throughput of one batch of questions that each carry a different mixture, against the same questions
   closed-book-bare in one batch.
 - Encoding seconds per document of poly (joint training) and prag (one training run per document) on the
-  same documents and samples, and samples per second.
+  same documents and samples (those a default build trains: QA pairs and contrast questions), each for the
+  epochs its quality rows in BENCHMARKS.md were measured with (poly 2, prag 1) unless `--epochs` sets both,
+  and samples per second (per sample and epoch: equal work).
 - BM25 retrieval p50 (one query at a time) and index build time on synthetic corpora of growing size.
 - Peak RSS of a `polyprag build` process and of a `polyprag serve` process answering a few requests,
   each measured as its own child process (the peak of that child alone).
@@ -38,7 +40,6 @@ from .retrieve import BM25Index
 from .train import TrainConfig
 
 log = logging.getLogger("polyprag")
-MAX_QA = 3  # QA pairs per document, bare questions only: `bench`'s samples, the same for poly and prag
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class SpeedConfig:
     batch: int = 32  # questions in the heterogeneous batch
     k: int = 3
     max_new_tokens: int = 16
-    epochs: int = 1  # training epochs of both poly and prag
+    poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in BENCHMARKS.md was measured at
+    prag_epochs: int = PragConfig().epochs
     retrieval_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     retrieval_queries: int = 50
     rss: bool = True  # the two child processes (build, serve): the slowest part on a small corpus
@@ -61,10 +63,11 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     """Every measurement above; written to `out` (JSON) and returned."""
     docs = docs[:config.n_docs]
     lm = load_model(config.model, config.device, config.dtype)
-    samples = training_samples(docs, augment_documents(docs, "rules", lm, progress=False, max_qa=MAX_QA),
-                               context_qa=0, rewrite=False)  # the samples poly's build makes (_encode_poly)
+    build = BuildConfig(training=TrainConfig(epochs=config.poly_epochs))
+    augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
+    samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
-        kb, poly_s = _encode_poly(docs, lm, config)
+        kb, poly_s = _encode_poly(docs, lm, build)
         prag, prag_s = _encode_prag(docs, samples, config, Path(tmp))
         qs = (questions * (1 + config.batch // max(len(questions), 1)))[:max(config.batch, config.n_questions + 1)]
         latency = _latency(kb, prag, docs, qs[:config.n_questions + 1], config)
@@ -75,8 +78,9 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     result = {
         "config": asdict(config), "n_samples": len(samples), "latency": latency, "batched": batched,
         "encode": {"poly_s_per_doc": poly_s / len(docs), "prag_s_per_doc": prag_s / len(docs),
-                   "poly_samples_per_s": len(samples) * config.epochs / poly_s,
-                   "prag_samples_per_s": len(samples) * config.epochs / prag_s},
+                   "poly_epochs": config.poly_epochs, "prag_epochs": config.prag_epochs,
+                   "poly_samples_per_s": len(samples) * config.poly_epochs / poly_s,
+                   "prag_samples_per_s": len(samples) * config.prag_epochs / prag_s},
         "retrieval": retrieval, "peak_rss_bytes": rss,
         "ratios": {f"{m.replace('-', '_')}_p50_over_closed_book": latency[m]["p50_s"] / base
                    for m in ("poly", "rag", "prag", "closed-book")}
@@ -89,15 +93,14 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     return result
 
 
-def _encode_poly(docs: list[Document], lm: LoadedModel, config: SpeedConfig) -> tuple[KnowledgeBase, float]:
-    build = BuildConfig(max_qa=MAX_QA, context_qa=0, rewrite=False, training=TrainConfig(epochs=config.epochs))
+def _encode_poly(docs: list[Document], lm: LoadedModel, build: BuildConfig) -> tuple[KnowledgeBase, float]:
     start = time.perf_counter()
     kb = KnowledgeBase.build(docs, lm, build, progress=False)
     return kb, time.perf_counter() - start
 
 
 def _encode_prag(docs, samples, config: SpeedConfig, tmp: Path) -> tuple[PragAdapters, float]:
-    prag = PragAdapters(load_model(config.model, config.device, config.dtype), PragConfig(epochs=config.epochs),
+    prag = PragAdapters(load_model(config.model, config.device, config.dtype), PragConfig(epochs=config.prag_epochs),
                         tmp / "prag")
     start = time.perf_counter()
     prag.encode(samples, len(docs), progress=False)
@@ -165,8 +168,8 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
     write_jsonl(docs, tmp / "docs.jsonl")
     cli = [sys.executable, "-m", "polyprag.cli"]
     placement = ["--model", config.model, "--device", config.device, "--dtype", config.dtype]
-    build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.epochs),
-             "--max-qa", str(MAX_QA), "--context-qa", "0", "--no-rewrite", "--augment-cache", str(tmp / "c.jsonl"), *placement]
+    build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.poly_epochs),
+             "--augment-cache", str(tmp / "c.jsonl"), *placement]
     serve = [*cli, "serve", str(tmp / "kb"), *placement]  # the wrapper adds a free --port
     return {"build": _child_peak(build), "serve": _child_peak(serve, serving=True)}
 
@@ -220,8 +223,11 @@ def markdown(result: dict) -> str:
     lines.append(f"| batch of {b['questions']} ({b['distinct_mixtures']} distinct mixtures), q/s: poly vs "
                  f"closed-book-bare | {b['poly_q_per_s']:.2f} vs {b['closed_book_q_per_s']:.2f} | "
                  f"{r['batched_poly_throughput_over_closed_book']:.2f}× |")
-    lines.append(f"| encode s/doc: poly vs prag | {enc['poly_s_per_doc']:.2f} vs {enc['prag_s_per_doc']:.2f} | "
+    lines.append(f"| encode s/doc: poly ({enc['poly_epochs']} epochs) vs prag ({enc['prag_epochs']}) | "
+                 f"{enc['poly_s_per_doc']:.2f} vs {enc['prag_s_per_doc']:.2f} | "
                  f"{r['encode_s_per_doc_poly_over_prag']:.2f}× |")
+    lines.append(f"| training samples/s (per sample and epoch): poly vs prag | {enc['poly_samples_per_s']:.2f} vs "
+                 f"{enc['prag_samples_per_s']:.2f} | {enc['poly_samples_per_s'] / enc['prag_samples_per_s']:.2f}× |")
     for n, v in result["retrieval"].items():
         lines.append(f"| BM25 p50 / p95 ms, {int(n):,} passages (index built in {v['build_s']:.1f} s) | "
                      f"{v['p50_ms']:.2f} / {v['p95_ms']:.2f} | |")

@@ -39,9 +39,9 @@ log = logging.getLogger("polyprag")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 2
     batch_size: int = 4
-    lr_adapters: float = 1e-3
+    lr_adapters: float = 2e-3
     lr_routing: float = 1e-1
     lr_router: float = 1e-3  # --router embedding: a linear map of d inputs moves ~√d times faster than a row
     tau: float = 1.0
