@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/seeds_table.py runs/hotpotqa-n100-smollm2-cluster-c3 runs/...-seed1 runs/...-seed2
 
-Checks that the runs' configurations differ in nothing but the seed (and the methods run), then prints per
+Checks that the runs' configurations differ in nothing but the seed (and the methods run; a setting only one
+run recorded, because it was added to polyprag in between, is not compared), then prints per
 method the F1 of each seed, their mean and sample standard deviation, and the same for the routing entropy.
 A method appears when every run has it. `--json OUT` also writes the table.
 """
@@ -23,11 +24,20 @@ def _config_without_seed(config: dict) -> dict:
     return config
 
 
+def _common(a, b):
+    """a and b restricted to the keys both recorded (a setting added to polyprag after a run is not in its config)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = a.keys() & b.keys()
+        return {k: _common(a[k], b[k])[0] for k in keys}, {k: _common(a[k], b[k])[1] for k in keys}
+    return a, b
+
+
 def load(runs: list[Path]) -> list[dict]:
     results = [json.loads((r / "results.json").read_text()) for r in runs]
     base = _config_without_seed(results[0]["config"])
     for run, result in zip(runs[1:], results[1:]):
-        if _config_without_seed(result["config"]) != base:
+        mine, theirs = _common(_config_without_seed(result["config"]), base)
+        if mine != theirs:
             raise SystemExit(f"{run}: its configuration differs from {runs[0]}'s in more than the seed; "
                              "compare runs of one configuration.")
     return results

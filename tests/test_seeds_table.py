@@ -35,6 +35,14 @@ def test_mean_and_sample_sd_of_the_methods_every_seed_ran(tmp_path):
     assert "**32.0 ± 2.0**" in seeds_table.markdown(t)
 
 
+def test_a_setting_added_after_a_run_is_not_a_difference(tmp_path):
+    runs = [_run(tmp_path / "s0", 0, {"poly": 30.0}), _run(tmp_path / "s1", 1, {"poly": 31.0})]
+    result = json.loads((runs[1] / "results.json").read_text())
+    result["config"]["build"]["training"]["checkpoint_activations"] = False  # a newer setting, recorded by s1 only
+    (runs[1] / "results.json").write_text(json.dumps(result))
+    assert seeds_table.table(runs, seeds_table.load(runs))["methods"]["poly"]["mean"] == pytest.approx(30.5)
+
+
 def test_runs_of_different_configurations_are_refused(tmp_path):
     runs = [_run(tmp_path / "s0", 0, {"poly": 30.0}), _run(tmp_path / "s1", 1, {"poly": 31.0}, alpha=8.0)]
     with pytest.raises(SystemExit, match="differs .* in more than the seed"):
