@@ -15,6 +15,8 @@ import json
 import statistics
 from pathlib import Path
 
+from polyprag.bench import _differences, _with_defaults  # the resume check's comparison of two run configs
+
 
 def _config_without_seed(config: dict) -> dict:
     config = json.loads(json.dumps(config))  # a deep copy
@@ -24,22 +26,16 @@ def _config_without_seed(config: dict) -> dict:
     return config
 
 
-def _common(a, b):
-    """a and b restricted to the keys both recorded (a setting added to polyprag after a run is not in its config)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = a.keys() & b.keys()
-        return {k: _common(a[k], b[k])[0] for k in keys}, {k: _common(a[k], b[k])[1] for k in keys}
-    return a, b
-
-
 def load(runs: list[Path]) -> list[dict]:
     results = [json.loads((r / "results.json").read_text()) for r in runs]
     base = _config_without_seed(results[0]["config"])
     for run, result in zip(runs[1:], results[1:]):
-        mine, theirs = _common(_config_without_seed(result["config"]), base)
-        if mine != theirs:
-            raise SystemExit(f"{run}: its configuration differs from {runs[0]}'s in more than the seed; "
-                             "compare runs of one configuration.")
+        config = _config_without_seed(result["config"])
+        # each side takes the other's value for a setting it did not record (added to polyprag in between)
+        diff = _differences("config", _with_defaults(base, config), _with_defaults(config, base))
+        if diff:
+            raise SystemExit(f"{run}: its configuration differs from {runs[0]}'s in more than the seed "
+                             f"({'; '.join(diff)}); compare runs of one configuration.")
     return results
 
 
