@@ -27,6 +27,9 @@ FAMILIES = {
 # Each adapted layer's mixing weights for the forward pass in progress: a context-local value set by
 # `mixing(...)`, not state on the shared modules, so threads (or tasks) that use one model each see their own.
 _MIXING: ContextVar[dict[nn.Module, torch.Tensor]] = ContextVar("polyprag_mixing", default={})
+# Each layer's mixed (A_w, B_w) within a `mixing(...)` block entered without gradients (answering): the weights
+# are fixed for the block, so the mixing is done once instead of once per generated token.
+_MIXED: ContextVar[dict[tuple, tuple[torch.Tensor, torch.Tensor]] | None] = ContextVar("polyprag_mixed", default=None)
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,15 @@ class InventoryConfig:
     targets: tuple[str, ...] = ("mlp",)  # "mlp", "attn", or module-name suffixes such as "q_proj"
     mixing: str = "poly"  # "poly": A = Σ w A_m, B = Σ w B_m;  "delta": Σ w B_m A_m
     shared: bool = False  # one more adapter every document uses in full, beside its routed mixture
+    # Adapt only the last N transformer blocks (0: all). Backward stops at the lowest adapted block, so
+    # training costs less compute and activation memory the fewer blocks carry adapters.
+    top_layers: int = 0
 
     def __post_init__(self):
         if self.n_adapters < 1 or self.rank < 1:
             raise ValueError(f"n_adapters={self.n_adapters} and rank={self.rank} must both be >= 1")
+        if self.top_layers < 0:
+            raise ValueError(f"top_layers={self.top_layers} must be >= 0 (0: every block)")
         if self.mixing not in ("poly", "delta"):
             raise ValueError(f"mixing={self.mixing!r}; choose 'poly' or 'delta'")
 
@@ -83,30 +91,36 @@ class PolyLoRALinear(nn.Module):
         # Computed in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
         # and the routing table stays on the CPU (its rows are tiny), so its weights travel here.
         w = w.to(x.device, x.dtype)  # K mixtures (if 3-d) whose adapters are summed; adapters past M' not mixed
-        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(x.dtype), self.lora_B[:w.shape[-1]].to(x.dtype)  # first M'
-        if w.dim() == 3:
-            delta = self._sum_of_mixtures(x, w, lora_a, lora_b)
-        elif self.config.mixing == "poly":
-            a = torch.einsum("bm,mrd->brd", w, lora_a)  # (B, r, d_in)
-            b = torch.einsum("bm,mor->bor", w, lora_b)  # (B, d_out, r)
-            delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
+        if self.config.mixing == "delta":
+            delta = self._delta(x, w)
         else:
-            ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
-            delta = torch.einsum("btmr,mor,bm->bto", ax, lora_b, w)
+            a, b = self._mixed_pair(w, x.dtype)  # (B, [K,] r, d_in), (B, [K,] d_out, r)
+            if w.dim() == 3:  # Σ_k B_k (A_k x): PRAG's sum of document adapters, where the mean of weights
+                # would blur K documents into one weaker mixture
+                delta = torch.einsum("btkr,bkor->bto", torch.einsum("btd,bkrd->btkr", x, a), b)
+            else:
+                delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
         if self.config.shared:
             delta = delta + (x @ self.shared_A.T.to(x.dtype)) @ self.shared_B.T.to(x.dtype)  # (B, T, d_out)
         return out + self.scaling * delta
 
-    def _sum_of_mixtures(self, x: torch.Tensor, w: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor
-                         ) -> torch.Tensor:
-        """Σ_k B_k (A_k x), each (A_k, B_k) mixed by w[:, k] as in training: PRAG's sum of document adapters
-        (its "cat" combination), where the mean of weights would blur K documents into one weaker mixture."""
-        if self.config.mixing == "poly":
-            a = torch.einsum("bkm,mrd->bkrd", w, lora_a)  # (B, K, r, d_in)
-            b = torch.einsum("bkm,mor->bkor", w, lora_b)  # (B, K, d_out, r)
-            return torch.einsum("btkr,bkor->bto", torch.einsum("btd,bkrd->btkr", x, a), b)
+    def _mixed_pair(self, w: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """A_w = Σ_m w_m A_m and B_w = Σ_m w_m B_m per row (and per mixture k). Without gradients they are kept
+        for the rest of the `mixing(...)` block: generation reuses them at every new token."""
+        cache, key = _MIXED.get(), (self, dtype)
+        if cache is not None and not torch.is_grad_enabled() and key in cache:
+            return cache[key]
+        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(dtype), self.lora_B[:w.shape[-1]].to(dtype)  # first M'
+        pair = (torch.einsum("...m,mrd->...rd", w, lora_a), torch.einsum("...m,mor->...or", w, lora_b))
+        if cache is not None and not torch.is_grad_enabled():
+            cache[key] = pair
+        return pair
+
+    def _delta(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Σ_m w_m B_m (A_m x): each adapter applied, then weighted (K mixtures: their weights summed)."""
+        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(x.dtype), self.lora_B[:w.shape[-1]].to(x.dtype)
         ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
-        return torch.einsum("btmr,mor,bm->bto", ax, lora_b, w.sum(1))
+        return torch.einsum("btmr,mor,bm->bto", ax, lora_b, w.sum(1) if w.dim() == 3 else w)
 
 
 def _fresh_a(m: int, r: int, d_in: int) -> torch.Tensor:
@@ -124,8 +138,9 @@ def _in_out(layer: nn.Module) -> tuple[int, int]:
     raise TypeError(f"cannot put adapters on {type(layer).__name__}; target nn.Linear or GPT-2 Conv1D layers")
 
 
-def target_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str, nn.Module]]:
-    """Modules whose name ends with a target suffix; "mlp"/"attn" expand to the model family's names."""
+def target_modules(model: nn.Module, targets: tuple[str, ...], top_layers: int = 0) -> list[tuple[str, nn.Module]]:
+    """Modules whose name ends with a target suffix; "mlp"/"attn" expand to the model family's names;
+    with `top_layers` > 0 only those in the last `top_layers` blocks (by the block index in the name)."""
     names = [n for n, _ in model.named_modules()]
     suffixes = []
     for t in targets:
@@ -137,7 +152,20 @@ def target_modules(model: nn.Module, targets: tuple[str, ...]) -> list[tuple[str
     if not found:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"no target module {list(targets)} in {type(model).__name__}; its linear layers: {linear}")
-    return found
+    return _top_blocks(found, top_layers) if top_layers else found
+
+
+def _top_blocks(found: list[tuple[str, nn.Module]], top_layers: int) -> list[tuple[str, nn.Module]]:
+    """Of `found`, the modules in the last `top_layers` blocks: a block is the first integer in a module's
+    name ("model.layers.12.mlp.up_proj", "transformer.h.3.mlp.c_fc")."""
+    blocks = {n: next((int(p) for p in n.split(".") if p.isdigit()), None) for n, _ in found}
+    if None in blocks.values():
+        raise ValueError(f"top_layers={top_layers}: some target modules sit in no numbered block "
+                         f"({[n for n, b in blocks.items() if b is None][:2]}); give top_layers 0")
+    n_blocks = max(blocks.values()) + 1
+    if top_layers > n_blocks:
+        raise ValueError(f"top_layers={top_layers}, but the model has {n_blocks} blocks; give at most {n_blocks} (0: all)")
+    return [(n, m) for n, m in found if blocks[n] >= n_blocks - top_layers]
 
 
 def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
@@ -146,7 +174,7 @@ def inject(model: nn.Module, config: InventoryConfig) -> list[PolyLoRALinear]:
         raise ValueError("this model already carries an adapter inventory; load a fresh base model")
     for p in model.parameters():
         p.requires_grad_(False)
-    targets = target_modules(model, config.targets)
+    targets = target_modules(model, config.targets, config.top_layers)
     layers = []
     for name, mod in targets:
         parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
@@ -210,9 +238,11 @@ def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
     weights = weights[..., :used_width(weights)]
     token = _MIXING.set({**_MIXING.get(), **{l: weights[:, g if weights.shape[1] > 1 else 0]
                                              for g, l in enumerate(layers)}})
+    cached = _MIXED.set(None if torch.is_grad_enabled() else {})
     try:
         yield
     finally:
+        _MIXED.reset(cached)
         _MIXING.reset(token)
 
 

@@ -297,6 +297,8 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--rank", type=kind, default=d.rank, help=f"LoRA rank r (default {d.rank}{more})")
     p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
     p.add_argument("--targets", default=",".join(d.targets), help="mlp (default), attn, or module-name suffixes, comma-separated")
+    p.add_argument("--top-layers", type=int, default=d.top_layers,
+                   help="adapters on the last N transformer blocks only (default 0: all); fewer train faster")
     p.add_argument("--shared-adapter", action="store_true",
                    help="one more adapter that every document uses in full, beside its routed mixture")
     if lists:
@@ -457,9 +459,9 @@ def _build_config(args) -> BuildConfig:
     try:
         inventory = InventoryConfig(n_adapters=args.adapters, rank=args.rank, alpha=args.alpha,
                                     targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
-                                    shared=args.shared_adapter)
+                                    shared=args.shared_adapter, top_layers=args.top_layers)
     except ValueError as e:
-        raise InputError(f"{e}; fix --adapters/--rank.") from None
+        raise InputError(f"{e}; fix --adapters/--rank/--top-layers.") from None
     if args.epochs < 1 or args.train_batch_size < 1:
         raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,

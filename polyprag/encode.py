@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 from . import store
-from .adapters import PolyLoRALinear, grow_inventory, inject, inventory_state, old_part
+from .adapters import InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state, old_part, target_modules
 from .augment import Augmentation, augment_documents, training_samples
 from .corpus import Document
 from .embed import embed_documents, kmeans
+from .errors import InputError
 from .manifest import BaseModel, BuildConfig, Manifest
 from .models import LoadedModel
 from .routing import RoutingTable
@@ -40,6 +41,7 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     """Augment, inject a fresh inventory into lm.model, initialise routing and train both on every document.
     `reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
     fingerprint = store.model_fingerprint(lm.model)  # before injection: the base model alone
+    _check_targets(lm, config.inventory)  # before the augmentation's work
     start = time.perf_counter()
     augs = _augment(docs, config, lm, cache, progress, reuse)
     embeddings = _embed(lm, docs) if config.routing_init == "cluster" else None  # before injection
@@ -59,6 +61,13 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     routing.materialise()
     manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
     return Encoded(layers, routing, augs, manifest)
+
+
+def _check_targets(lm: LoadedModel, inventory: InventoryConfig) -> None:
+    try:
+        target_modules(lm.model, inventory.targets, inventory.top_layers)
+    except ValueError as e:
+        raise InputError(f"{e}; fix --targets / --top-layers.") from None
 
 
 def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, build: BuildConfig,

@@ -112,6 +112,18 @@ def test_poly_modes_without_a_kb_are_a_clear_error(tiny_chat_model_dir, tmp_path
     assert "mode poly needs a knowledge base: pass --kb KB" in capsys.readouterr().out
 
 
+def test_a_build_on_top_blocks_saves_loads_and_refuses_more_blocks_than_the_model_has(tiny_chat_model_dir, tmp_path, capsys):
+    write_jsonl(DOCS, tmp_path / "docs.jsonl")
+    common = ["build", str(tmp_path / "docs.jsonl"), "--model", str(tiny_chat_model_dir), "--epochs", "1"]
+    assert main([*common, "--out", str(tmp_path / "bad"), "--top-layers", "3"]) == 2
+    assert "top_layers=3, but the model has 2 blocks" in capsys.readouterr().out
+    assert not (tmp_path / "bad").exists()
+    assert main([*common, "--out", str(tmp_path / "kb"), "--top-layers", "1"]) == 0
+    kb = KnowledgeBase.load(tmp_path / "kb", str(tiny_chat_model_dir))
+    assert kb.manifest.inventory.top_layers == 1
+    assert {k.split(".mlp")[0] for k in inventory_state(kb.layers)} == {"model.layers.1"}
+
+
 def test_a_crash_between_the_two_renames_restores_the_old_version(built, tiny_chat_model_dir, tmp_path):
     import shutil
     _, folder = built

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, inject, mixed, mixing
+from polyprag.adapters import InventoryConfig, inject, mixed, mixing, target_modules
 from polyprag.augment import Sample
 from polyprag.models import load_model
 from polyprag.routing import RoutingTable
@@ -60,6 +60,29 @@ def test_poly_mixing_is_the_lora_of_the_mixed_matrices(lm):
     with mixing([layer], w[:, None]):  # (B, G=1, M)
         assert torch.allclose(layer(x), expected, atol=1e-5)
     assert torch.equal(layer(x), layer.base_layer(x))
+
+
+@pytest.mark.parametrize("sum_of_k", [False, True])
+def test_answering_mixes_once_per_block_and_never_reuses_another_blocks_mixture(lm, sum_of_k):
+    layers = inject(lm.model, InventoryConfig(n_adapters=3, rank=2))
+    _randomize_B(layers)
+    ids = _ids(lm)
+    w1, w2 = torch.rand(2, 3, len(layers), *((2,) if sum_of_k else ()), 3).softmax(-1)
+    expected = []
+    for w in (w1, w2):
+        with mixing(layers, w):  # with gradients: nothing is kept
+            expected.append(lm.model(ids).logits.detach())
+    with torch.no_grad():
+        for w, want in zip((w1, w2), expected):
+            with mixing(layers, w):
+                first = lm.model(ids).logits
+                calls = []
+                hook = torch.einsum  # the second pass finds the mixed pairs kept: no mixing einsum runs
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr(torch, "einsum", lambda eq, *ops: calls.append(eq) or hook(eq, *ops))
+                    again = lm.model(ids).logits
+                assert not [c for c in calls if "m," in c]
+                assert torch.allclose(first, want, atol=1e-5) and torch.equal(first, again)
 
 
 def test_weights_are_nonnegative_sum_to_one_and_noisy_only_in_training():
@@ -168,6 +191,27 @@ def test_gpt2_style_models_get_mlp_adapters_and_b0_keeps_their_logits():
     _randomize_B(layers)
     with mixing(layers, torch.full((2, 1, 3), 1 / 3)):
         assert not torch.allclose(model(ids).logits, base, atol=1e-3)
+
+
+def test_top_layers_adapt_the_last_blocks_only_and_backward_stops_there(lm):
+    blocks = lm.model.model.layers  # the tiny Llama's 2 blocks
+    per_block = len(target_modules(lm.model, ("mlp",))) // len(blocks)
+    needs_grad = []
+    blocks[0].register_forward_hook(lambda m, i, out: needs_grad.append((out[0] if isinstance(out, tuple) else out).requires_grad))
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=1, top_layers=1))
+    assert len(layers) == per_block and all(l.path.startswith("model.layers.1.") for l in layers)
+    ids = _ids(lm)
+    with mixing(layers, torch.full((3, len(layers), 2), 0.5)):
+        lm.model(ids).logits.sum().backward()
+    assert needs_grad == [False]  # no graph below the adapted block: its cost is never paid
+    assert all(l.lora_A.grad is not None for l in layers)
+
+
+def test_top_layers_beyond_the_model_are_refused(lm):
+    with pytest.raises(ValueError, match="top_layers=3, but the model has 2 blocks"):
+        inject(lm.model, InventoryConfig(n_adapters=2, rank=1, top_layers=3))
+    with pytest.raises(ValueError, match=">= 0"):
+        InventoryConfig(top_layers=-1)
 
 
 def test_unknown_targets_and_double_injection_are_refused(lm):
