@@ -27,7 +27,7 @@ from .answer import Answer, answer_questions
 from .generate import GenerationConfig
 from .augment import Sample
 from .models import LoadedModel
-from .train import collate, encode
+from .train import collate, encode, nll_loss
 
 log = logging.getLogger("polyprag")
 SLOT = "encoding"  # the adapter being trained; each document's copy is saved from it
@@ -93,7 +93,7 @@ class PragAdapters:
             for e in rng.sample(encoded, len(encoded)):  # batch 1, as PRAG
                 batch = collate([e], self.lm.tokenizer.pad_token_id)
                 batch.pop("doc")
-                loss = self.model(**{k: v.to(self.model.device) for k, v in batch.items()}).loss
+                loss = nll_loss(self.model, {k: v.to(self.model.device) for k, v in batch.items()})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
