@@ -38,8 +38,16 @@ def _batch():
     return {"input_ids": ids, "attention_mask": attn, "labels": labels}
 
 
-def _grads(params):
-    return [p.grad.clone() for p in params]
+def _assert_same_loss_and_gradients(model, params):
+    results = []
+    for loss_fn in (lambda b: model(**b).loss, lambda b: nll_loss(model, b)):
+        loss = loss_fn(_batch())
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in params]))
+        model.zero_grad(set_to_none=True)
+    (want, want_g), (got, got_g) = results
+    assert torch.allclose(got, want, atol=1e-5)
+    assert all(torch.allclose(g, e, atol=1e-5, rtol=1e-4) for g, e in zip(got_g, want_g))
 
 
 @pytest.mark.parametrize("make", [_llama, lambda: _gemma(None), lambda: _gemma(5.0), _gpt2],
@@ -54,28 +62,11 @@ def test_chunked_head_gives_the_models_loss_and_gradients(make, monkeypatch):
     params = [p for l in layers for p in (l.lora_A, l.lora_B)]
     w = torch.rand(3, len(layers), 3).softmax(-1)
     monkeypatch.setattr("polyprag.train.HEAD_CHUNK_BYTES", 1)  # chunks of 16 positions: many of them
-    results = []
-    for loss_fn in (lambda b: model(**b).loss, lambda b: nll_loss(model, b)):
-        with mixing(layers, w):
-            loss = loss_fn(_batch())
-        loss.backward()
-        results.append((loss.detach(), _grads(params)))
-        model.zero_grad(set_to_none=True)
-    (want, want_g), (got, got_g) = results
-    assert torch.allclose(got, want, atol=1e-5)
-    assert all(torch.allclose(g, e, atol=1e-5, rtol=1e-4) for g, e in zip(got_g, want_g))
+    with mixing(layers, w):
+        _assert_same_loss_and_gradients(model, params)
 
 
 def test_chunked_head_through_peft_as_prag_trains():
     torch.manual_seed(0)
     model = get_peft_model(_llama(), LoraConfig(r=2, lora_alpha=32, target_modules=["up_proj"], init_lora_weights=False))
-    params = [p for p in model.parameters() if p.requires_grad]
-    results = []
-    for loss_fn in (lambda b: model(**b).loss, lambda b: nll_loss(model, b)):
-        loss = loss_fn(_batch())
-        loss.backward()
-        results.append((loss.detach(), _grads(params)))
-        model.zero_grad(set_to_none=True)
-    (want, want_g), (got, got_g) = results
-    assert torch.allclose(got, want, atol=1e-5)
-    assert all(torch.allclose(g, e, atol=1e-5, rtol=1e-4) for g, e in zip(got_g, want_g))
+    _assert_same_loss_and_gradients(model, [p for p in model.parameters() if p.requires_grad])
