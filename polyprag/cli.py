@@ -191,6 +191,8 @@ def _tool_parsers(sub) -> None:
     speed.add_argument("--batch", type=int, default=32, help="questions in the heterogeneous batch (default 32)")
     speed.add_argument("--epochs", type=int, help="training epochs of both poly and prag (default: each method's own, "
                        "poly 2 and prag 1)")
+    speed.add_argument("--poly-epochs", type=int, help="poly's training epochs alone (default: --epochs, or 2)")
+    speed.add_argument("--top-layers", type=int, default=0, help="poly's adapters on the last N blocks (default 0: all)")
     speed.add_argument("--max-new-tokens", type=int, default=16)
     speed.add_argument("--retrieval-sizes", default="10000,100000,1000000",
                        help="synthetic BM25 corpus sizes, comma-separated")
@@ -767,12 +769,14 @@ def cmd_bench_speed(args) -> None:
     except ValueError:
         raise InputError(f"--retrieval-sizes {args.retrieval_sizes!r}: give whole numbers, comma-separated "
                          "(e.g. 10000,100000).") from None
-    if min(args.n_docs, args.n_questions, args.batch, args.epochs or 1, args.max_new_tokens, *sizes) < 1:
-        raise InputError("--n-docs, --n-questions, --batch, --epochs, --max-new-tokens and every --retrieval-sizes "
-                         "value must be >= 1.")
+    if min(args.n_docs, args.n_questions, args.batch, args.epochs or 1, args.poly_epochs or 1, args.max_new_tokens,
+           *sizes) < 1 or args.top_layers < 0:
+        raise InputError("--n-docs, --n-questions, --batch, --epochs, --poly-epochs, --max-new-tokens and every "
+                         "--retrieval-sizes value must be >= 1, --top-layers >= 0.")
     config = SpeedConfig(model=args.model, n_docs=args.n_docs, n_questions=args.n_questions, batch=args.batch,
                          max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
                          **({"poly_epochs": args.epochs, "prag_epochs": args.epochs} if args.epochs else {}),
+                         **({"poly_epochs": args.poly_epochs} if args.poly_epochs else {}), top_layers=args.top_layers,
                          rss=not args.no_rss, device=args.device, dtype=args.dtype)
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))

@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .adapters import InventoryConfig
 from .augment import augment_documents, training_samples
 from .corpus import Document, write_jsonl
 from .evaluate import percentile
@@ -52,6 +53,7 @@ class SpeedConfig:
     max_new_tokens: int = 16
     poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in BENCHMARKS.md was measured at
     prag_epochs: int = PragConfig().epochs
+    top_layers: int = InventoryConfig().top_layers  # poly's adapters on the last N blocks (0: all)
     retrieval_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     retrieval_queries: int = 50
     rss: bool = True  # the two child processes (build, serve): the slowest part on a small corpus
@@ -63,7 +65,8 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     """Every measurement above; written to `out` (JSON) and returned."""
     docs = docs[:config.n_docs]
     lm = load_model(config.model, config.device, config.dtype)
-    build = BuildConfig(training=TrainConfig(epochs=config.poly_epochs))
+    build = BuildConfig(inventory=InventoryConfig(top_layers=config.top_layers),
+                        training=TrainConfig(epochs=config.poly_epochs))
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
     samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,7 +172,7 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
     cli = [sys.executable, "-m", "polyprag.cli"]
     placement = ["--model", config.model, "--device", config.device, "--dtype", config.dtype]
     build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.poly_epochs),
-             "--augment-cache", str(tmp / "c.jsonl"), *placement]
+             "--top-layers", str(config.top_layers), "--augment-cache", str(tmp / "c.jsonl"), *placement]
     serve = [*cli, "serve", str(tmp / "kb"), *placement]  # the wrapper adds a free --port
     return {"build": _child_peak(build), "serve": _child_peak(serve, serving=True)}
 
@@ -223,7 +226,9 @@ def markdown(result: dict) -> str:
     lines.append(f"| batch of {b['questions']} ({b['distinct_mixtures']} distinct mixtures), q/s: poly vs "
                  f"closed-book-bare | {b['poly_q_per_s']:.2f} vs {b['closed_book_q_per_s']:.2f} | "
                  f"{r['batched_poly_throughput_over_closed_book']:.2f}× |")
-    lines.append(f"| encode s/doc: poly ({enc['poly_epochs']} epochs) vs prag ({enc['prag_epochs']}) | "
+    top = result["config"].get("top_layers", 0)
+    blocks = f", last {top} blocks" if top else ""
+    lines.append(f"| encode s/doc: poly ({enc['poly_epochs']} epochs{blocks}) vs prag ({enc['prag_epochs']}) | "
                  f"{enc['poly_s_per_doc']:.2f} vs {enc['prag_s_per_doc']:.2f} | "
                  f"{r['encode_s_per_doc_poly_over_prag']:.2f}× |")
     lines.append(f"| training samples/s (per sample and epoch): poly vs prag | {enc['poly_samples_per_s']:.2f} vs "

@@ -9,7 +9,8 @@ from polyprag.cli import main
 def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_path, capsys):
     out = tmp_path / "speed.json"
     assert main(["-q", "bench-speed", "--model", str(tiny_chat_model_dir), "--json", str(out), "--n-docs", "3",
-                 "--n-questions", "2", "--batch", "4", "--retrieval-sizes", "50,200", "--max-new-tokens", "3"]) == 0
+                 "--n-questions", "2", "--batch", "4", "--retrieval-sizes", "50,200", "--max-new-tokens", "3",
+                 "--poly-epochs", "1", "--top-layers", "1"]) == 0
     r = json.loads(out.read_text())
     assert set(r["ratios"]) >= {"poly_p50_over_closed_book", "rag_p50_over_closed_book", "prag_p50_over_closed_book",
                                 "batched_poly_throughput_over_closed_book", "encode_s_per_doc_poly_over_prag"}
@@ -22,6 +23,8 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     assert all(20 * 2**20 < r["peak_rss_bytes"][k] < 8 * 2**30 for k in ("build", "serve"))  # a real process
     shown = capsys.readouterr().out
     assert "poly answer p50" in shown and "peak RSS of `serve`" in shown
+    assert r["encode"]["poly_epochs"] == 1 and r["encode"]["prag_epochs"] == 1 and r["config"]["top_layers"] == 1
+    assert "poly (1 epochs, last 1 blocks) vs prag (1)" in shown
 
 
 def test_bench_speed_refuses_bad_sizes(tiny_chat_model_dir, capsys):
