@@ -94,24 +94,25 @@ class PolyLoRALinear(nn.Module):
         if self.config.mixing == "delta":
             delta = self._delta(x, w)
         else:
-            a, b = self._mixed_pair(w, x.dtype)  # (B, [K,] r, d_in), (B, [K,] d_out, r)
-            if w.dim() == 3:  # Σ_k B_k (A_k x): PRAG's sum of document adapters, where the mean of weights
-                # would blur K documents into one weaker mixture
-                delta = torch.einsum("btkr,bkor->bto", torch.einsum("btd,bkrd->btkr", x, a), b)
-            else:
-                delta = torch.einsum("btr,bor->bto", torch.einsum("btd,brd->btr", x, a), b)
+            a, b = self._mixed_pair(w, x.dtype)  # (B, K·r, d_in), (B, d_out, K·r)
+            delta = (x @ a.mT) @ b.mT  # (B, T, d_out); two batched matmuls, the cheapest call per generated token
         if self.config.shared:
             delta = delta + (x @ self.shared_A.T.to(x.dtype)) @ self.shared_B.T.to(x.dtype)  # (B, T, d_out)
         return out + self.scaling * delta
 
     def _mixed_pair(self, w: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """A_w = Σ_m w_m A_m and B_w = Σ_m w_m B_m per row (and per mixture k). Without gradients they are kept
-        for the rest of the `mixing(...)` block: generation reuses them at every new token."""
+        """A_w = Σ_m w_m A_m and B_w = Σ_m w_m B_m per row and mixture k, the K mixtures side by side along the
+        rank: B_w A_w x is then Σ_k B_k (A_k x), PRAG's sum of document adapters (the mean of the weights would
+        blur K documents into one weaker mixture). Without gradients they are kept for the rest of the
+        `mixing(...)` block: generation reuses them at every new token."""
         cache, key = _MIXED.get(), (self, dtype)
         if cache is not None and not torch.is_grad_enabled() and key in cache:
             return cache[key]
+        w = w if w.dim() == 3 else w[:, None]  # (B, K, M')
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(dtype), self.lora_B[:w.shape[-1]].to(dtype)  # first M'
-        pair = (torch.einsum("...m,mrd->...rd", w, lora_a), torch.einsum("...m,mor->...or", w, lora_b))
+        a = torch.einsum("bkm,mrd->bkrd", w, lora_a).flatten(1, 2)  # (B, K·r, d_in)
+        b = torch.einsum("bkm,mor->bokr", w, lora_b).flatten(2, 3)  # (B, d_out, K·r)
+        pair = (a, b)
         if cache is not None and not torch.is_grad_enabled():
             cache[key] = pair
         return pair
