@@ -339,6 +339,9 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
     p.add_argument("--micro-batch", type=int, default=t.micro_batch,
                    help="rows per forward/backward pass (default 0: the whole training batch); fewer hold less "
                         "memory, with the same gradient")
+    p.add_argument("--pass-tokens", type=int, default=t.pass_tokens,
+                   help="with --micro-batch 0: rows per pass so that a pass holds at most this many tokens (default "
+                        f"{t.pass_tokens}; 0: the whole batch); bounds a build's memory, with the same gradient")
     p.add_argument("--checkpoint-activations", action="store_true",
                    help="recompute each layer in the backward pass instead of keeping its activations: less memory, "
                         "about a third more time")
@@ -469,7 +472,8 @@ def _build_config(args) -> BuildConfig:
     training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
                            lr_routing=args.lr_routing, lr_router=args.lr_router, seed=args.seed,
                            objective=args.objective, routing_entropy=args.routing_entropy,
-                           micro_batch=args.micro_batch, checkpoint_activations=args.checkpoint_activations)
+                           micro_batch=args.micro_batch, pass_tokens=args.pass_tokens,
+                           checkpoint_activations=args.checkpoint_activations)
     if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
         raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
                          f"{args.contrast} >= 0.")

@@ -57,6 +57,10 @@ class TrainConfig:
     # Rows per forward/backward pass (0: the whole batch at once). Smaller passes hold fewer activations (the
     # memory of a build) and the same gradient: each pass's loss is weighted by its share of the batch's tokens.
     micro_batch: int = 0
+    # With micro_batch 0: passes of as many rows as fit in this many tokens (padded to the pass's longest row;
+    # at least one row; 0: the whole batch). Bare questions stay one pass; rows with a passage are split, so a
+    # build's peak memory follows this budget rather than its longest samples. NLL only.
+    pass_tokens: int = 0
     # Keep only each decoder layer's input in the forward pass and recompute the layer in the backward pass:
     # less memory for activations, about one more forward pass of time.
     checkpoint_activations: bool = False
@@ -64,6 +68,8 @@ class TrainConfig:
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
             raise InputError(f"objective={self.objective!r}; choose from {list(OBJECTIVES)}.")
+        if self.pass_tokens < 0:
+            raise InputError(f"pass_tokens={self.pass_tokens}: must be >= 0 (0 = the whole batch in one pass).")
         if self.micro_batch < 0:
             raise InputError(f"micro_batch={self.micro_batch}: rows per pass must be >= 1 (0 = the whole batch).")
         if self.routing_entropy < 0:
@@ -255,7 +261,7 @@ def _backward(model, layers: list[PolyLoRALinear], routing: RoutingTable, rows: 
     docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
     weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
     share = range(len(rows))[distributed.block(len(rows))]
-    step = config.micro_batch or max(len(share), 1)
+    step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config)
     passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
     entropy = (config.routing_entropy * routing.entropy(docs) / distributed.size() if config.routing_entropy
                else None)  # the noise in training mixes everything; this pulls each row to few adapters
@@ -275,6 +281,14 @@ def _backward(model, layers: list[PolyLoRALinear], routing: RoutingTable, rows: 
     torch.autograd.backward([weights] + ([entropy] if entropy is not None else []),
                             [grad] + ([torch.ones(())] if entropy is not None else []))
     return total + (entropy.item() if entropy is not None else 0.0)
+
+
+def _rows_per_pass(rows: list[Encoded], config: TrainConfig) -> int:
+    """Rows per pass within `config.pass_tokens` tokens, padded to the longest row (at least one; all of them
+    when no budget is set or the objective is not the NLL alone)."""
+    if not config.pass_tokens or config.objective != "nll" or not rows:
+        return max(len(rows), 1)
+    return max(1, config.pass_tokens // max(len(e.ids) for e in rows))
 
 
 def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from polyprag import distributed
 from polyprag.corpus import Document, write_jsonl
+from polyprag.errors import InputError
 
 DOCS = [Document(f"d{i}", f"Place {i}", f"Place {i} is a town on the river Tesk. It was founded in {1400 + i} "
                  f"by the engineer Ada Feld {i}, and it has {i + 2} mills.") for i in range(7)]
@@ -101,8 +102,10 @@ def test_shares_cover_everything_once(monkeypatch):
             assert parts == list(range(n))
 
 
-def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir):
-    """--micro-batch 1: one row per forward/backward pass (less memory), the same training up to rounding."""
+@pytest.mark.parametrize("split", [{"micro_batch": 1}, {"pass_tokens": 1}])
+def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
+    """--micro-batch 1, or a --pass-tokens budget below one row: one row per forward/backward pass (less
+    memory), the same training up to rounding."""
     from dataclasses import replace
 
     from polyprag.adapters import InventoryConfig, inventory_state
@@ -113,14 +116,26 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir):
     config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
                          training=TrainConfig(epochs=2, batch_size=4, routing_entropy=0.5))
     kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
-                               replace(config, training=replace(config.training, micro_batch=m)), progress=False)
-           for m in (0, 1)]
+                               replace(config, training=replace(config.training, **m)), progress=False)
+           for m in ({}, split)]
     assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)
     whole, passes = (inventory_state(kb.layers) for kb in kbs)
     for k in whole:
         torch.testing.assert_close(passes[k], whole[k], rtol=1e-3, atol=1e-5, msg=k)
     torch.testing.assert_close(kbs[1].routing.logits, kbs[0].routing.logits, rtol=1e-3, atol=1e-5)
     assert float(whole["model.layers.0.mlp.up_proj.lora_B"].abs().max()) > 1e-3  # training moved it
+
+
+def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
+    from polyprag.train import Encoded, TrainConfig, _rows_per_pass
+
+    rows = [Encoded(0, list(range(n)), 1) for n in (100, 90, 80, 70)]
+    assert _rows_per_pass(rows, TrainConfig()) == 4  # no budget: the whole batch
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250)) == 2  # padded to the longest row: 2 × 100
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=50)) == 1  # never fewer than one row
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250, objective="both")) == 4  # the NLL alone is split
+    with pytest.raises(InputError, match="pass_tokens=-1"):
+        TrainConfig(pass_tokens=-1)
 
 
 @pytest.mark.parametrize("micro_batch", [0, 1])
