@@ -117,7 +117,7 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
                          training=TrainConfig(epochs=2, batch_size=4, routing_entropy=0.5))
     kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
                                replace(config, training=replace(config.training, **m)), progress=False)
-           for m in ({}, split)]
+           for m in ({"pass_tokens": 0}, split)]
     assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)
     whole, passes = (inventory_state(kb.layers) for kb in kbs)
     for k in whole:
@@ -130,7 +130,8 @@ def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
     from polyprag.train import Encoded, TrainConfig, _rows_per_pass
 
     rows = [Encoded(0, list(range(n)), 1) for n in (100, 90, 80, 70)]
-    assert _rows_per_pass(rows, TrainConfig()) == 4  # no budget: the whole batch
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=0)) == 4  # no budget: the whole batch
+    assert _rows_per_pass(rows, TrainConfig()) == 3  # the default budget, 384 tokens
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=250)) == 2  # padded to the longest row: 2 × 100
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=50)) == 1  # never fewer than one row
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=250, objective="both")) == 4  # the NLL alone is split
