@@ -27,7 +27,9 @@ def embed_documents(lm: LoadedModel, docs: list[Document], batch_size: int = 8, 
         texts = [d.content() for d in mine[start:start + batch_size]]
         enc = tok(texts, return_tensors="pt", padding=True, padding_side="right", truncation=True,
                   max_length=max_length).to(lm.model.device)
-        hidden = lm.model(**enc, output_hidden_states=True).hidden_states[-1]  # (B, T, d)
+        # The decoder alone: the output head's (B, T, V) logits (400 MB at 8 × 256 tokens over a 49k vocabulary)
+        # and every layer's hidden states are not needed, only the last (final norm applied, as hidden_states[-1])
+        hidden = lm.model.base_model(**enc).last_hidden_state  # (B, T, d)
         mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)  # (B, d)
         out.append(torch.nn.functional.normalize(pooled.float(), dim=-1).cpu())
