@@ -21,6 +21,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from polyprag.adapters import InventoryConfig
 from polyprag.augment import augment_documents, training_samples
 from polyprag.datasets import load_dataset
 from polyprag.kb import BuildConfig, KnowledgeBase
@@ -51,11 +52,11 @@ def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
     return adapters.storage_bytes(1)
 
 
-def poly_sizes(model: str, docs: list, routing: str, folder: Path, storage: str = "bf16") -> dict:
+def poly_sizes(model: str, docs: list, routing: str, folder: Path, storage: str = "bf16", top_layers: int = 0) -> dict:
     # uniform init: cluster init also stores k-means centroids (M × d fp32, a fixed cost like the inventory),
     # which would blur the per-document growth of routing.safetensors that this measures
     build = BuildConfig(routing=routing, routing_init="uniform", max_qa=3, context_qa=0, rewrite=False,
-                        storage=storage, training=TrainConfig(epochs=0))
+                        storage=storage, inventory=InventoryConfig(top_layers=top_layers), training=TrainConfig(epochs=0))
     kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)  # a fresh model: build injects into it
     kb.save(folder)
     return kb.storage_bytes(folder)
@@ -82,6 +83,7 @@ def main() -> None:
     ap.add_argument("--trained", type=Path, help="a trained KB (default settings) to check the sizes against")
     ap.add_argument("--storage", choices=("fp32", "bf16", "int8"),
                     help="the inventory's precision (default: the --trained KB's, else bf16 as builds store today)")
+    ap.add_argument("--top-layers", type=int, default=0, help="the inventory on the last N blocks only (default 0: all)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     docs = paragraphs(args.data_dir)
@@ -95,7 +97,7 @@ def main() -> None:
         prag = prag_bytes_per_doc(args.model, docs[0], Path(tmp))
         for routing in ("fine", "coarse"):
             for n in sizes:
-                s = poly_sizes(args.model, docs[:n], routing, Path(tmp) / f"kb-{routing}-{n}", precision)
+                s = poly_sizes(args.model, docs[:n], routing, Path(tmp) / f"kb-{routing}-{n}", precision, args.top_layers)
                 poly = s["inventory"] + s["routing"]
                 rows.append({"n_docs": n, "routing": routing, "prag_bytes": n * prag, "inventory_bytes": s["inventory"],
                              "routing_bytes": s["routing"], "poly_bytes": poly, "kb_folder_bytes": s["total"],
@@ -103,7 +105,7 @@ def main() -> None:
                              "poly_bytes_per_doc": s["routing_per_doc"],
                              "ratio_per_doc": round(prag / s["routing_per_doc"], 1)})
                 print(json.dumps(rows[-1]), flush=True)
-    result = {"model": args.model, "paragraphs": len(docs), "storage": precision, "rows": rows,
+    result = {"model": args.model, "paragraphs": len(docs), "storage": precision, "top_layers": args.top_layers, "rows": rows,
               "trained_check": check_trained(args.trained, rows) if args.trained else None}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "storage-scale.json").write_text(json.dumps(result, indent=1))
@@ -115,7 +117,8 @@ def markdown(result: dict) -> str:
     inv, prag = BuildConfig().inventory, PragConfig()
     lines = [f"Model `{result['model']}`, {result['paragraphs']:,} paragraphs available; Poly-PRAG M = {inv.n_adapters} "
              f"adapters of rank {inv.rank} stored in {result.get('storage', 'fp32')} (routing fp16 unless fp32), PRAG "
-             f"rank {prag.rank} (PEFT's fp32 files), both on {'/'.join(inv.targets)} of every layer.", "",
+             f"rank {prag.rank} (PEFT's fp32 files), both on {'/'.join(inv.targets)}; Poly-PRAG on "
+             f"{_blocks(result.get('top_layers', 0))}, PRAG on every block.", "",
              "| documents | routing | PRAG adapters | Poly inventory | Poly routing | PRAG / Poly (whole) "
              "| bytes/doc PRAG | bytes/doc Poly | PRAG / Poly (per doc) | KB folder (with text, index) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -129,6 +132,10 @@ def markdown(result: dict) -> str:
                       f"inventory {check['inventory_bytes']:,} bytes, routing row {check['routing_bytes_per_doc']:,} "
                       f"bytes; the same as measured above: {check['matches']}."]
     return "\n".join(lines) + "\n"
+
+
+def _blocks(top_layers: int) -> str:
+    return f"the last {top_layers} blocks" if top_layers else "every block"
 
 
 if __name__ == "__main__":
