@@ -1,0 +1,50 @@
+"""Batched answering with a different mixture per question against none: wall times and torch.profiler's top ops.
+
+    .venv/bin/python benchmarks/profile_batch.py /tmp/kb
+
+The first 32 sample questions in one batch, answered as `closed-book-bare` (no adapters) and as `poly` (each
+question its own mixture of the KB's adapters), 3 interleaved timings each, then one profiled batch of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from torch.profiler import ProfilerActivity, profile
+
+from polyprag.generate import GenerationConfig
+from polyprag.kb import KnowledgeBase
+from polyprag.readers import reader
+
+SAMPLE_QUESTIONS = "polyprag/data/sample/questions.jsonl"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("kb", help="a knowledge base folder")
+    ap.add_argument("--batch", type=int, default=32)
+    args = ap.parse_args()
+    kb = KnowledgeBase.load(args.kb)
+    with open(SAMPLE_QUESTIONS, encoding="utf-8") as f:
+        questions = [json.loads(line)["question"] for line in f][:args.batch]
+    hits = kb.retrieve(questions, 3)
+    generation = GenerationConfig(max_new_tokens=16, batch_size=len(questions))
+    readers = {"closed-book-bare": reader("closed-book-bare", kb.lm, kb.docs), "poly": reader("poly", kb=kb)}
+    for r in readers.values():
+        r.answer(questions[:2], hits[:2], generation, progress=False)  # warm-up
+    for i in range(3):
+        for name, r in readers.items():
+            start = time.perf_counter()
+            answers = r.answer(questions, hits, generation, progress=False)
+            tokens = sum(len(kb.lm.tokenizer(a.raw).input_ids) for a in answers)
+            print(f"batch {i + 1} {name}: {time.perf_counter() - start:.2f} s, {tokens} tokens written", flush=True)
+    for name, r in readers.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            r.answer(questions, hits, generation, progress=False)
+        print(f"\n{name}\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+if __name__ == "__main__":
+    main()
