@@ -3,20 +3,20 @@
     .venv/bin/python benchmarks/profile_batch.py /tmp/kb
 
 The first 32 sample questions in one batch, answered as `closed-book-bare` (no adapters) and as `poly` (each
-question its own mixture of the KB's adapters), 3 interleaved timings each, then one profiled batch of each.
+question its own mixture of the KB's adapters), timed as `bench-speed` times them, then one profiled batch of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from torch.profiler import ProfilerActivity, profile
 
 from polyprag.generate import GenerationConfig
 from polyprag.kb import KnowledgeBase
 from polyprag.readers import reader
+from polyprag.speed import SpeedConfig, _batched
 
 SAMPLE_QUESTIONS = "polyprag/data/sample/questions.jsonl"
 
@@ -29,17 +29,12 @@ def main() -> None:
     kb = KnowledgeBase.load(args.kb)
     with open(SAMPLE_QUESTIONS, encoding="utf-8") as f:
         questions = [json.loads(line)["question"] for line in f][:args.batch]
+    timed = _batched(kb, questions, SpeedConfig(model=kb.lm.spec, batch=len(questions), max_new_tokens=16))  # as bench-speed times it
+    print(f"q/s, median of {timed['repeats']}: poly {timed['poly_q_per_s']:.2f}, closed-book-bare "
+          f"{timed['closed_book_q_per_s']:.2f}", flush=True)
     hits = kb.retrieve(questions, 3)
     generation = GenerationConfig(max_new_tokens=16, batch_size=len(questions))
     readers = {"closed-book-bare": reader("closed-book-bare", kb.lm, kb.docs), "poly": reader("poly", kb=kb)}
-    for r in readers.values():
-        r.answer(questions[:2], hits[:2], generation, progress=False)  # warm-up
-    for i in range(3):
-        for name, r in readers.items():
-            start = time.perf_counter()
-            answers = r.answer(questions, hits, generation, progress=False)
-            tokens = sum(len(kb.lm.tokenizer(a.raw).input_ids) for a in answers)
-            print(f"batch {i + 1} {name}: {time.perf_counter() - start:.2f} s, {tokens} tokens written", flush=True)
     for name, r in readers.items():
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             r.answer(questions, hits, generation, progress=False)
