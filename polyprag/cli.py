@@ -25,7 +25,8 @@ from .augment import AUGMENTERS, augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
 from .dyprag import DypragConfig
-from .datasets import CORPUS_NOTE, DATASETS, held_out, load_dataset, load_questions, write_questions
+from .datasets import (CORPUS_NOTE, DATASETS, RESERVED_PER_TYPE, SPLITS, Split, held_out, load_dataset, load_questions,
+                       write_questions)
 from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
@@ -278,6 +279,9 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default="../shared/data",
                    help="folder holding the datasets (see docs/cli.md: Datasets)")
     p.add_argument("--data-file", help="read this file (e.g. a full official release) instead of the default one")
+    p.add_argument("--split", choices=SPLITS, default="test",
+                   help=f"test (the headline questions: the first half of each type's rows) or dev (the second half, "
+                        f"where defaults are chosen); the last {RESERVED_PER_TYPE} of each type are never read")
 
 
 def _augment_args(p: argparse.ArgumentParser) -> None:
@@ -438,7 +442,7 @@ def cmd_eval(args) -> None:
     if args.dataset:
         if args.n < 1:
             raise InputError(f"--n {args.n}: ask for at least 1 question.")
-        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
+        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file, Split(args.split))
     elif not (args.corpus and args.questions):
         raise InputError("--corpus and --questions go together: give both.")
     else:
@@ -449,7 +453,7 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     if args.n < 1:
         raise InputError(f"--n {args.n}: ask for at least 1 question.")
-    questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
+    questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file, Split(args.split))
     out = Path(args.out)
     write_jsonl(docs, out / "docs.jsonl")
     write_questions(questions, out / "questions.jsonl")
@@ -703,7 +707,7 @@ def cmd_bench(args) -> None:
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     held = ([], [])
     if any(m.startswith("dyprag") for m in config.methods) and args.dataset not in (None, "sample"):
-        held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file)
+        held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file, Split(args.split))
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes, held)
     console.print(markdown(result), highlight=False, markup=False)
     console.print(f"wrote {args.out}/results.json, results.md and plots")
@@ -737,9 +741,11 @@ def _ablations(args) -> tuple[tuple[str, tuple], ...]:
 
 def _bench_data(args) -> tuple[list, list, str]:
     if args.dataset == "sample":
-        return load_questions(SAMPLE / "questions.jsonl")[: args.n], load_corpus(SAMPLE / "docs.jsonl"), ""
+        # two questions per document: the first of each is test, the second dev (the same 30 documents)
+        questions = load_questions(SAMPLE / "questions.jsonl")[SPLITS.index(args.split)::2]
+        return questions[: args.n], load_corpus(SAMPLE / "docs.jsonl"), ""
     if args.dataset:
-        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file)
+        questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file, Split(args.split))
         return questions, docs, CORPUS_NOTE.get(args.dataset, "")
     if not (args.corpus and args.questions):
         raise InputError("pass --dataset NAME, or both --corpus DOCS and --questions Q.jsonl.")

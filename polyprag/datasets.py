@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,15 @@ TWOWIKI_FILE = "2wikimultihopqa/2wikimultihopqa_dev_random500_origformat.DERIVED
 POPQA_FILE = "popqa/popqa_first1000_with_paragraphs.json"
 CWQ_FILE = "cwq/cwq_dev_first1000_prag_format.json"
 DATASET_FILES = {"hotpotqa": HOTPOTQA_FILE, "2wiki": TWOWIKI_FILE, "popqa": POPQA_FILE, "cwq": CWQ_FILE}
-DATASETS = tuple(DATASET_FILES)
+# Counterfactual variants (counterfactual.py): the same rows and splits, answer and bridge entities invented.
+COUNTERFACTUAL = {"hotpotqa-cf": "hotpotqa", "2wiki-cf": "2wiki"}
+DATASETS = (*DATASET_FILES, *COUNTERFACTUAL)
+# Splits of every shared file, per question type (PRAG's groups: HotpotQA's and 2Wiki's types, one group for
+# PopQA and CWQ): the last RESERVED_PER_TYPE rows are reserved (never run, tuned on or reported); of the rows
+# before them the first half (rounded up) is "test", the headline questions (the first n per type, as PRAG
+# samples), and the second half "dev", where every default is chosen.
+SPLITS = ("test", "dev")
+RESERVED_PER_TYPE = 50
 # Type order fixed per dataset (PRAG's), so the same n picks the same questions whichever type a file starts with.
 HOTPOTQA_TYPES = ("bridge", "comparison")
 TWOWIKI_TYPES = ("bridge_comparison", "comparison", "compositional", "inference")
@@ -40,7 +49,7 @@ class Question:
     qtype: str = ""  # question type ("bridge", "comparison", ...), for per-type results; "" when none
 
 
-class _CorpusBuilder:
+class CorpusBuilder:
     """Gives each distinct (title, text) paragraph one id: its title, or title#2... on a clash."""
 
     def __init__(self) -> None:
@@ -59,31 +68,69 @@ class _CorpusBuilder:
         return self._ids[key]
 
 
-_Convert = Callable[[dict, str, _CorpusBuilder], Question]
+Convert = Callable[[dict, str, CorpusBuilder], Question]
 
 
-def load_dataset(name: str, data_dir: str | Path, n: int,
-                 path: str | Path | None = None) -> tuple[list[Question], list[Document]]:
-    """`path` replaces the default file under `data_dir` (e.g. the full official dev set); its format is detected."""
+@dataclass(frozen=True)
+class Split:
+    """Which rows of a file a loader may pick: `name` in SPLITS; the last `reserved` rows of each type never."""
+
+    name: str = "test"
+    reserved: int = RESERVED_PER_TYPE
+
+    def __post_init__(self):
+        if self.name not in SPLITS:
+            raise InputError(f"--split {self.name!r}; choose from {list(SPLITS)} (the last {RESERVED_PER_TYPE} "
+                             "questions of each type are reserved: no split reaches them).")
+
+    def rows(self, groups: list[str]) -> list[int]:
+        """The indices of this split's rows, in file order; `groups[i]` is row i's sampling group."""
+        by_group: dict[str, list[int]] = {}
+        for i, g in enumerate(groups):
+            by_group.setdefault(g, []).append(i)
+        picked = []
+        for rows in by_group.values():
+            usable = rows[: max(len(rows) - self.reserved, 0)]
+            half = math.ceil(len(usable) / 2)
+            picked += usable[:half] if self.name == "test" else usable[half:]
+        return sorted(picked)
+
+
+def load_dataset(name: str, data_dir: str | Path, n: int, path: str | Path | None = None,
+                 split: Split = Split()) -> tuple[list[Question], list[Document]]:
+    """`path` replaces the default file under `data_dir` (e.g. the full official dev set); its format is detected.
+    `split`: which of the file's rows n is taken from (Split; test by default)."""
     if name not in DATASETS:
         raise InputError(f"--dataset {name!r} is not known; choose one of {list(DATASETS)}, "
                          "or pass your own data with --corpus DOCS.jsonl --questions Q.jsonl.")
-    file = Path(path) if path is not None else Path(data_dir) / DATASET_FILES[name]
+    base = COUNTERFACTUAL.get(name, name)
+    file = Path(path) if path is not None else Path(data_dir) / DATASET_FILES[base]
+    if name in COUNTERFACTUAL:
+        from .counterfactual import load_counterfactual  # a stage above this one: it rewrites loaded questions
+
+        return load_counterfactual(base, file, n, split)
     if name == "cwq":
-        return load_cwq(file, n, data_dir)
-    return _LOADERS[name](file, n)
+        return load_cwq(file, n, data_dir, split)
+    return _LOADERS[name](file, n, split)
 
 
-def held_out(name: str, data_dir: str | Path, n: int, m: int,
-             path: str | Path | None = None) -> tuple[list[Question], list[Document]]:
-    """m more questions of the same file, chosen as load_dataset chooses (per type), none of the first n, with
+def held_out(name: str, data_dir: str | Path, n: int, m: int, path: str | Path | None = None,
+             split: Split = Split()) -> tuple[list[Question], list[Document]]:
+    """m more questions of the same split, chosen as load_dataset chooses (per type), none of the first n, with
     their paragraphs that are not also the first n's (same title and text): training data for a method that
     learns across documents (DyPRAG's translator) without seeing the evaluated ones."""
-    questions, docs = load_dataset(name, data_dir, n, path)
-    more, more_docs = load_dataset(name, data_dir, n + m, path)
+    questions, docs = load_dataset(name, data_dir, n, path, split)
+    more, more_docs = load_dataset(name, data_dir, n + m, path, split)
     asked, seen = {q.question for q in questions}, {(d.title, d.text) for d in docs}
     return ([q for q in more if q.question not in asked],
             [d for d in more_docs if (d.title, d.text) not in seen])
+
+
+def pick(types: list[str], n: int, split: Split, order: tuple[str, ...] = (), groups: list[str] | None = None,
+         keep: Callable[[int], bool] = lambda i: True) -> list[int]:
+    """Row indices: the split's rows (by `groups`, default the types) that `keep` accepts, sampled per type."""
+    rows = [i for i in split.rows(groups if groups is not None else types) if keep(i)]
+    return [rows[j] for j in sample_per_type([types[i] for i in rows], n, order)]
 
 
 def sample_per_type(types: list[str], n: int, order: tuple[str, ...] = ()) -> list[int]:
@@ -117,27 +164,40 @@ def _quotas(sizes: list[int], n: int) -> list[int]:
     return quota
 
 
-def load_hotpotqa(path: Path, n: int) -> tuple[list[Question], list[Document]]:
+def load_hotpotqa(path: Path, n: int, split: Split = Split()) -> tuple[list[Question], list[Document]]:
     """HotpotQA dev-distractor: IRCoT's JSONL (250 bridge then 250 comparison rows, no type field) or the
     official JSON list. Sampled per type, so n gives the first ceil(n/2) bridge and floor(n/2) comparison rows."""
+    rows, types, convert = hotpotqa_rows(path)
+    return build_questions(path, "hotpotqa", rows, pick(types, n, split, HOTPOTQA_TYPES), types, convert)
+
+
+def multihop_rows(name: str, path: Path) -> tuple[list[dict], list[str], Convert, tuple[str, ...]]:
+    """A HotpotQA or 2Wiki file's rows, their types, the converter of its format and the type order."""
+    if name == "2wiki":
+        rows = _read_rows(path, "2wiki")
+        return rows, [str(r.get("type") or "") for r in rows], _official_question, TWOWIKI_TYPES
+    return (*hotpotqa_rows(path), HOTPOTQA_TYPES)
+
+
+def hotpotqa_rows(path: Path) -> tuple[list[dict], list[str], Convert]:
+    """The file's rows, their types and the converter of its format."""
     rows = _read_rows(path, "hotpotqa")
     if "contexts" in rows[0]:  # IRCoT
         half = len(rows) // 2
-        types = [str(r.get("type") or ("bridge" if i < half else "comparison")) for i, r in enumerate(rows)]
-        return _build(path, "hotpotqa", rows, sample_per_type(types, n, HOTPOTQA_TYPES), types, _ircot_question)
-    types = [str(r.get("type") or "") for r in rows]
-    return _build(path, "hotpotqa", rows, sample_per_type(types, n, HOTPOTQA_TYPES), types, _official_question)
+        return rows, [str(r.get("type") or ("bridge" if i < half else "comparison")) for i, r in enumerate(rows)], \
+            _ircot_question
+    return rows, [str(r.get("type") or "") for r in rows], _official_question
 
 
-def load_2wiki(path: Path, n: int) -> tuple[list[Question], list[Document]]:
+def load_2wiki(path: Path, n: int, split: Split = Split()) -> tuple[list[Question], list[Document]]:
     """2WikiMultihopQA dev in its official format, sampled per type (TWOWIKI_TYPES). Lists may be stored as
     Python-literal strings (as in a DERIVED export) or be real lists (the official file); both are read."""
     rows = _read_rows(path, "2wiki")
     types = [str(r.get("type") or "") for r in rows]
-    return _build(path, "2wiki", rows, sample_per_type(types, n, TWOWIKI_TYPES), types, _official_question)
+    return build_questions(path, "2wiki", rows, pick(types, n, split, TWOWIKI_TYPES), types, _official_question)
 
 
-def load_popqa(path: Path, n: int) -> tuple[list[Question], list[Document]]:
+def load_popqa(path: Path, n: int, split: Split = Split()) -> tuple[list[Question], list[Document]]:
     """popQA.tsv rows with their `paragraphs` ([{title, text, is_supporting}]).
 
     PRAG's PopQA loader keeps one "total" group and takes its first n rows, so we do too; the relation (`prop`)
@@ -145,29 +205,34 @@ def load_popqa(path: Path, n: int) -> tuple[list[Question], list[Document]]:
     """
     rows = _read_rows(path, "popqa")
     types = [str(r.get("prop") or "") for r in rows]
-    return _build(path, "popqa", rows, list(range(min(max(n, 0), len(rows)))), types, _popqa_question)
+    return build_questions(path, "popqa", rows, _first(len(rows), n, split), types, _popqa_question)
 
 
-def load_cwq(path: Path, n: int, data_dir: str | Path) -> tuple[list[Question], list[Document]]:
-    """The first n ComplexWebQuestions rows (PRAG's format or the official release); the corpus is borrowed."""
+def _first(n_rows: int, n: int, split: Split) -> list[int]:
+    """The first n rows of the split, the file being one group (PRAG's PopQA and CWQ)."""
+    return split.rows(["total"] * n_rows)[: max(n, 0)]
+
+
+def load_cwq(path: Path, n: int, data_dir: str | Path, split: Split = Split()) -> tuple[list[Question], list[Document]]:
+    """The first n ComplexWebQuestions rows of the split (PRAG's format or the official release); the corpus is
+    borrowed from the other datasets' same split."""
     rows = _read_rows(path, "cwq")
-    questions, _ = _build(path, "cwq", rows, list(range(min(max(n, 0), len(rows)))), [""] * len(rows),
-                          _cwq_question)
-    corpus = _CorpusBuilder()
+    questions, _ = build_questions(path, "cwq", rows, _first(len(rows), n, split), [""] * len(rows), _cwq_question)
+    corpus = CorpusBuilder()
     for name in ("hotpotqa", "2wiki", "popqa"):
         file = Path(data_dir) / DATASET_FILES[name]
         if not file.exists():
             raise InputError(f"--dataset cwq has no passages and borrows the {name} paragraphs, but {file} is not "
                              f"found; pass --data-dir pointing at the folder that holds {DATASET_FILES[name]} "
                              "(see docs/cli.md: Datasets).")
-        for doc in _LOADERS[name](file, n)[1]:
+        for doc in _LOADERS[name](file, n, split)[1]:
             corpus.add(doc.title, doc.text)
     return questions, corpus.docs
 
 
-def _build(path: Path, name: str, rows: list[dict], picked: list[int], types: list[str],
-           convert: _Convert) -> tuple[list[Question], list[Document]]:
-    corpus = _CorpusBuilder()
+def build_questions(path: Path, name: str, rows: list[dict], picked: list[int], types: list[str],
+                    convert: Convert) -> tuple[list[Question], list[Document]]:
+    corpus = CorpusBuilder()
     questions = []
     for i in picked:
         with _row_format(path, i, name):
@@ -175,7 +240,7 @@ def _build(path: Path, name: str, rows: list[dict], picked: list[int], types: li
     return _unique_ids(questions), corpus.docs
 
 
-def _ircot_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
+def _ircot_question(row: dict, qtype: str, corpus: CorpusBuilder) -> Question:
     contexts = _literal(row["contexts"])
     gold = [corpus.add(c["title"], c["paragraph_text"]) for c in contexts if c["is_supporting"]]
     for c in contexts:
@@ -184,7 +249,7 @@ def _ircot_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
     return Question(str(row["question_id"]), row["question_text"], _answers(answers), gold, qtype)
 
 
-def _official_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
+def _official_question(row: dict, qtype: str, corpus: CorpusBuilder) -> Question:
     """HotpotQA's and 2WikiMultihopQA's shared release format. Sentences are joined with spaces, as IRCoT did:
     HotpotQA sentences carry leading spaces of their own, so ''.join would glue the rest ("end.Next")."""
     paragraphs = [(title, " ".join(sents)) for title, sents in _literal(row["context"])]
@@ -198,7 +263,7 @@ def _official_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Questio
     return Question(str(row["_id"]), row["question"], _answers(answers), list(dict.fromkeys(gold)), qtype)
 
 
-def _popqa_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
+def _popqa_question(row: dict, qtype: str, corpus: CorpusBuilder) -> Question:
     paragraphs = _literal(row["paragraphs"])
     gold = [corpus.add(p["title"], p["text"]) for p in paragraphs if p["is_supporting"]]
     for p in paragraphs:
@@ -207,7 +272,7 @@ def _popqa_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
     return Question(str(row["id"]), row["question"], _answers(answers), list(dict.fromkeys(gold)), qtype)
 
 
-def _cwq_question(row: dict, qtype: str, corpus: _CorpusBuilder) -> Question:
+def _cwq_question(row: dict, qtype: str, corpus: CorpusBuilder) -> Question:
     if "answers" in row:  # the official release: [{answer, aliases}]
         answers = [s for a in row["answers"] for s in [a["answer"], *a.get("aliases", [])]]
     else:  # PRAG's format holds answer + aliases in one list; other exports a single string
@@ -254,7 +319,7 @@ def _row_format(path: Path, index: int, name: str) -> Iterator[None]:
                          "the format docs/cli.md: Datasets describes.") from None
 
 
-_LOADERS: dict[str, Callable[[Path, int], tuple[list[Question], list[Document]]]] = {
+_LOADERS: dict[str, Callable[[Path, int, Split], tuple[list[Question], list[Document]]]] = {
     "hotpotqa": load_hotpotqa, "2wiki": load_2wiki, "popqa": load_popqa}
 
 

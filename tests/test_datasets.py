@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from polyprag.datasets import (CORPUS_NOTE, CWQ_FILE, DATASET_FILES, HOTPOTQA_FILE, POPQA_FILE, TWOWIKI_FILE, Question,
-                                held_out, load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
+                                Split, held_out, load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
 from polyprag.errors import InputError
+
+ALL = Split(reserved=0)  # fixture files are a few rows: none reserved, the test half (shared files: the default)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -23,7 +25,7 @@ def test_hotpotqa_takes_first_rows_of_each_type_and_dedupes_paragraphs(tmp_path)
     rows = [_row(i, "bridge") for i in range(4)] + [_row(i, "comparison") for i in range(4)]
     path = tmp_path / "h.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    questions, docs = load_hotpotqa(path, n=3)
+    questions, docs = load_hotpotqa(path, n=3, split=ALL)
     assert [q.id for q in questions] == ["bridge0", "bridge1", "comparison0"]
     assert [d.id for d in docs].count("Shared") == 1  # one paragraph, shared by all questions
     assert questions[2].gold_doc_ids == ["Gold comparison 0"]
@@ -35,7 +37,7 @@ def test_same_title_different_text_gets_distinct_ids(tmp_path):
     b["contexts"][1]["paragraph_text"] = "another text"
     path = tmp_path / "h.jsonl"
     path.write_text(json.dumps(a) + "\n" + json.dumps(b) + "\n")
-    _, docs = load_hotpotqa(path, n=2)
+    _, docs = load_hotpotqa(path, n=2, split=ALL)
     assert {d.id for d in docs if d.title == "Shared"} == {"Shared", "Shared#2"}
 
 
@@ -58,10 +60,10 @@ needs_shared = pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(),
 
 
 def test_held_out_questions_and_paragraphs_are_never_the_evaluated_ones(tmp_path):
-    rows = [_row(i, "bridge") for i in range(4)] + [_row(i, "comparison") for i in range(4)]
+    rows = [_row(i, "bridge") for i in range(8)] + [_row(i, "comparison") for i in range(8)]  # 4 test rows each
     (tmp_path / "hotpotqa").mkdir()
     (tmp_path / DATASET_FILES["hotpotqa"]).write_text("\n".join(json.dumps(r) for r in rows))
-    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=4)
+    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=4, split=ALL)
     assert [q.id for q in questions] == ["bridge1", "bridge2", "comparison1", "comparison2"]  # per type, after n
     assert sorted(d.title for d in docs) == ["Gold bridge 1", "Gold bridge 2", "Gold comparison 1", "Gold comparison 2"]
     # the shared distractor is one of the evaluated questions' paragraphs: held back from training
@@ -81,8 +83,9 @@ def test_export_round_trips_through_the_corpus_and_question_loaders(tmp_path):
     from polyprag.cli import main
     from polyprag.corpus import load_corpus
 
-    rows = [_row(0, "bridge", shared_title="AC/DC"), _row(0, "comparison", shared_title="AC/DC")]
-    data = tmp_path / "data" / HOTPOTQA_FILE
+    rows = [_row(0, "bridge", shared_title="AC/DC")] + [_row(i, "bridge") for i in range(1, 52)]
+    rows += [_row(0, "comparison", shared_title="AC/DC")] + [_row(i, "comparison") for i in range(1, 52)]
+    data = tmp_path / "data" / HOTPOTQA_FILE  # 52 rows per type: the last 50 reserved, then 1 test and 1 dev
     data.parent.mkdir(parents=True)
     data.write_text("\n".join(json.dumps(r) for r in rows))
     assert main(["export", "--dataset", "hotpotqa", "--data-dir", str(tmp_path / "data"), "--n", "2",
@@ -115,7 +118,7 @@ def test_official_hotpotqa_format_is_detected_and_sampled_per_type(tmp_path):
     rows = [_official(0, "comparison")] + [_official(i, "bridge") for i in range(3)] + [_official(1, "comparison")]
     path = tmp_path / "hotpot_dev_distractor_v1.json"
     path.write_text(json.dumps(rows))
-    questions, docs = load_dataset("hotpotqa", tmp_path / "absent", n=3, path=path)
+    questions, docs = load_dataset("hotpotqa", tmp_path / "absent", n=3, path=path, split=ALL)
     assert [q.id for q in questions] == ["bridge_0", "bridge_1", "comparison_0"]  # bridge first, ids sanitized
     assert [q.qtype for q in questions] == ["bridge", "bridge", "comparison"]
     assert questions[0].gold_doc_ids == ["Gold bridge 0"] and questions[0].answers == ["answer 0"]
@@ -139,7 +142,7 @@ def test_2wiki_reads_literal_strings_samples_per_type_and_maps_gold_titles(tmp_p
     data = tmp_path / TWOWIKI_FILE
     data.parent.mkdir(parents=True)
     data.write_text(json.dumps(rows))
-    questions, docs = load_dataset("2wiki", tmp_path, n=7)
+    questions, docs = load_dataset("2wiki", tmp_path, n=7, split=ALL)
     counts = {k: [q.qtype for q in questions].count(k) for k in kinds}
     assert counts == {"bridge_comparison": 1, "comparison": 2, "compositional": 2, "inference": 2}
     q = next(q for q in questions if q.id == "compositional_0")
@@ -158,7 +161,7 @@ def _popqa(i, prop):
 def test_popqa_takes_first_rows_with_supporting_paragraphs(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps([_popqa(0, "occupation"), _popqa(1, "occupation"), _popqa(2, "place of birth")]))
-    questions, docs = load_dataset("popqa", tmp_path, n=2, path=path)
+    questions, docs = load_dataset("popqa", tmp_path, n=2, path=path, split=ALL)
     assert [(q.id, q.qtype) for q in questions] == [("0", "occupation"), ("1", "occupation")]  # PRAG: first n
     assert questions[1].gold_doc_ids == ["Subject 1", "Politician"] and questions[1].answers == ["politician", "pol"]
     assert [d.id for d in docs] == ["Subject 0", "Politician", "Subject 1"]
@@ -178,7 +181,7 @@ def test_cwq_borrows_the_other_corpora_and_has_no_gold(tmp_path):
     _write(tmp_path, HOTPOTQA_FILE, json.dumps(_row(0, "bridge")) + "\n" + json.dumps(_row(0, "comparison")))
     _write(tmp_path, TWOWIKI_FILE, json.dumps([_twowiki(0, "inference")]))
     _write(tmp_path, POPQA_FILE, json.dumps([_popqa(0, "occupation")]))
-    questions, docs = load_dataset("cwq", tmp_path, n=2)
+    questions, docs = load_dataset("cwq", tmp_path, n=2, split=ALL)
     assert [(q.id, q.answers, q.gold_doc_ids) for q in questions] == [("0", ["a0", "alias0"], []),
                                                                       ("1", ["a1", "alias1"], [])]
     assert {"Gold bridge 0", "Gold inference 0", "Bridge", "Subject 0", "Politician"} <= {d.id for d in docs}
@@ -187,7 +190,7 @@ def test_cwq_borrows_the_other_corpora_and_has_no_gold(tmp_path):
     official = tmp_path / "ComplexWebQuestions_dev.json"  # the release's own format
     official.write_text(json.dumps([{"ID": "WebQ/1", "question": "q?", "answers": [
         {"answer": "Ada", "answer_id": "m.1", "aliases": ["Ada L.", "Ada"]}]}]))
-    (q,), _ = load_dataset("cwq", tmp_path, n=5, path=official)
+    (q,), _ = load_dataset("cwq", tmp_path, n=5, path=official, split=ALL)
     assert (q.id, q.answers) == ("WebQ_1", ["Ada", "Ada L."])
 
 
@@ -198,7 +201,7 @@ def test_missing_and_malformed_files_name_the_file_and_the_fix(tmp_path):
     bad["supporting_facts"] = [["Nowhere", 0]]
     (tmp_path / "bad.json").write_text(json.dumps([bad]))
     with pytest.raises(InputError, match=r"bad.json: row 0 is not a hotpotqa row .*Nowhere"):
-        load_dataset("hotpotqa", tmp_path, n=2, path=tmp_path / "bad.json")
+        load_dataset("hotpotqa", tmp_path, n=2, path=tmp_path / "bad.json", split=ALL)
     with pytest.raises(InputError, match="is not known"):
         load_dataset("nq", tmp_path, n=2)
 
@@ -228,5 +231,36 @@ def test_real_2wiki_popqa_and_cwq():
 def test_real_official_hotpotqa_matches_the_ircot_file():
     """The official release and IRCoT's file give the same questions and corpus for the same dev rows."""
     official = SHARED / "hotpotqa" / "hotpotqa_dev_distractor_first100_origformat.DERIVED.json"
-    assert load_dataset("hotpotqa", SHARED, n=9, path=official) == load_dataset("hotpotqa", SHARED, n=9)
+    assert load_dataset("hotpotqa", SHARED, n=9, path=official, split=ALL) == load_dataset("hotpotqa", SHARED, n=9)
     assert set(DATASET_FILES) == {"hotpotqa", "2wiki", "popqa", "cwq"}
+
+
+def test_splits_are_disjoint_halves_and_never_reach_the_reserved_rows(tmp_path):
+    rows = [_row(i, "bridge") for i in range(7)] + [_row(i, "comparison") for i in range(7)]
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    three = Split("test", reserved=3)  # 7 rows per type: 2 test, 2 dev, the last 3 reserved
+    assert [q.id for q in load_hotpotqa(path, n=99, split=three)[0]] == ["bridge0", "bridge1", "comparison0",
+                                                                        "comparison1"]
+    dev = Split("dev", reserved=3)
+    assert [q.id for q in load_hotpotqa(path, n=99, split=dev)[0]] == ["bridge2", "bridge3", "comparison2",
+                                                                      "comparison3"]
+    with pytest.raises(InputError, match="--split 'reserved'"):
+        Split("reserved")
+
+
+@needs_shared
+def test_real_splits_keep_the_headline_questions_and_hold_out_the_last_50_per_type():
+    import itertools
+
+    test, _ = load_dataset("hotpotqa", SHARED, n=400)
+    dev, _ = load_dataset("hotpotqa", SHARED, n=400, split=Split("dev"))
+    assert len(test) == len(dev) == 200 and not {q.id for q in test} & {q.id for q in dev}
+    everything = [q for s in ("test", "dev") for q in load_dataset("hotpotqa", SHARED, n=500, split=Split(s, 0))[0]]
+    everything.sort(key=lambda q: q.qtype)  # per type, in file order (the sort is stable)
+    reserved = [q.id for t in ("bridge", "comparison") for q in [q for q in everything if q.qtype == t][-50:]]
+    assert not set(reserved) & {q.id for q in test + dev}
+    assert [q.id for q in load_dataset("hotpotqa", SHARED, n=100)[0]] == [q.id for q in test if q.qtype == "bridge"][
+        :50] + [q.id for q in test if q.qtype == "comparison"][:50]  # the first n per type, as before splits
+    for name, split in itertools.product(("2wiki", "popqa"), ("test", "dev")):
+        assert load_dataset(name, SHARED, n=50, split=Split(split))[0]

@@ -1,0 +1,64 @@
+"""Counterfactual datasets: answers and bridge entities invented consistently, the gold answer with them."""
+
+from pathlib import Path
+
+import pytest
+
+from polyprag.corpus import Document
+from polyprag.counterfactual import bridge_entity, invent, substitutable, substitute
+from polyprag.datasets import HOTPOTQA_FILE, Question, load_dataset
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_invented_entities_keep_the_shape_and_are_the_same_each_time():
+    assert invent("Marie Curie") == invent("Marie Curie") != "Marie Curie"
+    name = invent("Marie Curie").split()
+    assert len(name) == 2 and all(w[0].isupper() and w[1:].islower() for w in name)
+    year = int(invent("1867"))
+    assert year != 1867 and 1800 <= year <= 1930
+    date = invent("7 November 1867").split()
+    assert date[1] == "November" and date[0].isdigit() and date[2].isdigit() and date[2] != "1867"
+    assert invent("3,677 seated").endswith(" seated") and invent("the United Kingdom").startswith("the ")
+
+
+def test_substitution_is_one_world_across_documents_and_questions():
+    docs = [Document("Ada", "Ada", "Ada worked with Charles Babbage in London."),
+            Document("Engine", "Analytical Engine", "The engine was designed by Charles Babbage."),
+            Document("Other", "Other", "London is a city.")]
+    q1 = Question("q1", "Who designed the machine Ada worked on?", ["Charles Babbage", "Babbage"], ["Ada", "Engine"],
+                  "bridge")
+    q2 = Question("q2", "In which city did Charles Babbage work with Ada?", ["London"], ["Ada"], "bridge")
+    (n1, n2), new = substitute([q1, q2], docs)
+    babbage, london = invent("Charles Babbage"), invent("London")
+    assert n1.answers == [babbage] and n2.answers == [london]
+    assert n2.question == f"In which city did {babbage} work with Ada?"  # another question's answer, renamed
+    texts = {d.text for d in new}
+    assert f"Ada worked with {babbage} in {london}." in texts and f"{london} is a city." in texts
+    assert not any("Babbage" in t or "London" in t for t in texts)
+    bridge = invent("Analytical Engine")  # the gold title the question does not name
+    assert {d.title for d in new} == {"Ada", bridge, "Other"} and n1.gold_doc_ids == ["Ada", bridge]
+
+
+def test_only_named_or_numeric_answers_outside_the_question_are_substituted():
+    gold = ["Ada was born in 1815 in London; she was a mathematician."]
+    assert substitutable(Question("a", "When was Ada born?", ["1815"]), gold)
+    assert not substitutable(Question("b", "Was Ada born in London?", ["yes"]), gold)
+    assert not substitutable(Question("c", "What was Ada?", ["mathematician"]), gold)  # a common noun
+    assert not substitutable(Question("d", "Was Ada born in London or Paris?", ["London"]), gold)  # named
+    assert not substitutable(Question("e", "Where did Ada die?", ["Marylebone"]), gold)  # not in the gold
+    assert bridge_entity(Question("f", "Who was Ada Lovelace's father?", ["Byron"]),
+                         [Document("Ada", "Ada Lovelace", "x"), Document("B", "Lord Byron (poet)", "y")]) == "Lord Byron"
+    assert bridge_entity(Question("g", "Who was Ada's father?", ["Byron"]),
+                         [Document("Ada", "Ada Lovelace", "x"), Document("B", "Lord Byron (poet)", "y")]) is None  # 2
+
+
+@pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(), reason=f"needs ../shared/data ({SHARED}); CI has it")
+def test_real_counterfactual_hotpotqa_answers_are_invented_and_in_the_gold_paragraphs():
+    questions, docs = load_dataset("hotpotqa-cf", SHARED, n=100)
+    real = {q.id: q for q in load_dataset("hotpotqa", SHARED, n=400)[0]}
+    by_id = {d.id: d for d in docs}
+    assert len(questions) == 100 and all(q.id in real for q in questions)  # the test split's rows only
+    for q in questions:
+        assert q.answers != real[q.id].answers
+        assert any(q.answers[0] in by_id[g].text for g in q.gold_doc_ids)
