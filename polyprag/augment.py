@@ -206,6 +206,21 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
     return samples
 
 
+def prag_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]:
+    """PRAG's published recipe (oneal2000/PRAG src/encode.py, get_train_data): of a document's QA pairs, the first
+    half (rounded up) each with the passage and with the rewrite in context, the rest as bare questions; nothing
+    else (3 pairs: 5 sequences)."""
+    samples = []
+    for i, (doc, aug) in enumerate(zip(docs, augs)):
+        rewritten = f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite
+        source = doc.content()
+        with_passage = (len(aug.qa) + 1) // 2
+        for j, qa in enumerate(aug.qa):
+            passages = (source, rewritten) if j < with_passage else (None,)
+            samples += [Sample(i, qa.question, qa.answer, p, source) for p in passages]
+    return samples
+
+
 def contrast_pairs(qa: tuple[QAPair, ...], answers: list[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
     """n (question, answer) pairs cycling through three kinds, from QA pairs whose answer is in their sentence:
     "Is it true that <sentence>?" → yes; the sentence with its answer swapped for another → no; and

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import shutil
 import statistics
 import time
@@ -24,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic, plots
+from . import atomic, compare, plots
 from .answer import Answer
 from .generate import GenerationConfig
-from .augment import augment_documents, training_samples
+from .augment import Sample, augment_documents, prag_samples, training_samples
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError
@@ -44,8 +45,13 @@ from .retrieve import BM25Index, Hit
 
 log = logging.getLogger("polyprag")
 
-METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-tuned", "prag-tuned-combine",
-           "poly", "poly-combine", "poly-uniform", "poly-z", "poly-grow")
+METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-tuned",
+           "prag-tuned-combine", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "prag-shuffled",
+           "poly-z", "poly-grow")
+# prag: PRAG's published data recipe (augment.prag_samples); prag-shared: PRAG trained on exactly poly's samples.
+# poly-shuffled / prag-shuffled: the controls: retrieval and passages unchanged, each retrieved document's routing
+# row / LoRA replaced by that of a document (seeded draw) the question did not retrieve (shuffled_hits).
+SHUFFLED = ("poly-shuffled", "prag-shuffled")
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
 # poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
@@ -66,6 +72,7 @@ PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in
 class BenchConfig:
     dataset: str
     n: int
+    split: str = "test"  # datasets.SPLITS: test (the headline questions) or dev (where defaults are chosen)
     methods: tuple[str, ...] = METHODS
     corpus_mode: str = "per-question"
     k: int = 3
@@ -125,6 +132,31 @@ class Workload:
         return [[h.doc_id for h in hs] for hs in self.hits]
 
 
+def with_seed(config: BenchConfig, seed: int) -> BenchConfig:
+    """The same benchmark with every trained method seeded by `seed`."""
+    b = config.build
+    return replace(config, build=replace(b, training=replace(b.training, seed=seed)),
+                   prag=replace(config.prag, seed=seed), prag_tuned=replace(config.prag_tuned, seed=seed))
+
+
+def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path, questions: list[Question],
+              corpus: list[Document], notes: dict, held_out: tuple[list[Question], list[Document]] = ([], []),
+              progress: bool = True) -> dict:
+    """One Bench run per seed in OUT/seed-S (each resumable; reader rows computed once), then OUT/results.json
+    and results.md: mean ± sd per method and the paired bootstrap comparisons (compare.py)."""
+    out = Path(out)
+    results = []
+    for seed in seeds:
+        first = out / f"seed-{seeds[0]}"
+        bench = Bench(model, with_seed(config, seed), out / f"seed-{seed}", progress,
+                      readers_from=first if seed != seeds[0] else None)
+        results.append(bench.run(questions, corpus, {**notes, "seed": seed}, held_out))
+    summary = compare.summarise(results, seeds)
+    atomic.write_text(out / "results.json", json.dumps(summary, indent=1, ensure_ascii=False))
+    atomic.write_text(out / "results.md", compare.markdown(summary))
+    return summary
+
+
 def workload(questions: list[Question], corpus: list[Document], mode: str, k: int) -> Workload:
     """BM25 over the whole closed corpus; per-question mode then keeps only the paragraphs retrieved."""
     hits = BM25Index.build(corpus).search([q.question for q in questions], k=k)
@@ -153,10 +185,14 @@ def _differences(key: str, saved, current) -> list[str]:
 
 
 class Bench:
-    def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True):
+    def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True,
+                 readers_from: Path | None = None):
+        """`readers_from`: another seed's run folder of the same questions, whose finished reader rows (nothing
+        trained, greedy: the same every seed) are copied instead of recomputed."""
         self.model, self.config, self.out, self.progress = model, config, Path(out), progress
+        self.readers_from = readers_from
         self._lms: dict[str, LoadedModel] = {}
-        self._prag_adapters: dict[PragConfig | str, PragAdapters] = {}  # "dyprag": the translator's training set
+        self._prag_adapters: dict[tuple | str, PragAdapters] = {}  # "dyprag": the translator's training set
         self._kbs: dict[Path, KnowledgeBase] = {}
         self._translators: dict[DypragConfig, tuple[Dyprag, dict]] = {}
         self.held_out: tuple[list[Question], list[Document]] = ([], [])
@@ -173,9 +209,14 @@ class Bench:
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
                  self.config.corpus_mode)
         for name in self._plan():
-            if not self._done(name).exists():
-                log.info("running %s", name)
-                self._save_method(name, *self._method(name, work))
+            if self._done(name).exists():
+                continue
+            other = self.readers_from / "methods" / self._done(name).name if self.readers_from else None
+            if name in READERS and other is not None and other.exists():
+                atomic.write_text(self._done(name), other.read_text(encoding="utf-8"))
+                continue
+            log.info("running %s", name)
+            self._save_method(name, *self._method(name, work))
         return self.report(work, notes or {})
 
     # --- the run's folder -------------------------------------------------------------------------------
@@ -239,28 +280,40 @@ class Bench:
         return reader(name, self._lm("base"), work.corpus).answer(work.texts, hits, self.config.generation,
                                                                    self.progress, timings)
 
-    def _samples(self, work: Workload, lm: LoadedModel):
+    def _samples(self, work: Workload, lm: LoadedModel, recipe: str = "poly") -> list[Sample]:
+        """The augmented documents' training samples: poly's (the build's settings) or PRAG's published recipe."""
         b = self.config.build
         augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
                                  progress=self.progress, max_qa=b.max_qa, url=b.augment_url,
                                  model_name=b.augment_model)
+        if recipe == "prag":
+            return prag_samples(work.docs, augs)
         return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
-        tuned = name.startswith("prag-tuned")
-        cfg = self.config.prag_tuned if tuned else self.config.prag
-        lm = self._lm("prag")
-        adapters = self._prag_adapters.get(cfg) or PragAdapters(lm, cfg, self.out / f"prag-lr{cfg.lr:g}-e{cfg.epochs}")
-        self._prag_adapters[cfg] = adapters
+        cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag
+        recipe = "poly" if name.startswith("prag-shared") else "prag"
+        key = (cfg, recipe)
+        lm = self._lm(f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}")  # PEFT wraps its model: one per adapter set
+        folder = self.out / f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}"
+        adapters = self._prag_adapters.get(key) or PragAdapters(lm, cfg, folder)
+        self._prag_adapters[key] = adapters
         t0 = time.perf_counter()
-        per_doc = adapters.encode(self._samples(work, lm), len(work.docs), self.progress)
+        samples = self._samples(work, lm, recipe)
+        per_doc = adapters.encode(samples, len(work.docs), self.progress)
         encode_seconds = time.perf_counter() - t0
-        answers = reader(name.replace("-tuned", ""), docs=work.docs, prag=adapters).answer(
-            work.texts, work.hits, self.config.generation, self.progress, timings)
+        mode = name.replace("-tuned", "").replace("-shared", "").replace("-shuffled", "")
+        hits = self._shuffled(work) if name in SHUFFLED else work.hits
+        answers = reader(mode, docs=work.docs, prag=adapters).answer(
+            work.texts, hits, self.config.generation, self.progress, timings)
         storage = adapters.storage_bytes(len(work.docs))
         return answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
                          "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
+                         "samples": recipe, "samples_per_doc": round(len(samples) / len(work.docs), 2),
                          "_encode_seconds": encode_seconds}
+
+    def _shuffled(self, work: Workload) -> list[list[Hit]]:
+        return shuffled_hits(work.hits, [d.id for d in work.docs], self.config.build.training.seed)
 
     def _dyprag_answers(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         t0 = time.perf_counter()
@@ -318,8 +371,9 @@ class Bench:
             kb, folder = self._kb(work, build, self._kb_folder(build))
             encode = kb.manifest.build_seconds / kb.manifest.n_docs
         encode_seconds = time.perf_counter() - t0
-        mode = name if name in POLY_MODES else "poly"  # the added-half rows and ablations answer as poly
-        answers = reader(mode, kb=kb).answer(work.texts, work.hits, self.config.generation, self.progress, timings)
+        mode = name if name in POLY_MODES else "poly"  # the added-half rows, ablations and control answer as poly
+        hits = self._shuffled(work) if name in SHUFFLED else work.hits
+        answers = reader(mode, kb=kb).answer(work.texts, hits, self.config.generation, self.progress, timings)
         storage = kb.storage_bytes(folder)
         extra = {"storage_bytes": storage["inventory"] + storage["routing"],
                  "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],
@@ -442,6 +496,19 @@ class Bench:
         return {"entropy_mean": stats["entropy_mean"], "entropy_per_layer_mean": stats["entropy_per_layer_mean"],
                 "top_adapters": stats["top_adapters"],
                 **routing_similarity(weights, groups)}
+
+
+def shuffled_hits(hits: list[list[Hit]], doc_ids: list[str], seed: int) -> list[list[Hit]]:
+    """Each question's hits with every document replaced by one drawn (seeded, without repeats within the
+    question) from the encoded documents it did not retrieve; the order and scores stay."""
+    rng = random.Random(seed)
+    out = []
+    for hs in hits:
+        own = {h.doc_id for h in hs}
+        others = [d for d in doc_ids if d not in own]
+        drawn = rng.sample(others, min(len(hs), len(others)))
+        out.append([Hit(d, h.score) for d, h in zip(drawn, hs)])
+    return out
 
 
 def routing_similarity(weights: np.ndarray, groups: list[list[int]]) -> dict:

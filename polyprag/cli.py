@@ -22,7 +22,8 @@ from . import atomic, distributed, lifecycle, storage
 from .adapters import InventoryConfig
 from .generate import GenerationConfig
 from .augment import AUGMENTERS, augment_documents, write_augmentations
-from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown
+from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown, run_seeds
+from .compare import markdown as compare_markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
 from .dyprag import DypragConfig
 from .datasets import (CORPUS_NOTE, DATASETS, RESERVED_PER_TYPE, SPLITS, Split, held_out, load_dataset, load_questions,
@@ -141,10 +142,12 @@ def _bench_parsers(sub) -> None:
                        help="poly-z / poly-grow: passage samples per added document (default: the build's)")
     bench.add_argument("--add-lr", type=float,
                        help="poly-grow: the new adapters' learning rate (default: the build's --lr-adapters)")
+    bench.add_argument("--seeds", help="comma-separated seeds (e.g. 0,1,2): every trained method once per seed in "
+                       "OUT/seed-S, then mean ± sd and paired bootstrap CIs in OUT/results.json (replaces --seed)")
     _build_args(bench, lists=True)
     _common(bench)
-    # The build's defaults (PRAG's 3 QA pairs per document as bare questions, 2 epochs); the answers are short.
-    bench.set_defaults(func=cmd_bench, max_new_tokens=16)
+    # What `build` + `ask` run: the build's defaults and ask's answer length.
+    bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out")
@@ -695,10 +698,11 @@ def _diagnostics_table(epochs: list[dict]) -> Table:
 
 def cmd_bench(args) -> None:
     ablations = _ablations(args)  # before any model or data is loaded: fail fast on a bad flag
-    config = BenchConfig(dataset=args.dataset or "custom", n=args.n, methods=_methods(args.methods),
+    seeds = _seeds(args.seeds) if args.seeds else None
+    config = BenchConfig(dataset=args.dataset or "custom", n=args.n, split=args.split, methods=_methods(args.methods),
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
-                         prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs),
-                         prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs),
+                         prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs, seed=args.seed),
+                         prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs, seed=args.seed),
                          dyprag=DypragConfig(lr=args.dyprag_lr, epochs=args.dyprag_epochs),
                          dyprag_tuned=DypragConfig(lr=args.dyprag_tuned_lr, epochs=args.dyprag_tuned_epochs),
                          dyprag_train_n=args.dyprag_train_n, generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
@@ -708,9 +712,24 @@ def cmd_bench(args) -> None:
     held = ([], [])
     if any(m.startswith("dyprag") for m in config.methods) and args.dataset not in (None, "sample"):
         held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file, Split(args.split))
+    if seeds:
+        summary = run_seeds(args.model or DEFAULT_MODEL, config, seeds, args.out, questions, corpus, notes, held)
+        console.print(compare_markdown(summary), highlight=False, markup=False)
+        console.print(f"wrote {args.out}/results.json and results.md (each seed's run in {args.out}/seed-S)")
+        return
     result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes, held)
     console.print(markdown(result), highlight=False, markup=False)
     console.print(f"wrote {args.out}/results.json, results.md and plots")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--seeds {text!r}: give comma-separated integers, e.g. --seeds 0,1,2.") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise InputError(f"--seeds {text!r}: give distinct seeds, e.g. --seeds 0,1,2.")
+    return seeds
 
 
 def _methods(text: str) -> tuple[str, ...]:

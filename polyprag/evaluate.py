@@ -102,4 +102,4 @@ def _pct(s: Scores) -> dict:
 
 def prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
     return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": a.answer,
-            "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved}
+            "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved, "qtype": q.qtype}

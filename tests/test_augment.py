@@ -67,3 +67,23 @@ def test_training_samples_follow_prags_protocol():
     lean = training_samples(DOCS, augs, context_qa=1, rewrite=False)
     assert len(lean) == sum(len(a.qa) + 1 for a in augs)
     json.dumps([s.__dict__ for s in lean])  # plain data
+
+
+def test_prag_trains_on_its_published_recipe_and_prag_shared_on_polys_samples():
+    """PRAG's get_train_data: the first half of the QA pairs (rounded up) with the passage and with the rewrite,
+    the rest bare; poly's samples (the build's defaults): every QA pair bare plus contrast questions."""
+    from polyprag.augment import prag_samples, training_samples
+    from polyprag.augment_rules import Augmentation, QAPair
+    from polyprag.corpus import Document
+    from polyprag.manifest import BuildConfig
+
+    doc = Document("d", "Title", "Ada was born in 1815. She lived in London. She wrote notes.")
+    qa = tuple(QAPair(f"q{i}?", f"a{i}", f"Full a{i}.") for i in range(3))
+    aug = Augmentation("d", "Rewritten text.", qa, "rules")
+    prag = prag_samples([doc], [aug])
+    assert [(s.question, s.passage) for s in prag] == [
+        ("q0?", doc.content()), ("q0?", "Title\nRewritten text."), ("q1?", doc.content()),
+        ("q1?", "Title\nRewritten text."), ("q2?", None)]
+    b = BuildConfig()
+    poly = training_samples([doc], [aug], b.context_qa, b.rewrite, b.contrast)
+    assert all(s.passage is None for s in poly) and [s.question for s in poly][:3] == ["q0?", "q1?", "q2?"]

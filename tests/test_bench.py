@@ -213,3 +213,38 @@ def test_dyprag_without_other_questions_says_what_it_needs(tiny_chat_model_dir, 
     assert _bench(tiny_chat_model_dir, tmp_path / "run", "--methods", "dyprag") == 2
     assert "questions beyond the evaluated ones" in " ".join(capsys.readouterr().out.split())
     assert not (tmp_path / "run").exists()  # refused before anything ran
+
+
+def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir, tmp_path):
+    out = tmp_path / "seeds"
+    methods = "closed-book-bare,rag,prag,prag-shared,prag-shuffled,poly,poly-combine,poly-shuffled"
+    assert _bench(tiny_chat_model_dir, out, "--methods", methods, "--seeds", "0,1") == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["config"]["seeds"] == [0, 1] and result["config"]["split"] == "test"
+    by = {r["method"]: r for r in result["rows"]}
+    assert set(by) == set(methods.split(",")) and all(len(r["f1_per_seed"]) == 2 for r in by.values())
+    seed_runs = [json.loads((out / f"seed-{s}" / "config.json").read_text()) for s in (0, 1)]
+    assert [c["build"]["training"]["seed"] for c in seed_runs] == [0, 1] == [c["prag"]["seed"] for c in seed_runs]
+    rag = [json.loads((out / f"seed-{s}" / "methods" / "rag.json").read_text()) for s in (0, 1)]
+    assert rag[0] == rag[1]  # a reader is run once and copied
+    pairs = {(c["a"], c["b"]): c for c in result["comparisons"]}
+    assert {("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly-combine", "rag"),
+            ("prag", "prag-shuffled")} <= set(pairs)
+    for c in pairs.values():
+        lo, hi = c["ci95"]
+        assert lo <= c["f1_diff"] <= hi and c["seeds"] == [0, 1] and c["n_questions"] == 3
+    assert by["prag"]["samples"] == "prag" and by["prag-shared"]["samples"] == "poly"
+    assert "| poly | poly-shuffled |" in (out / "results.md").read_text()
+
+
+def test_shuffled_hits_never_give_a_question_its_own_documents():
+    from polyprag.bench import shuffled_hits
+    from polyprag.retrieve import Hit
+
+    hits = [[Hit("a", 3.0), Hit("b", 2.0)], [Hit("c", 1.0), Hit("a", 0.5)], []]
+    ids = ["a", "b", "c", "d", "e"]
+    shuffled = shuffled_hits(hits, ids, seed=0)
+    assert shuffled == shuffled_hits(hits, ids, seed=0)  # seeded
+    for own, new in zip(hits, shuffled):
+        assert len(new) == len(own) and not {h.doc_id for h in new} & {h.doc_id for h in own}
+        assert len({h.doc_id for h in new}) == len(new) and [h.score for h in new] == [h.score for h in own]
