@@ -809,8 +809,10 @@ def cmd_bench_speed(args) -> None:
                          rss=not args.no_rss, device=args.device, dtype=args.dtype)
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))
+    table = Path(args.json_out).with_suffix(".md")  # written from the same result: the two cannot disagree
+    table.write_text(markdown(result) + "\n", encoding="utf-8")
     console.print(markdown(result), highlight=False, markup=False)
-    console.print(f"wrote {args.json_out}")
+    console.print(f"wrote {args.json_out} and {table}")
 
 
 def cmd_demo(args) -> None:
