@@ -464,8 +464,12 @@ class BodyLimit:
 
 
 def require_key(request: Request) -> None:
-    """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed)."""
+    """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed). A
+    server with only a read key refuses every write: a key configured means writes are guarded."""
     key = os.environ.get(API_KEY_ENV)
+    if not key and os.environ.get(READ_KEY_ENV):
+        raise ApiError(403, f"this server has a read key ({READ_KEY_ENV}) and no write key, so it refuses writes; "
+                            f"restart it with {API_KEY_ENV} set to add or remove documents.")
     if key and not _key_matches(request, key):
         raise ApiError(401, "missing or wrong X-API-Key header; send the key the server was started with.")
 

@@ -221,6 +221,19 @@ def test_guarded_reads_need_a_key_on_every_endpoint_but_the_page(master, tmp_pat
         assert r.status_code == 401
 
 
+def test_a_read_key_alone_never_writes(master, tmp_path, monkeypatch):
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    monkeypatch.setenv(READ_KEY_ENV, "r")
+    kb = copy_kb(master, tmp_path / "kb")
+    client = TestClient(create_app(kb, watch_s=0))
+    key = {"X-API-Key": "r"}
+    assert client.get("/v1/documents/velmark", headers=key).status_code == 200
+    add = client.post("/v1/documents", json={"documents": [{"id": "x", "title": "X", "text": "X."}]}, headers=key)
+    remove = client.delete("/v1/documents/velmark", headers=key)
+    assert [add.status_code, remove.status_code] == [403, 403] and API_KEY_ENV in add.json()["error"]
+    assert "x" not in current_docs(kb) and "velmark" in current_docs(kb)
+
+
 def test_guarded_reads_without_any_key_refuse_to_start(master, tmp_path, monkeypatch):
     for name in (API_KEY_ENV, READ_KEY_ENV, GUARD_READS_ENV):
         monkeypatch.delenv(name, raising=False)
