@@ -30,7 +30,7 @@ def make_tiny_model(folder: Path, chat: bool) -> Path:
         tok.chat_template = CHATML
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.5,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, initializer_range=0.5,
                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)

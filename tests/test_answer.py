@@ -63,3 +63,20 @@ def test_answer_questions_returns_extracted_answers_and_timings(chat_lm):
     assert all(a.raw.startswith(ANSWER_PREFIX) for a in answers)
     assert answers[0].passages == ["p one"]
     assert len(timings) == 2 and all(t > 0 for t in timings)
+
+
+def test_prompts_are_bounded_in_tokens_whatever_the_passages_hold(chat_lm):
+    from polyprag.answer import context_tokens, fit_passages
+
+    tok = chat_lm.tokenizer
+    short = ["Marlow Bridge was built by Ada Feld.", "Tesk is a river."]
+    assert fit_passages(chat_lm, "Who built it?", short, True, 8) == short  # what fits is never touched
+    huge = ["Title " * 50 + "word " * 20_000, "Another document. " * 5_000, "A third."]
+    for shots in (True, False):
+        fitted = fit_passages(chat_lm, "Who built it?", huge, shots, 8)
+        prompt = build_prompt(tok, "Who built it?", fitted, shots=shots)
+        assert len(tok(prompt, add_special_tokens=False).input_ids) + 8 <= context_tokens(chat_lm)
+        assert fitted and fitted[0].startswith("Title Title")  # cut at the end, the start kept
+    (answer,) = answer_questions(chat_lm, ["Who built it?"], [huge], GenerationConfig(max_new_tokens=4),
+                                 progress=False)
+    assert len(answer.passages) <= 3
