@@ -27,13 +27,13 @@ import uuid
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from .answer import Answer
@@ -71,19 +71,38 @@ class Limits:
 
 # ---------------------------------------------------------------- schemas
 
+def _utf8(text: str) -> str:
+    """Refused at the edge: JSON may carry lone surrogates ("\\ud800") that no tokenizer or file can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"holds {text[e.start:e.end]!r} at position {e.start}, which is not valid Unicode text "
+                         "(a lone surrogate); send text that encodes as UTF-8") from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_utf8)]
+
+
 class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: str | None = None
-    questions: list[str] | None = None
+    question: Text | None = None
+    questions: list[Text] | None = None
     k: int = 3
     mode: Mode = "poly"
     max_new_tokens: int = 32
 
 
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: Text | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: str
-    content: str | list[dict] | None = None  # a string, or OpenAI's content parts ({"type": "text", "text": ...})
+    content: Text | list[ContentPart] | None = None  # a string, or OpenAI's content parts ({"type": "text", "text": ...})
 
 
 class ChatRequest(BaseModel):
@@ -103,9 +122,9 @@ class ChatRequest(BaseModel):
 
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str
-    title: str = ""
-    text: str
+    id: Text
+    title: Text = ""
+    text: Text
 
 
 class DocumentsRequest(BaseModel):
@@ -264,13 +283,24 @@ class Service:
         for it in items:
             groups.setdefault((it.mode, it.max_new_tokens), []).append(it)
         for (mode, max_new_tokens), group in groups.items():
+            generation = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16)
             try:
-                self._answer_group(group, mode, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=16))
-            except Exception as e:  # every request of the group gets the error; the server goes on
-                for it in group:
-                    it.error = e
+                self._answer_group(group, mode, generation)
+            except Exception as e:
+                if len(group) == 1:
+                    group[0].error = e
+                else:  # one request's fault must not fail the others batched with it: each alone
+                    log.warning("a batch of %d requests failed (%s); answering each alone", len(group), e)
+                    self._answer_all_alone(group, mode, generation)
             for it in group:
                 it.done.set()
+
+    def _answer_all_alone(self, group: list[Pending], mode: str, generation: GenerationConfig) -> None:
+        for it in group:
+            try:
+                self._answer_group([it], mode, generation)
+            except Exception as e:  # this request's own error; the server goes on
+                it.error = e
 
     def _answer_group(self, group: list[Pending], mode: str, generation: GenerationConfig) -> None:
         kb = self.kb
@@ -596,10 +626,10 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
                              "documents": [h.doc_id for h in hits[0]]}}
 
 
-def _text(content: str | list[dict] | None) -> str:
+def _text(content: str | list[ContentPart] | None) -> str:
     """A message's text: the string, or its text parts joined."""
     if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if part.get("type") == "text")
+        return " ".join(part.text or "" for part in content if part.type == "text")
     return content or ""
 
 

@@ -345,3 +345,25 @@ def test_a_replica_on_the_same_folder_serves_what_the_other_server_adds(kb_folde
     assert report["replicas"] == 1 and report["replica_seen_s_max"] is not None and report["replica_seen_s_max"] < 60
     assert report["replica_probes_retrieved"] == 1 and report["probes_retrieved"] == 1
     assert doc[0] == 200 and doc[1]["id"] == "pell"
+
+
+def test_text_that_is_not_unicode_is_refused_at_the_edge(client):
+    bad = '"Who built the \\ud800 bridge?"'  # a lone surrogate: valid JSON, not valid text
+    for path, body in (("/v1/answer", '{"question": %s}' % bad),
+                       ("/v1/chat/completions", '{"messages": [{"role": "user", "content": %s}]}' % bad),
+                       ("/v1/chat/completions",
+                        '{"messages": [{"role": "user", "content": [{"type": "text", "text": %s}]}]}' % bad),
+                       ("/v1/documents", '{"documents": [{"id": "x", "text": %s}]}' % bad)):
+        r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code in (400, 422) and "UTF-8" in str(r.json()), (path, r.json())
+
+
+def test_one_failing_request_fails_alone_in_a_shared_batch(kb_folder, tmp_path):
+    from polyprag.serve import Pending
+
+    app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0)
+    service = app.state.service
+    honest, poisoned = Pending(["Who built the bridge?"], "poly", 2, 2), Pending(["Who \ud800?"], "poly", 2, 2)
+    service._answer_all([honest, poisoned, Pending(["Where is it?"], "poly", 2, 2)])
+    assert honest.error is None and honest.result[2][0].question == "Who built the bridge?"
+    assert poisoned.error is not None and honest.done.is_set() and poisoned.done.is_set()
