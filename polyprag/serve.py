@@ -67,6 +67,8 @@ class Limits:
     max_doc_chars: int = 100_000
     top_adapters: int = 8  # adapters listed in a mixing summary
     answer_wait_s: float = 120.0  # longest wait for the model (answers are serialised) before a 503
+    # questions waiting for the model at most; beyond, 503 + Retry-After (each waiting request holds a thread)
+    max_waiting: int = 64
 
 
 # ---------------------------------------------------------------- schemas
@@ -232,8 +234,9 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 class Service:
     def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", max_waiting: int = Limits.max_waiting):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
+        self.max_waiting = max_waiting
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
         self.pending: list[Pending] = []  # answer requests waiting for the model
@@ -256,6 +259,9 @@ class Service:
         of them in shared generation batches (rows carry their own routing), so throughput grows with load."""
         item = Pending(questions, mode, k, max_new_tokens)
         with self.pending_lock:
+            if sum(len(p.questions) for p in self.pending) + len(questions) > self.max_waiting:
+                raise ApiError(503, f"{self.max_waiting} questions are already waiting for the model; retry in a "
+                                    "few seconds.", retry_after_s=5)
             self.pending.append(item)
         deadline = time.monotonic() + wait_s
         while not item.done.is_set():
@@ -263,8 +269,10 @@ class Service:
                 with self.pending_lock:
                     if item in self.pending:  # nobody took it: give up
                         self.pending.remove(item)
-                        raise ApiError(503, f"the model was busy for {wait_s:.0f} s; retry later.")
-                item.done.wait()  # taken by the request answering now: it finishes soon
+                        raise ApiError(503, f"the model was busy for {wait_s:.0f} s; retry later.", retry_after_s=10)
+                # taken by the request answering now: it finishes soon, but never wait unbounded
+                if not item.done.wait(timeout=wait_s):
+                    raise ApiError(503, f"no answer within {2 * wait_s:.0f} s; retry later.", retry_after_s=10)
                 break
             try:
                 if not item.done.is_set():
@@ -401,9 +409,9 @@ def mixing_summary(weights: torch.Tensor, top: int) -> Mixing:
 # ---------------------------------------------------------------- validation at the edge
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, retry_after_s: int | None = None):
         super().__init__(message)
-        self.status = status
+        self.status, self.retry_after_s = status, retry_after_s
 
 
 def _check(ok: bool, message: str, status: int = 422) -> None:
@@ -493,7 +501,7 @@ class BodyLimit:
         await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
 
 
-def require_key(request: Request) -> None:
+async def require_key(request: Request) -> None:
     """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed). A
     server with only a read key refuses every write: a key configured means writes are guarded."""
     key = os.environ.get(API_KEY_ENV)
@@ -504,7 +512,7 @@ def require_key(request: Request) -> None:
         raise ApiError(401, "missing or wrong X-API-Key header; send the key the server was started with.")
 
 
-def require_read_key(request: Request) -> None:
+async def require_read_key(request: Request) -> None:
     """With guarded reads (POLYPRAG_READ_KEY set, or --guard-reads / POLYPRAG_GUARD_READS=1) every endpoint
     but the page needs X-API-Key: the read key or the write key."""
     keys = read_keys(request.app.state.guard_reads)
@@ -533,7 +541,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
-    service = Service(kb_folder, model, watch_s, device, dtype)
+    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).")
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
     app.state.service, app.state.guard_reads = service, guard_reads
@@ -546,7 +554,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         return page  # no data in it: it asks for the key and sends it with every request
 
     @app.get("/health", dependencies=read)
-    def health() -> Health:
+    async def health() -> Health:
         kb = service.kb
         return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=kb.lm.spec,
                       jobs_queued=service.queue.qsize())
@@ -571,24 +579,24 @@ def _document_routes(app: FastAPI, service: Service, limits: Limits, read: list,
     """Add (a job), look up and remove (a job) documents."""
 
     @app.post("/v1/documents", status_code=202, dependencies=write)
-    def add_documents(req: DocumentsRequest) -> JobOut:
+    async def add_documents(req: DocumentsRequest) -> JobOut:
         _check(req.grow == "auto" or 0 <= req.grow <= MAX_GROW, f"grow={req.grow}: send 0 to {MAX_GROW} or 'auto'.")
         return service.submit(Job("add", checked_documents(req, service.kb, limits), grow=req.grow))
 
     @app.get("/v1/jobs/{job_id}", dependencies=read)
-    def job(job_id: str) -> JobOut:
+    async def job(job_id: str) -> JobOut:
         _check(job_id in service.jobs, f"no job {job_id!r}; use the job_id that POST /v1/documents returned.", 404)
         return service.jobs[job_id].out()
 
     @app.get("/v1/documents/{doc_id:path}", dependencies=read)
-    def document(doc_id: str) -> DocumentOut:
+    async def document(doc_id: str) -> DocumentOut:
         kb = service.kb
         _check(doc_id in kb.row, f"no document {doc_id!r} in the knowledge base ({len(kb.docs)} documents).", 404)
         d, weights = kb.docs[kb.row[doc_id]], kb.routing.mean_weights(torch.tensor([kb.row[doc_id]]))
         return DocumentOut(id=d.id, title=d.title, text=d.text, mixing=mixing_summary(weights, limits.top_adapters))
 
     @app.delete("/v1/documents/{doc_id:path}", status_code=202, dependencies=write)
-    def remove_document(doc_id: str) -> JobOut:
+    async def remove_document(doc_id: str) -> JobOut:
         # A job like an addition: mutations must run in order, each on the version the previous one saved.
         _check(doc_id in service.kb.row, f"no document {doc_id!r} in the knowledge base.", 404)
         return service.submit(Job("remove", [doc_id]))
@@ -602,7 +610,7 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
     unchanged: the last user message is the question, the model name (or the extra field "mode") the mode."""
 
     @app.get("/v1/models", dependencies=read)
-    def models() -> dict:
+    async def models() -> dict:
         return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "polyprag"}
                                            for m in OPENAI_MODELS]}
 
@@ -641,15 +649,17 @@ def _error_handlers(app: FastAPI) -> None:
     """Every error is JSON {"error": message} ({"error": {"message", "type", "code"}} on the OpenAI-compatible
     routes, where clients look for it); unexpected ones are logged here and stay generic for clients."""
 
-    def reply(request: Request, status: int, message: str) -> JSONResponse:
+    def reply(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
         if request.url.path in ("/v1/chat/completions", "/v1/models"):
             kind = "invalid_request_error" if status < 500 else "server_error"
-            return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
-        return JSONResponse({"error": message}, status_code=status)
+            return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
+                                headers=headers)
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        return reply(request, e.status, str(e))
+        retry = None if e.retry_after_s is None else {"Retry-After": str(e.retry_after_s)}
+        return reply(request, e.status, str(e), retry)
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, e: InputError) -> JSONResponse:

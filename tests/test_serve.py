@@ -367,3 +367,42 @@ def test_one_failing_request_fails_alone_in_a_shared_batch(kb_folder, tmp_path):
     service._answer_all([honest, poisoned, Pending(["Where is it?"], "poly", 2, 2)])
     assert honest.error is None and honest.result[2][0].question == "Who built the bridge?"
     assert poisoned.error is not None and honest.done.is_set() and poisoned.done.is_set()
+
+
+def test_light_endpoints_never_wait_behind_answers_and_the_queue_is_bounded(kb_folder, tmp_path):
+    import anyio
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0,
+                     limits=Limits(max_waiting=2, answer_wait_s=30))
+    service = app.state.service
+    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+        def two_threads():  # the server's threads for sync endpoints: both taken by the waiting answers
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 2
+
+        client.portal.call(two_threads)
+        service.lock.acquire()  # the model is busy
+        try:
+            waiting = [pool.submit(client.post, "/v1/answer", json={"question": f"Who {i}?", "max_new_tokens": 2})
+                       for i in range(2)]
+            deadline = time.monotonic() + 10
+            while len(service.pending) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            start = time.monotonic()
+            assert pool.submit(client.get, "/health").result(timeout=5).status_code == 200
+            assert pool.submit(client.get, "/v1/documents/velmark").result(timeout=5).status_code == 200
+            assert time.monotonic() - start < 5
+        finally:
+            service.lock.release()
+        assert [w.result(timeout=60).status_code for w in waiting] == [200, 200]
+        service.lock.acquire()
+        try:
+            waiting = [pool.submit(client.post, "/v1/answer", json={"questions": ["A?", "B?"], "max_new_tokens": 2})]
+            while len(service.pending) < 1:
+                time.sleep(0.05)
+            over = pool.submit(client.post, "/v1/answer", json={"question": "C?", "max_new_tokens": 2}).result(5)
+        finally:
+            service.lock.release()
+        assert waiting[0].result(timeout=60).status_code == 200
+        assert over.status_code == 503 and int(over.headers["retry-after"]) > 0 and "waiting" in over.json()["error"]
