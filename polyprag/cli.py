@@ -166,6 +166,9 @@ def _tool_parsers(sub) -> None:
     serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests whose Host header is NAME (default: loopback names only, so a web "
+                            "page cannot reach the server by DNS rebinding); repeatable; '*' allows any")
     serve.add_argument("--model", help="override the KB's own base model (folder, HF id, or bundled name)")
     serve.add_argument("--guard-reads", action="store_true",
                        help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
@@ -430,7 +433,7 @@ def cmd_serve(args) -> None:
     from .serve import serve  # the web stack is imported only by the command that needs it
 
     serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads, device=args.device,
-          dtype=args.dtype)
+          dtype=args.dtype, allowed_hosts=tuple(args.allow_host))
 
 
 def cmd_eval(args) -> None:

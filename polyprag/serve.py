@@ -501,6 +501,36 @@ class BodyLimit:
         await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class HostAllowlist:
+    """Only requests whose Host header names this server pass (DNS rebinding: a page on attacker.example that
+    resolves to 127.0.0.1 reaches a loopback server, but its requests carry Host: attacker.example)."""
+
+    def __init__(self, app, hosts: tuple[str, ...]):
+        self.app, self.hosts = app, {h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "*" not in self.hosts:
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            name = host_name(host)
+            if name not in self.hosts:
+                error = (f"Host {host[:100]!r} is not a name this server answers to ({', '.join(sorted(self.hosts))}); "
+                         f"if it is yours, restart the server with --allow-host {name or 'NAME'}.")
+                await JSONResponse({"error": error}, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port: "[::1]:8000" -> "::1", "localhost:80" -> "localhost"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 async def require_key(request: Request) -> None:
     """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed). A
     server with only a read key refuses every write: a key configured means writes are guarded."""
@@ -537,7 +567,8 @@ def _key_matches(request: Request, *keys: str) -> bool:
 
 def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
                guard_reads: bool = False, watch_s: float = WATCH_S, device: str = "cpu",
-               dtype: str = "float32") -> FastAPI:
+               dtype: str = "float32", allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
+    """`allowed_hosts`: Host names answered besides the loopback ones ("*": any)."""
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
@@ -546,6 +577,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
     app.state.service, app.state.guard_reads = service, guard_reads
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(HostAllowlist, hosts=(*LOOPBACK_HOSTS, *allowed_hosts))  # added last: runs first
     _error_handlers(app)
     page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
 
@@ -680,8 +712,15 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          guard_reads: bool = False, device: str = "cpu", dtype: str = "float32") -> None:
+          guard_reads: bool = False, device: str = "cpu", dtype: str = "float32",
+          allowed_hosts: tuple[str, ...] = ()) -> None:
     import uvicorn
 
-    uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads, device=device, dtype=dtype), host=host,
-                port=port, log_level="info")
+    if host_name(host) not in LOOPBACK_HOSTS:
+        if not os.environ.get(API_KEY_ENV):
+            log.warning("listening on %s with no %s: anyone who reaches this address can add and remove documents; "
+                        "set %s (and %s to guard reads)", host, API_KEY_ENV, API_KEY_ENV, READ_KEY_ENV)
+        if host not in ("0.0.0.0", "::"):
+            allowed_hosts = (*allowed_hosts, host)  # the address it listens on is a name clients use
+    uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads, device=device, dtype=dtype,
+                           allowed_hosts=allowed_hosts), host=host, port=port, log_level="info")

@@ -118,7 +118,7 @@ def test_two_writers_at_once_never_lose_an_acknowledged_change(master, tiny_chat
 def test_a_service_job_and_a_cli_add_at_once_both_land_or_the_cli_is_refused(master, tiny_chat_model_dir, tmp_path):
     for round_ in range(ROUNDS):
         kb = copy_kb(master, tmp_path / f"round-{round_}" / "kb")
-        client = TestClient(create_app(kb, watch_s=0.2))
+        client = TestClient(create_app(kb, watch_s=0.2), base_url="http://127.0.0.1")
         cli = subprocess.Popen(CLI + command(("add", "cli-doc"), kb, tiny_chat_model_dir), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
         job = client.post("/v1/documents", json={"documents": [{"id": "svc-doc", "title": "S", "text": "Svc was "
@@ -155,7 +155,7 @@ def test_a_save_from_a_stale_version_is_refused_naming_both_versions(master, tin
 
 def test_an_outside_change_is_served_and_the_next_job_starts_from_it(master, tiny_chat_model_dir, tmp_path):
     kb_dir = copy_kb(master, tmp_path / "kb")
-    client = TestClient(create_app(kb_dir, watch_s=0.1))
+    client = TestClient(create_app(kb_dir, watch_s=0.1), base_url="http://127.0.0.1")
     outside = KnowledgeBase.load(kb_dir, load_model(str(tiny_chat_model_dir)))
     outside.remove(["marlow"])
     outside.save(kb_dir)  # a CLI `remove` beside the server
@@ -176,7 +176,7 @@ def test_an_outside_change_is_served_and_the_next_job_starts_from_it(master, tin
 def test_a_job_whose_save_conflicts_redoes_its_change_on_the_new_version(master, tiny_chat_model_dir, tmp_path,
                                                                          monkeypatch):
     kb_dir = copy_kb(master, tmp_path / "kb")
-    client = TestClient(create_app(kb_dir, watch_s=0))
+    client = TestClient(create_app(kb_dir, watch_s=0), base_url="http://127.0.0.1")
     real_add, calls = KnowledgeBase.add, []
 
     def add_while_another_writer_saves(self, docs, *args, **kwargs):
@@ -209,7 +209,7 @@ def test_a_job_whose_save_conflicts_redoes_its_change_on_the_new_version(master,
 def test_guarded_reads_need_a_key_on_every_endpoint_but_the_page(master, tmp_path, monkeypatch, env, headers, status):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    client = TestClient(create_app(copy_kb(master, tmp_path / "kb"), watch_s=0))
+    client = TestClient(create_app(copy_kb(master, tmp_path / "kb"), watch_s=0), base_url="http://127.0.0.1")
     reads = [client.get("/health", headers=headers), client.get("/v1/documents/velmark", headers=headers),
              client.post("/v1/answer", json={"question": "Who?", "max_new_tokens": 2}, headers=headers)]
     assert [r.status_code for r in reads] == [status] * 3, [r.json() for r in reads]
@@ -225,7 +225,7 @@ def test_a_read_key_alone_never_writes(master, tmp_path, monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.setenv(READ_KEY_ENV, "r")
     kb = copy_kb(master, tmp_path / "kb")
-    client = TestClient(create_app(kb, watch_s=0))
+    client = TestClient(create_app(kb, watch_s=0), base_url="http://127.0.0.1")
     key = {"X-API-Key": "r"}
     assert client.get("/v1/documents/velmark", headers=key).status_code == 200
     add = client.post("/v1/documents", json={"documents": [{"id": "x", "title": "X", "text": "X."}]}, headers=key)

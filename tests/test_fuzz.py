@@ -36,7 +36,7 @@ path_parts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_s
 @pytest.fixture(scope="module")
 def client(tiny_chat_model_dir, tmp_path_factory):
     folder = build_kb(tiny_chat_model_dir, tmp_path_factory.mktemp("fuzz") / "kb")
-    return TestClient(create_app(folder), raise_server_exceptions=False)
+    return TestClient(create_app(folder), raise_server_exceptions=False, base_url="http://127.0.0.1")
 
 
 def check(r) -> dict:
@@ -93,7 +93,7 @@ def test_the_server_still_answers_after_the_fuzzing(client):
 def test_a_request_that_waits_too_long_for_the_model_gets_a_503(tiny_chat_model_dir, tmp_path):
     folder = build_kb(tiny_chat_model_dir, tmp_path / "kb")
     app = create_app(folder, limits=Limits(answer_wait_s=0.2))
-    client = TestClient(app)
+    client = TestClient(app, base_url="http://127.0.0.1")
     service = app.state.service
     with service.lock:  # another request is holding the model
         done = threading.Event()

@@ -132,7 +132,7 @@ def test_the_service_grows_the_inventory_when_asked(built, tmp_path):
     from polyprag.serve import create_app
 
     built.save(tmp_path / "kb")
-    client = TestClient(create_app(tmp_path / "kb", watch_s=0))
+    client = TestClient(create_app(tmp_path / "kb", watch_s=0), base_url="http://127.0.0.1")
     doc = {"id": "pell", "title": "Orrin Pell", "text": NEW[0].text}
     assert client.post("/v1/documents", json={"documents": [doc], "grow": -1}).status_code == 422
     assert client.post("/v1/documents", json={"documents": [doc], "grow": "lots"}).status_code == 422

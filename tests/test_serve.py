@@ -24,14 +24,14 @@ def kb_folder(tiny_chat_model_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(kb_folder):
     """A read-only service over the shared KB: tests that add or remove documents use `own_client`."""
-    return TestClient(create_app(kb_folder))
+    return TestClient(create_app(kb_folder), base_url="http://127.0.0.1")
 
 
 @pytest.fixture
 def own_client(kb_folder, tmp_path):
     folder = tmp_path / "kb"
     shutil.copytree(kb_folder, folder)
-    return TestClient(create_app(folder)), folder
+    return TestClient(create_app(folder), base_url="http://127.0.0.1"), folder
 
 
 def ask(client, **body) -> tuple[int, dict]:
@@ -121,7 +121,7 @@ def test_malformed_json_is_a_422_json_error(client):
 
 
 def test_a_body_over_the_limit_is_413_by_header_or_by_bytes(kb_folder):
-    client = TestClient(create_app(kb_folder, limits=Limits(max_body_bytes=1000)))
+    client = TestClient(create_app(kb_folder, limits=Limits(max_body_bytes=1000)), base_url="http://127.0.0.1")
     r = client.post("/v1/answer", json={"question": "a" * 2000})
     assert r.status_code == 413 and "over 1,000 bytes" in r.json()["error"]
     # No Content-Length (chunked): the middleware counts the bytes as they come.
@@ -219,7 +219,7 @@ def test_a_failed_job_reports_its_error_and_the_next_job_still_runs(own_client, 
 def test_an_unexpected_error_is_a_generic_500(kb_folder, monkeypatch):
     app = create_app(kb_folder)
     monkeypatch.setattr(app.state.service, "answer", raising(RuntimeError("secret path")))
-    r = TestClient(app, raise_server_exceptions=False).post("/v1/answer", json={"question": "Who?"})
+    r = TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1").post("/v1/answer", json={"question": "Who?"})
     assert r.status_code == 500 and r.json() == {"error": "internal server error; the server log has the details."}
 
 
@@ -229,7 +229,7 @@ def test_requests_waiting_for_the_model_are_answered_together_each_with_its_own_
     from polyprag import kb as kb_module
 
     app = create_app(kb_folder)
-    client, service = TestClient(app), app.state.service
+    client, service = TestClient(app, base_url="http://127.0.0.1"), app.state.service
     asks = [{"question": "Who finished Marlow Bridge?", "mode": "poly", "k": 1},
             {"questions": ["When was Velmark founded?", "Who invented the glass harp?"], "mode": "poly", "k": 2},
             {"question": "Who invented the glass harp?", "mode": "rag", "k": 1},
@@ -376,7 +376,7 @@ def test_light_endpoints_never_wait_behind_answers_and_the_queue_is_bounded(kb_f
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0,
                      limits=Limits(max_waiting=2, answer_wait_s=30))
     service = app.state.service
-    with TestClient(app) as client, ThreadPoolExecutor(4) as pool:
+    with TestClient(app, base_url="http://127.0.0.1") as client, ThreadPoolExecutor(4) as pool:
         def two_threads():  # the server's threads for sync endpoints: both taken by the waiting answers
             anyio.to_thread.current_default_thread_limiter().total_tokens = 2
 
@@ -406,3 +406,20 @@ def test_light_endpoints_never_wait_behind_answers_and_the_queue_is_bounded(kb_f
             service.lock.release()
         assert waiting[0].result(timeout=60).status_code == 200
         assert over.status_code == 503 and int(over.headers["retry-after"]) > 0 and "waiting" in over.json()["error"]
+
+
+def test_only_the_servers_own_host_names_are_answered(kb_folder, tmp_path):
+    from polyprag.serve import host_name
+
+    app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, allowed_hosts=("kb.example.org",))
+    for base, status in (("http://127.0.0.1:8000", 200), ("http://localhost", 200), ("http://[::1]:8000", 200),
+                         ("http://kb.example.org", 200), ("http://attacker.example", 400),
+                         ("http://attacker.example:8000", 400)):
+        r = TestClient(app, base_url=base).get("/health")
+        assert r.status_code == status, (base, r.json())
+        if status == 400:
+            assert "--allow-host attacker.example" in r.json()["error"]
+    rebinding = TestClient(app, base_url="http://attacker.example")
+    add = rebinding.post("/v1/documents", json={"documents": [{"id": "x", "text": "X."}]})
+    assert add.status_code == 400
+    assert host_name("[::1]:80") == "::1" and host_name("LOCALHOST:1") == "localhost" and host_name("::1") == "::1"
