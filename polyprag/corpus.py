@@ -191,7 +191,7 @@ def _record_to_document(obj: Any, where: str) -> Document:
             f"{where}: missing field {missing[0]!r} (fields present: {', '.join(map(repr, obj)) or 'none'}); "
             "each document needs 'id' and 'text' (or 'contents')"
         )
-    doc_id = _validate_id(obj["id"], where)
+    doc_id = validate_id(obj["id"], where)
     text = _validate_str(obj[text_key], text_key, where)
     if not text.strip():
         raise InputError(f"{where}: field {text_key!r} is empty; give the document some text or remove it")
@@ -200,7 +200,12 @@ def _record_to_document(obj: Any, where: str) -> Document:
     return Document(id=doc_id, title=title, text=text)
 
 
-def _validate_id(value: Any, where: str) -> str:
+MAX_ID_CHARS = 512  # ids name routing rows, chunk ids and lines of `versions`: a key, not content
+
+
+def validate_id(value: Any, where: str) -> str:
+    """The one rule for a document id, from a file or over HTTP: a non-empty string or integer, no path
+    separator, control character (terminal escapes) or lone surrogate, at most MAX_ID_CHARS."""
     # bool is an int subclass, but True as an id is surely a mistake.
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(
@@ -217,6 +222,9 @@ def _validate_id(value: Any, where: str) -> str:
         )
     _check_no_control_chars(doc_id, "id", where)
     _check_encodable(doc_id, "id", where)
+    if len(doc_id) > MAX_ID_CHARS:
+        raise InputError(f"{where}: id of {len(doc_id):,} characters {doc_id[:40]!r}…; ids are at most "
+                         f"{MAX_ID_CHARS} characters: use a short key and put the rest in the title or text")
     return doc_id
 
 

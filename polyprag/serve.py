@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException
 
 from .answer import Answer
 from .generate import GenerationConfig
-from .corpus import Document
+from .corpus import Document, validate_id
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
 from .lifecycle import read_manifest
@@ -442,7 +442,11 @@ def checked_documents(req: DocumentsRequest, kb: KnowledgeBase, limits: Limits) 
     seen: set[str] = set()
     for i, d in enumerate(docs):
         _check(bool(d.id.strip()) and d.id == d.id.strip(),
-               f"documents[{i}].id={d.id!r}: give a non-empty id without surrounding spaces.")
+               f"documents[{i}].id={d.id[:80]!r}: give a non-empty id without surrounding spaces.")
+        try:
+            validate_id(d.id, f"documents[{i}]")  # the rule the command line applies to a corpus file
+        except InputError as e:
+            raise ApiError(422, str(e)) from None
         _check(d.id not in seen, f"documents[{i}].id={d.id!r} appears twice in this request; make ids unique.")
         _check(bool(d.text.strip()), f"documents[{i}] ({d.id!r}) has no text; add text.")
         _check(len(d.text) <= limits.max_doc_chars, f"documents[{i}] ({d.id!r}) has {len(d.text)} characters of "

@@ -423,3 +423,10 @@ def test_only_the_servers_own_host_names_are_answered(kb_folder, tmp_path):
     add = rebinding.post("/v1/documents", json={"documents": [{"id": "x", "text": "X."}]})
     assert add.status_code == 400
     assert host_name("[::1]:80") == "::1" and host_name("LOCALHOST:1") == "localhost" and host_name("::1") == "::1"
+
+
+@pytest.mark.parametrize("bad_id", ["../escape", "a/b", "nul\x00id", "ansi\x1b[31mred", "x" * 100_000])
+def test_http_ids_follow_the_command_lines_rules(client, bad_id):
+    r = client.post("/v1/documents", json={"documents": [{"id": bad_id, "text": "Some text."}]})
+    assert r.status_code == 422 and "id" in r.json()["error"], r.json()
+    assert len(r.text) < 2_000  # the error quotes a bounded piece of the id
