@@ -32,6 +32,7 @@ from typing import Annotated, Literal, get_args
 import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
@@ -226,6 +227,13 @@ class Pending:
     done: threading.Event = field(default_factory=threading.Event)
     result: tuple | None = None
     error: Exception | None = None
+
+
+def public_name(spec: str) -> str:
+    """A model's name for clients: a bundled name or hub id as given, a local folder by its last part only (the
+    server's paths are nobody else's business)."""
+    path = Path(spec)
+    return path.name if path.is_absolute() or spec.startswith(".") or os.sep in spec and path.exists() else spec
 
 
 def kb_version(kb: KnowledgeBase) -> int:
@@ -577,7 +585,8 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
     service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting)
-    app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).")
+    app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).",
+                  docs_url=None, openapi_url=None)  # served below, behind the read key like every read
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
     app.state.service, app.state.guard_reads = service, guard_reads
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
@@ -592,8 +601,16 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     @app.get("/health", dependencies=read)
     async def health() -> Health:
         kb = service.kb
-        return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=kb.lm.spec,
+        return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=public_name(kb.lm.spec),
                       jobs_queued=service.queue.qsize())
+
+    @app.get("/openapi.json", dependencies=read, include_in_schema=False)
+    async def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=read, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="polyprag API")
 
     @app.post("/v1/answer", dependencies=read)
     def answer(req: AnswerRequest) -> AnswerResponse:

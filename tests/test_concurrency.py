@@ -221,6 +221,15 @@ def test_guarded_reads_need_a_key_on_every_endpoint_but_the_page(master, tmp_pat
         assert r.status_code == 401
 
 
+def test_guarded_reads_guard_the_api_docs_too(master, tmp_path, monkeypatch):
+    monkeypatch.setenv(READ_KEY_ENV, "r")
+    client = TestClient(create_app(copy_kb(master, tmp_path / "kb"), watch_s=0), base_url="http://127.0.0.1")
+    for path in ("/docs", "/openapi.json"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"X-API-Key": "r"}).status_code == 200
+    assert "/v1/answer" in client.get("/openapi.json", headers={"X-API-Key": "r"}).json()["paths"]
+
+
 def test_a_read_key_alone_never_writes(master, tmp_path, monkeypatch):
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     monkeypatch.setenv(READ_KEY_ENV, "r")
