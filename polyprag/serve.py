@@ -43,6 +43,7 @@ from .corpus import Document, validate_id
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
 from .lifecycle import read_manifest
+from .prompts import ANSWER_PREFIX, build_prompt
 from .readers import reader
 from .retrieve import Hit
 
@@ -109,8 +110,9 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """OpenAI's chat completion request; fields polyprag does not use (temperature, top_p, ...) are accepted and
-    ignored (decoding is greedy). The mode is the model name, or the extra field "mode"."""
+    """OpenAI's chat completion request. Sampling fields (temperature, top_p, ...) are accepted and ignored
+    (decoding is greedy); fields that would change the answer polyprag cannot honour (UNSUPPORTED: tools, stop,
+    response_format, logprobs...) are refused. The mode is the model name, or the extra field "mode"."""
 
     model_config = ConfigDict(extra="allow")
     model: str = "polyprag"
@@ -655,6 +657,9 @@ def _document_routes(app: FastAPI, service: Service, limits: Limits, read: list,
         return service.submit(Job("remove", [doc_id]))
 
 
+# OpenAI request fields that would change the answer and that polyprag cannot honour: refused, never ignored
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "stop", "logprobs",
+               "top_logprobs", "logit_bias", "audio", "modalities", "prediction")
 OPENAI_MODELS = ("polyprag", *get_args(Mode))  # "polyprag" is poly; the others are the modes by name
 
 
@@ -676,15 +681,33 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
         users = [m for m in req.messages if m.role == "user"]
         _check(bool(users), "no user message; the last user message is the question.")
         question = _text(users[-1].content)
-        max_new = req.max_completion_tokens or req.max_tokens or 32
+        given = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+        _check(given is None or given >= 1, f"max_tokens={given}: send at least 1 (or leave it out: 32).")
+        max_new = given or 32
+        unsupported = sorted(k for k, v in (req.model_extra or {}).items() if k in UNSUPPORTED and v not in (None, False, []))
+        _check(not unsupported, f"{', '.join(unsupported)}: not supported by polyprag (greedy short answers, no "
+                                "tools or formats); leave these fields out.")
         checked_questions(AnswerRequest(question=question, k=req.k, mode=mode, max_new_tokens=max_new), limits)
         kb, hits, answers, _ = service.answer([question], mode, req.k, max_new, limits.answer_wait_s)
+        usage = token_usage(kb, mode, answers[0])
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": req.model,
-                "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                "choices": [{"index": 0, "logprobs": None,
+                             "finish_reason": "length" if usage["completion_tokens"] >= max_new else "stop",
                              "message": {"role": "assistant", "content": answers[0].answer}}],
+                "usage": usage,
                 "polyprag": {"mode": mode, "version": kb_version(kb), "raw": answers[0].raw,
                              "documents": [h.doc_id for h in hits[0]]}}
+
+
+def token_usage(kb: KnowledgeBase, mode: str, answer: Answer) -> dict:
+    """OpenAI's usage: the prompt as the reader built it (the passages it kept) and the tokens it generated."""
+    tok = kb.lm.tokenizer
+    prompt = build_prompt(tok, answer.question, answer.passages or None, shots=mode in ("rag", "closed-book"))
+    generated = answer.raw[len(ANSWER_PREFIX):] if answer.raw.startswith(ANSWER_PREFIX) else answer.raw
+    n_prompt = len(tok(prompt, add_special_tokens=False).input_ids)
+    n_completion = len(tok(generated, add_special_tokens=False).input_ids)
+    return {"prompt_tokens": n_prompt, "completion_tokens": n_completion, "total_tokens": n_prompt + n_completion}
 
 
 def _text(content: str | list[ContentPart] | None) -> str:
@@ -704,6 +727,7 @@ def _error_handlers(app: FastAPI) -> None:
 
     def reply(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
         if request.url.path in ("/v1/chat/completions", "/v1/models"):
+            status = 400 if status == 422 else status  # OpenAI answers a bad request with 400
             kind = "invalid_request_error" if status < 500 else "server_error"
             return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status,
                                 headers=headers)

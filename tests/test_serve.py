@@ -323,10 +323,10 @@ def test_the_official_openai_client_asks_the_kb_through_chat_completions(kb_fold
             status, direct = call("POST", f"{url}/v1/answer", {"question": question, "mode": mode, "max_new_tokens": 4})
             assert status == 200 and reply.choices[0].message.role == "assistant"
             assert reply.choices[0].message.content == direct["answers"][0]["answer"]
-            assert reply.model_extra["polyprag"]["documents"][0] == "marlow"
-        with pytest.raises(openai.UnprocessableEntityError, match="model 'gpt-4o'"):
+            assert reply.model_extra["polyprag"]["documents"][0] == "marlow" and reply.usage.total_tokens > 0
+        with pytest.raises(openai.BadRequestError, match="model 'gpt-4o'"):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": question}])
-        with pytest.raises(openai.UnprocessableEntityError, match="stream=true is not supported"):
+        with pytest.raises(openai.BadRequestError, match="stream=true is not supported"):
             client.chat.completions.create(model="poly", stream=True, messages=[{"role": "user", "content": question}])
 
 
@@ -431,3 +431,20 @@ def test_http_ids_follow_the_command_lines_rules(client, bad_id):
     r = client.post("/v1/documents", json={"documents": [{"id": bad_id, "text": "Some text."}]})
     assert r.status_code == 422 and "id" in r.json()["error"], r.json()
     assert len(r.text) < 2_000  # the error quotes a bounded piece of the id
+
+
+def test_the_openai_endpoint_refuses_what_it_cannot_honour_and_reports_usage(client):
+    def chat(**extra):
+        return client.post("/v1/chat/completions", json={"model": "poly", "messages": [
+            {"role": "user", "content": "Who built the bridge?"}], **extra})
+
+    for extra in ({"max_tokens": 0}, {"tools": [{"type": "function", "function": {"name": "f"}}]},
+                  {"response_format": {"type": "json_object"}}, {"stop": ["\n"]}, {"logprobs": True},
+                  {"max_tokens": "many"}):
+        r = chat(**extra)
+        assert r.status_code == 400, (extra, r.json())
+        assert r.json()["error"]["type"] == "invalid_request_error" and r.json()["error"]["message"]
+    ok = chat(max_tokens=1, temperature=0.7, logprobs=False).json()  # sampling fields: greedy, ignored
+    usage = ok["usage"]
+    assert usage["prompt_tokens"] > 5 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert ok["choices"][0]["finish_reason"] == "length"  # cut at 1 token
