@@ -45,8 +45,25 @@ def is_chat(tokenizer) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+def defuse(tokenizer, text: str) -> str:
+    """`text` with every special token string ("<|im_start|>", "<start_of_turn>") broken by a zero-width space,
+    so a question or document cannot open a turn of its own: only the template's markers are special."""
+    specials = [t for t in _special_strings(tokenizer) if t in text]
+    for t in specials:
+        text = text.replace(t, t[0] + "\u200b" + t[1:])
+    return text
+
+
+def _special_strings(tokenizer) -> list[str]:
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    found = {*getattr(tokenizer, "all_special_tokens", []), *(t.content for t in added.values() if t.special)}
+    return sorted((t for t in found if len(t) > 1), key=len, reverse=True)
+
+
 def build_prompt(tokenizer, question: str, passages: list[str] | None = None, shots: bool = True) -> str:
     """The reader's prompt, ending where the answer starts. Parametric modes train and ask without shots."""
+    question = defuse(tokenizer, question)
+    passages = [defuse(tokenizer, p) for p in passages] if passages else passages
     examples = [(user_content(q, [p] if passages else None), a) for p, q, a in EXAMPLES] if shots else []
     if is_chat(tokenizer):
         messages = [{"role": "system", "content": SYSTEM if shots else PARAMETRIC_SYSTEM}]
