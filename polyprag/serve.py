@@ -54,6 +54,7 @@ READ_KEY_ENV = "POLYPRAG_READ_KEY"  # set: every endpoint but the page needs thi
 GUARD_READS_ENV = "POLYPRAG_GUARD_READS"  # "1": every endpoint but the page needs the write key (= --guard-reads)
 MAX_GROW = 64  # adapters one request may add
 JOB_ATTEMPTS = 5  # a job's change redone on a newer version at most this often before it fails
+KEEP_JOBS = 1000  # finished jobs the registry remembers (dicts keep insertion order: the oldest go first)
 WATCH_S = 1.0  # how often the folder's current version is compared with the serving one
 Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
 
@@ -71,6 +72,7 @@ class Limits:
     answer_wait_s: float = 120.0  # longest wait for the model (answers are serialised) before a 503
     # questions waiting for the model at most; beyond, 503 + Retry-After (each waiting request holds a thread)
     max_waiting: int = 64
+    max_jobs: int = 16  # add/remove jobs queued at most; beyond, 429 + Retry-After
 
 
 # ---------------------------------------------------------------- schemas
@@ -244,9 +246,9 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 class Service:
     def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
-                 dtype: str = "float32", max_waiting: int = Limits.max_waiting):
+                 dtype: str = "float32", max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
-        self.max_waiting = max_waiting
+        self.max_waiting, self.max_jobs = max_waiting, max_jobs
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
         self.pending: list[Pending] = []  # answer requests waiting for the model
@@ -334,10 +336,21 @@ class Service:
             start = end
 
     def submit(self, job: Job) -> JobOut:
-        self.jobs[job.id] = job
-        out = job.out()  # before the worker can touch it: a new job always reads "queued"
-        self.queue.put(job)
+        with self.pending_lock:
+            if self.queue.qsize() >= self.max_jobs:
+                raise ApiError(429, f"{self.max_jobs} jobs are already queued; wait for them (GET /v1/jobs/ID) and "
+                                    "send this change again, or send more documents per job.", retry_after_s=30)
+            self._forget_finished()
+            self.jobs[job.id] = job
+            out = job.out()  # before the worker can touch it: a new job always reads "queued"
+            self.queue.put(job)
         return out
+
+    def _forget_finished(self) -> None:
+        """The registry keeps every unfinished job and the last KEEP_JOBS finished ones (oldest forgotten)."""
+        finished = [k for k, j in self.jobs.items() if j.status in ("done", "failed")]
+        for k in finished[: max(len(finished) - KEEP_JOBS + 1, 0)]:
+            del self.jobs[k]
 
     def _work(self) -> None:
         while True:
@@ -586,7 +599,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
-    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting)
+    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting, limits.max_jobs)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).",
                   docs_url=None, openapi_url=None)  # served below, behind the read key like every read
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]

@@ -448,3 +448,31 @@ def test_the_openai_endpoint_refuses_what_it_cannot_honour_and_reports_usage(cli
     usage = ok["usage"]
     assert usage["prompt_tokens"] > 5 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert ok["choices"][0]["finish_reason"] == "length"  # cut at 1 token
+
+
+def test_the_job_queue_and_registry_are_bounded(kb_folder, tmp_path, monkeypatch):
+    from polyprag import serve
+    from polyprag.serve import Job
+
+    monkeypatch.setattr(serve, "KEEP_JOBS", 3)
+    app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, limits=Limits(max_jobs=2))
+    service, client = app.state.service, TestClient(app, base_url="http://127.0.0.1")
+    release = threading.Event()
+    monkeypatch.setattr(service, "_run", lambda job: release.wait(30) and 1)  # the worker holds its first job
+    body = {"documents": [{"id": "y", "text": "Y is a hill."}]}
+    assert client.post("/v1/documents", json=body).status_code == 202
+    deadline = time.monotonic() + 10
+    while service.queue.qsize():  # until the worker holds it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    codes = [client.post("/v1/documents", json=body).status_code for _ in range(3)]
+    release.set()
+    assert codes == [202, 202, 429]  # one running, two queued, the next refused
+    r = client.post("/v1/documents", json=body)
+    assert r.status_code in (202, 429) and (r.status_code == 202 or r.headers["retry-after"])
+    for i in range(6):  # finished jobs beyond KEEP_JOBS are forgotten, unfinished ones never
+        done = Job("remove", [f"d{i}"])
+        done.status = "done"
+        service.jobs[done.id] = done
+    service._forget_finished()
+    assert sum(j.status == "done" for j in service.jobs.values()) == 2
