@@ -31,6 +31,7 @@ from .datasets import (CORPUS_NOTE, DATASETS, RESERVED_PER_TYPE, SPLITS, Split, 
 from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
 from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
+from .lifecycle import KEEP_VERSIONS
 from .models import BUNDLED, DEFAULT_MODEL, DTYPES, load_model, polyprag_home
 from .prag import PragConfig
 from .readers import reader
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("corpus")
     build.add_argument("--out", required=True, help="the knowledge base folder (written atomically)")
     build.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
+    _keep_args(build)
     _build_args(build)
     _common(build)
     build.set_defaults(func=cmd_build)
@@ -166,6 +168,7 @@ def _tool_parsers(sub) -> None:
     serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
+    _keep_args(serve)
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests whose Host header is NAME (default: loopback names only, so a web "
                             "page cannot reach the server by DNS rebinding); repeatable; '*' allows any")
@@ -232,8 +235,22 @@ def _add_parser(sub) -> None:
     add.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _keep_args(add)
     _device_args(add)
     add.set_defaults(func=cmd_add)
+
+
+def _keep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-versions", type=int, default=KEEP_VERSIONS, metavar="N",
+                   help=f"history versions kept besides the current one; older ones are deleted on save "
+                        f"(default {KEEP_VERSIONS})")
+
+
+def _keep(args) -> int:
+    keep = getattr(args, "keep_versions", KEEP_VERSIONS)
+    if keep < 0:
+        raise InputError(f"--keep-versions {keep}: keep 0 or more versions (0: no history).")
+    return keep
 
 
 def _lifecycle_parsers(sub) -> None:
@@ -251,6 +268,7 @@ def _lifecycle_parsers(sub) -> None:
     compact.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
     compact.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     compact.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _keep_args(compact)
     _device_args(compact)
     compact.set_defaults(func=cmd_compact)
 
@@ -261,6 +279,7 @@ def _lifecycle_parsers(sub) -> None:
     rm.add_argument("kb")
     rm.add_argument("ids", nargs="+", metavar="ID", help="document ids, as in the KB's docs.jsonl")
     rm.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    _keep_args(rm)
     _device_args(rm)
     rm.set_defaults(func=cmd_remove)
 
@@ -433,7 +452,7 @@ def cmd_serve(args) -> None:
     from .serve import serve  # the web stack is imported only by the command that needs it
 
     serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads, device=args.device,
-          dtype=args.dtype, allowed_hosts=tuple(args.allow_host))
+          dtype=args.dtype, allowed_hosts=tuple(args.allow_host), keep_versions=_keep(args))
 
 
 def cmd_eval(args) -> None:
@@ -526,7 +545,7 @@ def _build(args, docs, config: BuildConfig, out: Path, resume: bool) -> Knowledg
         shutil.rmtree(ckpt)  # a fresh build must not pick up an old run's weights
     distributed.barrier()
     kb = KnowledgeBase.build(docs, _lm(args), config, cache=_cache(args), checkpoint_dir=ckpt)
-    replaced = _save_once(kb, out)
+    replaced = _save_once(kb, out, _keep(args))
     if distributed.is_main():
         shutil.rmtree(ckpt, ignore_errors=True)
     if replaced is not None:  # a build over a KB is a new version of it, and can be undone
@@ -557,11 +576,11 @@ def cmd_add(args) -> None:
                          "again); launch it without torchrun.")
     if args.retrain:
         seconds = kb.retrain(docs, training, cache=_cache(args))
-        _save_rebasing(kb, Path(args.kb), _cache(args))
+        _save_rebasing(kb, Path(args.kb), _cache(args), _keep(args))
     else:
         seconds = kb.add(docs, training, cache=_cache(args), no_train=args.no_train, grow=_growth(args, len(docs), kb),
                          context_qa=args.context_qa)
-        _save_once(kb, Path(args.kb))
+        _save_once(kb, Path(args.kb), _keep(args))
     grown = (kb.manifest.additions or [{}])[-1].get("adapters_grown", 0) if not args.retrain else 0
     how = ("retrained on all documents" if args.retrain else "routed without training, inventory unchanged"
            if args.no_train else f"{grown} adapters grown, old ones unchanged" if grown else "Poly-z, inventory unchanged")
@@ -580,28 +599,28 @@ def cmd_compact(args) -> None:
     training = kb.manifest.build.training
     training = replace(training, epochs=args.epochs) if args.epochs else training
     seconds = kb.retrain([], training, cache=_cache(args), n_adapters=args.adapters)
-    _save_rebasing(kb, Path(args.kb), _cache(args))
+    _save_rebasing(kb, Path(args.kb), _cache(args), _keep(args))
     console.print(f"{args.kb}: version {kb.manifest.version}, {len(kb.docs)} documents, {before} → "
                   f"{kb.manifest.inventory.n_adapters} adapters ({seconds:.0f} s)", highlight=False)
 
 
-def _save_once(kb: KnowledgeBase, folder: Path) -> int | None:
+def _save_once(kb: KnowledgeBase, folder: Path, keep: int = KEEP_VERSIONS) -> int | None:
     """`kb.save`; under several processes (torchrun) process 0 writes and the others wait until it has."""
-    replaced = kb.save(folder) if distributed.is_main() else None
+    replaced = kb.save(folder, keep) if distributed.is_main() else None
     distributed.barrier()
     return replaced
 
 
-def _save_rebasing(kb: KnowledgeBase, folder: Path, cache: Path, attempts: int = 5) -> None:
+def _save_rebasing(kb: KnowledgeBase, folder: Path, cache: Path, keep: int = KEEP_VERSIONS, attempts: int = 5) -> None:
     """A long re-encoding is not thrown away when another writer saved meanwhile: their changes are carried
     over (`kb.rebase`) and the save tried again."""
     for _ in range(attempts - 1):
         try:
-            kb.save(folder)
+            kb.save(folder, keep)
             return
         except ConflictError:
             rebase(kb, folder, cache)
-    kb.save(folder)
+    kb.save(folder, keep)
 
 
 def _growth(args, n_new: int, kb: KnowledgeBase) -> int:
@@ -616,7 +635,7 @@ def cmd_remove(args) -> None:
     kb = _load_kb(args)
     before = len(kb.docs)
     kb.remove(args.ids)
-    kb.save(args.kb)
+    kb.save(args.kb, _keep(args))
     console.print(f"{args.kb}: version {kb.manifest.version}, {before} → {len(kb.docs)} documents",
                   highlight=False)
 

@@ -25,6 +25,7 @@ from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F
 from .models import LoadedModel, load_model
 from .retrieve import BM25Index, Hit, passages
 from .routing import RoutingTable
+from .lifecycle import KEEP_VERSIONS
 from .store import Stored
 from .train import TrainConfig
 
@@ -181,13 +182,14 @@ class KnowledgeBase:
         """Log a change in the manifest; `save` stamps it with the version it goes into."""
         self.manifest = replace(self.manifest, changes=[*self.manifest.changes, {**change, "at": store.now()}])
 
-    def save(self, folder: str | Path) -> int | None:
+    def save(self, folder: str | Path, keep_versions: int = KEEP_VERSIONS) -> int | None:
         """Write atomically (`store.write`): over an existing KB this is a new version, and into the folder it
-        was loaded from only on top of the version it was loaded as (else ConflictError, nothing written).
-        Returns the version it replaced, None if the folder held no KB."""
+        was loaded from only on top of the version it was loaded as (else ConflictError, nothing written); the
+        history keeps the newest `keep_versions`. Returns the version it replaced, None if the folder held no KB."""
         inventory, routing = self._stored()
         self.manifest, replaced = store.write(Path(folder), Stored(self.manifest, inventory, routing, self.docs,
-                                                                   self.augmentations, self.index), self.origin)
+                                                                   self.augmentations, self.index), self.origin,
+                                              keep_versions)
         self.origin = (Path(folder).resolve(), self.manifest.version)
         return replaced
 

@@ -4,15 +4,14 @@ KB/                      the current version, in the layout `kb.py` documents; m
 KB.versions/v1/          every other version, each a whole KB folder in the same layout
 KB.versions/v2/ ...
 A save over an existing KB first keeps the version it replaces in the history, then swaps the new one in
-atomically (`atomic.staged_dir`): a stop at any point leaves the current version whole. Files that are the
-same in two versions (the inventory, which Poly-z never changes) are one file with several hard links, so
-history costs little disk. Nothing here writes into an existing file, which is what makes sharing safe:
-never edit a file inside a KB folder in place.
+atomically (`atomic.staged_dir`): a stop at any point leaves the current version whole. Each version is a
+copy of its own (no hard links): a file damaged in one version cannot damage another, so rolling back to
+an intact version always works. The history keeps the newest `keep_versions` (KEEP_VERSIONS by default);
+older ones are deleted after each save, so disk stays bounded.
 """
 
 from __future__ import annotations
 
-import filecmp
 import hashlib
 import json
 import logging
@@ -157,17 +156,31 @@ def next_version(folder: str | Path, own: int, changed: bool) -> int:
     return max([own + changed] + [v + 1 for v in seen])
 
 
+KEEP_VERSIONS = 20  # versions kept in the history besides the current one (`--keep-versions`)
+
+
 @contextmanager
-def staged_version(folder: str | Path):
-    """`atomic.staged_dir`, and the version it replaces is kept in the history first (shared files linked)."""
+def staged_version(folder: str | Path, keep_versions: int = KEEP_VERSIONS):
+    """`atomic.staged_dir`, and the version it replaces is kept in the history first (a copy); after the swap
+    the history keeps its newest `keep_versions`."""
     folder = Path(folder)
     atomic.recover_dir(folder)
     with atomic.staged_dir(folder) as tmp:
         yield tmp
         current = read_manifest(folder)
         if current is not None:
-            _share_identical(tmp, folder)
             _archive(folder, current["version"])
+    prune(folder, keep_versions)
+
+
+def prune(folder: Path, keep: int) -> list[int]:
+    """Delete all but the newest `keep` history versions; returns the versions deleted."""
+    old = sorted(_history(folder))[: max(len(_history(folder)) - keep, 0)]
+    for v in old:
+        shutil.rmtree(_history(folder)[v], ignore_errors=True)
+    if old:
+        log.info("%s: deleted history version(s) %s (keeping the newest %d)", folder, old, keep)
+    return old
 
 
 def rollback(folder: str | Path, version: int) -> None:
@@ -189,14 +202,14 @@ def _rollback(folder: Path, version: int) -> None:
         raise InputError(f"{folder} has no version {version!r}; available: "
                          f"{', '.join(str(v['version']) for v in table)} (see `polyprag versions {folder}`).")
     with atomic.staged_dir(folder) as tmp:
-        _link_tree(source, tmp)
+        _copy_tree(source, tmp)
         _archive(folder, current if current is not None else f"damaged-{time.strftime('%Y%m%dT%H%M%S')}")
     shutil.rmtree(source, ignore_errors=True)  # it is current now; history holds only the other versions
 
 
 def _archive(folder: Path, version: int | str) -> None:
     """Keep `folder` as history version `version` (or a damaged one under its own name, never listed as a
-    version): hard links into a temp folder, renamed into place."""
+    version): copied into a temp folder, renamed into place."""
     hist = history_dir(folder)
     target = hist / (f"v{version}" if isinstance(version, int) else version)
     if target.exists():  # kept by an earlier save that stopped before its swap
@@ -204,34 +217,19 @@ def _archive(folder: Path, version: int | str) -> None:
     tmp = hist / f".v{version}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    _link_tree(folder, tmp)
+    _copy_tree(folder, tmp)
     os.replace(tmp, target)
 
 
-def _link_tree(src: Path, dst: Path) -> None:
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copies, never hard links: versions share no inode, so damage to one file stays in one version."""
     for path in sorted(src.rglob("*")):
         out = dst / path.relative_to(src)
         if path.is_dir():
             out.mkdir(parents=True, exist_ok=True)
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
-            _link(path, out)
-
-
-def _link(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # a file system without hard links: a copy costs disk, nothing else
-        shutil.copy2(src, dst)
-
-
-def _share_identical(new: Path, old: Path) -> None:
-    """Files of the staged version equal to the current one's become hard links to them (one copy on disk)."""
-    for path in sorted(new.rglob("*")):  # listed first: the loop replaces files in the folder it walks
-        twin = old / path.relative_to(new)
-        if path.is_file() and twin.is_file() and filecmp.cmp(path, twin, shallow=False):
-            path.unlink()
-            _link(twin, path)
+            shutil.copy2(path, out)
 
 
 # ---------------------------------------------------------------- inspection

@@ -42,7 +42,7 @@ from .generate import GenerationConfig
 from .corpus import Document, validate_id
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
-from .lifecycle import read_manifest
+from .lifecycle import KEEP_VERSIONS, read_manifest
 from .prompts import ANSWER_PREFIX, build_prompt
 from .readers import reader
 from .retrieve import Hit
@@ -246,9 +246,10 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 class Service:
     def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
-                 dtype: str = "float32", max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs):
+                 dtype: str = "float32", max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs,
+                 keep_versions: int = KEEP_VERSIONS):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
-        self.max_waiting, self.max_jobs = max_waiting, max_jobs
+        self.max_waiting, self.max_jobs, self.keep_versions = max_waiting, max_jobs, keep_versions
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
         self.pending: list[Pending] = []  # answer requests waiting for the model
@@ -377,7 +378,7 @@ class Service:
             else:
                 kb.remove(job.documents)
             try:
-                kb.save(self.folder)
+                kb.save(self.folder, self.keep_versions)
                 break
             except ConflictError as e:  # another writer saved first: redo the change on its version
                 if attempt == JOB_ATTEMPTS:
@@ -594,12 +595,13 @@ def _key_matches(request: Request, *keys: str) -> bool:
 
 def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
                guard_reads: bool = False, watch_s: float = WATCH_S, device: str = "cpu",
-               dtype: str = "float32", allowed_hosts: tuple[str, ...] = ()) -> FastAPI:
+               dtype: str = "float32", allowed_hosts: tuple[str, ...] = (),
+               keep_versions: int = KEEP_VERSIONS) -> FastAPI:
     """`allowed_hosts`: Host names answered besides the loopback ones ("*": any)."""
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
-    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting, limits.max_jobs)
+    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting, limits.max_jobs, keep_versions)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).",
                   docs_url=None, openapi_url=None)  # served below, behind the read key like every read
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
@@ -771,7 +773,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
           guard_reads: bool = False, device: str = "cpu", dtype: str = "float32",
-          allowed_hosts: tuple[str, ...] = ()) -> None:
+          allowed_hosts: tuple[str, ...] = (), keep_versions: int = KEEP_VERSIONS) -> None:
     import uvicorn
 
     if host_name(host) not in LOOPBACK_HOSTS:
@@ -781,4 +783,5 @@ def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, mode
         if host not in ("0.0.0.0", "::"):
             allowed_hosts = (*allowed_hosts, host)  # the address it listens on is a name clients use
     uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads, device=device, dtype=dtype,
-                           allowed_hosts=allowed_hosts), host=host, port=port, log_level="info")
+                           allowed_hosts=allowed_hosts, keep_versions=keep_versions), host=host, port=port,
+                log_level="info")

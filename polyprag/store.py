@@ -33,7 +33,8 @@ from . import atomic
 from .augment import Augmentation, read_augmentations, write_augmentations
 from .corpus import Document, read_written, write_jsonl
 from .errors import ConflictError, InputError
-from .lifecycle import checksums, describe_change, next_version, read_manifest, staged_version, verify_files
+from .lifecycle import (KEEP_VERSIONS, checksums, describe_change, next_version, read_manifest, staged_version,
+                        verify_files)
 from .manifest import FORMAT_VERSION, Manifest
 from .retrieve import BM25Index
 
@@ -49,10 +50,12 @@ class Stored:
     index: BM25Index
 
 
-def write(folder: Path, kb: Stored, origin: tuple[Path, int] | None) -> tuple[Manifest, int | None]:
+def write(folder: Path, kb: Stored, origin: tuple[Path, int] | None,
+          keep_versions: int = KEEP_VERSIONS) -> tuple[Manifest, int | None]:
     """Save `kb` as the folder's next version; `origin`: the (folder, version) it was read from or last saved
-    to, and into that folder it commits only on top of that version (ConflictError otherwise). Returns the
-    manifest as saved and the version it replaced (None if the folder held no KB)."""
+    to, and into that folder it commits only on top of that version (ConflictError otherwise). The history
+    keeps the newest `keep_versions`. Returns the manifest as saved and the version it replaced (None if the
+    folder held no KB)."""
     _check_finite({**{f"routing {k}": v for k, v in kb.routing.items()},
                    **{f"inventory {k}": v for k, v in kb.inventory.items()}},
                   "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
@@ -62,7 +65,7 @@ def write(folder: Path, kb: Stored, origin: tuple[Path, int] | None) -> tuple[Ma
             replaced = read_manifest(folder)
             _check_base(folder, replaced, origin)
             manifest = _versioned(kb.manifest, folder, len(kb.docs))
-            with staged_version(folder) as tmp:
+            with staged_version(folder, keep_versions) as tmp:
                 # The inventory's config in the file too, so the tensors explain themselves without the manifest;
                 # one metadata key, as safetensors writes several in no fixed order (a seeded build: same bytes)
                 about = {"format_version": FORMAT_VERSION, "storage": manifest.build.storage,
@@ -172,6 +175,9 @@ def _check_base(folder: Path, current: dict | None, origin: tuple[Path, int] | N
             "This change was not saved, so nothing is lost; run it again, and it starts from the new version.")
 
 
+CHANGES_KEPT = 100  # change records a manifest keeps: every version has its own copy of the list
+
+
 def _versioned(m: Manifest, folder: Path, n_docs: int) -> Manifest:
     """The manifest as saved into `folder`: its version number, and the pending changes stamped with it."""
     stamp = now()
@@ -180,6 +186,8 @@ def _versioned(m: Manifest, folder: Path, n_docs: int) -> Manifest:
     changes = [c if "version" in c else {**c, "version": version} for c in m.changes]
     if not any(c["version"] == version for c in changes):  # replaces another version, itself unchanged
         changes.append({"op": "save", "n_docs": n_docs, "at": stamp, "version": version})
+    if len(changes) > CHANGES_KEPT:  # the first (the build) and the latest: a manifest stays small
+        changes = changes[:1] + changes[-(CHANGES_KEPT - 1):]
     return replace(m, version=version, changes=changes, updated=stamp)
 
 

@@ -61,7 +61,7 @@ def snapshot(folder):
             for p in sorted(r.rglob("*")) if p.is_file()}
 
 
-def test_add_saves_version_2_and_keeps_version_1_sharing_the_inventory_file(kb_dir, base, tiny_chat_model_dir):
+def test_add_saves_version_2_and_keeps_version_1_as_a_copy_of_its_own(kb_dir, base, tiny_chat_model_dir):
     kb = load(kb_dir, tiny_chat_model_dir)
     assert kb.manifest.version == 1
     kb.add(NEW, ONE_EPOCH, progress=False)
@@ -71,7 +71,7 @@ def test_add_saves_version_2_and_keeps_version_1_sharing_the_inventory_file(kb_d
     v1 = history_dir(kb_dir) / "v1"
     assert all((v1 / f).read_bytes() == (base / f).read_bytes() for f in FILES)  # v1 kept whole
     current, old = (kb_dir / "inventory.safetensors").stat(), (v1 / "inventory.safetensors").stat()
-    assert current.st_ino == old.st_ino and current.st_nlink >= 2  # one file on disk, two names
+    assert current.st_ino != old.st_ino and current.st_nlink == 1  # damage to one cannot reach the other
     rows = load_file(kb_dir / "routing.safetensors")["logits"]
     assert torch.equal(rows[:3], load_file(base / "routing.safetensors")["logits"])  # old rows unchanged
     assert {p.name for p in kb_dir.iterdir()} == {*FILES, "index"}  # the KB folder keeps its layout
@@ -245,3 +245,25 @@ def test_a_kb_whose_manifest_is_damaged_can_still_be_listed_and_rolled_back(kb_d
     kept = list((kb_dir.parent / "kb.versions").glob("damaged-*"))
     assert len(kept) == 1 and (kept[0] / "manifest.json").read_text() == damaged  # nothing is thrown away
     assert main(["ask", "Who finished Marlow Bridge?", "--kb", kb]) == 0
+
+
+def test_damage_to_one_version_never_reaches_another_and_the_history_is_bounded(kb_dir, tiny_chat_model_dir,
+                                                                                  monkeypatch):
+    from polyprag import store
+
+    monkeypatch.setattr(store, "CHANGES_KEPT", 3)
+    kb = load(kb_dir, tiny_chat_model_dir)
+    for doc in NEW * 4:  # four saves (versions 2-5), two history versions kept
+        kb.remove([doc.id]) if doc.id in kb.row else kb.add([doc], ONE_EPOCH, progress=False)
+        kb.save(kb_dir, keep_versions=2)
+    assert sorted(p.name for p in history_dir(kb_dir).iterdir()) == ["v3", "v4"]
+    assert [v["version"] for v in versions(kb_dir)] == [3, 4, 5]
+    changes = json.loads((kb_dir / "manifest.json").read_text())["changes"]
+    assert [(c["op"], c["version"]) for c in changes] == [("build", 1), ("add", 4), ("remove", 5)]  # build + latest
+    inventory = kb_dir / "inventory.safetensors"
+    data = bytearray(inventory.read_bytes())
+    data[-1] ^= 0xFF
+    with open(inventory, "r+b") as f:  # an in-place edit of the current version's file
+        f.write(data)
+    assert main(["rollback", str(kb_dir), "4"]) == 0
+    assert load(kb_dir, tiny_chat_model_dir).manifest.version == 4  # intact: checksums pass
