@@ -16,6 +16,15 @@ from .errors import InputError
 
 log = logging.getLogger("polyprag")
 LOCK_TIMEOUT_S = 300.0  # a swap takes seconds; waiting minutes means a writer is stuck, not busy
+_UMASK = os.umask(0o022)  # read once, at import (setting it is the only way to read it; not thread-safe later)
+os.umask(_UMASK)
+FILE_MODE, DIR_MODE = 0o666 & ~_UMASK, 0o777 & ~_UMASK  # what open() and mkdir() would give: not temp files' 0600
+
+
+def real(folder: str | Path) -> Path:
+    """The folder a path names, symlinks followed: one folder has one lock and one history however it is
+    reached, and a save replaces the real folder, never the link."""
+    return Path(folder).expanduser().resolve()
 
 
 @contextmanager
@@ -23,7 +32,7 @@ def folder_lock(folder: str | Path, shared: bool = False, timeout_s: float = LOC
     """Hold `folder`'s lock (a sibling file `.NAME.lock`): shared to read it, exclusive to replace it.
     fcntl.flock rather than a lock-file library: it has shared locks, and the kernel drops a lock when its
     holder dies (SIGKILL too), so a dead writer never blocks the folder."""
-    folder = Path(folder)
+    folder = real(folder)
     if not shared:
         folder.parent.mkdir(parents=True, exist_ok=True)
     elif not (folder.exists() or _aside(folder).exists()):
@@ -67,7 +76,9 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,15 +86,44 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 @contextmanager
 def staged_dir(folder: str | Path):
-    """Yield an empty sibling temp folder to fill; on success it replaces `folder`, on error it is removed."""
-    folder = Path(folder)
+    """Yield an empty sibling temp folder to fill; on success it is made durable (every file and folder
+    fsynced, modes as mkdir and open give) and replaces `folder`; on error it is removed."""
+    folder = real(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
         yield tmp
+        _durable(tmp)
         _swap_in(tmp, folder)
+        fsync_dir(folder.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _durable(root: Path) -> None:
+    """fsync every file, then every folder bottom-up: after the swap a power loss finds the new version whole
+    (a rename alone survives a killed process, not a lost page cache)."""
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_file():
+            os.chmod(path, FILE_MODE)
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            os.chmod(path, DIR_MODE)
+            fsync_dir(path)
+    os.chmod(root, DIR_MODE)
+    fsync_dir(root)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _swap_in(tmp: Path, folder: Path) -> None:
@@ -104,7 +144,7 @@ def lock_path(folder: Path) -> Path:
 
 def recover_dir(folder: str | Path) -> None:
     """A stop between the two renames of a swap leaves only the old version, aside: put it back."""
-    folder = Path(folder)
+    folder = real(folder)
     old = _aside(folder)
     if not folder.exists() and old.exists():
         log.warning("%s was mid-update when a write stopped; restoring the previous version", folder)

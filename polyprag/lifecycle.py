@@ -39,7 +39,7 @@ _VERSION_DIR = re.compile(r"v(\d+)")
 
 
 def history_dir(folder: str | Path) -> Path:
-    folder = Path(folder)
+    folder = atomic.real(folder)
     return folder.with_name(f"{folder.name}.versions")
 
 

@@ -59,6 +59,7 @@ def write(folder: Path, kb: Stored, origin: tuple[Path, int] | None,
     _check_finite({**{f"routing {k}": v for k, v in kb.routing.items()},
                    **{f"inventory {k}": v for k, v in kb.inventory.items()}},
                   "not saved", "training diverged: lower --lr-routing / --lr-adapters and train again")
+    folder = atomic.real(folder)  # a link to a KB saves into the KB it names, and stays a link
     try:
         with atomic.folder_lock(folder):  # writers one at a time; readers wait only for this
             atomic.recover_dir(folder)  # a stopped swap's old version must count before the number is chosen

@@ -267,3 +267,24 @@ def test_damage_to_one_version_never_reaches_another_and_the_history_is_bounded(
         f.write(data)
     assert main(["rollback", str(kb_dir), "4"]) == 0
     assert load(kb_dir, tiny_chat_model_dir).manifest.version == 4  # intact: checksums pass
+
+
+def test_a_kb_reached_through_a_symlink_is_saved_in_place_with_sane_modes_and_fsynced(kb_dir, tiny_chat_model_dir,
+                                                                                       tmp_path, monkeypatch):
+    link = tmp_path / "link-to-kb"
+    link.symlink_to(kb_dir, target_is_directory=True)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    kb = load(link, tiny_chat_model_dir)
+    for doc in NEW * 2:  # two saves through the link
+        kb.remove([doc.id]) if doc.id in kb.row else kb.add([doc], ONE_EPOCH, progress=False)
+        kb.save(link)
+    assert link.is_symlink() and link.resolve() == kb_dir.resolve()
+    assert load(kb_dir, tiny_chat_model_dir).manifest.version == 3 == load(link, tiny_chat_model_dir).manifest.version
+    assert sorted(p.name for p in history_dir(kb_dir).iterdir()) == ["v1", "v2"] and history_dir(link) == history_dir(kb_dir)
+    assert len(synced) >= 2 * len(list(kb_dir.rglob("*")))  # every file and folder of both saves
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (kb_dir.stat().st_mode & 0o777) == 0o777 & ~umask
+    assert {p.stat().st_mode & 0o777 for p in kb_dir.rglob("*") if p.is_file()} == {0o666 & ~umask}
