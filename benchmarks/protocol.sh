@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The protocol's headline runs (docs/benchmarks.md, "The protocol"), in the order they are needed: each pair
+# is `polyprag bench --split test --n 100 --seeds 0,1,2` into runs/protocol-DATASET-test-n100-MODEL.
+# Everything is resumable: rerunning this script skips every finished method of every seed. After each pair
+# (and whenever you stop), `benchmarks/protocol.sh collect` copies the finished rows into benchmarks/results/
+# to commit; on a fresh checkout `benchmarks/protocol.sh restore` puts them back into runs/ first.
+#   benchmarks/protocol.sh [run|collect|restore] [PAIR...]     e.g. benchmarks/protocol.sh run hotpotqa-cf:smollm2
+set -euo pipefail
+cd "$(dirname "$0")/.."
+METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared,prag-shared-combine
+PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
+       2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)
+declare -A MODEL=([smollm2]=smollm2-135m-instruct [gemma3]=gemma3-270m)
+action=${1:-run}; shift || true
+[ $# -gt 0 ] && PAIRS=("$@")
+
+for pair in "${PAIRS[@]}"; do
+  dataset=${pair%%:*} model=${pair##*:}
+  name=protocol-$dataset-test-n100-$model
+  case $action in
+    run) .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
+           --model "${MODEL[$model]}" --methods "$METHODS" --out "runs/$name" ;;
+    collect) [ -d "runs/$name" ] || continue
+             (cd runs && find "$name" \( -name config.json -o -name 'results.*' -o -path '*/methods/*.json' \) \
+                -print0 | xargs -0 -I{} install -D -m 644 {} "../benchmarks/results/{}") ;;
+    restore) [ -d "benchmarks/results/$name" ] || continue
+             (cd benchmarks/results && find "$name" -type f -print0 | xargs -0 -I{} install -D -m 644 {} "../../runs/{}") ;;
+    *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
+  esac
+done
