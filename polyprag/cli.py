@@ -156,7 +156,7 @@ def _bench_parsers(sub) -> None:
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
     _build_args(demo)
     _common(demo)
-    # Measured to fit ~15 minutes on a 2-core CPU (BENCHMARKS.md): up to 8 QA pairs and one passage sample per
+    # Measured to fit ~15 minutes on a 2-core CPU (docs/experiments.md): up to 8 QA pairs and one passage sample per
     # document (invented facts, dense), 3 epochs; the sample's answers are at most 4 words.
     demo.set_defaults(func=cmd_demo, max_qa=8, context_qa=1, rewrite=False, epochs=3, lr_adapters=2e-3,
                       max_new_tokens=16)

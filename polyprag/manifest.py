@@ -32,7 +32,7 @@ class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
     # The defaults below routing_init, contrast and combine_strength were measured on HotpotQA and 2Wiki n = 100
-    # (BENCHMARKS.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
+    # (docs/experiments.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
     routing_init: str = "cluster"  # "cluster": from k-means over document embeddings; "uniform": Z ≈ 0
     routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
     router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
@@ -40,14 +40,14 @@ class BuildConfig:
     augment_url: str = ""  # augmenter "llm": an OpenAI-compatible server writes the text ("": the base model)
     augment_model: str = ""  # the model name sent to that server
     # The samples below (PRAG's 3 QA pairs as bare questions, no passage or rewrite in context) with 2 epochs at
-    # lr 2e-3 (TrainConfig) are the recipe of every real-data run in BENCHMARKS.md; the demo keeps more samples
+    # lr 2e-3 (TrainConfig) are the recipe of every real-data run in docs/experiments.md; the demo keeps more samples
     max_qa: int = 3  # rule augmenter: QA pairs per document at most
     context_qa: int = 0  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
     rewrite: bool = False  # the rewrite in context too (PRAG's protocol)
     contrast: int = 3  # yes/no and either-or questions per document (augment.contrast_pairs)
     combine: str = "mean"  # answering: COMBINES
     # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
-    # adapters (1: as poly mixes; measured in BENCHMARKS.md, "Adapter strength beside passages")
+    # adapters (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
     combine_strength: float = 0.75
     storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)

@@ -7,7 +7,7 @@
   closed-book-bare in one batch.
 - Encoding seconds per document of poly (joint training) and prag (one training run per document) on the
   same documents and samples (those a default build trains: QA pairs and contrast questions), each for the
-  epochs its quality rows in BENCHMARKS.md were measured with (poly 2, prag 1) unless `--epochs` sets both,
+  epochs its quality rows in docs/experiments.md were measured with (poly 2, prag 1) unless `--epochs` sets both,
   and samples per second (per sample and epoch: equal work).
 - BM25 retrieval p50 (one query at a time) and index build time on synthetic corpora of growing size.
 - Peak RSS of a `polyprag build` process and of a `polyprag serve` process answering a few requests,
@@ -51,7 +51,7 @@ class SpeedConfig:
     batch: int = 32  # questions in the heterogeneous batch
     k: int = 3
     max_new_tokens: int = 16
-    poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in BENCHMARKS.md was measured at
+    poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in docs/experiments.md was measured at
     prag_epochs: int = PragConfig().epochs
     top_layers: int = InventoryConfig().top_layers  # poly's adapters on the last N blocks (0: all)
     retrieval_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)

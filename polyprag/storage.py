@@ -3,7 +3,7 @@
 The inventory in fp32, bf16 (the default) or int8 with one scale per adapter matrix; the routing logits in
 fp16 (fp32 when the inventory is). Training keeps fp32 masters; `rounded` is what a tensor comes back as from
 storage, and a KB rounds its masters to it after training, so it answers the same before a save and after a
-load. BENCHMARKS.md ("Storage precision") measured bf16 + fp16 at the same F1 as fp32 on HotpotQA n=100.
+load. docs/experiments.md ("Storage precision") measured bf16 + fp16 at the same F1 as fp32 on HotpotQA n=100.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class TrainConfig:
     # With micro_batch 0: passes of as many rows as fit in this many tokens (padded to the pass's longest row;
     # at least one row; 0: the whole batch). Bare questions stay one pass; rows with a passage are split, so a
     # build's peak memory follows this budget rather than its longest samples (and on a CPU the smaller passes
-    # run no slower: BENCHMARKS.md, "Memory of a build"). NLL only.
+    # run no slower: docs/experiments.md, "Memory of a build"). NLL only.
     pass_tokens: int = 384
     # Keep only each decoder layer's input in the forward pass and recompute the layer in the backward pass:
     # less memory for activations, about one more forward pass of time.
