@@ -430,6 +430,7 @@ class Bench:
             return self._kbs[folder], folder
         if (folder / "manifest.json").exists():
             kb = KnowledgeBase.load(folder, self._load())
+            kb.trust_augment_url(build.augment_url)  # this run's own setting, not a received manifest's
         else:
             lm = self._load()
             kb = KnowledgeBase.build(work.docs, lm, build, cache=self.out / "augment-cache.jsonl",

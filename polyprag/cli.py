@@ -168,6 +168,8 @@ def _tool_parsers(sub) -> None:
     serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--augment-url", default="", help="the LLM server that augments new documents, when the KB's manifest names one: it is used only if "
+                        "you name the same URL here (a KB from elsewhere could name any server)")
     _keep_args(serve)
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also answer requests whose Host header is NAME (default: loopback names only, so a web "
@@ -235,6 +237,8 @@ def _add_parser(sub) -> None:
     add.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     add.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
     add.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    add.add_argument("--augment-url", default="", help="the LLM server that augments new documents, when the KB's manifest names one: it is used only if "
+                        "you name the same URL here (a KB from elsewhere could name any server)")
     _keep_args(add)
     _device_args(add)
     add.set_defaults(func=cmd_add)
@@ -268,6 +272,8 @@ def _lifecycle_parsers(sub) -> None:
     compact.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
     compact.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
     compact.add_argument("--model", help="override the KB's own base model (must be the same model)")
+    compact.add_argument("--augment-url", default="", help="the LLM server that augments new documents, when the KB's manifest names one: it is used only if "
+                        "you name the same URL here (a KB from elsewhere could name any server)")
     _keep_args(compact)
     _device_args(compact)
     compact.set_defaults(func=cmd_compact)
@@ -432,7 +438,9 @@ def _lm(args):
 
 
 def _load_kb(args) -> KnowledgeBase:
-    return KnowledgeBase.load(args.kb, _model_for_kb(args), args.device, args.dtype)
+    kb = KnowledgeBase.load(args.kb, _model_for_kb(args), args.device, args.dtype)
+    kb.trust_augment_url(getattr(args, "augment_url", None) or "")  # only a URL the operator names is used
+    return kb
 
 
 def _model_for_kb(args) -> str | None:
@@ -452,7 +460,8 @@ def cmd_serve(args) -> None:
     from .serve import serve  # the web stack is imported only by the command that needs it
 
     serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads, device=args.device,
-          dtype=args.dtype, allowed_hosts=tuple(args.allow_host), keep_versions=_keep(args))
+          dtype=args.dtype, allowed_hosts=tuple(args.allow_host), keep_versions=_keep(args),
+          augment_url=args.augment_url)
 
 
 def cmd_eval(args) -> None:

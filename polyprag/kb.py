@@ -40,6 +40,22 @@ class KnowledgeBase:
         self.row = {d.id: i for i, d in enumerate(docs)}
         # (folder, version) this KB was loaded from or last saved to: a save there must start from that version
         self.origin: tuple[Path, int] | None = None
+        # The LLM server the operator named for augmenting this KB's new documents ("" : none named). A manifest
+        # may name any server (a KB received from elsewhere): its URL is used only once the operator names it too.
+        self.trusted_augment_url = ""
+
+    def trust_augment_url(self, url: str) -> None:
+        """The operator names the augmentation server (`--augment-url`): if it is the one the manifest records,
+        additions and retraining may send it the new documents (and $POLYPRAG_AUGMENT_KEY)."""
+        self.trusted_augment_url = url
+
+    def _check_augment_url(self) -> None:
+        url = self.manifest.build.augment_url
+        if url and url != self.trusted_augment_url:
+            raise InputError(f"this knowledge base's manifest names an augmentation server, {url!r}: new documents "
+                             "(and $POLYPRAG_AUGMENT_KEY) would be sent there. A manifest can name any server, so it "
+                             f"is used only when you name it too: pass --augment-url {url} (add, compact, serve), or "
+                             "rebuild the KB with another augmenter.")
 
     @classmethod
     def build(cls, docs: list[Document], lm: LoadedModel, config: BuildConfig = BuildConfig(),
@@ -52,6 +68,7 @@ class KnowledgeBase:
         check_lengths(docs)
         e = encode.encode(docs, lm, config, cache, checkpoint_dir, progress, reuse)
         kb = cls(lm, e.layers, e.routing, docs, BM25Index.build(docs), e.manifest, e.augmentations)
+        kb.trusted_augment_url = config.augment_url  # named by whoever built it, here
         kb._settle()
         return kb
 
@@ -68,6 +85,7 @@ class KnowledgeBase:
         self._check_new(docs)
         if not docs:
             raise InputError("no documents to add; pass a corpus with at least one document.")
+        self._check_augment_url()
         if no_train and (grow or (self.routing.router is None and self.routing.centroids is None)):
             raise InputError("adding without training needs content-based routing (a KB built with --routing-init "
                              "cluster, better also --router embedding) and no --grow; drop --no-train, or rebuild.")
@@ -142,6 +160,7 @@ class KnowledgeBase:
         answer may change. The KB's own augmentations are reused. Returns the seconds it took."""
         docs = list(docs)
         self._check_new(docs)
+        self._check_augment_url()
         config = self.manifest.build
         inventory = replace(config.inventory, n_adapters=n_adapters or self.manifest.built_adapters())
         config = replace(config, inventory=inventory,

@@ -35,6 +35,7 @@ from .routing import entropy_stats, normalize
 log = logging.getLogger("polyprag")
 
 MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"  # the manifest's own sha256: the manifest lists every other file's
 _VERSION_DIR = re.compile(r"v(\d+)")
 
 
@@ -62,11 +63,22 @@ def read_manifest(folder: Path) -> dict | None:
 def checksums(folder: Path) -> dict[str, str]:
     """sha256 of every file in a KB folder but its manifest, by path relative to the folder."""
     return {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+            if p.is_file() and p.name not in (MANIFEST, MANIFEST_SUM)}
+
+
+def seal_manifest(folder: Path) -> None:
+    """Write MANIFEST_SUM for the folder's manifest.json, once it is final."""
+    (folder / MANIFEST_SUM).write_text(_sha256(folder / MANIFEST) + "\n", encoding="utf-8")
 
 
 def verify_files(folder: Path, manifest: dict) -> None:
-    """Refuse a KB whose files are not those its manifest lists: missing, truncated, damaged or altered."""
+    """Refuse a KB whose files are not those its manifest lists, or whose manifest is not the one saved:
+    missing, truncated, damaged or altered."""
+    sealed = folder / MANIFEST_SUM
+    if sealed.is_file() and sealed.read_text(encoding="utf-8").strip() != _sha256(folder / MANIFEST):
+        raise InputError(f"{folder / MANIFEST}: its sha256 is not the one {MANIFEST_SUM} recorded when it was saved, "
+                         f"so it was altered or damaged; roll back to an intact version (`polyprag versions "
+                         f"{folder}`) or rebuild the knowledge base.")
     listed = manifest.get("files")
     if listed is None:
         if manifest.get("format_version", 1) >= 2:

@@ -247,8 +247,9 @@ def kb_version(kb: KnowledgeBase) -> int:
 class Service:
     def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
                  dtype: str = "float32", max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs,
-                 keep_versions: int = KEEP_VERSIONS):
+                 keep_versions: int = KEEP_VERSIONS, augment_url: str = ""):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
+        self.augment_url = augment_url  # the augmentation server the operator named (`--augment-url`)
         self.max_waiting, self.max_jobs, self.keep_versions = max_waiting, max_jobs, keep_versions
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
@@ -262,7 +263,9 @@ class Service:
             threading.Thread(target=self._watch, args=(watch_s,), name="polyprag-watch", daemon=True).start()
 
     def _load(self) -> KnowledgeBase:
-        return KnowledgeBase.load(self.folder, self.model, self.device, self.dtype)
+        kb = KnowledgeBase.load(self.folder, self.model, self.device, self.dtype)
+        kb.trust_augment_url(self.augment_url)
+        return kb
 
     def answer(self, questions: list[str], mode: str, k: int, max_new_tokens: int, wait_s: float
                ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
@@ -596,12 +599,13 @@ def _key_matches(request: Request, *keys: str) -> bool:
 def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
                guard_reads: bool = False, watch_s: float = WATCH_S, device: str = "cpu",
                dtype: str = "float32", allowed_hosts: tuple[str, ...] = (),
-               keep_versions: int = KEEP_VERSIONS) -> FastAPI:
+               keep_versions: int = KEEP_VERSIONS, augment_url: str = "") -> FastAPI:
     """`allowed_hosts`: Host names answered besides the loopback ones ("*": any)."""
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
         raise InputError(f"guarded reads need a key: set {API_KEY_ENV} (or {READ_KEY_ENV}) before starting the "
                          "server, or drop --guard-reads.")
-    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting, limits.max_jobs, keep_versions)
+    service = Service(kb_folder, model, watch_s, device, dtype, limits.max_waiting, limits.max_jobs, keep_versions,
+                      augment_url)
     app = FastAPI(title="polyprag", description="Parametric RAG over a living knowledge base (Poly-PRAG).",
                   docs_url=None, openapi_url=None)  # served below, behind the read key like every read
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
@@ -773,7 +777,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
           guard_reads: bool = False, device: str = "cpu", dtype: str = "float32",
-          allowed_hosts: tuple[str, ...] = (), keep_versions: int = KEEP_VERSIONS) -> None:
+          allowed_hosts: tuple[str, ...] = (), keep_versions: int = KEEP_VERSIONS, augment_url: str = "") -> None:
     import uvicorn
 
     if host_name(host) not in LOOPBACK_HOSTS:
@@ -783,5 +787,6 @@ def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, mode
         if host not in ("0.0.0.0", "::"):
             allowed_hosts = (*allowed_hosts, host)  # the address it listens on is a name clients use
     uvicorn.run(create_app(kb_folder, model, guard_reads=guard_reads, device=device, dtype=dtype,
-                           allowed_hosts=allowed_hosts, keep_versions=keep_versions), host=host, port=port,
+                           allowed_hosts=allowed_hosts, keep_versions=keep_versions, augment_url=augment_url),
+                host=host, port=port,
                 log_level="info")

@@ -33,8 +33,8 @@ from . import atomic
 from .augment import Augmentation, read_augmentations, write_augmentations
 from .corpus import Document, read_written, write_jsonl
 from .errors import ConflictError, InputError
-from .lifecycle import (KEEP_VERSIONS, checksums, describe_change, next_version, read_manifest, staged_version,
-                        verify_files)
+from .lifecycle import (KEEP_VERSIONS, checksums, describe_change, next_version, read_manifest, seal_manifest,
+                        staged_version, verify_files)
 from .manifest import FORMAT_VERSION, Manifest
 from .retrieve import BM25Index
 
@@ -78,6 +78,7 @@ def write(folder: Path, kb: Stored, origin: tuple[Path, int] | None,
                 kb.index.save(tmp / "index")
                 manifest = replace(manifest, format_version=FORMAT_VERSION, files=checksums(tmp))
                 (tmp / "manifest.json").write_text(json.dumps(manifest.to_json(), indent=1), encoding="utf-8")
+                seal_manifest(tmp)
     except OSError as e:
         if not _out_of_space(e):
             raise

@@ -34,7 +34,7 @@ def built(tiny_chat_model_dir, tmp_path_factory):
 def test_folder_holds_the_documented_files(built):
     kb, folder = built
     assert {p.name for p in folder.iterdir()} == {"manifest.json", "inventory.safetensors", "routing.safetensors",
-                                                  "docs.jsonl", "augment.jsonl", "index"}
+                                                  "docs.jsonl", "augment.jsonl", "index", "manifest.sha256"}
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["n_docs"] == 3 and manifest["inventory"]["n_adapters"] == 4
     assert len(manifest["loss_per_epoch"]) == 2

@@ -74,7 +74,7 @@ def test_add_saves_version_2_and_keeps_version_1_as_a_copy_of_its_own(kb_dir, ba
     assert current.st_ino != old.st_ino and current.st_nlink == 1  # damage to one cannot reach the other
     rows = load_file(kb_dir / "routing.safetensors")["logits"]
     assert torch.equal(rows[:3], load_file(base / "routing.safetensors")["logits"])  # old rows unchanged
-    assert {p.name for p in kb_dir.iterdir()} == {*FILES, "index"}  # the KB folder keeps its layout
+    assert {p.name for p in kb_dir.iterdir()} == {*FILES, "index", "manifest.sha256"}  # the layout kept
     assert kb.manifest.additions[-1]["n_docs"] == 1  # what `bench` reads
     assert kb.manifest.changes[-1] | {"at": None, "seconds": None} == {
         "op": "add", "ids": ["pell"], "n_docs": 1, "version": 2, "at": None, "seconds": None}
@@ -170,6 +170,7 @@ def test_a_manifest_from_before_versions_reads_as_version_1(kb_dir, tiny_chat_mo
     manifest = json.loads((kb_dir / "manifest.json").read_text())
     del manifest["version"], manifest["changes"]
     (kb_dir / "manifest.json").write_text(json.dumps(manifest))
+    (kb_dir / "manifest.sha256").unlink(missing_ok=True)  # as a KB saved before manifests were sealed
     assert [(v["version"], v["current"]) for v in versions(kb_dir)] == [(1, True)]
     kb = load(kb_dir, tiny_chat_model_dir)
     kb.remove(["glass"])
@@ -288,3 +289,25 @@ def test_a_kb_reached_through_a_symlink_is_saved_in_place_with_sane_modes_and_fs
     os.umask(umask)
     assert (kb_dir.stat().st_mode & 0o777) == 0o777 & ~umask
     assert {p.stat().st_mode & 0o777 for p in kb_dir.rglob("*") if p.is_file()} == {0o666 & ~umask}
+
+
+def test_an_edited_manifest_is_refused_and_its_augmentation_server_needs_the_operators_word(kb_dir, tiny_chat_model_dir,
+                                                                                           monkeypatch):
+    from polyprag import augment
+
+    manifest = json.loads((kb_dir / "manifest.json").read_text())
+    evil = {**manifest, "augmenter": "llm", "augment_url": "http://attacker.example:8000"}
+    (kb_dir / "manifest.json").write_text(json.dumps(evil))
+    with pytest.raises(InputError, match="manifest.sha256"):
+        load(kb_dir, tiny_chat_model_dir)
+    (kb_dir / "manifest.sha256").unlink()  # a KB received from elsewhere: nothing sealed it here
+    sent = []
+    monkeypatch.setattr(augment, "chat_completions", lambda url, model, messages, progress=True:
+                        sent.append(url) or ["[]"] * len(messages))
+    kb = load(kb_dir, tiny_chat_model_dir)
+    with pytest.raises(InputError, match="--augment-url http://attacker.example:8000"):
+        kb.add(NEW, ONE_EPOCH, progress=False)
+    assert sent == []  # nothing left the machine
+    kb.trust_augment_url("http://attacker.example:8000")  # the operator names it: then it is used
+    kb.add(NEW, ONE_EPOCH, progress=False)
+    assert sent and set(sent) == {"http://attacker.example:8000"}

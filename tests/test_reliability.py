@@ -62,12 +62,14 @@ def doc(id_="new", text="Orrin Pell was a painter born in 1901.", **more) -> str
 def rewrite_manifest(kb: Path, **changes) -> None:
     m = json.loads((kb / "manifest.json").read_text())
     (kb / "manifest.json").write_text(json.dumps({**m, **changes}))
+    (kb / "manifest.sha256").unlink(missing_ok=True)  # as a KB saved before manifests were sealed
 
 
 def drop_checksums(kb: Path, _=None) -> None:
     m = json.loads((kb / "manifest.json").read_text())
     del m["files"]
     (kb / "manifest.json").write_text(json.dumps(m))
+    (kb / "manifest.sha256").unlink(missing_ok=True)  # as a KB saved before manifests were sealed
 
 
 def flip_byte(path: Path) -> None:
