@@ -22,7 +22,7 @@ from .encode import growth_for
 from .errors import InputError
 from .generate import GenerationConfig, Routing
 from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F401 (re-exported)
-from .models import LoadedModel, load_model
+from .models import BUNDLED, LoadedModel, load_model
 from .retrieve import BM25Index, Hit, passages
 from .routing import RoutingTable
 from .lifecycle import KEEP_VERSIONS
@@ -220,7 +220,7 @@ class KnowledgeBase:
         folder = Path(folder)
         stored = store.read(folder)
         if not isinstance(lm, LoadedModel):
-            lm = load_model(lm or stored.manifest.base_model.spec, device, dtype)
+            lm = load_model(lm or _own_model(folder, stored.manifest.base_model.spec), device, dtype)
         store.check_base_model(folder, stored.manifest, lm)
         layers = inject(lm.model, stored.manifest.inventory)
         try:
@@ -285,6 +285,16 @@ class KnowledgeBase:
         return {"total": sum(sizes.values()) + sum(p.stat().st_size for p in (folder / "index").iterdir()),
                 "inventory": sizes["inventory.safetensors"], "routing": sizes["routing.safetensors"],
                 "routing_per_doc": self.routing.logits[0].numel() * storage.routing_dtype(self._precision()).itemsize}
+
+
+def _own_model(folder: Path, spec: str) -> str:
+    """The model a manifest names, if it is bundled or a local folder: a hub id is downloaded only when the
+    operator names it (a KB received from elsewhere could name any model)."""
+    if spec in BUNDLED or Path(spec).expanduser().is_dir():
+        return spec
+    raise InputError(f"{folder} names its base model {spec!r}, which is neither bundled nor a local folder; polyprag "
+                     f"does not fetch a model on a manifest's word. If you trust it, pass --model {spec} (or load "
+                     "it with KnowledgeBase.load(folder, spec)).")
 
 
 def rebase(kb: KnowledgeBase, folder: Path, cache: Path | None = None, progress: bool = True) -> None:

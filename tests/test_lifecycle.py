@@ -311,3 +311,15 @@ def test_an_edited_manifest_is_refused_and_its_augmentation_server_needs_the_ope
     kb.trust_augment_url("http://attacker.example:8000")  # the operator names it: then it is used
     kb.add(NEW, ONE_EPOCH, progress=False)
     assert sent and set(sent) == {"http://attacker.example:8000"}
+
+
+def test_a_manifest_cannot_make_polyprag_fetch_a_model(kb_dir, tiny_chat_model_dir):
+    from polyprag.kb import KnowledgeBase
+
+    manifest = json.loads((kb_dir / "manifest.json").read_text())
+    manifest["base_model"]["spec"] = "attacker/any-model"
+    (kb_dir / "manifest.json").write_text(json.dumps(manifest))
+    (kb_dir / "manifest.sha256").unlink()
+    with pytest.raises(InputError, match="--model attacker/any-model"):
+        KnowledgeBase.load(kb_dir)
+    assert KnowledgeBase.load(kb_dir, str(tiny_chat_model_dir)).docs  # named by the operator: loads
