@@ -11,6 +11,9 @@ N more are added by `polyprag add` processes on the served folder at the same ti
 jobs (a writer refused because the other one saved first tries again); each must be served as well.
 With --replicas N, N more `polyprag serve` processes serve the same folder: the clients ask all servers in
 turn, and each replica must serve every added document (the seconds from a job's end to that are reported).
+With --hostile N, N more clients send what a hostile client would (`loadtest.ATTACKS`: undecodable text,
+over-long questions, document floods, a rebinding Host header, huge bodies, special tokens), without the write
+key the server is started with: each must get a 4xx while the honest clients get every answer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import secrets
 import random
 import shutil
 import tempfile
@@ -28,7 +33,7 @@ from polyprag.corpus import load_corpus
 from polyprag.datasets import load_questions
 from polyprag.lifecycle import read_manifest
 from polyprag.loadtest import MODES, Probe, cli_add, live_server, replica, run_load
-from polyprag.serve import create_app
+from polyprag.serve import API_KEY_ENV, create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
 LAST = ["Pell", "Varga", "Munk", "Oster", "Halloran", "Brisk", "Tamsin", "Quill", "Dorne", "Hake", "Fenwright"]
@@ -61,6 +66,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=8)
     p.add_argument("--modes", default=",".join(MODES), help="the askers take these modes in turn")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hostile", type=int, default=0, help="hostile clients beside the honest ones")
     p.add_argument("--out", required=True, help="folder for serve-load.json")
     args = p.parse_args()
     path = args.questions or files("polyprag") / "data" / "sample" / "questions.jsonl"
@@ -70,6 +76,8 @@ def main() -> None:
         folder = Path(tmp) / "kb"
         shutil.copytree(args.kb, folder)
         before = read_manifest(folder)
+        key = secrets.token_hex(16)  # the honest adder's; hostile clients never have it
+        os.environ[API_KEY_ENV] = key
         with live_server(create_app(folder)) as url, contextlib.ExitStack() as stack:
             others = tuple(stack.enter_context(replica(folder)) for _ in range(args.replicas))
             report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
@@ -77,7 +85,7 @@ def main() -> None:
                               outside=cli_add(folder) if outside else None,
                               grow=int(args.grow) if args.grow.isdigit() else args.grow,
                               old_ids=[d.id for d in load_corpus(folder / "docs.jsonl")][:20],
-                              replicas=others).summary()
+                              replicas=others, hostile=args.hostile, headers={"X-API-Key": key}).summary()
         on_disk = {d.id for d in load_corpus(folder / "docs.jsonl")}
         after = read_manifest(folder)
     added = [pr.doc["id"] for pr in new[: report["documents_added"]]] + [pr.doc["id"] for pr in outside[: report["outside_added"]]]
@@ -91,7 +99,8 @@ def main() -> None:
     rows = ["requests", "errors", "throughput_rps", "latency_p50_s", "latency_p95_s", "latency_max_s", "jobs_done",
             "job_seconds_mean", "answered_during_jobs", "documents_added", "lost_documents", "missing_on_disk",
             "probes_retrieved", "outside_added", "outside_refused", "old_routing_changed", "replicas",
-            "replica_seen_s_max", "replica_probes_retrieved", "kb_docs_before", "kb_docs_after"]
+            "replica_seen_s_max", "replica_probes_retrieved", "kb_docs_before", "kb_docs_after",
+            "hostile_requests", "hostile", "hostile_failures"]
     print(f"| {args.clients} clients, {report['seconds']} s, {report['model']}, modes {args.modes} | |\n|---|---|")
     for key in rows:
         print(f"| {key} | {report[key]} |")

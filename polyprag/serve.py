@@ -495,6 +495,9 @@ def _validation_message(e: RequestValidationError) -> str:
 
 # ---------------------------------------------------------------- the app
 
+DRAIN_FACTOR = 16  # a refused body is read and dropped up to 16 × the limit; beyond, the connection is cut
+
+
 class BodyLimit:
     """ASGI middleware: refuse a body over `max_bytes`, by its Content-Length or by the bytes that arrive."""
 
@@ -506,7 +509,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await self._refuse(scope, receive, send)
+            return await self._refuse(scope, receive, send, pending=True)
         body, more = b"", True
         while more:  # read it all first (at most max_bytes): a chunked body has no Content-Length to trust
             message = await receive()
@@ -515,7 +518,7 @@ class BodyLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send)
+                return await self._refuse(scope, receive, send, pending=more)
         replayed = False
 
         async def replay():
@@ -527,9 +530,23 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope, receive, send):
+    async def _refuse(self, scope, receive, send, pending: bool):
         error = f"the request body is over {self.max_bytes:,} bytes; send fewer or shorter items per request."
-        await JSONResponse({"error": error}, status_code=413)(scope, receive, send)
+        if pending:
+            await self._drain(receive)
+        await JSONResponse({"error": error}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+    async def _drain(self, receive) -> None:
+        """Read and drop what the client is still sending (up to DRAIN_FACTOR × the limit): a reply before its
+        body is read makes the client's send fail with a reset, and it never sees the 413 that says why."""
+        left = DRAIN_FACTOR * self.max_bytes
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            left -= len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

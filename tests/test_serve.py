@@ -476,3 +476,18 @@ def test_the_job_queue_and_registry_are_bounded(kb_folder, tmp_path, monkeypatch
         service.jobs[done.id] = done
     service._forget_finished()
     assert sum(j.status == "done" for j in service.jobs.values()) == 2
+
+
+def test_hostile_clients_get_4xx_while_honest_ones_get_every_answer(kb_folder, tmp_path, monkeypatch):
+    from polyprag.loadtest import ATTACKS
+
+    monkeypatch.setenv(API_KEY_ENV, "honest-key")
+    folder = shutil.copytree(kb_folder, tmp_path / "kb")
+    with live_server(create_app(folder)) as url:
+        report = run_load(url, ["Who built the bridge?"], [], clients=2, seconds=4, max_new_tokens=2,
+                          hostile=2, headers={"X-API-Key": "honest-key"}).summary()
+    assert report["errors"] == 0 and report["requests"] > 0, report["error_examples"]
+    assert report["hostile_failures"] == 0, report["hostile_failure_examples"]
+    assert set(report["hostile"]) == set(ATTACKS) and report["hostile_requests"] >= len(ATTACKS)
+    assert {d.name for d in folder.iterdir()} >= {"manifest.json"} and not any(
+        "flood" in line or "inject" in line for line in (folder / "docs.jsonl").read_text().splitlines())
