@@ -50,7 +50,7 @@ class SpeedConfig:
     n_questions: int = 20  # single-question latency samples per mode (after one warm-up question)
     batch: int = 32  # questions in the heterogeneous batch
     k: int = 3
-    max_new_tokens: int = 16
+    max_new_tokens: int = GenerationConfig().max_new_tokens  # ask's (results before 2026-12-03 used 16)
     poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in docs/experiments.md was measured at
     prag_epochs: int = PragConfig().epochs
     top_layers: int = InventoryConfig().top_layers  # poly's adapters on the last N blocks (0: all)
