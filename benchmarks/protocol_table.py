@@ -1,0 +1,114 @@
+"""The protocol's table from whatever has landed: every `protocol-*` run folder's finished seeds and methods.
+
+    .venv/bin/python benchmarks/protocol_table.py [benchmarks/results] [--json OUT.json]
+
+For each run (benchmarks/protocol.sh names them protocol-DATASET-test-n100-MODEL) it reads each seed's
+finished methods (seed-S/methods/*.json: rows and predictions) and summarises them as `bench --seeds` does
+(polyprag.compare: mean ± sd per method over the seeds that have it, paired bootstrap CIs over questions for
+the standard comparisons). A method counts for a seed only once its row is written; a method missing from
+some seeds is reported over the seeds that have it, and the table says how many. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from polyprag import compare
+
+ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
+        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "dyprag")
+
+
+def seed_results(run: Path) -> list[dict]:
+    """One Bench-like result per seed folder: {"config", "rows", "predictions"} of its finished methods."""
+    out = []
+    for folder in sorted(run.glob("seed-*"), key=lambda p: int(p.name.split("-")[1])):
+        done = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((folder / "methods").glob("*.json"))]
+        if not done:
+            continue
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        out.append({"config": {**config, "seed": int(folder.name.split("-")[1]),
+                               "n_questions": len(done[0]["predictions"])},
+                    "rows": [d["row"] for d in done], "predictions": {d["row"]["method"]: d["predictions"] for d in done}})
+    return out
+
+
+def summarise(run: Path) -> dict:
+    """compare.summarise per method over the seeds that finished it (a method may have fewer seeds)."""
+    results = seed_results(run)
+    rows, comparisons = {}, []
+    for method in ROWS:
+        have = [r for r in results if method in r["predictions"]]
+        if have:
+            rows[method] = _row(have, method)
+    for a, b in compare.COMPARISONS:
+        both = [r for r in results if a in r["predictions"] and b in r["predictions"]]
+        if both:
+            comparisons.append(compare.compare(both, a, b))
+    own = []
+    for a, b in compare.CONTROLS:
+        both = [r for r in results if a in r["predictions"] and b in r["predictions"]]
+        if both:
+            types = [p.get("qtype", "") for p in both[0]["predictions"][a]]
+            for t in sorted(set(types)):
+                own.append({**compare.compare(both, a, b, [x == t for x in types]), "qtype": t})
+    first = results[0]["config"] if results else {}
+    return {"run": run.name, "dataset": first.get("dataset"), "model": first.get("model"), "split": first.get("split"),
+            "n_questions": first.get("n_questions"), "rows": rows, "comparisons": comparisons,
+            "own_minus_shuffled_by_type": own}
+
+
+def _row(results: list[dict], method: str) -> dict:
+    row = compare._row(method, [next(r for r in x["rows"] if r["method"] == method) for x in results])
+    return {**row, "seeds": [r["config"]["seed"] for r in results]}
+
+
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return ""
+    spread = f" ± {row['f1_sd']:.1f}" if len(row["seeds"]) > 1 else ""
+    return f"{row['f1']:.1f}{spread} ({len(row['seeds'])})"
+
+
+def markdown(summaries: list[dict]) -> str:
+    head = [f"{s['dataset']}, {s['model'].split('-')[0]}" for s in summaries]
+    lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(summaries)]
+    for method in ROWS:
+        cells = [_cell(s["rows"].get(method)) for s in summaries]
+        if any(cells):
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "F1 mean ± sd over seeds (number of seeds).", ""]
+    for s in summaries:
+        lines += [f"**{s['dataset']}, {s['model']}** ({s['n_questions']} questions, {s['split']} split): a − b, "
+                  "paired bootstrap 95% CI over questions", "", "| a | b | a − b | 95% CI | seeds | reading |",
+                  "|---|---|---|---|---|---|"]
+        for c in s["comparisons"]:
+            lo, hi = c["ci95"]
+            lines.append(f"| {c['a']} | {c['b']} | {c['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | "
+                         f"{len(c['seeds'])} | {compare.verdict(c)} |")
+        if s["own_minus_shuffled_by_type"]:
+            lines += ["", "| own − shuffled | type | questions | a − b | 95% CI | reading |", "|---|---|---|---|---|---|"]
+            for c in s["own_minus_shuffled_by_type"]:
+                lo, hi = c["ci95"]
+                lines.append(f"| {c['a']} − {c['b']} | {c['qtype'] or 'all'} | {c['n_questions']} | "
+                             f"{c['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {compare.verdict(c)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("root", nargs="?", default="benchmarks/results")
+    p.add_argument("--json", dest="json_out")
+    args = p.parse_args()
+    runs = sorted(d for d in Path(args.root).glob("protocol-*") if d.is_dir() and list(d.glob("seed-*/methods/*.json")))
+    summaries = [summarise(r) for r in runs]
+    print(markdown(summaries))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summaries, indent=1))
+
+
+if __name__ == "__main__":
+    main()
