@@ -11,8 +11,8 @@ closed-book reader scores ≈ 0: every point must come from the documents.
 A question is kept only if it can be substituted: its answer is a name or a number (a capital or a digit: not
 yes/no, not a common noun that would be rewritten everywhere), of 3 characters to 5 words, appears in one of
 its gold paragraphs and not in the question (an either-or question names its answer). The split's
-rows are filtered so, then sampled per type as the real dataset is (datasets.pick): n counterfactual
-questions are the first n substitutable ones of each type, never a reserved row.
+rows are filtered so, then sampled per type as the real dataset is (datasets.load_counterfactual): n
+counterfactual questions are the first n substitutable ones of each type, never a reserved row.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ import hashlib
 import random
 import re
 from dataclasses import replace
-from pathlib import Path
+from typing import Any
 
 from .corpus import Document
-from .datasets import CorpusBuilder, Question, Split, build_questions, multihop_rows, pick
 
 _KEEP = set("the a an of and or in on at for to by de la le von van der du del da di y".split()) | set(
     "January February March April May June July August September October November December".split())
@@ -32,16 +31,9 @@ _CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[\W_]+")
 
 
-def load_counterfactual(base: str, path: Path, n: int, split: Split) -> tuple[list[Question], list[Document]]:
-    """The substitutable questions of `base`'s split (first n per type) and their corpus, entities invented."""
-    rows, types, convert, order = multihop_rows(base, path)
-    pool = split.rows(types)
-    candidates, pool_docs = build_questions(path, base, rows, pool, types, convert)
-    text = {d.id: d.text for d in pool_docs}
-    ok = {i for i, q in zip(pool, candidates) if substitutable(q, [text[g] for g in q.gold_doc_ids])}
-    chosen = pick(types, n, split, order, keep=lambda i: i in ok)
-    questions, docs = build_questions(path, base, rows, chosen, types, convert)
-    return substitute(questions, docs)
+# Questions are datasets.Question (id, question, answers, gold_doc_ids, qtype); this module sits above datasets
+# (which loads the counterfactual variants with it), so it takes them as they come.
+Question = Any
 
 
 def substitutable(q: Question, gold_texts: list[str]) -> bool:
@@ -53,8 +45,9 @@ def substitutable(q: Question, gold_texts: list[str]) -> bool:
     return any(_pattern([answer]).search(t) for t in gold_texts)
 
 
-def substitute(questions: list[Question], docs: list[Document]) -> tuple[list[Question], list[Document]]:
-    """The questions and corpus in one invented world: every answer (and its aliases) and bridge entity mapped."""
+def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple[list[Question], list[Document]]:
+    """The questions and corpus in one invented world: every answer (and its aliases) and bridge entity mapped.
+    `corpus`: an empty datasets.CorpusBuilder, which gives the rewritten documents their ids."""
     by_id = {d.id: d for d in docs}
     mapping: dict[str, str] = {}
     for q in questions:
@@ -72,7 +65,7 @@ def substitute(questions: list[Question], docs: list[Document]) -> tuple[list[Qu
     def apply(text: str) -> str:
         return pattern.sub(lambda m: mapping[m.group()], text)
 
-    corpus, ids = CorpusBuilder(), {}
+    ids = {}
     for d in docs:
         ids[d.id] = corpus.add(apply(d.title), apply(d.text))
     out = [replace(q, question=apply(q.question), answers=[mapping[q.answers[0]]],

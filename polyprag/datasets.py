@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import atomic
 from .corpus import Document
+from .counterfactual import substitutable, substitute
 from .errors import InputError
 
 HOTPOTQA_FILE = "hotpotqa/hotpotqa_dev_distractor_250bridge_250comparison_ircot.jsonl"
@@ -106,12 +107,23 @@ def load_dataset(name: str, data_dir: str | Path, n: int, path: str | Path | Non
     base = COUNTERFACTUAL.get(name, name)
     file = Path(path) if path is not None else Path(data_dir) / DATASET_FILES[base]
     if name in COUNTERFACTUAL:
-        from .counterfactual import load_counterfactual  # a stage above this one: it rewrites loaded questions
-
         return load_counterfactual(base, file, n, split)
     if name == "cwq":
         return load_cwq(file, n, data_dir, split)
     return _LOADERS[name](file, n, split)
+
+
+def load_counterfactual(base: str, path: Path, n: int, split: Split) -> tuple[list[Question], list[Document]]:
+    """The substitutable questions of `base`'s split (first n per type) and their corpus, entities invented
+    (counterfactual.py)."""
+    rows, types, convert, order = multihop_rows(base, path)
+    pool = split.rows(types)
+    candidates, pool_docs = build_questions(path, base, rows, pool, types, convert)
+    text = {d.id: d.text for d in pool_docs}
+    ok = {i for i, q in zip(pool, candidates) if substitutable(q, [text[g] for g in q.gold_doc_ids])}
+    chosen = pick(types, n, split, order, keep=lambda i: i in ok)
+    questions, docs = build_questions(path, base, rows, chosen, types, convert)
+    return substitute(questions, docs, CorpusBuilder())
 
 
 def held_out(name: str, data_dir: str | Path, n: int, m: int, path: str | Path | None = None,

@@ -6,7 +6,7 @@ import pytest
 
 from polyprag.corpus import Document
 from polyprag.counterfactual import bridge_entity, invent, substitutable, substitute
-from polyprag.datasets import HOTPOTQA_FILE, Question, load_dataset
+from polyprag.datasets import HOTPOTQA_FILE, CorpusBuilder, Question, load_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -29,7 +29,7 @@ def test_substitution_is_one_world_across_documents_and_questions():
     q1 = Question("q1", "Who designed the machine Ada worked on?", ["Charles Babbage", "Babbage"], ["Ada", "Engine"],
                   "bridge")
     q2 = Question("q2", "In which city did Charles Babbage work with Ada?", ["London"], ["Ada"], "bridge")
-    (n1, n2), new = substitute([q1, q2], docs)
+    (n1, n2), new = substitute([q1, q2], docs, CorpusBuilder())
     babbage, london = invent("Charles Babbage"), invent("London")
     assert n1.answers == [babbage] and n2.answers == [london]
     assert n2.question == f"In which city did {babbage} work with Ada?"  # another question's answer, renamed
