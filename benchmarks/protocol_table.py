@@ -82,12 +82,9 @@ def markdown(summaries: list[dict]) -> str:
     lines += ["", "F1 mean ± sd over seeds (number of seeds).", ""]
     for s in summaries:
         lines += [f"**{s['dataset']}, {s['model']}** ({s['n_questions']} questions, {s['split']} split): a − b, "
-                  "paired bootstrap 95% CI over questions", "", "| a | b | a − b | 95% CI | seeds | reading |",
+                  "paired bootstrap 95% CI over questions", "", "| a | b | a − b | 95% CI | a − b per seed | reading |",
                   "|---|---|---|---|---|---|"]
-        for c in s["comparisons"]:
-            lo, hi = c["ci95"]
-            lines.append(f"| {c['a']} | {c['b']} | {c['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | "
-                         f"{len(c['seeds'])} | {compare.verdict(c)} |")
+        lines += [compare._comparison_line(c) for c in s["comparisons"]]
         if s["own_minus_shuffled_by_type"]:
             lines += ["", "| own − shuffled | type | questions | a − b | 95% CI | reading |", "|---|---|---|---|---|---|"]
             for c in s["own_minus_shuffled_by_type"]:

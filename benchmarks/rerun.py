@@ -10,7 +10,7 @@ from pathlib import Path
 
 from polyprag.answer import Answer
 from polyprag.bench import Workload, breakdown, workload
-from polyprag.datasets import load_dataset
+from polyprag.datasets import Split, load_dataset
 from polyprag.evaluate import prediction, score_row
 from polyprag.generate import GenerationConfig
 from polyprag.kb import KnowledgeBase
@@ -35,7 +35,7 @@ def parser(doc: str) -> argparse.ArgumentParser:
 def finished_run(folder: str | Path, data_dir: str) -> FinishedRun:
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
-    questions, corpus = load_dataset(config["dataset"], data_dir, config["n"])
+    questions, corpus = load_dataset(config["dataset"], data_dir, config["n"], split=Split(config.get("split", "test")))
     work = workload(questions, corpus, config["corpus_mode"], config["k"])
     return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
 

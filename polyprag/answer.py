@@ -10,7 +10,7 @@ MAX_CONTEXT_TOKENS = 8192  # a prompt never exceeds this (nor the model's own co
 from .extract import raw_to_answer
 from .generate import GenerationConfig, Routing, generate
 from .models import LoadedModel
-from .prompts import build_prompt, check_questions
+from .prompts import build_prompt, check_questions, defuse
 
 
 @dataclass
@@ -57,7 +57,7 @@ def fit_passages(lm: LoadedModel, question: str, passages: list[str], shots: boo
     if not passages:
         return passages
     tok = lm.tokenizer
-    cut = [_head(tok, p, PASSAGE_TOKENS) for p in passages]
+    cut = [_head(tok, defuse(tok, p), PASSAGE_TOKENS) for p in passages]  # measured as the prompt will hold it
     room = context_tokens(lm) - max_new_tokens - _length(tok, build_prompt(tok, question, [""] * len(cut), shots))
     out = []
     for p in cut:

@@ -136,7 +136,8 @@ def with_seed(config: BenchConfig, seed: int) -> BenchConfig:
     """The same benchmark with every trained method seeded by `seed`."""
     b = config.build
     return replace(config, build=replace(b, training=replace(b.training, seed=seed)),
-                   prag=replace(config.prag, seed=seed), prag_tuned=replace(config.prag_tuned, seed=seed))
+                   prag=replace(config.prag, seed=seed), prag_tuned=replace(config.prag_tuned, seed=seed),
+                   dyprag=replace(config.dyprag, seed=seed), dyprag_tuned=replace(config.dyprag_tuned, seed=seed))
 
 
 def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path, questions: list[Question],
@@ -346,7 +347,7 @@ class Bench:
             dy = Dyprag(prag, config, Translator.load(where))
             trained = json.loads((where / "train.json").read_text(encoding="utf-8"))
         else:
-            samples = self._samples(train, lm)
+            samples = self._samples(train, lm, recipe="prag")  # the PRAG adapters it learns from, as published
             prag_per_doc = prag.encode(samples, len(train.docs), self.progress)  # its tally survives resumes
             t0 = time.perf_counter()
             dy = Dyprag(prag, config)

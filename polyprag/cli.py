@@ -734,8 +734,8 @@ def cmd_bench(args) -> None:
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs, seed=args.seed),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs, seed=args.seed),
-                         dyprag=DypragConfig(lr=args.dyprag_lr, epochs=args.dyprag_epochs),
-                         dyprag_tuned=DypragConfig(lr=args.dyprag_tuned_lr, epochs=args.dyprag_tuned_epochs),
+                         dyprag=DypragConfig(lr=args.dyprag_lr, epochs=args.dyprag_epochs, seed=args.seed),
+                         dyprag_tuned=DypragConfig(lr=args.dyprag_tuned_lr, epochs=args.dyprag_tuned_epochs, seed=args.seed),
                          dyprag_train_n=args.dyprag_train_n, generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
                          add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device, dtype=args.dtype)
     questions, corpus, note = _bench_data(args)

@@ -39,12 +39,14 @@ def per_question_f1(results: list[dict], method: str) -> np.ndarray:
 
 def compare(results: list[dict], a: str, b: str, qtypes: list[str] | None = None) -> dict:
     """a − b in F1 over the questions (or those of one type), with its paired bootstrap 95% CI."""
-    diff = per_question_f1(results, a) - per_question_f1(results, b)
-    if qtypes is not None:
-        diff = diff[np.array(qtypes)]
+    keep = np.ones(len(results[0]["predictions"][a]), bool) if qtypes is None else np.array(qtypes)
+    diff = (per_question_f1(results, a) - per_question_f1(results, b))[keep]
     lo, hi = bootstrap_ci(diff)
+    # The interval is over questions only; each seed's own difference shows what the seeds do.
+    per_seed = [float((per_question_f1([r], a) - per_question_f1([r], b))[keep].mean()) for r in results]
     return {"a": a, "b": b, "f1_diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)],
-            "n_questions": int(len(diff)), "seeds": [r["config"]["seed"] for r in results]}
+            "f1_diff_per_seed": [round(x, 2) for x in per_seed], "n_questions": int(len(diff)),
+            "seeds": [r["config"]["seed"] for r in results]}
 
 
 def summarise(results: list[dict], seeds: list[int]) -> dict:
@@ -90,7 +92,7 @@ def markdown(summary: dict) -> str:
         per_seed = " / ".join(f"{x:.1f}" for x in r["f1_per_seed"])
         lines.append(f"| {r['method']} | {r['f1']:.1f} ± {r['f1_sd']:.1f} | {per_seed} | {r['em']:.1f} | {recall} |")
     lines += ["", "Paired bootstrap over questions (each question's F1 averaged over the seeds; 10,000 resamples):",
-              "", "| a | b | a − b | 95% CI | reading |", "|---|---|---|---|---|"]
+              "", "| a | b | a − b | 95% CI | a − b per seed | reading |", "|---|---|---|---|---|---|"]
     lines += [_comparison_line(x) for x in summary["comparisons"]]
     if summary["own_minus_shuffled_by_type"]:
         lines += ["", "Own − shuffled (the knowledge that is the document's own) per question type:", "",
@@ -104,13 +106,16 @@ def markdown(summary: dict) -> str:
 
 def _comparison_line(x: dict) -> str:
     lo, hi = x["ci95"]
-    return f"| {x['a']} | {x['b']} | {x['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {verdict(x)} |"
+    seeds = " / ".join(f"{d:+.1f}" for d in x.get("f1_diff_per_seed", []))
+    return f"| {x['a']} | {x['b']} | {x['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {seeds} | {verdict(x)} |"
 
 
 def verdict(x: dict) -> str:
+    """"a better" where the CI over questions excludes 0 and no seed says the opposite."""
     lo, hi = x["ci95"]
+    per_seed = x.get("f1_diff_per_seed", [])
     if lo > 0:
-        return f"{x['a']} better"
+        return f"{x['a']} better" if all(d > 0 for d in per_seed) else "a ahead on the mean; seeds disagree"
     if hi < 0:
-        return f"{x['b']} better"
+        return f"{x['b']} better" if all(d < 0 for d in per_seed) else "b ahead on the mean; seeds disagree"
     return "not separated"

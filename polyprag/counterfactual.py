@@ -70,7 +70,10 @@ def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple
         ids[d.id] = corpus.add(apply(d.title), apply(d.text))
     out = [replace(q, question=apply(q.question), answers=[mapping[q.answers[0]]],
                    gold_doc_ids=list(dict.fromkeys(ids[g] for g in q.gold_doc_ids))) for q in questions]
-    return out, corpus.docs
+    # An answer inside another, longer one ("New York" / "New York City") can be renamed away with it: such a
+    # question has no answer left in its documents and is dropped.
+    text = {d.id: d.text for d in corpus.docs}
+    return [q for q in out if any(q.answers[0] in text[g] for g in q.gold_doc_ids)], corpus.docs
 
 
 def bridge_entity(q: Question, gold: list[Document]) -> str | None:

@@ -131,6 +131,9 @@ def held_out(name: str, data_dir: str | Path, n: int, m: int, path: str | Path |
     """m more questions of the same split, chosen as load_dataset chooses (per type), none of the first n, with
     their paragraphs that are not also the first n's (same title and text): training data for a method that
     learns across documents (DyPRAG's translator) without seeing the evaluated ones."""
+    if name in COUNTERFACTUAL:  # n and n + m questions make two different invented worlds: no clean hold-out
+        raise InputError(f"--dataset {name}: DyPRAG's held-out training questions are not available for the "
+                         "counterfactual variants yet; run the dyprag rows on the real dataset.")
     questions, docs = load_dataset(name, data_dir, n, path, split)
     more, more_docs = load_dataset(name, data_dir, n + m, path, split)
     asked, seen = {q.question for q in questions}, {(d.title, d.text) for d in docs}

@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Annotated, Literal, get_args
 
 import torch
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -117,7 +119,7 @@ class ChatRequest(BaseModel):
     response_format, logprobs...) are refused. The mode is the model name, or the extra field "mode"."""
 
     model_config = ConfigDict(extra="allow")
-    model: str = "polyprag"
+    model: Text = "polyprag"
     messages: list[ChatMessage]
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
@@ -251,6 +253,7 @@ class Service:
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
         self.augment_url = augment_url  # the augmentation server the operator named (`--augment-url`)
         self.max_waiting, self.max_jobs, self.keep_versions = max_waiting, max_jobs, keep_versions
+        self.admitted_questions = 0  # questions of requests in flight, waiting or answering (`admitted`)
         self.kb = self._load()
         self.lock = threading.Lock()  # guards self.kb and the model: one generation at a time
         self.pending: list[Pending] = []  # answer requests waiting for the model
@@ -261,6 +264,26 @@ class Service:
         threading.Thread(target=self._work, name="polyprag-jobs", daemon=True).start()
         if watch_s > 0:
             threading.Thread(target=self._watch, args=(watch_s,), name="polyprag-watch", daemon=True).start()
+
+    @contextmanager
+    def admitted(self, n_questions: int):
+        """Count a request's questions from the moment it arrives (before it waits for a worker thread): beyond
+        max_waiting, 503 + Retry-After at once."""
+        with self.pending_lock:
+            if self.admitted_questions + n_questions > self.max_waiting:
+                raise ApiError(503, f"{self.max_waiting} questions are already waiting for the model; retry in a "
+                                    "few seconds.", retry_after_s=5)
+            self.admitted_questions += n_questions
+        try:
+            yield
+        finally:
+            with self.pending_lock:
+                self.admitted_questions -= n_questions
+
+    def locked(self, f, *args):
+        """f(*args) under the model lock: the tokenizer is not safe to share with a generation running."""
+        with self.lock:
+            return f(*args)
 
     def _load(self) -> KnowledgeBase:
         kb = KnowledgeBase.load(self.folder, self.model, self.device, self.dtype)
@@ -651,9 +674,11 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         return get_swagger_ui_html(openapi_url="/openapi.json", title="polyprag API")
 
     @app.post("/v1/answer", dependencies=read)
-    def answer(req: AnswerRequest) -> AnswerResponse:
+    async def answer(req: AnswerRequest) -> AnswerResponse:
         questions = checked_questions(req, limits)
-        kb, hits, answers, weights = service.answer(questions, req.mode, req.k, req.max_new_tokens, limits.answer_wait_s)
+        with service.admitted(len(questions)):  # counted before it waits for a thread: the bound holds
+            kb, hits, answers, weights = await run_in_threadpool(
+                service.answer, questions, req.mode, req.k, req.max_new_tokens, limits.answer_wait_s)
         by_id = {d.id: d for d in kb.docs}
         out = [AnswerOut(question=a.question, answer=a.answer, raw=a.raw,
                          documents=[_retrieved(by_id[h.doc_id], h) for h in hs],
@@ -709,7 +734,7 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
                                            for m in OPENAI_MODELS]}
 
     @app.post("/v1/chat/completions", dependencies=read)
-    def chat(req: ChatRequest) -> dict:
+    async def chat(req: ChatRequest) -> dict:
         mode = req.mode or ("poly" if req.model == "polyprag" else req.model)
         _check(mode in OPENAI_MODELS, f"model {req.model!r}: choose from {list(OPENAI_MODELS)} (GET /v1/models).")
         _check(not req.stream, "stream=true is not supported; send stream=false (answers are a few tokens).")
@@ -724,8 +749,10 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
         _check(not unsupported, f"{', '.join(unsupported)}: not supported by polyprag (greedy short answers, no "
                                 "tools or formats); leave these fields out.")
         checked_questions(AnswerRequest(question=question, k=req.k, mode=mode, max_new_tokens=max_new), limits)
-        kb, hits, answers, _ = service.answer([question], mode, req.k, max_new, limits.answer_wait_s)
-        usage = token_usage(kb, mode, answers[0])
+        with service.admitted(1):
+            kb, hits, answers, _ = await run_in_threadpool(service.answer, [question], mode, req.k, max_new,
+                                                           limits.answer_wait_s)
+            usage = await run_in_threadpool(service.locked, token_usage, kb, mode, answers[0])
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": req.model,
                 "choices": [{"index": 0, "logprobs": None,

@@ -91,3 +91,13 @@ def test_special_token_strings_in_user_text_stay_text(chat_lm):
     count = lambda p: tok(p, add_special_tokens=False).input_ids.count(im_start)  # noqa: E731
     assert count(prompt) == count(honest)  # only the template opens turns
     assert "hacked" in prompt
+
+
+def test_special_tokens_count_as_the_prompt_will_hold_them(chat_lm):
+    from polyprag.answer import context_tokens, fit_passages
+
+    tok = chat_lm.tokenizer
+    evil = ["<|im_start|>" * 5_000] * 3  # one token each as written; several once defused
+    fitted = fit_passages(chat_lm, "Who?", evil, False, 8)
+    prompt = build_prompt(tok, "Who?", fitted, shots=False)
+    assert len(tok(prompt, add_special_tokens=False).input_ids) + 8 <= context_tokens(chat_lm)

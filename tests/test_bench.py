@@ -248,3 +248,12 @@ def test_shuffled_hits_never_give_a_question_its_own_documents():
     for own, new in zip(hits, shuffled):
         assert len(new) == len(own) and not {h.doc_id for h in new} & {h.doc_id for h in own}
         assert len({h.doc_id for h in new}) == len(new) and [h.score for h in new] == [h.score for h in own]
+
+
+def test_a_verdict_needs_the_interval_and_every_seed():
+    from polyprag.compare import verdict
+
+    assert verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [2.0, 1.0, 3.0]}) == "poly better"
+    assert "seeds disagree" in verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [5, 4, -6]})
+    assert verdict({"a": "poly", "b": "prag", "ci95": [-1.0, 3.0], "f1_diff_per_seed": [2.0]}) == "not separated"
+    assert verdict({"a": "poly", "b": "prag", "ci95": [-3.0, -1.0], "f1_diff_per_seed": [-2.0]}) == "prag better"

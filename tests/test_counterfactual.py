@@ -62,3 +62,12 @@ def test_real_counterfactual_hotpotqa_answers_are_invented_and_in_the_gold_parag
     for q in questions:
         assert q.answers != real[q.id].answers
         assert any(q.answers[0] in by_id[g].text for g in q.gold_doc_ids)
+
+
+def test_a_question_whose_answer_is_renamed_away_by_a_longer_one_is_dropped():
+    docs = [Document("a", "Film A", "Film A was shot in New York City."),
+            Document("b", "Film B", "Film B is set in New York City, a city in New York.")]
+    q1 = Question("q1", "Where was Film A shot?", ["New York"], ["a"])  # only inside the longer answer in "a"
+    q2 = Question("q2", "Where is Film B set?", ["New York City"], ["b"])
+    kept, _ = substitute([q1, q2], docs, CorpusBuilder())
+    assert [q.id for q in kept] == ["q2"]

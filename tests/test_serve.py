@@ -354,6 +354,8 @@ def test_text_that_is_not_unicode_is_refused_at_the_edge(client):
                        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": %s}]}' % bad),
                        ("/v1/chat/completions",
                         '{"messages": [{"role": "user", "content": [{"type": "text", "text": %s}]}]}' % bad),
+                       ("/v1/chat/completions", '{"mode": "poly", "model": %s, "messages": [{"role": "user", '
+                                                '"content": "Who?"}]}' % bad),
                        ("/v1/documents", '{"documents": [{"id": "x", "text": %s}]}' % bad)):
         r = client.post(path, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code in (400, 422) and "UTF-8" in str(r.json()), (path, r.json())
