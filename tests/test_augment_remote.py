@@ -33,7 +33,7 @@ def test_the_augmentations_are_the_servers_replies(server):
 
 
 def test_a_refusal_stops_at_once_and_says_why(server):
-    with pytest.raises(InputError, match=r"refused .*HTTP 422.*no-such-mode.*--augment-model"):
+    with pytest.raises(InputError, match=r"refused .*HTTP 400.*no-such-mode.*--augment-model"):
         chat_completions(server, "no-such-mode", ["hello"], progress=False)
 
 
