@@ -297,10 +297,7 @@ class Service:
         Requests that arrive while the model is busy wait together; whoever gets the model next answers all
         of them in shared generation batches (rows carry their own routing), so throughput grows with load."""
         item = Pending(questions, mode, k, max_new_tokens)
-        with self.pending_lock:
-            if sum(len(p.questions) for p in self.pending) + len(questions) > self.max_waiting:
-                raise ApiError(503, f"{self.max_waiting} questions are already waiting for the model; retry in a "
-                                    "few seconds.", retry_after_s=5)
+        with self.pending_lock:  # bounded by `admitted`, which counts every request from its arrival
             self.pending.append(item)
         deadline = time.monotonic() + wait_s
         while not item.done.is_set():
