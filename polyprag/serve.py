@@ -16,6 +16,7 @@ it is not the one serving, loads it and swaps it in (requests wait for the swap 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import math
@@ -41,6 +42,7 @@ from starlette.exceptions import HTTPException
 
 from .answer import Answer
 from .generate import GenerationConfig
+from .guards import DRAIN_FACTOR, LOOPBACK_HOSTS, BodyLimit, HostAllowlist, Throttle, host_name
 from .corpus import Document, validate_id
 from .errors import ConflictError, InputError
 from .kb import POLY_MODES, KnowledgeBase, growth_for
@@ -57,6 +59,7 @@ GUARD_READS_ENV = "POLYPRAG_GUARD_READS"  # "1": every endpoint but the page nee
 MAX_GROW = 64  # adapters one request may add
 JOB_ATTEMPTS = 5  # a job's change redone on a newer version at most this often before it fails
 KEEP_JOBS = 1000  # finished jobs the registry remembers (dicts keep insertion order: the oldest go first)
+DISCONNECT_POLL_S = 0.5  # how often a request waiting for the model checks that its client is still there
 WATCH_S = 1.0  # how often the folder's current version is compared with the serving one
 Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
 
@@ -68,6 +71,9 @@ class Limits:
     max_k: int = 20
     max_questions: int = 32
     max_new_tokens: int = 128
+    # a request's compute budget: passages read (questions × k, each at most PASSAGE_TOKENS) and tokens generated
+    max_passages: int = 64
+    max_generated_tokens: int = 1024
     max_documents: int = 100  # per request
     max_doc_chars: int = 100_000
     top_adapters: int = 8  # adapters listed in a mixing summary
@@ -75,6 +81,8 @@ class Limits:
     # questions waiting for the model at most; beyond, 503 + Retry-After (each waiting request holds a thread)
     max_waiting: int = 64
     max_jobs: int = 16  # add/remove jobs queued at most; beyond, 429 + Retry-After
+    max_refusals: int = 20  # refused requests a client may send in a burst before it is slowed (guards.Throttle)
+    tarpit_s: float = 1.0  # how long a slowed client's request waits before its 429 (0 refusals: no throttle)
 
 
 # ---------------------------------------------------------------- schemas
@@ -222,6 +230,10 @@ class Job:
                       version=self.version, seconds=self.seconds)
 
 
+# what a request gets: the KB that answered, hits, answers, mixing weights (Q, G, M) or None
+Answered = tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]
+
+
 @dataclass(eq=False)  # compared by identity: two requests may ask the same thing
 class Pending:
     """One answer request waiting for the model, and, once answered, its result or error."""
@@ -290,15 +302,31 @@ class Service:
         kb.trust_augment_url(self.augment_url)
         return kb
 
-    def answer(self, questions: list[str], mode: str, k: int, max_new_tokens: int, wait_s: float
-               ) -> tuple[KnowledgeBase, list[list[Hit]], list[Answer], torch.Tensor | None]:
+    def answer(self, questions: list[str], mode: str, k: int, max_new_tokens: int, wait_s: float) -> Answered:
         """Answers with the KB serving now: (that KB, hits, answers, mixing weights (Q, G, M) or None).
 
         Requests that arrive while the model is busy wait together; whoever gets the model next answers all
         of them in shared generation batches (rows carry their own routing), so throughput grows with load."""
+        return self.wait(self.enqueue(questions, mode, k, max_new_tokens), wait_s)
+
+    def enqueue(self, questions: list[str], mode: str, k: int, max_new_tokens: int) -> Pending:
         item = Pending(questions, mode, k, max_new_tokens)
         with self.pending_lock:  # bounded by `admitted`, which counts every request from its arrival
             self.pending.append(item)
+        return item
+
+    def withdraw(self, item: Pending) -> bool:
+        """Drop a request whose client went away, if no generation has taken it yet (True: dropped)."""
+        with self.pending_lock:
+            if item not in self.pending:
+                return False
+            self.pending.remove(item)
+        item.error = ApiError(499, "the client closed the connection before its answer began.")
+        item.done.set()
+        return True
+
+    def wait(self, item: Pending, wait_s: float) -> Answered:
+        """Until `item` is answered: by this thread, with the model, or by whoever holds it now."""
         deadline = time.monotonic() + wait_s
         while not item.done.is_set():
             if not self.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -461,6 +489,19 @@ class ApiError(Exception):
         self.status, self.retry_after_s = status, retry_after_s
 
 
+async def answered(request: Request, service: Service, questions: list[str], mode: str, k: int,
+                   max_new_tokens: int, wait_s: float) -> Answered:
+    """service.answer in a worker thread. A client that disconnects while its questions wait withdraws them, so
+    nobody's compute goes to an answer nobody reads (a generation already running finishes: batches are not cut)."""
+    item = service.enqueue(questions, mode, k, max_new_tokens)
+    task = asyncio.ensure_future(run_in_threadpool(service.wait, item, wait_s))
+    while not (await asyncio.wait({task}, timeout=DISCONNECT_POLL_S))[0]:
+        if await request.is_disconnected() and service.withdraw(item):
+            task.add_done_callback(lambda t: t.exception())  # its thread ends on its own; nobody awaits it
+            raise item.error
+    return task.result()
+
+
 def _check(ok: bool, message: str, status: int = 422) -> None:
     if not ok:
         raise ApiError(status, message)
@@ -479,6 +520,13 @@ def checked_questions(req: AnswerRequest, limits: Limits) -> list[str]:
     _check(1 <= req.k <= limits.max_k, f"k={req.k} is out of range; use 1 to {limits.max_k}.")
     _check(1 <= req.max_new_tokens <= limits.max_new_tokens,
            f"max_new_tokens={req.max_new_tokens} is out of range; use 1 to {limits.max_new_tokens}.")
+    n = len(questions)
+    _check(n * req.k <= limits.max_passages, f"{n} questions × k={req.k} = {n * req.k} passages to read; the "
+                                             f"budget is {limits.max_passages} per request: send fewer questions "
+                                             "per request or a smaller k.", 413)
+    _check(n * req.max_new_tokens <= limits.max_generated_tokens,
+           f"{n} questions × max_new_tokens={req.max_new_tokens} = {n * req.max_new_tokens} tokens to generate; the "
+           f"budget is {limits.max_generated_tokens} per request: send fewer questions or fewer new tokens.", 413)
     return questions
 
 
@@ -514,90 +562,6 @@ def _validation_message(e: RequestValidationError) -> str:
 
 
 # ---------------------------------------------------------------- the app
-
-DRAIN_FACTOR = 16  # a refused body is read and dropped up to 16 × the limit; beyond, the connection is cut
-
-
-class BodyLimit:
-    """ASGI middleware: refuse a body over `max_bytes`, by its Content-Length or by the bytes that arrive."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await self._refuse(scope, receive, send, pending=True)
-        body, more = b"", True
-        while more:  # read it all first (at most max_bytes): a chunked body has no Content-Length to trust
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await self._refuse(scope, receive, send, pending=more)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope, receive, send, pending: bool):
-        error = f"the request body is over {self.max_bytes:,} bytes; send fewer or shorter items per request."
-        if pending:
-            await self._drain(receive)
-        await JSONResponse({"error": error}, status_code=413, headers={"Connection": "close"})(scope, receive, send)
-
-    async def _drain(self, receive) -> None:
-        """Read and drop what the client is still sending (up to DRAIN_FACTOR × the limit): a reply before its
-        body is read makes the client's send fail with a reset, and it never sees the 413 that says why."""
-        left = DRAIN_FACTOR * self.max_bytes
-        while left > 0:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            left -= len(message.get("body", b""))
-            if not message.get("more_body", False):
-                return
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-
-
-class HostAllowlist:
-    """Only requests whose Host header names this server pass (DNS rebinding: a page on attacker.example that
-    resolves to 127.0.0.1 reaches a loopback server, but its requests carry Host: attacker.example)."""
-
-    def __init__(self, app, hosts: tuple[str, ...]):
-        self.app, self.hosts = app, {h.lower() for h in hosts}
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and "*" not in self.hosts:
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
-            name = host_name(host)
-            if name not in self.hosts:
-                error = (f"Host {host[:100]!r} is not a name this server answers to ({', '.join(sorted(self.hosts))}); "
-                         f"if it is yours, restart the server with --allow-host {name or 'NAME'}.")
-                await JSONResponse({"error": error}, status_code=400)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-def host_name(host: str) -> str:
-    """The name in a Host header, without its port: "[::1]:8000" -> "::1", "localhost:80" -> "localhost"."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
 
 async def require_key(request: Request) -> None:
     """Mutations need X-API-Key when POLYPRAG_API_KEY is set (read per request, so a restart is not needed). A
@@ -648,7 +612,9 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     read, write = [Depends(require_read_key)], [Depends(require_read_key), Depends(require_key)]
     app.state.service, app.state.guard_reads = service, guard_reads
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(HostAllowlist, hosts=(*LOOPBACK_HOSTS, *allowed_hosts))  # added last: runs first
+    app.add_middleware(HostAllowlist, hosts=(*LOOPBACK_HOSTS, *allowed_hosts))
+    app.add_middleware(Throttle, max_refusals=limits.max_refusals, tarpit_s=limits.tarpit_s,
+                       drain_bytes=DRAIN_FACTOR * limits.max_body_bytes)  # added last: runs first, and sees every refusal
     _error_handlers(app)
     page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
 
@@ -671,11 +637,11 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
         return get_swagger_ui_html(openapi_url="/openapi.json", title="polyprag API")
 
     @app.post("/v1/answer", dependencies=read)
-    async def answer(req: AnswerRequest) -> AnswerResponse:
+    async def answer(req: AnswerRequest, request: Request) -> AnswerResponse:
         questions = checked_questions(req, limits)
         with service.admitted(len(questions)):  # counted before it waits for a thread: the bound holds
-            kb, hits, answers, weights = await run_in_threadpool(
-                service.answer, questions, req.mode, req.k, req.max_new_tokens, limits.answer_wait_s)
+            kb, hits, answers, weights = await answered(request, service, questions, req.mode, req.k,
+                                                        req.max_new_tokens, limits.answer_wait_s)
         by_id = {d.id: d for d in kb.docs}
         out = [AnswerOut(question=a.question, answer=a.answer, raw=a.raw,
                          documents=[_retrieved(by_id[h.doc_id], h) for h in hs],
@@ -731,7 +697,7 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
                                            for m in OPENAI_MODELS]}
 
     @app.post("/v1/chat/completions", dependencies=read)
-    async def chat(req: ChatRequest) -> dict:
+    async def chat(req: ChatRequest, request: Request) -> dict:
         mode = req.mode or ("poly" if req.model == "polyprag" else req.model)
         _check(mode in OPENAI_MODELS, f"model {req.model!r}: choose from {list(OPENAI_MODELS)} (GET /v1/models).")
         _check(not req.stream, "stream=true is not supported; send stream=false (answers are a few tokens).")
@@ -747,8 +713,8 @@ def _openai_routes(app: FastAPI, service: Service, limits: Limits, read: list) -
                                 "tools or formats); leave these fields out.")
         checked_questions(AnswerRequest(question=question, k=req.k, mode=mode, max_new_tokens=max_new), limits)
         with service.admitted(1):
-            kb, hits, answers, _ = await run_in_threadpool(service.answer, [question], mode, req.k, max_new,
-                                                           limits.answer_wait_s)
+            kb, hits, answers, _ = await answered(request, service, [question], mode, req.k, max_new,
+                                                  limits.answer_wait_s)
             usage = await run_in_threadpool(service.locked, token_usage, kb, mode, answers[0])
         return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
                 "model": req.model,

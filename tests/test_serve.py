@@ -1,5 +1,6 @@
 """The HTTP service: answers in every mode, limits and errors as JSON, API key, add/remove jobs, a live soak."""
 
+import asyncio
 import shutil
 import threading
 import time
@@ -23,8 +24,9 @@ def kb_folder(tiny_chat_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(kb_folder):
-    """A read-only service over the shared KB: tests that add or remove documents use `own_client`."""
-    return TestClient(create_app(kb_folder), base_url="http://127.0.0.1")
+    """A read-only service over the shared KB: tests that add or remove documents use `own_client`. Its tests
+    send dozens of refused requests on purpose, so the throttle is off here (it has tests of its own)."""
+    return TestClient(create_app(kb_folder, limits=Limits(max_refusals=0)), base_url="http://127.0.0.1")
 
 
 @pytest.fixture
@@ -219,7 +221,7 @@ def test_a_failed_job_reports_its_error_and_the_next_job_still_runs(own_client, 
 
 def test_an_unexpected_error_is_a_generic_500(kb_folder, monkeypatch):
     app = create_app(kb_folder)
-    monkeypatch.setattr(app.state.service, "answer", raising(RuntimeError("secret path")))
+    monkeypatch.setattr(app.state.service, "wait", raising(RuntimeError("secret path")))
     r = TestClient(app, raise_server_exceptions=False, base_url="http://127.0.0.1").post("/v1/answer", json={"question": "Who?"})
     assert r.status_code == 500 and r.json() == {"error": "internal server error; the server log has the details."}
 
@@ -412,7 +414,7 @@ def test_light_endpoints_never_wait_behind_answers_and_the_queue_is_bounded(kb_f
 
 
 def test_only_the_servers_own_host_names_are_answered(kb_folder, tmp_path):
-    from polyprag.serve import host_name
+    from polyprag.guards import host_name
 
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, allowed_hosts=("kb.example.org",))
     for base, status in (("http://127.0.0.1:8000", 200), ("http://localhost", 200), ("http://[::1]:8000", 200),
@@ -493,3 +495,44 @@ def test_hostile_clients_get_4xx_while_honest_ones_get_every_answer(kb_folder, t
     assert set(report["hostile"]) == set(ATTACKS) and report["hostile_requests"] >= len(ATTACKS)
     assert {d.name for d in folder.iterdir()} >= {"manifest.json"} and not any(
         "flood" in line or "inject" in line for line in (folder / "docs.jsonl").read_text().splitlines())
+
+
+def test_a_client_that_disconnects_while_waiting_costs_no_generation(kb_folder, tmp_path, monkeypatch):
+    from polyprag.serve import ApiError, answered
+
+    service = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0).state.service
+    generated = []
+    monkeypatch.setattr(service, "_answer_group", lambda group, *a: generated.append(group))
+
+    class Gone:  # the request of a client that has closed its connection
+        async def is_disconnected(self) -> bool:
+            return True
+
+    def busy_model():  # someone else's generation holds the model for a second
+        with service.lock:
+            time.sleep(1.0)
+
+    async def scenario():
+        holder = threading.Thread(target=busy_model)
+        holder.start()
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        with pytest.raises(ApiError) as e:
+            await answered(Gone(), service, ["Who built the bridge?"], "rag", 1, 2, wait_s=30)
+        waited = time.monotonic() - t0
+        await asyncio.to_thread(holder.join)
+        await asyncio.sleep(0.2)  # the worker thread sees its request withdrawn once the model is free
+        return e.value, waited
+
+    error, waited = asyncio.run(scenario())
+    assert error.status == 499 and waited < 0.9  # refused while the model was still busy
+    assert service.pending == [] and generated == []
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"questions": ["Who?"] * 32, "k": 3}, "32 questions × k=3 = 96 passages to read; the budget is 64"),
+    ({"questions": ["Who?"] * 16, "max_new_tokens": 128}, "= 2048 tokens to generate; the budget is 1024"),
+])
+def test_a_request_over_the_compute_budget_is_413_naming_it(client, body, message):
+    r = client.post("/v1/answer", json=body)
+    assert r.status_code == 413 and message in r.json()["error"], r.json()
