@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     exp = sub.add_parser("export", help="write a dataset's questions and closed corpus as JSONL files")
-    exp.add_argument("--dataset", choices=DATASETS, required=True)
+    exp.add_argument("--dataset", choices=(*DATASETS, "sample"), required=True,
+                     help="a shared dataset (in --data-dir), or sample: the bundled 30 invented documents")
     _data_args(exp)
     exp.add_argument("--n", type=int, default=100)
     exp.add_argument("--out", required=True, help="folder for docs.jsonl and questions.jsonl")
@@ -487,7 +488,7 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     if args.n < 1:
         raise InputError(f"--n {args.n}: ask for at least 1 question.")
-    questions, docs = load_dataset(args.dataset, args.data_dir, args.n, args.data_file, Split(args.split))
+    questions, docs, _ = _bench_data(args)
     out = Path(args.out)
     write_jsonl(docs, out / "docs.jsonl")
     write_questions(questions, out / "questions.jsonl")
