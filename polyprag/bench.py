@@ -32,7 +32,7 @@ from .augment import Sample, augment_documents, prag_samples, training_samples
 from .corpus import Document
 from .datasets import Question
 from .errors import InputError
-from .evaluate import prediction, score_row
+from .evaluate import code_version, prediction, score_row
 from .kb import POLY_MODES, BuildConfig, KnowledgeBase, growth_for
 from .manifest import LEGACY
 from .lifecycle import routing_weights
@@ -243,7 +243,8 @@ class Bench:
         return self.out / "methods" / f"{name.replace('/', '_')}.json"
 
     def _save_method(self, name: str, row: dict, predictions: list[dict]) -> None:
-        atomic.write_text(self._done(name), json.dumps({"row": row, "predictions": predictions}, ensure_ascii=False))
+        atomic.write_text(self._done(name), json.dumps({"row": {**row, "code": code_version()}, "predictions": predictions},
+                                                       ensure_ascii=False))
 
     def _plan(self) -> list[str]:
         ablation = [f"poly[{key}={value}]" for key, values in self.config.ablations for value in values]

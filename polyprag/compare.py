@@ -73,7 +73,9 @@ def _row(method: str, runs: list[dict]) -> dict:
             "f1_per_seed": f1, "em": round(statistics.fmean(em), 2), "recall_at_k": runs[0]["recall_at_k"],
             "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 2) for t in types},
             **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "encode_s_per_doc", "samples",
-                                       "samples_per_doc") if k in runs[0]}}
+                                       "samples_per_doc") if k in runs[0]},
+            "commits": sorted({str(r["code"]["commit"]) + ("+changes" if r["code"]["dirty"] else "")
+                               for r in runs if r.get("code")})}
 
 
 def _sd(values: list[float]) -> float:
@@ -101,6 +103,11 @@ def markdown(summary: dict) -> str:
             lo, hi = x["ci95"]
             lines.append(f"| {x['a']} | {x['b']} | {x['qtype'] or 'all'} | {x['n_questions']} | {x['f1_diff']:+.1f} | "
                          f"[{lo:+.1f}, {hi:+.1f}] | {verdict(x)} |")
+    mixed = [r["method"] for r in summary["rows"] if len(r.get("commits", [])) > 1]
+    commits = sorted({c for r in summary["rows"] for c in r.get("commits", [])})
+    if commits:
+        lines += ["", f"Code: {', '.join(commits)}" + (f"; **rows whose seeds ran different code: {', '.join(mixed)}**"
+                                                        if mixed else ".")]
     return "\n".join(lines) + "\n"
 
 

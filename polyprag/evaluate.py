@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
 
 from .answer import Answer
 from .generate import GenerationConfig
@@ -24,6 +27,23 @@ log = logging.getLogger("polyprag")
 
 # PRAG's adapters and DyPRAG's translator are trained by `bench` only
 MODES = tuple(name for name, m in READER_MODES.items() if m.needs not in ("prag", "dyprag"))
+
+
+@cache
+def code_version() -> dict:
+    """The code a result came from: polyprag's version and, in a git checkout, the commit and whether the
+    package's files differed from it (rows computed by different code must not be averaged unawares)."""
+    from . import __version__
+
+    package = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # an installed wheel, or no git: the version says it
+        return {"polyprag": __version__, "commit": None, "dirty": None}
+    return {"polyprag": __version__, "commit": commit, "dirty": bool(changed)}
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,25 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
         assert lo <= c["f1_diff"] <= hi and c["seeds"] == [0, 1] and c["n_questions"] == 3
     assert by["prag"]["samples"] == "prag" and by["prag-shared"]["samples"] == "poly"
     assert "| poly | poly-shuffled |" in (out / "results.md").read_text()
+    assert all(len(r["commits"]) == 1 for r in by.values())  # every row names the code it ran (one version here)
+
+
+def test_rows_whose_seeds_ran_different_code_are_flagged():
+    from polyprag.compare import markdown, summarise
+
+    def run(seed: int, commit: str) -> dict:
+        preds = [{"prediction": "x", "answers": ["x"]}, {"prediction": "y", "answers": ["z"]}]
+        row = {"method": "poly", "f1": 50.0, "em": 50.0, "recall_at_k": None, "f1_by_type": {},
+               "code": {"polyprag": "0.1.0", "commit": commit, "dirty": False}}
+        config = {"seed": seed, "dataset": "d", "n_questions": 2, "model": "m", "k": 3,
+                  "generation": {"max_new_tokens": 32}}
+        return {"config": config, "rows": [row], "predictions": {"poly": preds}}
+
+    same = summarise([run(0, "abc"), run(1, "abc")], [0, 1])
+    assert same["rows"][0]["commits"] == ["abc"] and "different code" not in markdown(same)
+    mixed = summarise([run(0, "abc"), run(1, "def")], [0, 1])
+    assert mixed["rows"][0]["commits"] == ["abc", "def"]
+    assert "rows whose seeds ran different code: poly" in markdown(mixed)
 
 
 def test_shuffled_hits_never_give_a_question_its_own_documents():
