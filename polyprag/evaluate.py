@@ -9,6 +9,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .answer import Answer
@@ -33,8 +34,10 @@ MODES = tuple(name for name, m in READER_MODES.items() if m.needs not in ("prag"
 def code_version() -> dict:
     """The code a result came from: polyprag's version and, in a git checkout, the commit and whether the
     package's files differed from it (rows computed by different code must not be averaged unawares)."""
-    from . import __version__
-
+    try:
+        __version__ = version("polyprag")
+    except PackageNotFoundError:  # the source tree on sys.path, not installed
+        __version__ = None
     package = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,

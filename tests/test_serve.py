@@ -364,7 +364,7 @@ def test_text_that_is_not_unicode_is_refused_at_the_edge(client):
 
 
 def test_one_failing_request_fails_alone_in_a_shared_batch(kb_folder, tmp_path):
-    from polyprag.serve import Pending
+    from polyprag.service import Pending
 
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0)
     service = app.state.service
@@ -455,10 +455,10 @@ def test_the_openai_endpoint_refuses_what_it_cannot_honour_and_reports_usage(cli
 
 
 def test_the_job_queue_and_registry_are_bounded(kb_folder, tmp_path, monkeypatch):
-    from polyprag import serve
-    from polyprag.serve import Job
+    from polyprag import service as serving_state
+    from polyprag.service import Job
 
-    monkeypatch.setattr(serve, "KEEP_JOBS", 3)
+    monkeypatch.setattr(serving_state, "KEEP_JOBS", 3)
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, limits=Limits(max_jobs=2))
     service, client = app.state.service, TestClient(app, base_url="http://127.0.0.1")
     release = threading.Event()
@@ -498,7 +498,8 @@ def test_hostile_clients_get_4xx_while_honest_ones_get_every_answer(kb_folder, t
 
 
 def test_a_client_that_disconnects_while_waiting_costs_no_generation(kb_folder, tmp_path, monkeypatch):
-    from polyprag.serve import ApiError, answered
+    from polyprag.api import ApiError
+    from polyprag.serve import answered
 
     service = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0).state.service
     generated = []
