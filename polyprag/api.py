@@ -14,8 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from .corpus import Document, validate_id
 from .errors import InputError
 from .kb import KnowledgeBase
+from .readers import SERVED
 
-Mode = Literal["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
+Mode = Literal[SERVED]  # the served modes of the registry (readers.MODES)
 MAX_GROW = 64  # adapters one request may add
 
 
@@ -156,6 +157,12 @@ class JobOut(BaseModel):
     error: str | None = None
     version: int | None = None  # the KB version the job saved
     seconds: float | None = None
+
+
+class ModeOut(BaseModel):
+    name: str
+    about: str
+    passages: bool  # the retrieved passages go into the prompt
 
 
 class Health(BaseModel):

@@ -34,7 +34,7 @@ from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, re
 from .lifecycle import KEEP_VERSIONS
 from .models import BUNDLED, DEFAULT_MODEL, DTYPES, load_model, polyprag_home
 from .prag import PragConfig
-from .readers import reader
+from .readers import SERVED, reader
 from .retrieve import BM25Index
 from .routing import ROUTERS, ROUTING_INITS
 from .train import OBJECTIVES, TrainConfig
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--corpus", help="JSONL, JSON list, or folder of .txt/.md (for --mode rag)")
     ask.add_argument("--kb", help="a knowledge base folder from `polyprag build` (for the poly modes)")
-    ask.add_argument("--mode", choices=["rag", "closed-book", *POLY_MODES], default=None,
+    ask.add_argument("--mode", choices=SERVED, default=None,
                      help="default: poly with --kb, else rag")
     _common(ask)
     ask.set_defaults(func=cmd_ask)
@@ -855,7 +855,7 @@ def cmd_demo(args) -> None:
         out = Path(args.out) if args.out else Path(tmp) / "kb"
         kb = _build(args, docs, config, out, resume=False)
         storage = kb.storage_bytes(out)
-        modes = ("closed-book", "rag", "poly", "poly-combine", "poly-uniform")
+        modes = SERVED
         result = _run(args, questions, docs, modes, kb=kb, save=False)
     extra = {"storage_bytes": storage["total"], "storage_bytes_per_doc": storage["routing_per_doc"],
              "inventory_bytes": storage["inventory"], "build_seconds": kb.manifest.build_seconds}

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-MODES = ("poly", "poly-combine", "poly-uniform", "rag", "closed-book")
+from .readers import SERVED
+
+MODES = SERVED  # the askers take the served modes in turn
 
 
 @contextmanager

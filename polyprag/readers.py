@@ -31,14 +31,15 @@ class Mode:
     needs: str  # "model" (the base model), "kb" (a knowledge base), "prag" (PRAG's adapters) or "dyprag" (a translator)
     passages: bool  # the hits' passages go into the prompt
     about: str
+    served: bool = False  # `ask`, the HTTP service and the demo offer it (a KB and its base model are enough)
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("closed-book", "model", False, "the question alone, after the reader's example exchanges"),
+    Mode("closed-book", "model", False, "the question alone, after the reader's example exchanges", served=True),
     Mode("closed-book-bare", "model", False, "asked as the parametric modes ask (no examples), no adapter"),
-    Mode("rag", "model", True, "the top-k passages in the prompt"),
+    Mode("rag", "model", True, "the top-k passages in the prompt", served=True),
     Mode("rag-gold", "model", True, "the question's gold paragraphs in the prompt: the reader's upper bound"),
-    *(Mode(name, "kb", name == "poly-combine", about) for name, about in zip(POLY_MODES, (
+    *(Mode(name, "kb", name == "poly-combine", about, served=True) for name, about in zip(POLY_MODES, (
         "the adapters mixed by the mean of the retrieved documents' routing weights",
         "poly, with the passages in the prompt too",
         "every adapter weighted alike: what routing adds is poly minus this"))),
@@ -47,6 +48,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("dyprag", "dyprag", False, "the sum of LoRAs a trained translator makes from the retrieved documents (DyPRAG)"),
     Mode("dyprag-combine", "dyprag", True, "dyprag, with the passages in the prompt too"),
 )}
+# the modes a knowledge base answers in: `ask`, the service (GET /v1/modes, the web page), the demo, the load test
+SERVED = tuple(name for name, m in MODES.items() if m.served)
 
 
 class Reader(Protocol):

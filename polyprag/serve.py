@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 
 from .answer import Answer
 from .api import (MAX_GROW, AnswerOut, AnswerRequest, AnswerResponse, ApiError, ChatRequest, ContentPart,
-                  DocumentOut, DocumentsRequest, Health, JobOut, Limits, Mode, Retrieved, check, validation_message,
+                  DocumentOut, DocumentsRequest, Health, JobOut, Limits, Mode, ModeOut, Retrieved, check, validation_message,
                   checked_documents, checked_questions, mixing_summary)
 from .corpus import Document
 from .errors import InputError
@@ -31,6 +31,7 @@ from .guards import DRAIN_FACTOR, LOOPBACK_HOSTS, BodyLimit, HostAllowlist, Thro
 from .kb import KnowledgeBase
 from .lifecycle import KEEP_VERSIONS
 from .prompts import ANSWER_PREFIX, build_prompt
+from .readers import MODES, SERVED
 from .retrieve import Hit
 from .service import WATCH_S, Answered, Job, Service, kb_version, public_name
 
@@ -110,25 +111,7 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     app.add_middleware(Throttle, max_refusals=limits.max_refusals, tarpit_s=limits.tarpit_s,
                        drain_bytes=DRAIN_FACTOR * limits.max_body_bytes)  # added last: runs first, and sees every refusal
     _error_handlers(app)
-    page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def index() -> str:
-        return page  # no data in it: it asks for the key and sends it with every request
-
-    @app.get("/health", dependencies=read)
-    async def health() -> Health:
-        kb = service.kb
-        return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=public_name(kb.lm.spec),
-                      jobs_queued=service.queue.qsize())
-
-    @app.get("/openapi.json", dependencies=read, include_in_schema=False)
-    async def openapi() -> dict:
-        return app.openapi()
-
-    @app.get("/docs", dependencies=read, include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="polyprag API")
+    _info_routes(app, service, read)
 
     @app.post("/v1/answer", dependencies=read)
     async def answer(req: AnswerRequest, request: Request) -> AnswerResponse:
@@ -146,6 +129,35 @@ def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits =
     _openai_routes(app, service, limits, read)
     _document_routes(app, service, limits, read, write)
     return app
+
+
+def _info_routes(app: FastAPI, service: Service, read: list) -> None:
+    """The page, health, the modes and the API's own docs."""
+    page = (files("polyprag") / "web" / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page  # no data in it: it asks for the key and sends it with every request
+
+    @app.get("/health", dependencies=read)
+    async def health() -> Health:
+        kb = service.kb
+        return Health(ok=True, n_docs=len(kb.docs), version=kb_version(kb), model=public_name(kb.lm.spec),
+                      jobs_queued=service.queue.qsize())
+
+    @app.get("/v1/modes", dependencies=read)
+    async def modes() -> list[ModeOut]:
+        """The modes this server answers in (the registry, readers.MODES), the default first."""
+        served = sorted(SERVED, key=lambda name: name != "poly")
+        return [ModeOut(name=n, about=MODES[n].about, passages=MODES[n].passages) for n in served]
+
+    @app.get("/openapi.json", dependencies=read, include_in_schema=False)
+    async def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", dependencies=read, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="polyprag API")
 
 
 def _document_routes(app: FastAPI, service: Service, limits: Limits, read: list, write: list) -> None:

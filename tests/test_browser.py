@@ -45,6 +45,9 @@ def test_ask_and_add_a_document_in_the_browser(browser, tiny_chat_model_dir, tmp
         wait.until(lambda d: "4 documents" in find(By.ID, "health").text)
 
         find(By.ID, "question").send_keys(NEW_QUESTION)
+        from polyprag.readers import SERVED
+
+        wait.until(lambda d: len(Select(find(By.ID, "mode")).options) == len(SERVED))  # the page asked /v1/modes
         Select(find(By.ID, "mode")).select_by_value("poly")
         find(By.ID, "k").clear()
         find(By.ID, "k").send_keys("2")

@@ -67,6 +67,16 @@ def test_health_reports_documents_version_and_model(client, tiny_chat_model_dir)
     assert h["model"] == tiny_chat_model_dir.name and str(tiny_chat_model_dir.parent) not in str(h)  # no paths
 
 
+def test_the_modes_endpoint_lists_the_registrys_served_modes_poly_first(client):
+    from polyprag.readers import MODES as REGISTRY
+
+    modes = client.get("/v1/modes").json()
+    assert modes[0]["name"] == "poly" and sorted(m["name"] for m in modes) == sorted(MODES)
+    assert all(m["about"] == REGISTRY[m["name"]].about and m["passages"] == REGISTRY[m["name"]].passages
+               for m in modes)
+    assert client.post("/v1/answer", json={"question": "Who?", "mode": "prag"}).status_code == 422  # not served
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_one_question_in_every_mode(client, mode):
     status, res = ask(client, question="Who finished Marlow Bridge?", mode=mode, k=2)
