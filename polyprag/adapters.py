@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from .settings import check, setting
+
 # Module-name suffixes per family: Llama, Qwen, Gemma, Mistral and SmolLM share the first; GPT-2 style
 # models the second. "mlp" (PRAG's choice, the default) and "attn" pick the family's set.
 FAMILIES = {
@@ -34,23 +36,20 @@ _MIXED: ContextVar[dict[tuple, tuple[torch.Tensor, torch.Tensor]] | None] = Cont
 
 @dataclass(frozen=True)
 class InventoryConfig:
-    n_adapters: int = 20  # M
-    rank: int = 4  # r
-    alpha: float = 32.0  # scaling s = alpha / r
-    targets: tuple[str, ...] = ("mlp",)  # "mlp", "attn", or module-name suffixes such as "q_proj"
-    mixing: str = "poly"  # "poly": A = Σ w A_m, B = Σ w B_m;  "delta": Σ w B_m A_m
-    shared: bool = False  # one more adapter every document uses in full, beside its routed mixture
-    # Adapt only the last N transformer blocks (0: all). Backward stops at the lowest adapted block, so
-    # training costs less compute and activation memory the fewer blocks carry adapters.
-    top_layers: int = 0
+    n_adapters: int = setting(20, "inventory size M", flag="--adapters", at_least=1)
+    rank: int = setting(4, "LoRA rank r", at_least=1)
+    alpha: float = setting(32.0, "LoRA alpha; scale = alpha/r", above=0)
+    targets: tuple[str, ...] = setting(("mlp",), "mlp, attn, or module-name suffixes such as q_proj, comma-separated")
+    mixing: str = setting("poly", "poly: A = Σ w A_m, B = Σ w B_m; delta: Σ w B_m A_m", choices=("poly", "delta"),
+                          cli=False)
+    shared: bool = setting(False, "one more adapter that every document uses in full, beside its routed mixture",
+                           flag="--shared-adapter")
+    # Backward stops at the lowest adapted block, so training costs less the fewer blocks carry adapters.
+    top_layers: int = setting(0, "adapters on the last N transformer blocks only (0: all); fewer train faster",
+                              at_least=0)
 
     def __post_init__(self):
-        if self.n_adapters < 1 or self.rank < 1:
-            raise ValueError(f"n_adapters={self.n_adapters} and rank={self.rank} must both be >= 1")
-        if self.top_layers < 0:
-            raise ValueError(f"top_layers={self.top_layers} must be >= 0 (0: every block)")
-        if self.mixing not in ("poly", "delta"):
-            raise ValueError(f"mixing={self.mixing!r}; choose 'poly' or 'delta'")
+        check(self)
 
 
 class PolyLoRALinear(nn.Module):

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from . import atomic, distributed, lifecycle, storage
+from . import atomic, distributed, lifecycle
 from .adapters import InventoryConfig
 from .generate import GenerationConfig
-from .augment import AUGMENTERS, augment_documents, write_augmentations
+from .augment import augment_documents, write_augmentations
 from .bench import CORPUS_MODES, METHODS, OPTIONAL, Bench, BenchConfig, markdown, run_seeds
 from .compare import markdown as compare_markdown
 from .corpus import chunk_documents, load_corpus, write_jsonl
@@ -30,14 +30,14 @@ from .datasets import (CORPUS_NOTE, DATASETS, RESERVED_PER_TYPE, SPLITS, Split, 
                        write_questions)
 from .errors import ConflictError, InputError
 from .evaluate import MODES, EvalConfig, EvalResult, evaluate
-from .kb import COMBINES, POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
+from .kb import POLY_MODES, BuildConfig, KnowledgeBase, growth_for, rebase
 from .lifecycle import KEEP_VERSIONS
 from .models import BUNDLED, DEFAULT_MODEL, DTYPES, load_model, polyprag_home
 from .prag import PragConfig
 from .readers import SERVED, reader
 from .retrieve import BM25Index
-from .routing import ROUTERS, ROUTING_INITS
-from .train import OBJECTIVES, TrainConfig
+from .settings import add_flags, from_args
+from .train import TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
@@ -316,72 +316,22 @@ def _data_args(p: argparse.ArgumentParser) -> None:
                         f"where defaults are chosen); the last {RESERVED_PER_TYPE} of each type are never read")
 
 
+AUGMENT_SETTINGS = ("augmenter", "max_qa", "augment_url", "augment_model")  # the flags `augment` shares with `build`
+
+
 def _augment_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--augmenter", choices=AUGMENTERS, default="rules", help="rules (no LLM) or llm (the --model)")
     p.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
-    p.add_argument("--max-qa", type=int, default=BuildConfig().max_qa,
-                   help=f"rules augmenter: QA pairs per document at most (default {BuildConfig().max_qa})")
-    p.add_argument("--augment-url", default="", help="llm augmenter: an OpenAI-compatible server (vLLM, TGI, "
-                   "llama.cpp, polyprag serve) writes the text instead of --model; its key in $POLYPRAG_AUGMENT_KEY")
-    p.add_argument("--augment-model", default="", help="the model name sent to --augment-url")
+    add_flags(p, BuildConfig, only=AUGMENT_SETTINGS)
 
 
 def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
-    """`lists`: --adapters, --rank and --routing take comma-separated values; several values are an ablation."""
+    """The build's settings as flags (their defaults, help and checks live in the configs: settings.py).
+    `lists`: --adapters, --rank and --routing take comma-separated values; several values are an ablation."""
     _augment_args(p)
-    d, t, b = InventoryConfig(), TrainConfig(), BuildConfig()
-    kind, more = (str, "; a list such as 1,4,8,20 adds one poly row per value") if lists else (int, "")
-    p.add_argument("--adapters", type=kind, default=d.n_adapters, help=f"inventory size M (default {d.n_adapters}{more})")
-    p.add_argument("--rank", type=kind, default=d.rank, help=f"LoRA rank r (default {d.rank}{more})")
-    p.add_argument("--alpha", type=float, default=d.alpha, help=f"LoRA alpha; scale = alpha/r (default {d.alpha:g})")
-    p.add_argument("--targets", default=",".join(d.targets), help="mlp (default), attn, or module-name suffixes, comma-separated")
-    p.add_argument("--top-layers", type=int, default=d.top_layers,
-                   help="adapters on the last N transformer blocks only (default 0: all); fewer train faster")
-    p.add_argument("--shared-adapter", action="store_true",
-                   help="one more adapter that every document uses in full, beside its routed mixture")
-    if lists:
-        p.add_argument("--routing", default="fine", help="fine (default) or coarse; fine,coarse adds a row for each")
-    else:
-        p.add_argument("--routing", choices=["fine", "coarse"], default="fine")
-    p.add_argument("--routing-init", choices=ROUTING_INITS, default=b.routing_init,
-                   help="cluster (from k-means over the base model's document embeddings, default) or uniform (Z ≈ 0)")
-    p.add_argument("--routing-strength", type=float, default=3.0, help="cluster init: logit ±s (default 3)")
-    p.add_argument("--router", choices=ROUTERS, default="table",
-                   help="table (a free routing row per document, default) or embedding (rows computed from the "
-                        "document's embedding by a router trained with the adapters; needs --routing-init cluster; "
-                        "an added document is routed without training)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="nll",
-                   help="nll (default), distill (from the base model reading the document), or both")
-    p.add_argument("--combine", choices=COMBINES, default="mean",
-                   help="answering: mean of the retrieved documents' weights (default), or sum of their adapters")
-    p.add_argument("--combine-strength", type=float, default=b.combine_strength,
-                   help=f"poly-combine: scale the mixing weights (< 1: the passages weigh more; default {b.combine_strength})")
-    p.add_argument("--storage", choices=storage.PRECISIONS, default=storage.DEFAULT,
-                   help="the inventory's stored precision (routing in fp16 unless fp32; default bf16: half the "
-                        "bytes of fp32 at the same F1)")
-    p.add_argument("--context-qa", type=int, default=b.context_qa,
-                   help=f"QA pairs also trained with the passage in context (default {b.context_qa}; PRAG: 2)")
-    p.add_argument("--rewrite", action=argparse.BooleanOptionalAction, default=b.rewrite,
-                   help="also train the --context-qa pairs with the document's rewrite in context (PRAG's protocol)")
-    p.add_argument("--contrast", type=int, default=b.contrast,
-                   help=f"yes/no and either-or questions per document made from its QA pairs (default {b.contrast})")
-    p.add_argument("--epochs", type=int, default=t.epochs)
-    p.add_argument("--train-batch-size", type=int, default=t.batch_size)
-    p.add_argument("--lr-adapters", type=float, default=t.lr_adapters)
-    p.add_argument("--lr-routing", type=float, default=t.lr_routing)
-    p.add_argument("--lr-router", type=float, default=t.lr_router, help=f"--router embedding (default {t.lr_router:g})")
-    p.add_argument("--routing-entropy", type=float, default=t.routing_entropy,
-                   help="weight of a routing-entropy penalty in the loss (sparser routing; default 0: none)")
-    p.add_argument("--micro-batch", type=int, default=t.micro_batch,
-                   help="rows per forward/backward pass (default 0: the whole training batch); fewer hold less "
-                        "memory, with the same gradient")
-    p.add_argument("--pass-tokens", type=int, default=t.pass_tokens,
-                   help="with --micro-batch 0: rows per pass so that a pass holds at most this many tokens (default "
-                        f"{t.pass_tokens}; 0: the whole batch); bounds a build's memory, with the same gradient")
-    p.add_argument("--checkpoint-activations", action="store_true",
-                   help="recompute each layer in the backward pass instead of keeping its activations: less memory, "
-                        "about a third more time")
-    p.add_argument("--seed", type=int, default=t.seed)
+    many = ("n_adapters", "rank", "routing") if lists else ()
+    add_flags(p, InventoryConfig, lists=many)
+    add_flags(p, BuildConfig, skip=AUGMENT_SETTINGS, lists=many)
+    add_flags(p, TrainConfig)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -500,28 +450,8 @@ def _modes(text: str) -> tuple[str, ...]:
 
 
 def _build_config(args) -> BuildConfig:
-    try:
-        inventory = InventoryConfig(n_adapters=args.adapters, rank=args.rank, alpha=args.alpha,
-                                    targets=tuple(t.strip() for t in args.targets.split(",") if t.strip()),
-                                    shared=args.shared_adapter, top_layers=args.top_layers)
-    except ValueError as e:
-        raise InputError(f"{e}; fix --adapters/--rank/--top-layers.") from None
-    if args.epochs < 1 or args.train_batch_size < 1:
-        raise InputError(f"--epochs {args.epochs} / --train-batch-size {args.train_batch_size}: both must be >= 1.")
-    training = TrainConfig(epochs=args.epochs, batch_size=args.train_batch_size, lr_adapters=args.lr_adapters,
-                           lr_routing=args.lr_routing, lr_router=args.lr_router, seed=args.seed,
-                           objective=args.objective, routing_entropy=args.routing_entropy,
-                           micro_batch=args.micro_batch, pass_tokens=args.pass_tokens,
-                           checkpoint_activations=args.checkpoint_activations)
-    if args.max_qa < 1 or args.context_qa < 0 or args.contrast < 0:
-        raise InputError(f"--max-qa {args.max_qa} must be >= 1, --context-qa {args.context_qa} and --contrast "
-                         f"{args.contrast} >= 0.")
-    return BuildConfig(inventory=inventory, routing=args.routing, routing_init=args.routing_init, combine=args.combine,
-                       combine_strength=args.combine_strength, storage=args.storage,
-                       routing_strength=args.routing_strength, router=args.router, augmenter=args.augmenter, max_qa=args.max_qa,
-                       augment_url=args.augment_url, augment_model=args.augment_model,
-                       context_qa=args.context_qa, rewrite=args.rewrite, contrast=args.contrast,
-                       training=training)
+    return from_args(BuildConfig, args, inventory=from_args(InventoryConfig, args),
+                     training=from_args(TrainConfig, args))
 
 
 def _cache(args) -> Path:

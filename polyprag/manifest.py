@@ -13,8 +13,10 @@ from pathlib import Path
 
 from . import storage
 from .adapters import InventoryConfig
+from .augment import AUGMENTERS
 from .errors import InputError
 from .routing import ROUTERS, ROUTING_INITS
+from .settings import check, setting
 from .train import TrainConfig
 
 # 2: the manifest lists the sha256 of every file ("files"); 3: tensors stored in bf16/fp16/int8 ("storage"),
@@ -30,40 +32,39 @@ COMBINES = ("mean", "sum")
 @dataclass(frozen=True)
 class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
-    routing: str = "fine"  # "fine": one vector per target layer; "coarse": one per document
+    routing: str = setting("fine", "fine: one routing vector per target layer; coarse: one per document",
+                           choices=("fine", "coarse"))
     # The defaults below routing_init, contrast and combine_strength were measured on HotpotQA and 2Wiki n = 100
     # (docs/experiments.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
-    routing_init: str = "cluster"  # "cluster": from k-means over document embeddings; "uniform": Z ≈ 0
-    routing_strength: float = 3.0  # cluster init: logit +s on the document's cluster, -s on the others
-    router: str = "table"  # "table": a free row per document; "embedding": rows from a router (routing.py)
-    augmenter: str = "rules"
-    augment_url: str = ""  # augmenter "llm": an OpenAI-compatible server writes the text ("": the base model)
-    augment_model: str = ""  # the model name sent to that server
+    routing_init: str = setting("cluster", "cluster (from k-means over the base model's document embeddings) or "
+                                           "uniform (Z ≈ 0)", choices=ROUTING_INITS)
+    routing_strength: float = setting(3.0, "cluster init: logit +s on the document's cluster, -s on the others",
+                                      at_least=0)
+    router: str = setting("table", "table (a free routing row per document) or embedding (rows computed from the "
+                                   "document's embedding by a router trained with the adapters; needs --routing-init "
+                                   "cluster; an added document is routed without training)", choices=ROUTERS)
+    augmenter: str = setting("rules", "rules (no LLM) or llm (the --model, or --augment-url)", choices=AUGMENTERS)
+    augment_url: str = setting("", "llm augmenter: an OpenAI-compatible server (vLLM, TGI, llama.cpp, polyprag "
+                                   "serve) writes the text instead of --model; its key in $POLYPRAG_AUGMENT_KEY")
+    augment_model: str = setting("", "the model name sent to --augment-url")
     # The samples below (PRAG's 3 QA pairs as bare questions, no passage or rewrite in context) with 2 epochs at
     # lr 2e-3 (TrainConfig) are the recipe of every real-data run in docs/experiments.md; the demo keeps more samples
-    max_qa: int = 3  # rule augmenter: QA pairs per document at most
-    context_qa: int = 0  # QA pairs also trained with the passage / rewrite in context (PRAG: 2)
-    rewrite: bool = False  # the rewrite in context too (PRAG's protocol)
-    contrast: int = 3  # yes/no and either-or questions per document (augment.contrast_pairs)
-    combine: str = "mean"  # answering: COMBINES
-    # poly-combine: the mixing weights times this, so that the passages in the prompt weigh more against the
-    # adapters (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
-    combine_strength: float = 0.75
-    storage: str = storage.DEFAULT  # the inventory's stored precision (storage.PRECISIONS)
+    max_qa: int = setting(3, "rules augmenter: QA pairs per document at most", at_least=1)
+    context_qa: int = setting(0, "QA pairs also trained with the passage in context (PRAG: 2)", at_least=0)
+    rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
+                                   "(PRAG's protocol)")
+    contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0)
+    combine: str = setting("mean", "answering: mean of the retrieved documents' weights, or sum of their adapters",
+                           choices=COMBINES)
+    # (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
+    combine_strength: float = setting(0.75, "poly-combine: scale the mixing weights (< 1: the passages weigh more)",
+                                      above=0, at_most=4)
+    storage: str = setting(storage.DEFAULT, "the inventory's stored precision (routing in fp16 unless fp32; bf16: "
+                                            "half the bytes of fp32 at the same F1)", choices=storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        storage.check(self.storage)
-        if self.routing not in ("fine", "coarse"):
-            raise InputError(f"routing={self.routing!r}; choose 'fine' or 'coarse'.")
-        if self.combine not in COMBINES:
-            raise InputError(f"combine={self.combine!r}; choose from {list(COMBINES)}.")
-        if not 0 < self.combine_strength <= 4:
-            raise InputError(f"combine_strength={self.combine_strength}: use a scale in (0, 4] (1 = as poly mixes).")
-        if self.routing_init not in ROUTING_INITS:
-            raise InputError(f"routing_init={self.routing_init!r}; choose from {list(ROUTING_INITS)}.")
-        if self.router not in ROUTERS:
-            raise InputError(f"router={self.router!r}; choose from {list(ROUTERS)}.")
+        check(self)
         if self.augment_url and (self.augmenter != "llm" or not self.augment_url.startswith(("http://", "https://"))):
             raise InputError(f"augment_url={self.augment_url!r}: an http(s) URL, with the llm augmenter "
                              "(--augmenter llm --augment-url http://host:8000).")

@@ -32,6 +32,7 @@ from .prompts import answer_completion, build_prompt, prompt_prefix
 from .augment import Sample
 from .errors import InputError
 from .routing import MASKED, RoutingTable, entropy_stats
+from .settings import check, setting
 
 OBJECTIVES = ("nll", "distill", "both")
 HEAD_CHUNK_BYTES = 64 * 2**20  # fp32 logits held at once by the training loss (nll_loss)
@@ -41,40 +42,38 @@ log = logging.getLogger("polyprag")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 2
-    batch_size: int = 4
-    lr_adapters: float = 2e-3
-    lr_routing: float = 1e-1
-    lr_router: float = 1e-3  # --router embedding: a linear map of d inputs moves ~√d times faster than a row
-    tau: float = 1.0
-    weight_decay: float = 0.0
-    max_length: int = 384  # tokens; longer samples are cut from the left of the passage, never the answer
-    seed: int = 0
-    train_adapters: bool = True  # False: Poly-z, only the routing rows in `trainable_docs` learn
-    objective: str = "nll"  # "nll", "distill" or "both" (module docstring)
-    distill_top_k: int = 32  # teacher tokens kept per answer position
-    routing_entropy: float = 0.0  # weight of the batch's routing entropy in the loss: keeps routing sparse
-    # Rows per forward/backward pass (0: the whole batch at once). Smaller passes hold fewer activations (the
-    # memory of a build) and the same gradient: each pass's loss is weighted by its share of the batch's tokens.
-    micro_batch: int = 0
-    # With micro_batch 0: passes of as many rows as fit in this many tokens (padded to the pass's longest row;
-    # at least one row; 0: the whole batch). Bare questions stay one pass; rows with a passage are split, so a
-    # build's peak memory follows this budget rather than its longest samples (and on a CPU the smaller passes
-    # run no slower: docs/experiments.md, "Memory of a build"). NLL only.
-    pass_tokens: int = 384
-    # Keep only each decoder layer's input in the forward pass and recompute the layer in the backward pass:
-    # less memory for activations, about one more forward pass of time.
-    checkpoint_activations: bool = False
+    epochs: int = setting(2, "training epochs (0: nothing trained, as `add --no-train`)", at_least=0)
+    batch_size: int = setting(4, "training samples per optimiser step", flag="--train-batch-size", at_least=1)
+    lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0)
+    lr_routing: float = setting(1e-1, "the routing rows' learning rate", at_least=0)
+    # a linear map of d inputs moves ~√d times faster than a row
+    lr_router: float = setting(1e-3, "--router embedding: the router's learning rate", above=0)
+    tau: float = setting(1.0, "routing temperature in training", above=0, cli=False)
+    weight_decay: float = setting(0.0, "AdamW weight decay", at_least=0, cli=False)
+    max_length: int = setting(384, "tokens per sample; longer ones lose passage tokens from the left, never the "
+                                   "answer", at_least=16, cli=False)
+    seed: int = setting(0, "seed of initialisation, sample order and routing noise")
+    train_adapters: bool = setting(True, "False: Poly-z, only the routing rows of new documents learn", cli=False)
+    objective: str = setting("nll", "nll, distill (from the base model reading the document), or both",
+                             choices=OBJECTIVES)
+    distill_top_k: int = setting(32, "teacher tokens kept per answer position", at_least=1, cli=False)
+    routing_entropy: float = setting(0.0, "weight of a routing-entropy penalty in the loss (sparser routing; 0: "
+                                          "none)", at_least=0)
+    # Smaller passes hold fewer activations (the memory of a build) and the same gradient: each pass's loss is
+    # weighted by its share of the batch's tokens.
+    micro_batch: int = setting(0, "rows per forward/backward pass (0: the whole training batch); fewer hold less "
+                                  "memory, with the same gradient", at_least=0)
+    # Bare questions stay one pass; rows with a passage are split, so a build's peak memory follows this budget
+    # rather than its longest samples (and on a CPU the smaller passes run no slower: docs/experiments.md,
+    # "Memory of a build"). NLL only.
+    pass_tokens: int = setting(384, "with --micro-batch 0: rows per pass so that a pass holds at most this many "
+                                    "tokens (0: the whole batch); bounds a build's memory, with the same gradient",
+                               at_least=0)
+    checkpoint_activations: bool = setting(False, "recompute each layer in the backward pass instead of keeping its "
+                                                  "activations: less memory, about a third more time")
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise InputError(f"objective={self.objective!r}; choose from {list(OBJECTIVES)}.")
-        if self.pass_tokens < 0:
-            raise InputError(f"pass_tokens={self.pass_tokens}: must be >= 0 (0 = the whole batch in one pass).")
-        if self.micro_batch < 0:
-            raise InputError(f"micro_batch={self.micro_batch}: rows per pass must be >= 1 (0 = the whole batch).")
-        if self.routing_entropy < 0:
-            raise InputError(f"routing_entropy={self.routing_entropy}: must be >= 0 (0 = no sparsity penalty).")
+        check(self)
 
 
 @dataclass

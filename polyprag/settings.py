@@ -1,0 +1,81 @@
+"""Settings as data: a config field carries its help, its command-line flag and its valid values, so that a
+default, a flag and a check are each written once, in the config (PEFT's configs keep their help in field
+metadata the same way). The CLI builds its flags from them (`add_flags`, `from_args`); every config checks its
+values on creation (`check`), whoever creates it: the CLI, the library, a manifest, the service.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, Field, field, fields
+from typing import Any
+
+from .errors import InputError
+
+
+def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
+            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
+            cli: bool = True) -> Any:
+    """A config field with its help, flag (default --field-name), allowed values and bounds; `cli=False`: a
+    setting of the library only (no flag)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "at_least": at_least,
+                                            "above": above, "at_most": at_most, "cli": cli})
+
+
+def settings_of(config) -> list[Field]:
+    return [f for f in fields(config) if "help" in f.metadata]
+
+
+def flag_of(f: Field) -> str:
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def check(config) -> None:
+    """Refuse a value outside its setting's choices or bounds, naming the field, its flag and what is allowed."""
+    for f in settings_of(config):
+        value, m = getattr(config, f.name), f.metadata
+        where = f"{f.name}={value!r}" + (f" ({flag_of(f)})" if m["cli"] else "")
+        if m["choices"] is not None and value not in m["choices"]:
+            raise InputError(f"{where}: choose from {list(m['choices'])}.")
+        if m["at_least"] is not None and not value >= m["at_least"]:
+            raise InputError(f"{where}: must be >= {m['at_least']:g}. {m['help']}.")
+        if m["above"] is not None and not value > m["above"]:
+            raise InputError(f"{where}: must be > {m['above']:g}. {m['help']}.")
+        if m["at_most"] is not None and not value <= m["at_most"]:
+            raise InputError(f"{where}: must be <= {m['at_most']:g}. {m['help']}.")
+
+
+def add_flags(p: argparse.ArgumentParser, config_class, only: tuple[str, ...] = (), skip: tuple[str, ...] = (),
+              lists: tuple[str, ...] = ()) -> None:
+    """One flag per CLI setting of `config_class` (those in `only`, but not in `skip`), its default in its help. `lists`:
+    fields whose flag takes comma-separated values (several values: one row each, `bench`'s ablations)."""
+    for f in settings_of(config_class):
+        m = f.metadata
+        if not m["cli"] or (only and f.name not in only) or f.name in skip:
+            continue
+        default = f.default if f.default is not MISSING else f.default_factory()
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        more = "; a list such as 1,4,8 adds one row per value" if f.name in lists else ""
+        # %(default)s: argparse fills in the default in force (a command's own, set_defaults, included)
+        kwargs: dict = {"default": shown, "help": f"{m['help'].replace('%', '%%')} (default %(default)s{more})"}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name in lists or isinstance(default, tuple):
+            kwargs["type"] = str
+        else:
+            kwargs["type"] = type(default)
+            if m["choices"] is not None:
+                kwargs["choices"] = m["choices"]
+        p.add_argument(flag_of(f), **kwargs)
+
+
+def from_args(config_class, args: argparse.Namespace, **given) -> Any:
+    """`config_class` from the parsed flags of its CLI settings (comma-separated text for tuples), plus `given`."""
+    values = {}
+    for f in settings_of(config_class):
+        if not f.metadata["cli"] or f.name in given:
+            continue
+        value = getattr(args, flag_of(f)[2:].replace("-", "_"))
+        default = f.default if f.default is not MISSING else None
+        values[f.name] = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(default, tuple) else value
+    return config_class(**values, **given)

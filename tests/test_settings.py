@@ -1,0 +1,49 @@
+"""Settings as data: each default, flag and check is written once, in the config (polyprag.settings)."""
+
+from dataclasses import MISSING
+
+import pytest
+
+from polyprag.adapters import InventoryConfig
+from polyprag.cli import _parser, main
+from polyprag.errors import InputError
+from polyprag.manifest import BuildConfig
+from polyprag.settings import flag_of, settings_of
+from polyprag.train import TrainConfig
+
+CONFIGS = (InventoryConfig, TrainConfig, BuildConfig)
+
+
+@pytest.mark.parametrize("command", ["build", "bench", "demo"])
+def test_every_cli_setting_is_a_flag_with_the_configs_default(command):
+    argv = {"build": ["build", "c.jsonl", "--out", "kb"], "bench": ["bench", "--out", "o"], "demo": ["demo"]}[command]
+    args = vars(_parser().parse_args(argv))
+    demo_recipe = {"max_qa", "context_qa", "rewrite", "epochs", "lr_adapters"}  # the demo's own, said in its help
+    for config in CONFIGS:
+        for f in settings_of(config):
+            if not f.metadata["cli"] or (command == "demo" and f.name in demo_recipe):
+                continue
+            default = f.default if f.default is not MISSING else f.default_factory()
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            assert args[flag_of(f)[2:].replace("-", "_")] == shown, (command, f.name)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: TrainConfig(batch_size=0), "batch_size=0 (--train-batch-size): must be >= 1"),
+    (lambda: TrainConfig(objective="magic"), "objective='magic' (--objective): choose from ['nll', 'distill', 'both']"),
+    (lambda: TrainConfig(tau=0.0), "tau=0.0: must be > 0"),  # a library-only setting names no flag
+    (lambda: InventoryConfig(n_adapters=0), "n_adapters=0 (--adapters): must be >= 1"),
+    (lambda: BuildConfig(combine_strength=5.0), "combine_strength=5.0 (--combine-strength): must be <= 4"),
+    (lambda: BuildConfig(storage="fp8"), "storage='fp8' (--storage): choose from"),
+])
+def test_the_library_refuses_what_the_cli_refuses_naming_field_and_flag(make, message):
+    with pytest.raises(InputError) as e:
+        make()
+    assert message in str(e.value)
+
+
+def test_the_cli_refuses_a_setting_out_of_range_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "text": "A is a town."}\n')
+    assert main(["build", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "kb"), "--combine-strength", "0"]) == 2
+    assert "combine_strength=0.0 (--combine-strength): must be > 0" in capsys.readouterr().out
+    assert not (tmp_path / "kb").exists()
