@@ -21,7 +21,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from polyprag.augment import augment_documents, training_samples
-from polyprag.cli import SAMPLE
+from polyprag.commands import SAMPLE
 from polyprag.corpus import load_corpus
 from polyprag.kb import BuildConfig, KnowledgeBase
 from polyprag.models import load_model

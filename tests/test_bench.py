@@ -180,7 +180,7 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     from polyprag.dyprag import DypragConfig
     from polyprag.kb import BuildConfig
     from polyprag.generate import GenerationConfig
-    from polyprag.cli import SAMPLE
+    from polyprag.commands import SAMPLE
 
     questions, corpus = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
     config = BenchConfig(dataset="sample", n=2, methods=("dyprag", "dyprag-combine", "dyprag-tuned"), corpus_mode="per-question", k=1,

@@ -10,7 +10,7 @@ import torch
 from polyprag.adapters import InventoryConfig, inventory_state, mixing
 from polyprag.generate import GenerationConfig
 from polyprag.prompts import build_prompt
-from polyprag import cli
+from polyprag import cli, kb_commands
 from polyprag.cli import main
 from polyprag.corpus import Document, write_jsonl
 from polyprag.errors import InputError
@@ -169,7 +169,7 @@ def test_a_long_re_encoding_carries_over_what_another_writer_saved_meanwhile(bui
     other.remove(["glass"])
     other.add(NEW[:1], TrainConfig(epochs=1, batch_size=4), progress=False)
     other.save(tmp_path / "kb")  # version 2
-    cli._save_rebasing(compacting, tmp_path / "kb", tmp_path / "cache.jsonl")
+    kb_commands._save_rebasing(compacting, tmp_path / "kb", tmp_path / "cache.jsonl")
     final = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     assert final.manifest.version == 3 and {d.id for d in final.docs} == {"marlow", "velmark", "mill", "pell"}
     ops = [c["op"] for c in final.manifest.changes if c.get("version") == 3]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from polyprag.cli import SAMPLE, main
+from polyprag.cli import main
+from polyprag.commands import SAMPLE
 
 pytestmark = pytest.mark.integration
 
