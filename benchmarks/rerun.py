@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from polyprag.answer import Answer
-from polyprag.bench import Workload, breakdown, workload
+from polyprag.bench import Workload, workload
+from polyprag.bench_report import breakdown
 from polyprag.datasets import Split, load_dataset
 from polyprag.evaluate import prediction, score_row
 from polyprag.generate import GenerationConfig
@@ -44,7 +45,8 @@ def scored(name: str, run: FinishedRun, answers: list[Answer], timings: list[flo
     """A `bench` row (EM/F1/latency, F1 per question type), printed as it lands."""
     w = run.work
     row = score_row(name, w.questions, answers, w.retrieved, timings, sum(timings))
-    row.update(breakdown(w, [prediction(q, a, r) for q, a, r in zip(w.questions, answers, w.retrieved)], added=set()))
+    row.update(breakdown(w.questions, w.hits, [prediction(q, a, r) for q, a, r in zip(w.questions, answers, w.retrieved)],
+                         added=set()))
     print(f"{row['method']}: F1 {row['f1']:.1f}, EM {row['em']:.1f}, by type {row.get('f1_by_type')}", flush=True)
     return row
 

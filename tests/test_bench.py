@@ -7,7 +7,8 @@ import pytest
 
 import numpy as np
 
-from polyprag.bench import METHODS, routing_similarity, storage_claims, workload
+from polyprag.bench import METHODS, workload
+from polyprag.bench_report import routing_similarity, storage_claims
 from polyprag.cli import main
 from polyprag.datasets import Question
 from polyprag.corpus import Document
