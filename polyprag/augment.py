@@ -63,6 +63,7 @@ class Sample:
     answer: str
     passage: str | None = None  # shown in the prompt
     source: str | None = None  # the document, shown only to the distillation teacher
+    routed: bool = True  # False: trained through every adapter alike (format samples, format_routing "uniform")
 
 
 def cache_key(doc: Document, augmenter: str, model: str) -> str:
@@ -185,12 +186,14 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
 
 
 def training_samples(docs: list[Document], augs: list[Augmentation], context_qa: int = 2,
-                     rewrite: bool = True, contrast: int = 0) -> list[Sample]:
+                     rewrite: bool = True, contrast: int = 0, format_routing: str = "own") -> list[Sample]:
     """PRAG's samples: the first `context_qa` QA pairs (PRAG: 2) each with the passage and with the rewrite
     in context; every QA pair alone too (the parametric modes ask the bare question, so it must be trained).
     Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage.
     `contrast`: that many yes/no and either-or questions per document, made from its QA pairs
-    (`contrast_pairs`), so that the adapters keep the reader's yes/no and comparison answers."""
+    (`contrast_pairs`), so that the adapters keep the reader's yes/no and comparison answers; with
+    `format_routing` "uniform" they are trained through every adapter alike, so that the routing learns from
+    the document's facts only and the answer format lives in what all documents share."""
     samples = []
     answers = [qa.answer for aug in augs for qa in aug.qa]  # distractors for the contrast questions
     for i, (doc, aug) in enumerate(zip(docs, augs)):
@@ -202,7 +205,8 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
                 if rewrite:
                     samples.append(Sample(i, qa.question, qa.answer, rewritten, source))
             samples.append(Sample(i, qa.question, qa.answer, source=source))
-        samples += [Sample(i, q, a, source=source) for q, a in contrast_pairs(aug.qa, answers, contrast, seed=i)]
+        samples += [Sample(i, q, a, source=source, routed=format_routing == "own")
+                    for q, a in contrast_pairs(aug.qa, answers, contrast, seed=i)]
     return samples
 
 

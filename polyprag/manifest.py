@@ -54,6 +54,9 @@ class BuildConfig:
     rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
                                    "(PRAG's protocol)")
     contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0)
+    format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
+                                         "routing, as its facts) or uniform (every adapter alike: format apart from "
+                                         "facts)", choices=("own", "uniform"))
     combine: str = setting("mean", "answering: mean of the retrieved documents' weights, or sum of their adapters",
                            choices=COMBINES)
     # (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
@@ -75,7 +78,7 @@ class BuildConfig:
 
 # Build settings newer than some KBs, with the value every build had before the setting existed.
 LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
-          "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "max_qa": 8, "context_qa": 2,
+          "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "format_routing": "own", "max_qa": 8, "context_qa": 2,
           "rewrite": True}
 _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 

@@ -83,6 +83,7 @@ class Encoded:
     loss_from: int  # tokens before this index (system turn / bos) are not in the loss
     answer_from: int = 0  # distillation: index of the first answer token in ids
     teacher: tuple[torch.Tensor, torch.Tensor] | None = None  # (n_answer, k) log-probs and token ids
+    routed: bool = True  # False: mixed by uniform weights, not the document's routing (Sample.routed)
 
 
 def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
@@ -93,7 +94,7 @@ def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
     n_prefix = len(tokenizer(prompt_prefix(tokenizer), add_special_tokens=False).input_ids)
     if len(ids) > max_length:  # keep the prefix and the end (question + answer), drop passage tokens
         ids = ids[:n_prefix] + ids[len(ids) - (max_length - n_prefix):]
-    return Encoded(sample.doc, ids, n_prefix)
+    return Encoded(sample.doc, ids, n_prefix, routed=sample.routed)
 
 
 def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded, list[int]]:
@@ -111,7 +112,8 @@ def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded,
         return prompt + answer
 
     student = ids_for(sample.passage)
-    return Encoded(sample.doc, student, n_prefix, len(student) - len(answer)), ids_for(sample.source)
+    return (Encoded(sample.doc, student, n_prefix, len(student) - len(answer), routed=sample.routed),
+            ids_for(sample.source))
 
 
 @torch.no_grad()
@@ -260,6 +262,9 @@ def _backward(model, layers: list[PolyLoRALinear], routing: RoutingTable, rows: 
     pass's loss is weighted by its part of the batch's loss tokens, so the gradients sum to the batch's."""
     docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
     weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
+    routed = torch.tensor([e.routed for e in rows])  # (B,)
+    if not routed.all():  # format rows through every adapter alike: the routing learns from fact rows only
+        weights = torch.where(routed[:, None, None], weights, torch.full_like(weights, 1 / weights.shape[-1]))
     share = range(len(rows))[distributed.block(len(rows))]
     step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config)
     passes = [list(share[i:i + step]) for i in range(0, len(share), step)]

@@ -244,6 +244,29 @@ def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_fact
     assert len(training_samples(DOCS[:2], augs, context_qa=0, rewrite=False)) == 4  # off by default
 
 
+def test_format_samples_apart_from_facts_train_the_adapters_but_never_the_routing(lm):
+    from polyprag.augment import training_samples
+    from polyprag.augment_rules import Augmentation, QAPair
+
+    qa = (QAPair("When was Marlow Bridge finished?", "1862", "Marlow Bridge was finished in 1862."),)
+    augs = [Augmentation(d.id, d.text, qa, "rules") for d in DOCS[:2]]
+    apart = training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, contrast=2, format_routing="uniform")
+    assert [s.routed for s in apart] == [True, False, False] * 2  # the fact routed, the yes/no and either-or not
+    assert all(s.routed for s in training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, contrast=2))
+
+    layers = inject(lm.model, InventoryConfig(n_adapters=3, rank=2))
+    routing = RoutingTable(4, len(layers), 3)
+    before = routing.logits.detach().clone()
+    format_only = [Sample(i, q, a, routed=False) for i, (q, a) in enumerate(FACTS)]
+    history = train(lm.model, lm.tokenizer, layers, routing, format_only, TrainConfig(epochs=1, batch_size=2),
+                    progress=False)
+    assert torch.equal(routing.logits.detach(), before)  # uniform mixing: no gradient reaches any document's row
+    assert adapter_cosine(layers) is not None and history[-1]["routing_grad_norm"] == 0  # the adapters learned
+    assert BuildConfig(format_routing="uniform").format_routing == "uniform"
+    with pytest.raises(InputError, match="format_routing='facts'"):
+        BuildConfig(format_routing="facts")
+
+
 @pytest.mark.parametrize("mixing_mode", ["poly", "delta"])
 def test_summed_mixtures_add_up_the_documents_own_adapters(mixing_mode):
     from polyprag.adapters import PolyLoRALinear
