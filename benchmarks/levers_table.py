@@ -1,0 +1,66 @@
+"""Issue 32's ablation table on the dev split, from the runs `benchmarks/levers_dev.sh` writes.
+
+    .venv/bin/python benchmarks/levers_table.py [runs] [--n 30|100] [--json OUT.json]
+
+One row per lever and dataset (runs/levers-dev-DATASET-nN-smollm2-LEVER): poly, poly-shuffled, own − shuffled
+with its paired bootstrap 95% CI (and per question type), poly-uniform, poly-combine, the bare reader, encode
+s/doc; the seeds each run has. Reads the same seed folders as benchmarks/protocol_table.py. Prints Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from protocol_table import summarise  # the same per-seed reading and comparisons as the protocol's table
+
+NAME = re.compile(r"levers-dev-(?P<dataset>.+)-n(?P<n>\d+)-smollm2-(?P<lever>.+)")
+
+
+def lever_row(run: Path) -> dict:
+    s, m = summarise(run), NAME.fullmatch(run.name)
+    rows = s["rows"]
+    own = next((c for c in s["comparisons"] if (c["a"], c["b"]) == ("poly", "poly-shuffled")), None)
+    by_type = {x["qtype"]: x["f1_diff"] for x in s["own_minus_shuffled_by_type"] if x["a"] == "poly"}
+
+    def f1(method: str) -> float | None:
+        return rows[method]["f1"] if method in rows else None
+
+    return {"lever": m["lever"], "dataset": m["dataset"], "n": int(m["n"]),
+            "seeds": len(rows.get("poly", {}).get("f1_per_seed", [])), "poly": f1("poly"),
+            "poly_shuffled": f1("poly-shuffled"), "own_minus_shuffled": own and own["f1_diff"],
+            "ci95": own and own["ci95"], "own_minus_shuffled_by_type": by_type, "poly_uniform": f1("poly-uniform"),
+            "poly_combine": f1("poly-combine"), "bare": f1("closed-book-bare"),
+            "encode_s_per_doc": rows.get("poly", {}).get("encode_s_per_doc")}
+
+
+def markdown(table: list[dict]) -> str:
+    cell = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
+    lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | uniform | "
+             "poly-combine | bare | encode s/doc |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in table:
+        ci = "-" if r["ci95"] is None else f"{r['own_minus_shuffled']:+.1f} [{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"
+        types = ", ".join(f"{t or 'all'} {d:+.1f}" for t, d in sorted(r["own_minus_shuffled_by_type"].items()))
+        lines.append(f"| {r['dataset']} | {r['lever']} | {r['seeds']} | {cell(r['poly'])} | {cell(r['poly_shuffled'])} "
+                     f"| {ci} | {types} | {cell(r['poly_uniform'])} | {cell(r['poly_combine'])} | {cell(r['bare'])} "
+                     f"| {cell(r['encode_s_per_doc'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("root", nargs="?", default="runs")
+    p.add_argument("--n", type=int, default=30, help="the exploration (30) or the confirmation (100) runs")
+    p.add_argument("--json", help="also write the table as JSON here")
+    args = p.parse_args()
+    runs = sorted(r for r in Path(args.root).glob(f"levers-dev-*-n{args.n}-smollm2-*") if NAME.fullmatch(r.name))
+    table = [lever_row(r) for r in runs if any(r.glob("seed-*/methods/*.json"))]
+    print(markdown(table), end="")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""benchmarks/protocol_table.py and benchmarks/levers_table.py: tables from the seed folders that have landed."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from polyprag.metrics import score
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def scripts(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import levers_table
+    import protocol_table
+
+    yield protocol_table, levers_table
+    sys.modules.pop("levers_table", None)
+    sys.modules.pop("protocol_table", None)
+
+
+def _seed(run: Path, seed: int, answers: dict[str, list[str]]) -> None:
+    folder = run / f"seed-{seed}"
+    (folder / "methods").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dataset": "hotpotqa-cf", "model": "m", "split": "dev"}))
+    gold = ["Orla Pell", "1871", "Velmark", "yes"]
+    for method, predicted in answers.items():
+        preds = [{"prediction": p, "answers": [g], "qtype": "bridge" if i < 2 else "comparison"}
+                 for i, (p, g) in enumerate(zip(predicted, gold))]
+        f1 = 100 * sum(score(p["prediction"], p["answers"]).f1 for p in preds) / len(preds)  # as bench scores a row
+        row = {"method": method, "f1": f1, "em": 0.0, "recall_at_k": None, "f1_by_type": {}, "encode_s_per_doc": 2.5}
+        (folder / "methods" / f"{method}.json").write_text(json.dumps({"row": row, "predictions": preds}))
+
+
+def test_own_minus_shuffled_per_lever_with_its_interval_and_types(scripts, tmp_path):
+    protocol_table, levers_table = scripts
+    run = tmp_path / "levers-dev-hotpotqa-cf-n30-smollm2-format-uniform"
+    _seed(run, 0, {"poly": ["Orla Pell", "1871", "Velmark", "no"], "poly-shuffled": ["x", "y", "Velmark", "no"]})
+    _seed(run, 1, {"poly": ["Orla Pell", "1871", "z", "yes"], "poly-shuffled": ["x", "1871", "z", "yes"]})
+    s = protocol_table.summarise(run)
+    assert s["rows"]["poly"]["f1_per_seed"] == [75.0, 75.0] and s["rows"]["poly-shuffled"]["f1_per_seed"] == [25.0, 50.0]
+    row = levers_table.lever_row(run)
+    assert row["lever"] == "format-uniform" and row["dataset"] == "hotpotqa-cf" and row["n"] == 30 and row["seeds"] == 2
+    assert row["own_minus_shuffled"] == pytest.approx(37.5) and row["ci95"][0] <= 37.5 <= row["ci95"][1]
+    assert row["own_minus_shuffled_by_type"] == {"bridge": pytest.approx(75.0), "comparison": pytest.approx(0.0)}
+    assert row["encode_s_per_doc"] == 2.5 and row["poly_uniform"] is None
+    assert "| hotpotqa-cf | format-uniform | 2 | 75.0 | 37.5 | +37.5 [" in levers_table.markdown([row])
