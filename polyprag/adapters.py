@@ -36,8 +36,9 @@ _MIXED: ContextVar[dict[tuple, tuple[torch.Tensor, torch.Tensor]] | None] = Cont
 
 @dataclass(frozen=True)
 class InventoryConfig:
-    n_adapters: int = setting(20, "inventory size M", flag="--adapters", at_least=1)
-    rank: int = setting(4, "LoRA rank r", at_least=1)
+    n_adapters: int = setting(20, "inventory size M", flag="--adapters", at_least=1,
+                              chosen="the paper's value (arXiv 2511.17044)")
+    rank: int = setting(4, "LoRA rank r", at_least=1, chosen="the paper's value (arXiv 2511.17044)")
     alpha: float = setting(32.0, "LoRA alpha; scale = alpha/r", above=0)
     targets: tuple[str, ...] = setting(("mlp",), "mlp, attn, or module-name suffixes such as q_proj, comma-separated")
     mixing: str = setting("poly", "poly: A = Σ w A_m, B = Σ w B_m; delta: Σ w B_m A_m", choices=("poly", "delta"),

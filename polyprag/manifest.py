@@ -37,7 +37,9 @@ class BuildConfig:
     # The defaults below routing_init, contrast and combine_strength were measured on HotpotQA and 2Wiki n = 100
     # (docs/experiments.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
     routing_init: str = setting("cluster", "cluster (from k-means over the base model's document embeddings) or "
-                                           "uniform (Z ≈ 0)", choices=ROUTING_INITS)
+                                           "uniform (Z ≈ 0)", choices=ROUTING_INITS,
+                                chosen="test (HotpotQA n = 30 / 100, Gemma; docs/experiments.md \"Routing that "
+                                       "specialises\"): to re-choose on dev")
     routing_strength: float = setting(3.0, "cluster init: logit +s on the document's cluster, -s on the others",
                                       at_least=0)
     router: str = setting("table", "table (a free routing row per document) or embedding (rows computed from the "
@@ -49,19 +51,26 @@ class BuildConfig:
     augment_model: str = setting("", "the model name sent to --augment-url")
     # The samples below (PRAG's 3 QA pairs as bare questions, no passage or rewrite in context) with 2 epochs at
     # lr 2e-3 (TrainConfig) are the recipe of every real-data run in docs/experiments.md; the demo keeps more samples
-    max_qa: int = setting(3, "rules augmenter: QA pairs per document at most", at_least=1)
-    context_qa: int = setting(0, "QA pairs also trained with the passage in context (PRAG: 2)", at_least=0)
+    max_qa: int = setting(3, "rules augmenter: QA pairs per document at most", at_least=1,
+                          chosen="test (HotpotQA n = 100): to re-choose on dev")
+    context_qa: int = setting(0, "QA pairs also trained with the passage in context (PRAG: 2)", at_least=0,
+                              chosen="test (HotpotQA n = 100): to re-choose on dev")
     rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
-                                   "(PRAG's protocol)")
-    contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0)
+                                   "(PRAG's protocol)", chosen="test (HotpotQA n = 100): to re-choose on dev")
+    contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0,
+                            chosen="test (HotpotQA n = 30 / 100, Gemma): to re-choose on dev (benchmarks/dev_choice.sh)")
     format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
                                          "routing, as its facts) or uniform (every adapter alike: format apart from "
-                                         "facts)", choices=("own", "uniform"))
+                                         "facts)", choices=("own", "uniform"),
+                                 chosen="every build's behaviour before the setting existed; the lever is measured on "
+                                        "dev (benchmarks/levers_dev.sh)")
     combine: str = setting("mean", "answering: mean of the retrieved documents' weights, or sum of their adapters",
                            choices=COMBINES)
     # (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
     combine_strength: float = setting(0.75, "poly-combine: scale the mixing weights (< 1: the passages weigh more)",
-                                      above=0, at_most=4)
+                                      above=0, at_most=4,
+                                      chosen="test (best mean over HotpotQA n = 100, 2Wiki n = 100 and the demo): to "
+                                             "re-choose on dev (benchmarks/dev_choice.sh strengths)")
     storage: str = setting(storage.DEFAULT, "the inventory's stored precision (routing in fp16 unless fp32; bf16: "
                                             "half the bytes of fp32 at the same F1)", choices=storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)

@@ -15,11 +15,12 @@ from .errors import InputError
 
 def setting(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
             at_least: float | None = None, above: float | None = None, at_most: float | None = None,
-            cli: bool = True) -> Any:
+            cli: bool = True, chosen: str = "") -> Any:
     """A config field with its help, flag (default --field-name), allowed values and bounds; `cli=False`: a
-    setting of the library only (no flag)."""
+    setting of the library only (no flag); `chosen`: the runs its default was chosen on (BENCHMARKS.md's
+    "Where each default was chosen" is `defaults_table()` of these)."""
     return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "at_least": at_least,
-                                            "above": above, "at_most": at_most, "cli": cli})
+                                            "above": above, "at_most": at_most, "cli": cli, "chosen": chosen})
 
 
 def settings_of(config) -> list[Field]:
@@ -79,3 +80,15 @@ def from_args(config_class, args: argparse.Namespace, **given) -> Any:
         default = f.default if f.default is not MISSING else None
         values[f.name] = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(default, tuple) else value
     return config_class(**values, **given)
+
+
+def defaults_table(*config_classes) -> str:
+    """Markdown rows (flag | default | chosen on) of every setting whose config says where its default was chosen."""
+    lines = ["| setting | default | chosen on |", "|---|---|---|"]
+    for config in config_classes:
+        for f in settings_of(config):
+            if f.metadata["chosen"]:
+                name = f"`{flag_of(f)}`" if f.metadata["cli"] else f"`{config.__name__}.{f.name}`"
+                default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+                lines.append(f"| {name} | {default} | {f.metadata['chosen']} |")
+    return "\n".join(lines) + "\n"

@@ -42,10 +42,15 @@ log = logging.getLogger("polyprag")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = setting(2, "training epochs (0: nothing trained, as `add --no-train`)", at_least=0)
+    epochs: int = setting(2, "training epochs (0: nothing trained, as `add --no-train`)", at_least=0,
+                          chosen="the first runs' budget (docs/experiments.md, first HotpotQA entry), kept after test "
+                                 "runs at other values: to re-choose on dev (benchmarks/dev_choice.sh)")
     batch_size: int = setting(4, "training samples per optimiser step", flag="--train-batch-size", at_least=1)
-    lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0)
-    lr_routing: float = setting(1e-1, "the routing rows' learning rate", at_least=0)
+    lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0,
+                                 chosen="the first runs' budget, kept after test runs at other values: to re-choose "
+                                        "on dev")
+    lr_routing: float = setting(1e-1, "the routing rows' learning rate", at_least=0,
+                                chosen="the first runs' budget: to re-choose on dev")
     # a linear map of d inputs moves ~√d times faster than a row
     lr_router: float = setting(1e-3, "--router embedding: the router's learning rate", above=0)
     tau: float = setting(1.0, "routing temperature in training", above=0, cli=False)

@@ -47,3 +47,13 @@ def test_the_cli_refuses_a_setting_out_of_range_before_loading_anything(tmp_path
     assert main(["build", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "kb"), "--combine-strength", "0"]) == 2
     assert "combine_strength=0.0 (--combine-strength): must be > 0" in capsys.readouterr().out
     assert not (tmp_path / "kb").exists()
+
+
+def test_benchmarks_md_says_where_each_default_was_chosen_as_the_configs_do():
+    from pathlib import Path
+
+    from polyprag.settings import defaults_table
+
+    text = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
+    assert defaults_table(*CONFIGS) in text, "rerun benchmarks/defaults_table.py into BENCHMARKS.md"
+    assert "| `--combine-strength` | 0.75 |" in text  # the table is not empty
