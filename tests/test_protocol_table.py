@@ -48,3 +48,23 @@ def test_own_minus_shuffled_per_lever_with_its_interval_and_types(scripts, tmp_p
     assert row["own_minus_shuffled_by_type"] == {"bridge": pytest.approx(75.0), "comparison": pytest.approx(0.0)}
     assert row["encode_s_per_doc"] == 2.5 and row["poly_uniform"] is None
     assert "| hotpotqa-cf | format-uniform | 2 | 75.0 | 37.5 | +37.5 [" in levers_table.markdown([row])
+
+
+def test_the_user_path_agrees_with_bench_only_where_the_interval_holds_zero(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import user_path
+
+    gold = [{"id": f"q{i}", "answers": ["Orla Pell"]} for i in range(40)]
+    same = [{**g, "prediction": "Orla Pell" if i % 2 else "x"} for i, g in enumerate(gold)]
+    worse = [{**g, "prediction": "x"} for g in gold]
+    for seed in (0, 1):
+        (tmp_path / "bench" / f"seed-{seed}" / "methods").mkdir(parents=True)
+        for mode in ("poly", "poly-combine"):
+            (tmp_path / "bench" / f"seed-{seed}" / "methods" / f"{mode}.json").write_text(
+                json.dumps({"row": {}, "predictions": same}))
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "eval.json").write_text(json.dumps({"predictions": {"poly": same, "poly-combine": worse}}))
+    report = user_path.check(tmp_path / "user", tmp_path / "bench")
+    assert report["poly"]["agree"] and report["poly"]["diff"] == 0 and report["poly"]["bench_seeds"] == 2
+    assert not report["poly-combine"]["agree"] and report["poly-combine"]["diff"] == -50.0
+    sys.modules.pop("user_path", None)
