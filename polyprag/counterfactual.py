@@ -2,9 +2,13 @@
 
 Entity substitution (Longpre et al. 2021, "Entity-Based Knowledge Conflicts in Question Answering"): each
 selected question's answer, and its bridge entity where it has one, is replaced by an invented entity of the
-same shape (a year by another year, a number by another number of as many digits, a name by invented words
-for its capitalised words; lowercase words, month names and particles kept), in every paragraph of the corpus and in every
-question that names it, and the gold answer becomes the invented one. One world for the whole corpus: a string
+same shape (a year by another year before 2018, a number by another number of as many digits, a name by
+ordinary name-words for its capitalised words — "Chief of Protocol" -> "Marden of Ashby", so that a small
+reader can copy it from a passage as it copies a real name; lowercase words, month names and particles kept),
+in every paragraph of the corpus and in every question that names it, and the gold answer becomes the
+invented one. (Made-up syllables, the first version, cut RAG's F1 on HotpotQA's test questions from 23.2 to
+4.8: the reader could not copy them, so the variant measured copying, not knowledge;
+benchmarks/results/cf-v1-hotpotqa-test-n100-smollm2.) One world for the whole corpus: a string
 maps to one invention (drawn from a hash of the string), so documents never contradict each other and a
 closed-book reader scores ≈ 0: every point must come from the documents.
 
@@ -27,8 +31,19 @@ from .corpus import Document
 
 _KEEP = set("the a an of and or in on at for to by de la le von van der du del da di y".split()) | set(
     "January February March April May June July August September October November December".split())
-_CONSONANTS, _VOWELS = "bdfgklmnprstvz", "aeiou"
+# Ordinary English surnames that double as place and company names: copyable, and no fact attaches to the
+# invented combinations ("Marden Ashby"). Written for this module; not the vocabulary of any dataset.
+_NAME_WORDS = tuple("""
+Abbott Ainsley Alder Ashby Ashford Barlow Beckett Bexley Bramley Brandt Brook Carden Carlow Chalk Corbin
+Corwin Crane Dalby Dalton Denholm Draper Easton Elwood Emsley Farleigh Fenmore Fenwick Fisher Garner Garrick
+Gilmore Granger Halden Hale Hartley Hayward Holt Ingram Iverson Jarrow Jessop Keaton Kendal Kirby Lacey
+Langley Larkin Lowell Ludlow Marden Marsh Mercer Merrick Milner Morley Norcross Northam Oakley Ogden Orton
+Paxton Pembury Penrose Prescott Quarles Quinlan Radley Ramsey Redford Rowan Rowley Sandford Selby Shelton
+Stanton Stroud Sutton Tanner Thornton Tilbury Torrance Upton Varley Vance Wakefield Walden Warrick Webber
+Wexley Whitlock Winslow Wolcott Yardley Yates
+""".split())
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[\W_]+")
+LAST_YEAR = 2017  # HotpotQA's and 2Wiki's paragraphs were written by then: an invented year is never later
 
 
 # Questions are datasets.Question (id, question, answers, gold_doc_ids, qtype); this module sits above datasets
@@ -49,9 +64,10 @@ def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple
     """The questions and corpus in one invented world: every answer (and its aliases) and bridge entity mapped.
     `corpus`: an empty datasets.CorpusBuilder, which gives the rewritten documents their ids."""
     by_id = {d.id: d for d in docs}
+    fresh = _fresh_names(docs)
     mapping: dict[str, str] = {}
     for q in questions:
-        new = invent(q.answers[0])
+        new = mapping.get(q.answers[0]) or fresh(q.answers[0])
         for alias in q.answers:
             mapping.setdefault(alias, new)
     answers = _pattern(list(mapping))
@@ -59,7 +75,7 @@ def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple
         bridge = bridge_entity(q, [by_id[g] for g in q.gold_doc_ids])
         # a bridge holding an answer ("Conscription in the United States") would rename it away
         if bridge and bridge not in mapping and not answers.search(bridge):
-            mapping[bridge] = invent(bridge)
+            mapping[bridge] = fresh(bridge)
     pattern = _pattern(list(mapping))
 
     def apply(text: str) -> str:
@@ -86,32 +102,44 @@ def bridge_entity(q: Question, gold: list[Document]) -> str | None:
     return unnamed[0]
 
 
-def invent(original: str) -> str:
-    """An invented entity of the same shape as `original`, the same every time for the same string."""
-    rng = random.Random(hashlib.sha256(original.encode()).hexdigest())
+def invent(original: str, attempt: int = 0) -> str:
+    """An invented entity of the same shape as `original`, the same every time for the same string (and
+    attempt: a later attempt draws another one)."""
+    rng = random.Random(hashlib.sha256(f"{attempt}:{original}".encode()).hexdigest())
     return "".join(_invent_token(t, rng) for t in _TOKEN.findall(original))
+
+
+def _fresh_names(docs: list[Document]):
+    """invent, drawn again until the invention names nothing else: not another entity's invention, not a
+    string of the corpus (name-words are real words: "Fisher" may already stand in some paragraph)."""
+    taken: set[str] = set()
+    text = "\n".join(f"{d.title}\n{d.text}" for d in docs)
+
+    def fresh(original: str) -> str:
+        for attempt in range(50):
+            new = invent(original, attempt)
+            if new not in taken and (new == original or not _pattern([new]).search(text)):
+                break
+        taken.add(new)
+        return new
+
+    return fresh
 
 
 def _invent_token(token: str, rng: random.Random) -> str:
     if token.isdigit():
         value = int(token)
-        if len(token) == 4 and 1000 <= value <= 2100:  # a year: another year, decades away
-            return str(value + rng.choice((-1, 1)) * rng.randint(7, 60))
+        if len(token) == 4 and 1000 <= value <= 2100:  # a year: another year, decades away, never in the future
+            shift = rng.choice((-1, 1)) * rng.randint(7, 60)
+            return str(value + shift if value + shift <= LAST_YEAR else value - abs(shift))
         if len(token) <= 2:  # a day or a small count
             return str(rng.choice([v for v in range(1, 29) if v != value]))
         return str(rng.randint(10 ** (len(token) - 1), 10 ** len(token) - 1))
     if not token[:1].isupper() or token in _KEEP:  # lowercase words say the type ("3,677 seated"): kept
         return token
-    word = _word(rng, max(len(token), 3))
-    return word.upper() if token.isupper() and len(token) > 1 else word.capitalize()
-
-
-def _word(rng: random.Random, length: int) -> str:
-    """Consonant-vowel syllables: pronounceable and, at these lengths, almost never an English word."""
-    out = ""
-    while len(out) < length:
-        out += rng.choice(_CONSONANTS) + rng.choice(_VOWELS)
-    return out[:length] if length % 2 == 0 else out[: length - 1] + rng.choice(_CONSONANTS)
+    if token.isupper() and len(token) > 1:  # an acronym: as many other capitals
+        return "".join(rng.choice([c for c in "ABCDEFGHKLMNPRSTVW" if c != old]) for old in token)
+    return rng.choice([w for w in _NAME_WORDS if w != token])
 
 
 def _pattern(strings: list[str]) -> re.Pattern:

@@ -22,6 +22,26 @@ def test_invented_entities_keep_the_shape_and_are_the_same_each_time():
     assert invent("3,677 seated").endswith(" seated") and invent("the United Kingdom").startswith("the ")
 
 
+def test_invented_names_are_ordinary_name_words_and_years_stay_in_the_past():
+    from polyprag.counterfactual import _NAME_WORDS, LAST_YEAR
+
+    for original in ("Chief of Protocol", "Marie Curie", "Greenwich Village, New York City"):
+        words = [w for w in invent(original).replace(",", "").split() if w not in ("of",)]
+        assert words and all(w in _NAME_WORDS for w in words), invent(original)  # a reader can copy them
+    assert all(int(invent(str(y), a)) <= LAST_YEAR for y in range(1990, 2018) for a in range(5))
+    assert invent("SF9").isupper() or any(c.isdigit() for c in invent("SF9"))
+
+
+def test_two_entities_never_share_an_invention_nor_take_a_word_of_the_corpus():
+    docs = [Document(f"d{i}", f"Topic {i}", f"Person {i} met Fisher in Town {i}.") for i in range(60)]
+    questions = [Question(f"q{i}", f"Whom did the person of topic {i} meet?", [f"Town {i}"], [f"d{i}"], "bridge")
+                 for i in range(60)]
+    kept, new = substitute(questions, docs, CorpusBuilder())
+    answers = [q.answers[0] for q in kept]
+    assert len(kept) == 60 and len(set(answers)) == 60  # one invention per entity
+    assert not any("Fisher" in a for a in answers)  # "Fisher" stands in the corpus already: never an invention
+
+
 def test_substitution_is_one_world_across_documents_and_questions():
     docs = [Document("Ada", "Ada", "Ada worked with Charles Babbage in London."),
             Document("Engine", "Analytical Engine", "The engine was designed by Charles Babbage."),
