@@ -6,9 +6,11 @@ same shape (a year by another year before 2018, a number by another number of as
 ordinary name-words for its capitalised words — "Chief of Protocol" -> "Marden of Ashby", so that a small
 reader can copy it from a passage as it copies a real name; lowercase words, month names and particles kept),
 in every paragraph of the corpus and in every question that names it, and the gold answer becomes the
-invented one. (Made-up syllables, the first version, cut RAG's F1 on HotpotQA's test questions from 23.2 to
-4.8: the reader could not copy them, so the variant measured copying, not knowledge;
-benchmarks/results/cf-v1-hotpotqa-test-n100-smollm2.) One world for the whole corpus: a string
+invented one. The first version made names of random syllables; with SmolLM2-135M, RAG scored 4.8 F1 on the
+100 counterfactual HotpotQA test questions (benchmarks/results/cf-v1-hotpotqa-test-n100-smollm2) and with these
+name-words 4.1, the gold paragraphs in the prompt 11.8 (benchmarks/results/cf-v2-check-hotpotqa-test-n100-smollm2):
+the small reader answers these multi-hop questions from its own prior (a name the question mentions) rather
+than from a passage that contradicts it, so on this variant every method sits near the floor at this size. One world for the whole corpus: a string
 maps to one invention (drawn from a hash of the string), so documents never contradict each other and a
 closed-book reader scores ≈ 0: every point must come from the documents.
 
