@@ -119,7 +119,7 @@ def test_many_questions_are_answered_in_order(client):
     ({}, 'give either "question"'),
     ({"question": "Who?", "questions": ["Who?"]}, "not both"),
     ({"question": "Who?", "max_new_tokens": 10_000}, "max_new_tokens=10000 is out of range"),
-    ({"question": "Who?", "mode": "oracle"}, "mode: Input should be 'poly'"),
+    ({"question": "Who?", "mode": "oracle"}, "mode: Input should be 'closed-book', 'rag', 'poly'"),
     ({"question": "Who?", "k": "three"}, "k: Input should be a valid integer"),
     ({"question": "Who?", "topk": 3}, "topk: Extra inputs are not permitted"),
 ])
