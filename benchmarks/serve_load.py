@@ -32,7 +32,8 @@ from pathlib import Path
 from polyprag.corpus import load_corpus
 from polyprag.datasets import load_questions
 from polyprag.lifecycle import read_manifest
-from polyprag.loadtest import MODES, Probe, cli_add, live_server, replica, run_load
+from polyprag.readers import SERVED
+from polyprag.loadtest import Probe, cli_add, live_server, replica, run_load
 from polyprag.serve import API_KEY_ENV, create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
@@ -64,7 +65,7 @@ def main() -> None:
     p.add_argument("--replicas", type=int, default=0, help="more `polyprag serve` processes on the same folder")
     p.add_argument("--add-every", type=float, default=2.0, help="seconds between one job's end and the next add")
     p.add_argument("--max-new-tokens", type=int, default=8)
-    p.add_argument("--modes", default=",".join(MODES), help="the askers take these modes in turn")
+    p.add_argument("--modes", default=",".join(SERVED), help="the askers take these modes in turn")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hostile", type=int, default=0, help="hostile clients beside the honest ones")
     p.add_argument("--out", required=True, help="folder for serve-load.json")

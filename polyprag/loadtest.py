@@ -30,8 +30,6 @@ from typing import Callable, Iterator
 
 from .readers import SERVED
 
-MODES = SERVED  # the askers take the served modes in turn
-
 
 @contextmanager
 def live_server(app) -> Iterator[str]:
@@ -179,7 +177,7 @@ class LoadReport:
 
 def run_load(url: str, questions: list[str], probes: list[Probe], clients: int = 8, seconds: float = 30,
              add_every: float = 5.0, max_new_tokens: int = 8, job_timeout: float = 600, seed: int = 0,
-             headers: dict | None = None, modes: tuple[str, ...] = MODES,
+             headers: dict | None = None, modes: tuple[str, ...] = SERVED,
              outside: Callable[[dict], tuple[int, str]] | None = None, outside_probes: list[Probe] = (),
              grow: int | str = 0, old_ids: list[str] = (), replicas: tuple[str, ...] = (),
              hostile: int = 0) -> LoadReport:

@@ -31,6 +31,12 @@ def flag_of(f: Field) -> str:
     return f.metadata["flag"] or "--" + f.name.replace("_", "-")
 
 
+def shown_default(f: Field):
+    """A setting's default as a flag takes it: a tuple as comma-separated text."""
+    default = f.default if f.default is not MISSING else f.default_factory()
+    return ",".join(default) if isinstance(default, tuple) else default
+
+
 def check(config) -> None:
     """Refuse a value outside its setting's choices or bounds, naming the field, its flag and what is allowed."""
     for f in settings_of(config):
@@ -54,8 +60,7 @@ def add_flags(p: argparse.ArgumentParser, config_class, only: tuple[str, ...] = 
         m = f.metadata
         if not m["cli"] or (only and f.name not in only) or f.name in skip:
             continue
-        default = f.default if f.default is not MISSING else f.default_factory()
-        shown = ",".join(default) if isinstance(default, tuple) else default
+        default, shown = f.default, shown_default(f)
         more = "; a list such as 1,4,8 adds one row per value" if f.name in lists else ""
         # %(default)s: argparse fills in the default in force (a command's own, set_defaults, included)
         kwargs: dict = {"default": shown, "help": f"{m['help'].replace('%', '%%')} (default %(default)s{more})"}
@@ -89,6 +94,5 @@ def defaults_table(*config_classes) -> str:
         for f in settings_of(config):
             if f.metadata["chosen"]:
                 name = f"`{flag_of(f)}`" if f.metadata["cli"] else f"`{config.__name__}.{f.name}`"
-                default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
-                lines.append(f"| {name} | {default} | {f.metadata['chosen']} |")
+                lines.append(f"| {name} | {shown_default(f)} | {f.metadata['chosen']} |")
     return "\n".join(lines) + "\n"

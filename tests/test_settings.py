@@ -1,14 +1,12 @@
 """Settings as data: each default, flag and check is written once, in the config (polyprag.settings)."""
 
-from dataclasses import MISSING
-
 import pytest
 
 from polyprag.adapters import InventoryConfig
 from polyprag.cli import _parser, main
 from polyprag.errors import InputError
 from polyprag.manifest import BuildConfig
-from polyprag.settings import flag_of, settings_of
+from polyprag.settings import flag_of, settings_of, shown_default
 from polyprag.train import TrainConfig
 
 CONFIGS = (InventoryConfig, TrainConfig, BuildConfig)
@@ -23,9 +21,7 @@ def test_every_cli_setting_is_a_flag_with_the_configs_default(command):
         for f in settings_of(config):
             if not f.metadata["cli"] or (command == "demo" and f.name in demo_recipe):
                 continue
-            default = f.default if f.default is not MISSING else f.default_factory()
-            shown = ",".join(default) if isinstance(default, tuple) else default
-            assert args[flag_of(f)[2:].replace("-", "_")] == shown, (command, f.name)
+            assert args[flag_of(f)[2:].replace("-", "_")] == shown_default(f), (command, f.name)
 
 
 @pytest.mark.parametrize("make, message", [
