@@ -34,6 +34,7 @@ AUGMENTERS = ("rules", "llm")
 RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
 LLM_PARSE = 2  # in the cache key: LLM outputs cached under an older parse_qa are asked again
+RULES_VERSION = 2  # in the cache key: raise it when augment_rules' output changes (2: topic read from the document)
 AUGMENT_MAX_TOKENS = 256  # per rewrite or QA list
 # --augment-url: an OpenAI-compatible server writes the LLM augmenter's text
 REMOTE_CONCURRENCY, REMOTE_TIMEOUT_S, REMOTE_RETRIES = 4, 300, 2
@@ -78,7 +79,7 @@ def augment_documents(docs: list[Document], augmenter: str, lm=None, cache: Path
     if augmenter not in AUGMENTERS:
         raise InputError(f"--augmenter {augmenter!r}; choose from {list(AUGMENTERS)}.")
     writer = f"{model_name}@{url}" if url else lm.spec if augmenter == "llm" else ""
-    model = f"{writer} parse={LLM_PARSE}" if augmenter == "llm" else f"max_qa={max_qa}"
+    model = f"{writer} parse={LLM_PARSE}" if augmenter == "llm" else f"max_qa={max_qa} rules={RULES_VERSION}"
     keys = [cache_key(d, augmenter, model) for d in docs]
     cached = _read_cache(cache) if cache else {}
     missing = [d for d, k in zip(docs, keys) if k not in cached]

@@ -104,22 +104,15 @@ _MATERIALS = {
 }
 _MATERIAL_OF = {w: cat for cat, words in _MATERIALS.items() for w in words.split()}
 _MATERIAL_OF.update({"whale oil": "fuel", "birch bark": "material"})
-# Nouns that, after a leading "The", almost always mean the document's own topic.
-_TOPIC_NOUNS = set(
-    "band ship river species mountain club canal college book novel dance game firm company "
-    "cheese bell festival automaton tower town village island language bird plant mineral "
-    "compound observatory railway line lighthouse airship opera typeface team group school "
-    "building bridge museum painting film album song machine peak lake city church".split()
-)
-_PLACE_WORDS = set(
-    "Lake Mount River Island Street Lane Road Hall Gallery Museum Institute University College "
-    "Church Theatre House Court Tunnel Path Field Shoals Sound Scar Ferry Arch Aqueduct Glacier "
-    "Moss Brook Bay Cape Valley Hill Park Square Bridge Castle Abbey Port Harbour Station".split()
-)
-# Last words that make a capitalised run a thing, not a person: "Lantern Wool Fair".
-_THING_WORDS = _PLACE_WORDS | set(
-    "Fair Festival Exhibition Guild Games Award Prize Company Club Society Works Press Courier "
-    "Times Gazette Letters Ironware Psalter Act Eve Day".split()
+# Words that make a capitalised run a place or an institution, not a person ("Lake Orr", "Vance University"):
+# generic English heads of geographic and institutional names (gazetteer feature types, kinds of body), none
+# taken from any corpus. A document adds its own: a name word it also uses in lower case ("the fair").
+_PLACE_HEADS = set(
+    "Lake River Mount Mountain Island Bay Cape Valley Hill Forest Sea Ocean Coast Desert Street Road Avenue "
+    "Square Park Bridge Station Airport Port Harbour Harbor Castle Palace Tower Church Cathedral Abbey Temple "
+    "Museum Gallery Library Theatre Theater Hall House Hospital School College University Institute Academy "
+    "Company Corporation Group Club Society Association Council Party League Union Festival Award Prize Cup "
+    "Times Gazette Press Act".split()
 )
 # Words before a name that describe, not name a role: "the lower Dravoss", "an old Ossenlaw word".
 _ADJECTIVES = set(
@@ -131,6 +124,9 @@ _PLACE_VERBS = set(
     "is was are were be been lies lay stands stood hangs hung sits sat lives lived died born held "
     "kept built made found set rises rose flows grows grew remains remained".split()
 )
+# Words after the head noun of "X is a <noun phrase>" that end the phrase: "a compound first prepared in".
+_DEFINITION_STOPS = {"first", "only", "also", "now", "once", "still", "mainly", "largely", "mostly", "endemic",
+                     "native", "located", "situated", "based", "known", "named", "called"}
 _PASSIVE_VERB = (r"(?:[a-z]+ed|built|cast|dug|made|sold|held|found|led|taught|bought|brought|won|"
                  r"set|kept|paid|laid|sent|spent|lent|lit|shot|bound|hung|spun|struck)")
 
@@ -308,22 +304,61 @@ def _possessive(subject: str) -> str:
     return subject + ("'" if subject.endswith("s") else "'s")
 
 
-def _fix_subject(text: str, subject: str) -> str:
-    """Replace a leading pronoun or "The band" with the title, so the question stands alone."""
-    if subject:
-        possessive = _possessive(subject)
-        text = re.sub(r"^(?:it|she|he|they)\b(?!')", subject, text, flags=re.IGNORECASE)
+@dataclass(frozen=True)
+class Topic:
+    """What a document is about, read from the document itself (no word list): its title as a noun phrase,
+    the common nouns that stand for it ("the bridge" where the opening sentence says it is a bridge) and the
+    words it uses in lower case (a name holding one is a thing, not a person: "Lantern Wool Fair", "the fair")."""
+
+    name: str
+    nouns: frozenset[str] = frozenset()
+    common: frozenset[str] = frozenset()
+
+
+def _topic(doc: Document, sentences: list[str]) -> Topic:
+    name = _title_core(doc.title)
+    nouns = {m.group(1).lower() for m in re.finditer(r"([A-Za-z]+)\)\s*$", doc.title)}  # "Quillon (programming language)"
+    last = name.split()[-1] if len(name.split()) > 1 else ""
+    if last.isalpha():
+        nouns.add(last.lower())  # "Marlow Bridge": "the bridge"
+    head = _defined_as(sentences[0]) if sentences else None
+    if head:
+        nouns.add(head)
+    return Topic(name, frozenset(nouns), frozenset(re.findall(r"\b[a-z]+\b", doc.text)))
+
+
+def _defined_as(sentence: str) -> str | None:
+    """The head noun of an opening definition: "X is a 2005 American film directed by ..." -> "film"."""
+    m = re.search(r"\b(?:is|was|are|were) (?:a|an|the|one of the) (.*)", sentence)
+    head = ""
+    for word in (m.group(1).split() if m else []):
+        bare = word.rstrip(",.;:)")
+        if (bare in _FUNCTION_WORDS or bare in _DEFINITION_STOPS or "(" in word
+                or re.fullmatch(rf"[a-z]+(?:ed|ing)|{_PASSIVE_VERB}|[a-z]+en", bare)):
+            break
+        head = bare
+        if bare != word:
+            break  # the phrase ends at its punctuation
+    return head if re.fullmatch(r"[a-z]{3,}", head) else None
+
+
+def _fix_subject(text: str, topic: Topic) -> str:
+    """Replace a leading pronoun or "The band" (the topic's own noun) with the title, so the question stands
+    alone."""
+    if topic.name:
+        possessive = _possessive(topic.name)
+        text = re.sub(r"^(?:it|she|he|they)\b(?!')", topic.name, text, flags=re.IGNORECASE)
         text = re.sub(r"^(?:its|her|his|their)\b", possessive, text, flags=re.IGNORECASE)
         m = re.match(r"^[Tt]he ([a-z]+)('s)?(?=$| [a-z])", text)
-        if m and m.group(1) in _TOPIC_NOUNS:
-            text = (possessive if m.group(2) else subject) + text[m.end() :]
+        if m and m.group(1) in topic.nouns:
+            text = (possessive if m.group(2) else topic.name) + text[m.end() :]
     return text[:1].upper() + text[1:]
 
 
-def _as_object(text: str, subject: str) -> str:
+def _as_object(text: str, topic: Topic) -> str:
     """A sentence subject moved after the verb: pronouns -> title, "The old quarter" -> "the ..."."""
-    fixed = _fix_subject(text, subject)
-    if fixed.startswith("The ") and not (subject and text.startswith(subject)):
+    fixed = _fix_subject(text, topic)
+    if fixed.startswith("The ") and not (topic.name and text.startswith(topic.name)):
         return "the " + fixed[4:]
     return fixed
 
@@ -354,7 +389,7 @@ def _clause_start(before: str) -> int:
 # ---------------------------------------------------------------- questions
 
 
-def _in_situ(sent: str, pstart: int, pend: int, wh: str, subject: str) -> str:
+def _in_situ(sent: str, pstart: int, pend: int, wh: str, topic: Topic) -> str:
     """The sentence with the phrase replaced by its wh-phrase: "... rising to how many metres?"."""
     before = sent[:pstart]
     tail = _tail(sent[pend:], appositive=before.endswith(", "))
@@ -363,11 +398,11 @@ def _in_situ(sent: str, pstart: int, pend: int, wh: str, subject: str) -> str:
         rest = tail.lstrip(" ,")
         if not rest or rest.split()[0] in ("to", "and", "or", "until", "till", "through"):
             return ""  # "From 1902 to 1931 ...": the clause needs its opening phrase
-        return f"{_fix_subject(rest, subject)} {wh}?"
-    return _fix_subject(f"{before}{wh}{tail}", subject) + "?"
+        return f"{_fix_subject(rest, topic)} {wh}?"
+    return _fix_subject(f"{before}{wh}{tail}", topic) + "?"
 
 
-def _front_passive(sent: str, span: Span, wh: str, subject: str, agent: bool) -> str | None:
+def _front_passive(sent: str, span: Span, wh: str, topic: Topic, agent: bool) -> str | None:
     """ "X was granted a charter in 1412" -> "In what year was X granted a charter?";
     with agent=True, "X was cast in 1714 by Y" -> "Who cast X in 1714?"."""
     before = sent[: span.pstart]
@@ -378,7 +413,7 @@ def _front_passive(sent: str, span: Span, wh: str, subject: str, agent: bool) ->
     if not m or len(m["subj"].split()) > 6:
         return None
     tail, adv = _tail(sent[span.pend :]), m["adv"] or ""
-    obj = _as_object(m["subj"], subject)
+    obj = _as_object(m["subj"], topic)
     if agent:
         if not re.fullmatch(r"(?: (?:in|on) [\w ]*\d{4})?", m["rest"]):
             return None  # "founded in 1884 with money left by X": X did not found it
@@ -386,13 +421,13 @@ def _front_passive(sent: str, span: Span, wh: str, subject: str, agent: bool) ->
     return f"{wh} {m['aux']} {obj} {adv}{m['verb']}{m['rest']}{tail}?"
 
 
-def _wh_question(sent: str, span: Span, subject: str) -> str | None:
+def _wh_question(sent: str, span: Span, topic: Topic) -> str | None:
     """A template question for the span, or None when no template fits (then: cloze)."""
     builder = _WH_BUILDERS.get(span.kind)
-    return builder(sent, span, subject) if builder else None
+    return builder(sent, span, topic) if builder else None
 
 
-def _time_question(sent: str, span: Span, subject: str) -> str | None:
+def _time_question(sent: str, span: Span, topic: Topic) -> str | None:
     before = sent[: span.start]
     m = re.search(r"\b(in|on|since|until|till|by|from|to|between|and|after|before|around|of)\s$",
                   before, re.IGNORECASE)
@@ -404,17 +439,17 @@ def _time_question(sent: str, span: Span, subject: str) -> str | None:
         what = "what date" if span.text[0].isdigit() or "," in span.text else "what month and year"
     phrase = Span(span.start, span.end, span.kind, span.text, m.start(1), span.pend)
     if prep in ("in", "on") and m.start(1) > 0:
-        fronted = _front_passive(sent, phrase, f"{prep.capitalize()} {what}", subject, agent=False)
+        fronted = _front_passive(sent, phrase, f"{prep.capitalize()} {what}", topic, agent=False)
         if fronted:
             return fronted
-    return _in_situ(sent, m.start(1), span.pend, f"{prep} {what}", subject)
+    return _in_situ(sent, m.start(1), span.pend, f"{prep} {what}", topic)
 
 
-def _amount_question(sent: str, span: Span, subject: str) -> str | None:
+def _amount_question(sent: str, span: Span, topic: Topic) -> str | None:
     noun = span.extra
     if span.kind == "measure" and not noun.endswith("s") and noun not in ("feet", "percent"):
         noun += "s"  # "1 kilometre" -> "how many kilometres"
-    return _in_situ(sent, span.pstart, span.pend, f"how many {noun}", subject)
+    return _in_situ(sent, span.pstart, span.pend, f"how many {noun}", topic)
 
 
 def _in_list(sent: str, span: Span) -> bool:
@@ -427,7 +462,7 @@ def _ends_phrase(next_word: str) -> bool:
     return next_word in _FUNCTION_WORDS or bool(re.fullmatch(r"[a-z]+(?:ed|ing)", next_word))
 
 
-def _colour_question(sent: str, span: Span, subject: str) -> str | None:
+def _colour_question(sent: str, span: Span, topic: Topic) -> str | None:
     if _in_list(sent, span):
         return None
     # "of a pale violet colour" -> "of what colour"; "a bright copper-red crown" -> "what colour crown".
@@ -436,44 +471,44 @@ def _colour_question(sent: str, span: Span, subject: str) -> str | None:
     start = m.start() if m and m.group() else start
     m = re.match(r" colou?r(?:ed)?\b", sent[end:])
     end = end + m.end() if m else end
-    return _in_situ(sent, start, end, "what colour", subject)
+    return _in_situ(sent, start, end, "what colour", topic)
 
 
-def _material_question(sent: str, span: Span, subject: str) -> str | None:
+def _material_question(sent: str, span: Span, topic: Topic) -> str | None:
     nxt = re.match(r" ([a-z]+)", sent[span.end :])
     if _in_list(sent, span) or (nxt and not _ends_phrase(nxt.group(1))):
         return None  # "the wool road": the material is an adjective here
-    return _in_situ(sent, span.pstart, span.pend, f"what {span.extra}", subject)
+    return _in_situ(sent, span.pstart, span.pend, f"what {span.extra}", topic)
 
 
-def _name_question(sent: str, span: Span, subject: str) -> str | None:
+def _name_question(sent: str, span: Span, topic: Topic) -> str | None:
     before = sent[: span.start]
     if re.search(r"\bborn in $", before):
-        return f"Where was {subject} born?" if subject else None
+        return f"Where was {topic.name} born?" if topic.name else None
     nxt = re.match(r" ([a-z]+)", sent[span.end :])
     if nxt and not _ends_phrase(nxt.group(1)):
         return None  # "the Linden kettle", "Skerrow fishermen": the name is a modifier here
     role = _ROLE_RE.search(before)
     if role and _is_role(role["role"]):
-        return _role_question(sent, span, role, subject)
+        return _role_question(sent, span, role, topic)
     cue = re.search(r"\b(by|under|in|at|near|on|beside|into|to|from|is|was|were|are)\s(?:the\s)?$",
                     before)
     if not cue:
         return None
-    word, person = cue.group(1), _is_person(span.text)
+    word, person = cue.group(1), _is_person(span.text, topic)
     if word in ("by", "under"):
         if word == "by":
-            fronted = _front_passive(sent, _with_phrase(span, cue.start()), "Who", subject, True)
+            fronted = _front_passive(sent, _with_phrase(span, cue.start()), "Who", topic, True)
             if fronted and person:
                 return fronted
         wh = f"{word} {'whom' if person else 'what'}"
     elif word in ("is", "was", "were", "are"):
         wh = f"{word} {'who' if person else 'what'}"
-    elif _after_verb(before[: cue.start()]) and not _is_person(span.text):
+    elif _after_verb(before[: cue.start()]) and not person:
         wh = "from where" if word == "from" else "where"
     else:
         return None
-    return _in_situ(sent, cue.start(), span.pend, wh, subject)
+    return _in_situ(sent, cue.start(), span.pend, wh, topic)
 
 
 def _after_verb(before: str) -> bool:
@@ -496,27 +531,28 @@ _ROLE_RE = re.compile(
 )
 
 
-def _role_question(sent: str, span: Span, role: re.Match, subject: str) -> str | None:
+def _role_question(sent: str, span: Span, role: re.Match, topic: Topic) -> str | None:
     """ "by the chemist Ilario Quenn" -> "Which chemist ...?", "the island of Skerrow" -> "which island"."""
     prep = role["prep"] or ""
     start = role.start("prep") if prep else role.start("det")
     if prep == "by":
-        fronted = _front_passive(sent, _with_phrase(span, start), f"Which {role['role']}", subject, True)
+        fronted = _front_passive(sent, _with_phrase(span, start), f"Which {role['role']}", topic, True)
         if fronted:
             return fronted
     wh = f"{prep} which {role['role']}".strip()
-    return _in_situ(sent, start, span.pend, wh, subject)
+    return _in_situ(sent, start, span.pend, wh, topic)
 
 
 def _with_phrase(span: Span, pstart: int) -> Span:
     return Span(span.start, span.end, span.kind, span.text, pstart, span.pend, span.extra)
 
 
-def _is_person(name: str) -> bool:
-    """Two or three plain capitalised words and no place word: "Teodor Vask", not "Lake Immerveld"."""
+def _is_person(name: str, topic: Topic) -> bool:
+    """Two to four capitalised words, none a place head nor a word the document uses in lower case:
+    "Teodor Vask", not "Lake Immerveld" nor "Lantern Wool Fair" (the text speaks of "the fair")."""
     words = name.split()
     return 2 <= len(words) <= 4 and all(w[0].isupper() for w in words) and not (
-        set(words) & _THING_WORDS)
+        set(words) & _PLACE_HEADS or {w.lower() for w in words} & topic.common)
 
 
 _WH_BUILDERS = {
@@ -540,7 +576,8 @@ def _with_topic(question: str | None, title: str) -> str | None:
     """Prefix "<title>: " to a question that names neither the title nor its main words,
     so "The old quarter is known for ...?" still says which document it is about."""
     words = [w for w in re.findall(r"[\w'’&.-]+", _title_core(title)) if w[0].isupper() and w != "The"]
-    if not question or not words or any(w.lower() in question.lower() for w in words):
+    if not question or not words or any(re.search(rf"(?<!\w){re.escape(w)}(?!\w)", question, re.IGNORECASE)
+                                        for w in words):
         return question
     return f"{title}: {question}"
 
@@ -564,11 +601,11 @@ class _Candidate:
 
 
 def _candidates(doc: Document, sentences: list[str]) -> list[_Candidate]:
-    subject = _title_core(doc.title)
+    topic = _topic(doc, sentences)
     out: list[_Candidate] = []
     for i, sent in enumerate(sentences):
         for span in extract_spans(sent, doc.title):
-            question = _with_topic(_wh_question(sent, span, subject), doc.title)
+            question = _with_topic(_wh_question(sent, span, topic), doc.title)
             cloze = not question or _leaks(question, span.text)
             if cloze:
                 question = _cloze(sent, span, doc.title)
@@ -619,11 +656,11 @@ _REWRITES = ((" is known for ", " is noted for "), (" was known for ", " was not
 def _rewrite(doc: Document, sentences: list[str]) -> str:
     """Second sentence first, the opening sentence last, pronouns resolved, a few safe synonyms."""
     order = sentences[1:] + sentences[:1] if len(sentences) > 1 else sentences
-    subject = _title_core(doc.title)
-    text = " ".join(_fix_subject(s, subject) if i == 0 and subject else s for i, s in enumerate(order))
+    topic = _topic(doc, sentences)
+    text = " ".join(_fix_subject(s, topic) if i == 0 else s for i, s in enumerate(order))
     for old, new in _REWRITES:
         text = text.replace(old, new)
-    return f"About {subject}: {text}" if subject else text
+    return f"About {topic.name}: {text}" if topic.name else text
 
 
 # ---------------------------------------------------------------- entry point

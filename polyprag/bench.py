@@ -66,7 +66,7 @@ PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in
 class BenchConfig:
     dataset: str
     n: int
-    split: str = "test"  # datasets.SPLITS: test (the headline questions) or dev (where defaults are chosen)
+    split: str = "test"  # datasets.SPLITS (test: headline questions, dev: where defaults are chosen) or a --questions stem
     methods: tuple[str, ...] = METHODS
     corpus_mode: str = "per-question"
     k: int = 3

@@ -213,7 +213,8 @@ def diagnostics_table(epochs: list[dict]) -> Table:
 def cmd_bench(args) -> None:
     ablations = _ablations(args)  # before any model or data is loaded: fail fast on a bad flag
     seeds = _seeds(args.seeds) if args.seeds else None
-    config = BenchConfig(dataset=args.dataset or "custom", n=args.n, split=args.split, methods=_methods(args.methods),
+    split = Path(args.questions).stem if args.questions else args.split  # your file is its own split
+    config = BenchConfig(dataset=args.dataset or "custom", n=args.n, split=split, methods=_methods(args.methods),
                          corpus_mode=args.corpus_mode, k=args.k, build=_build_config(args),
                          prag=PragConfig(lr=args.prag_lr, epochs=args.prag_epochs, seed=args.seed),
                          prag_tuned=PragConfig(lr=args.prag_tuned_lr, epochs=args.prag_tuned_epochs, seed=args.seed),

@@ -2,6 +2,7 @@
 
 import json
 
+from polyprag import augment
 from polyprag.augment import augment_documents, parse_qa, training_samples
 from polyprag.corpus import Document
 from polyprag.models import load_model
@@ -52,6 +53,14 @@ def test_the_cache_is_reused_and_keyed_by_augmenter_config(tmp_path):
     assert len(cache.read_text().splitlines()) == 4  # another config, other entries
     cache.write_text(cache.read_text() + '{"key": "broken"\n')
     assert augment_documents(DOCS, "rules", cache=cache, max_qa=2) == first  # a bad line is skipped
+
+
+def test_a_new_rules_version_recomputes_instead_of_reading_stale_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache.jsonl"
+    augment_documents(DOCS, "rules", cache=cache, max_qa=2)
+    monkeypatch.setattr(augment, "RULES_VERSION", augment.RULES_VERSION + 1)
+    augment_documents(DOCS, "rules", cache=cache, max_qa=2)
+    assert len(cache.read_text().splitlines()) == 4  # the changed rules wrote entries of their own
 
 
 def test_training_samples_follow_prags_protocol():

@@ -131,6 +131,24 @@ def test_templates_turn_cues_into_wh_questions():
     assert born.qa[0] == QAPair("Where was Tamsin Orlebar born?", "Quellmoor", "She was born in Quellmoor.")
 
 
+def test_the_topic_noun_is_read_from_the_document_not_from_a_word_list():
+    # "zither" and "gazebo" are in no list of the augmenter: the opening definition names the topic's noun.
+    harp = Document("h", "Tessaly Zither", "The Tessaly Zither is a plucked zither first built in 1788. "
+                    "The zither has 31 strings of brass.")
+    assert "Tessaly Zither has how many strings of brass?" in [p.question for p in rule_augment(harp, max_qa=8).qa]
+    folly = Document("f", "Orrin Folly (gazebo)", "Orrin Folly stands in a walled garden. "
+                     "The gazebo was painted in 1902.")
+    assert "In what year was Orrin Folly painted?" in [p.question for p in rule_augment(folly, max_qa=8).qa]
+
+
+def test_a_name_holding_a_word_the_document_uses_in_lower_case_is_a_thing_not_a_person():
+    fair = Document("f", "Quarrow", "The moot moved to Quarrow. It is held at Wenlow Goose Moot.")
+    person = Document("p", "Quarrow", "The moot moved to Quarrow. It is run by Wenlow Gosse.")
+    assert [p.question for p in rule_augment(fair, max_qa=8).qa if p.answer == "Wenlow Goose Moot"] == [
+        "Quarrow is held where?"]
+    assert "Quarrow is run by whom?" in [p.question for p in rule_augment(person, max_qa=8).qa]
+
+
 def test_answers_are_verbatim_and_questions_end_with_a_question_mark_without_the_answer(sample_docs):
     for doc in sample_docs + [BRIDGE]:
         for pair in rule_augment(doc, max_qa=50).qa:
