@@ -8,9 +8,9 @@ s = 1 is the run's own poly / poly-combine; s < 1 lets the passages (poly-combin
 
 from __future__ import annotations
 
-from polyprag.answer import answer_questions
-from polyprag.generate import Routing
-from polyprag.retrieve import passages
+from polyprag.lm.answer import answer_questions
+from polyprag.lm.generate import Routing
+from polyprag.text.retrieve import passages
 from rerun import finished_run, parser, scored, write
 
 

@@ -33,9 +33,9 @@ def main() -> None:
     import torch  # noqa: F401
     import transformers  # noqa: F401
 
-    from polyprag.kb import KnowledgeBase
-    from polyprag.models import load_model
-    from polyprag.lifecycle import read_manifest
+    from polyprag.kb.knowledge import KnowledgeBase
+    from polyprag.lm.models import load_model
+    from polyprag.kb.lifecycle import read_manifest
     show("torch, transformers and polyprag imported")
     lm = load_model(read_manifest(Path(args.kb))["base_model"]["spec"], dtype=args.dtype)
     show("base model loaded (weights mapped from disk, not yet read)")

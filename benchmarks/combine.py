@@ -8,7 +8,7 @@ answering, not training: this measures it alone, on the same KB, questions, retr
 
 from __future__ import annotations
 
-from polyprag.kb import COMBINES
+from polyprag.kb.knowledge import COMBINES
 from rerun import finished_run, parser, scored, write
 
 

@@ -4,10 +4,10 @@ chosen (polyprag.settings, `chosen=`). tests/test_settings.py checks that BENCHM
     .venv/bin/python benchmarks/defaults_table.py
 """
 
-from polyprag.adapters import InventoryConfig
-from polyprag.manifest import BuildConfig
+from polyprag.lm.adapters import InventoryConfig
+from polyprag.kb.manifest import BuildConfig
 from polyprag.settings import defaults_table
-from polyprag.train import TrainConfig
+from polyprag.method.config import TrainConfig
 
 CONFIGS = (InventoryConfig, TrainConfig, BuildConfig)
 

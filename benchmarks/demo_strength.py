@@ -10,11 +10,11 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from polyprag.corpus import load_corpus
-from polyprag.datasets import load_questions
-from polyprag.evaluate import EvalConfig, evaluate
-from polyprag.generate import GenerationConfig
-from polyprag.kb import KnowledgeBase
+from polyprag.text.corpus import load_corpus
+from polyprag.text.datasets import load_questions
+from polyprag.eval.evaluate import EvalConfig, evaluate
+from polyprag.lm.generate import GenerationConfig
+from polyprag.kb.knowledge import KnowledgeBase
 
 SAMPLE = Path(__file__).resolve().parents[1] / "polyprag" / "data" / "sample"
 

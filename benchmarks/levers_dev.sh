@@ -6,6 +6,9 @@
 # lever cannot move it. Exploration first (hotpotqa n = 30 seed 0; briefs all 30 dev questions, seeds 0,1,2 since
 # its 30 documents encode in minutes), then the levers that move own - shuffled confirmed at n = 100, seeds 0,1,2
 # (`benchmarks/levers_dev.sh confirm LEVER...`).
+# The rule, fixed before any confirm run: a default moves only if the other value's mean F1 over poly and
+# poly-combine, averaged over the briefs and HotpotQA dev runs, is higher and poly - poly-shuffled does not fall
+# (this is where contrast 3, 2 epochs and the other defaults chosen on test questions are re-chosen).
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command.
 #   benchmarks/levers_dev.sh [explore|confirm] [LEVER...]        LEVER from the table below

@@ -13,10 +13,10 @@ import json
 
 from torch.profiler import ProfilerActivity, profile
 
-from polyprag.generate import GenerationConfig
-from polyprag.kb import KnowledgeBase
+from polyprag.lm.generate import GenerationConfig
+from polyprag.kb.knowledge import KnowledgeBase
 from polyprag.readers import reader
-from polyprag.speed import SpeedConfig, _batched
+from polyprag.eval.speed import SpeedConfig, _batched
 
 SAMPLE_QUESTIONS = "polyprag/data/sample/questions.jsonl"
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from polyprag.augment import augment_documents, training_samples
+from polyprag.text.augment import augment_documents, training_samples
 from polyprag.commands import SAMPLE
-from polyprag.corpus import load_corpus
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.models import load_model
-from polyprag.prag import PragAdapters, PragConfig
-from polyprag.train import TrainConfig
+from polyprag.text.corpus import load_corpus
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.baselines.prag import PragAdapters, PragConfig
+from polyprag.method.config import TrainConfig
 
 
 def group(name: str, shapes: list, vocab: int) -> str:

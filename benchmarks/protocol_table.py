@@ -4,7 +4,7 @@
 
 For each run (benchmarks/protocol.sh names them protocol-DATASET-test-n100-MODEL) it reads each seed's
 finished methods (seed-S/methods/*.json: rows and predictions) and summarises them as `bench --seeds` does
-(polyprag.compare: mean ± sd per method over the seeds that have it, paired bootstrap CIs over questions for
+(polyprag.eval.compare: mean ± sd per method over the seeds that have it, paired bootstrap CIs over questions for
 the standard comparisons). A method counts for a seed only once its row is written; a method missing from
 some seeds is reported over the seeds that have it, and the table says how many. Prints Markdown.
 """
@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from polyprag import compare
+from polyprag.eval import compare
+from polyprag.eval.bench import COMPARISONS, CONTROLS
 
 ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
         "poly", "poly-combine", "poly-uniform", "poly-shuffled", "dyprag")
@@ -43,12 +44,12 @@ def summarise(run: Path) -> dict:
         have = [r for r in results if method in r["predictions"]]
         if have:
             rows[method] = _row(have, method)
-    for a, b in compare.COMPARISONS:
+    for a, b in COMPARISONS:
         both = [r for r in results if a in r["predictions"] and b in r["predictions"]]
         if both:
             comparisons.append(compare.compare(both, a, b))
     own = []
-    for a, b in compare.CONTROLS:
+    for a, b in CONTROLS:
         both = [r for r in results if a in r["predictions"] and b in r["predictions"]]
         if both:
             types = [p.get("qtype", "") for p in both[0]["predictions"][a]]

@@ -8,13 +8,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from polyprag.answer import Answer
-from polyprag.bench import Workload, workload
-from polyprag.bench_report import breakdown
-from polyprag.datasets import Split, load_dataset
-from polyprag.evaluate import prediction, score_row
-from polyprag.generate import GenerationConfig
-from polyprag.kb import KnowledgeBase
+from polyprag.lm.answer import Answer
+from polyprag.eval.bench import Workload, workload
+from polyprag.eval.bench_report import breakdown
+from polyprag.text.datasets import Split, load_dataset
+from polyprag.eval.evaluate import prediction, score_row
+from polyprag.lm.generate import GenerationConfig
+from polyprag.kb.knowledge import KnowledgeBase
 
 
 @dataclass

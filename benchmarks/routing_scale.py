@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from polyprag import store
-from polyprag.corpus import Document, read_written
-from polyprag.kb import KnowledgeBase
-from polyprag.models import load_model
-from polyprag.retrieve import BM25Index
+from polyprag.kb import store
+from polyprag.text.corpus import Document, read_written
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.text.retrieve import BM25Index
 
 WORDS = ("bridge", "river", "engineer", "harbour", "canal", "mill", "tower", "market", "library", "railway",
          "orchard", "glacier", "observatory", "lighthouse", "monastery", "quarry", "vineyard", "foundry")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from polyprag.answer import answer_questions
-from polyprag.generate import Routing
-from polyprag.plots import routing_stats
-from polyprag.routing import normalize
+from polyprag.lm.answer import answer_questions
+from polyprag.lm.generate import Routing
+from polyprag.kb.plots import routing_stats
+from polyprag.method.routing import normalize
 from rerun import finished_run, parser, scored, write
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serving import chromium  # noqa: E402 (the same browser set-up as the browser test)
 
-from polyprag.loadtest import live_server  # noqa: E402
-from polyprag.serve import create_app  # noqa: E402
+from polyprag.service.loadtest import live_server  # noqa: E402
+from polyprag.service.serve import create_app  # noqa: E402
 
 
 def main(kb: str, out: str, question: str, mode: str = "poly") -> None:

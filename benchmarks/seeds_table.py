@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from polyprag.bench import _differences, _with_defaults  # the resume check's comparison of two run configs
+from polyprag.eval.bench import _differences, _with_defaults  # the resume check's comparison of two run configs
 
 
 def _config_without_seed(config: dict) -> dict:

@@ -1,7 +1,7 @@
 """Load on the HTTP service over loopback: concurrent askers while new documents are added (Poly-z jobs).
 
 Serves a copy of KB (the given folder is never changed) with the KB's own base model, runs
-`polyprag.loadtest.run_load`, then reopens the copy from disk and checks that every added document is in
+`polyprag.service.loadtest.run_load`, then reopens the copy from disk and checks that every added document is in
 it. Prints a table and writes OUT/serve-load.json.
 
     .venv/bin/python benchmarks/serve_load.py KB --clients 8 --seconds 30 --adds 3 --out DIR
@@ -29,12 +29,12 @@ import tempfile
 from importlib.resources import files
 from pathlib import Path
 
-from polyprag.corpus import load_corpus
-from polyprag.datasets import load_questions
-from polyprag.lifecycle import read_manifest
-from polyprag.readers import SERVED
-from polyprag.loadtest import Probe, cli_add, live_server, replica, run_load
-from polyprag.serve import API_KEY_ENV, create_app
+from polyprag.text.corpus import load_corpus
+from polyprag.text.datasets import load_questions
+from polyprag.kb.lifecycle import read_manifest
+from polyprag.modes import SERVED
+from polyprag.service.loadtest import Probe, cli_add, live_server, replica, run_load
+from polyprag.service.serve import API_KEY_ENV, create_app
 
 FIRST = ["Orrin", "Maela", "Tobin", "Ysolde", "Caspar", "Liesl", "Joran", "Edda", "Piet", "Runa", "Aldo", "Sefa"]
 LAST = ["Pell", "Varga", "Munk", "Oster", "Halloran", "Brisk", "Tamsin", "Quill", "Dorne", "Hake", "Fenwright"]

@@ -1,6 +1,6 @@
 """Answer a finished `polyprag bench` run's questions again with its KB's tensors stored at lower precision.
 
-The inventory rounded to bf16 or int8 as a KB stores it (polyprag.storage) and the routing logits to fp16,
+The inventory rounded to bf16 or int8 as a KB stores it (polyprag.kb.storage) and the routing logits to fp16,
 then answered as the run answered (same KB, questions, retrieval and decoding): whether smaller storage
 costs F1 (the storage goal: within 1 point of fp32).
 
@@ -13,7 +13,7 @@ import torch
 
 from rerun import finished_run, parser, scored, write
 
-from polyprag.storage import rounded, routing_dtype
+from polyprag.kb.storage import rounded, routing_dtype
 
 
 def main() -> None:

@@ -21,14 +21,14 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from polyprag.adapters import InventoryConfig
-from polyprag.augment import augment_documents, training_samples
-from polyprag.datasets import load_dataset
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.lifecycle import read_manifest
-from polyprag.models import load_model
-from polyprag.prag import PragAdapters, PragConfig
-from polyprag.train import TrainConfig
+from polyprag.lm.adapters import InventoryConfig
+from polyprag.text.augment import augment_documents, training_samples
+from polyprag.text.datasets import load_dataset
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.kb.lifecycle import read_manifest
+from polyprag.lm.models import load_model
+from polyprag.baselines.prag import PragAdapters, PragConfig
+from polyprag.method.config import TrainConfig
 
 SOURCES = (("hotpotqa", 500), ("2wiki", 500), ("popqa", 1000))  # every paragraph of the shared subsets
 

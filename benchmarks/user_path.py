@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyprag.compare import bootstrap_ci
-from polyprag.metrics import score
+from polyprag.eval.compare import bootstrap_ci
+from polyprag.eval.metrics import score
 
 POLYPRAG = ".venv/bin/polyprag"
 

@@ -6,7 +6,10 @@ import sys
 import tempfile
 from importlib.resources import files
 
-from polyprag import BuildConfig, KnowledgeBase, load_corpus, load_model
+from polyprag import BuildConfig
+from polyprag import KnowledgeBase
+from polyprag import load_corpus
+from polyprag import load_model
 
 docs = load_corpus(files("polyprag") / "data" / "sample" / "docs.jsonl")
 lm = load_model(os.environ.get("POLYPRAG_EXAMPLE_MODEL", "smollm2-135m-instruct"))

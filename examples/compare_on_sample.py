@@ -6,9 +6,9 @@ import sys
 import tempfile
 from importlib.resources import files
 
-from polyprag.bench import Bench, BenchConfig
-from polyprag.corpus import load_corpus
-from polyprag.datasets import load_questions
+from polyprag.eval.bench import Bench, BenchConfig
+from polyprag.text.corpus import load_corpus
+from polyprag.text.datasets import load_questions
 
 sample = files("polyprag") / "data" / "sample"
 questions = load_questions(sample / "questions.jsonl")[0::2]  # the first question of each document: test

@@ -3,8 +3,10 @@
 import os
 from importlib.resources import files
 
-from polyprag import BM25Index, load_corpus, load_model
-from polyprag.answer import answer_questions
+from polyprag import BM25Index
+from polyprag import load_corpus
+from polyprag import load_model
+from polyprag.lm.answer import answer_questions
 
 docs = load_corpus(files("polyprag") / "data" / "sample" / "docs.jsonl")
 lm = load_model(os.environ.get("POLYPRAG_EXAMPLE_MODEL", "smollm2-135m-instruct"))

@@ -11,23 +11,23 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from . import distributed
-from .adapters import InventoryConfig
-from .bench import CORPUS_MODES, METHODS, OPTIONAL
+from .lm.adapters import InventoryConfig
+from .eval.bench import CORPUS_MODES, METHODS, OPTIONAL
 from .commands import (cmd_ask, cmd_augment, cmd_bench, cmd_bench_speed, cmd_build, cmd_demo, cmd_eval, cmd_export,
                        cmd_export_lora, cmd_serve, console)
-from .generate import GenerationConfig
+from .lm.generate import GenerationConfig
 from .kb_commands import cmd_add, cmd_compact, cmd_inspect, cmd_remove, cmd_rollback, cmd_versions
-from .datasets import DATASETS, RESERVED_PER_TYPE, SPLITS
-from .dyprag import DypragConfig
+from .text.datasets import DATASETS, RESERVED_PER_TYPE, SPLITS
+from .baselines.dyprag import DypragConfig
 from .errors import InputError
-from .evaluate import MODES
-from .kb import BuildConfig
-from .lifecycle import KEEP_VERSIONS
-from .models import BUNDLED, DEFAULT_MODEL, DTYPES
-from .prag import PragConfig
-from .readers import SERVED
+from .eval.evaluate import MODES
+from .kb.knowledge import BuildConfig
+from .kb.lifecycle import KEEP_VERSIONS
+from .lm.models import BUNDLED, DEFAULT_MODEL, DTYPES
+from .baselines.prag import PragConfig
+from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
-from .train import TrainConfig
+from .method.config import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--corpus", help="your documents (instead of --dataset)")
     ev.add_argument("--questions", help='your questions: JSONL of {"id", "question", "answers": [...]}')
     ev.add_argument("--kb", help="a knowledge base: retrieval over its documents, enables the poly modes")
-    ev.add_argument("--modes", default="closed-book,rag", help=f"comma-separated, from {', '.join(MODES)}")
+    ev.add_argument("--modes", default=",".join(EVAL_DEFAULT), help=f"comma-separated, from {', '.join(MODES)}")
     ev.add_argument("--json", dest="json_out", help="write config, rows and predictions to this JSON file")
     _common(ev)
     ev.set_defaults(func=cmd_eval)

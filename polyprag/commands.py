@@ -15,25 +15,27 @@ from rich.console import Console
 from rich.table import Table
 
 from . import atomic, distributed
-from .adapters import InventoryConfig
-from .generate import GenerationConfig
-from .augment import augment_documents, write_augmentations
-from .bench import METHODS, Bench, BenchConfig, markdown, run_seeds
-from .compare import markdown as compare_markdown
-from .corpus import chunk_documents, load_corpus, write_jsonl
-from .dyprag import DypragConfig
-from .datasets import (CORPUS_NOTE, SPLITS, Split, held_out, load_dataset, load_questions,
+from .lm.adapters import InventoryConfig
+from .lm.generate import GenerationConfig
+from .text.augment import augment_documents, write_augmentations
+from .eval.bench import METHODS, Bench, BenchConfig, markdown, run_seeds
+from .eval.compare import markdown as compare_markdown
+from .text.corpus import chunk_documents, load_corpus, write_jsonl
+from .baselines.dyprag import DypragConfig
+from .text.datasets import (CORPUS_NOTE, SPLITS, Split, held_out, load_dataset, load_questions,
                        write_questions)
 from .errors import InputError
-from .evaluate import EvalConfig, EvalResult, evaluate
-from .kb import POLY_MODES, BuildConfig, KnowledgeBase
-from .lifecycle import KEEP_VERSIONS
-from .models import DEFAULT_MODEL, load_model, polyprag_home
-from .prag import PragConfig
-from .readers import SERVED, reader
-from .retrieve import BM25Index
+from .eval.evaluate import EvalConfig, EvalResult, evaluate
+from .kb.knowledge import BuildConfig, KnowledgeBase
+from .kb import store
+from .kb.lifecycle import KEEP_VERSIONS
+from .lm.models import DEFAULT_MODEL, load_model, polyprag_home
+from .baselines.prag import PragConfig
+from .modes import KB_DEFAULT, KB_MODES, MODEL_DEFAULT, MODES, SERVED, needs
+from .readers import reader
+from .text.retrieve import BM25Index
 from .settings import from_args
-from .train import TrainConfig
+from .method.config import TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
@@ -59,10 +61,10 @@ def read_docs(path: str, chunk_words: int):
 
 
 def cmd_ask(args) -> None:
-    mode = args.mode or ("poly" if args.kb else "rag")
+    mode = args.mode or (KB_DEFAULT if args.kb else MODEL_DEFAULT)
     if not args.question.strip():
         raise InputError("the question is empty; pass the question as the last argument.")
-    if mode in POLY_MODES:
+    if mode in KB_MODES:
         if not args.kb:
             raise InputError(f"--mode {mode} needs --kb KB (build one with `polyprag build CORPUS --out KB`).")
         kb = load_kb(args)
@@ -70,11 +72,12 @@ def cmd_ask(args) -> None:
         answer = reader(mode, kb=kb).answer([args.question], hits, _generation(args), progress=False)[0]
         _print_answer(answer, hits[0], {d.id: d for d in kb.docs})
         return
-    if mode == "rag" and not (args.corpus or args.kb):
-        raise InputError("--mode rag needs --corpus FILE or --kb KB (or use --mode closed-book).")
+    if MODES[mode].retrieves and not (args.corpus or args.kb):
+        raise InputError(f"--mode {mode} needs --corpus FILE or --kb KB (or use a mode that retrieves nothing: "
+                         f"{[n for n in SERVED if not MODES[n].retrieves]}).")
     docs, hits = [], []
-    if mode == "rag":
-        docs = load_corpus(f"{args.kb}/docs.jsonl") if args.kb else read_docs(args.corpus, args.chunk_words)
+    if MODES[mode].retrieves:
+        docs = store.read_documents(Path(args.kb))[1] if args.kb else read_docs(args.corpus, args.chunk_words)
         hits = BM25Index.build(docs).search([args.question], k=args.k)[0]
     answer = reader(mode, load_lm(args), docs).answer([args.question], [hits], _generation(args), progress=False)[0]
     _print_answer(answer, hits, {d.id: d for d in docs})
@@ -104,7 +107,7 @@ def _print_answer(answer, hits, by_id) -> None:
 
 
 def cmd_serve(args) -> None:
-    from .serve import serve  # the web stack is imported only by the command that needs it
+    from .service.serve import serve  # the web stack is imported only by the command that needs it
 
     serve(args.kb, args.host, args.port, args.model, guard_reads=args.guard_reads, device=args.device,
           dtype=args.dtype, allowed_hosts=tuple(args.allow_host), keep_versions=keep_of(args),
@@ -225,7 +228,7 @@ def cmd_bench(args) -> None:
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     held = ([], [])
-    if any(m.startswith("dyprag") for m in config.methods) and args.dataset not in (None, "sample"):
+    if any(needs(m) == "translator" for m in config.methods) and args.dataset not in (None, "sample"):
         held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file, Split(args.split))
     if seeds:
         summary = run_seeds(args.model or DEFAULT_MODEL, config, seeds, args.out, questions, corpus, notes, held)
@@ -287,8 +290,8 @@ def _bench_data(args) -> tuple[list, list, str]:
 
 
 def cmd_export_lora(args) -> None:
-    from .export import export_lora
-    from .retrieve import Hit
+    from .kb.export import export_lora
+    from .text.retrieve import Hit
 
     kb = load_kb(args)
     if args.question is not None:
@@ -306,7 +309,7 @@ def cmd_export_lora(args) -> None:
 
 
 def cmd_bench_speed(args) -> None:
-    from .speed import SpeedConfig, bench_speed, markdown
+    from .eval.speed import SpeedConfig, bench_speed, markdown
 
     try:
         sizes = tuple(int(x) for x in args.retrieval_sizes.split(",") if x.strip())

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from . import distributed, lifecycle
+from . import distributed
+from .kb import lifecycle
 from .commands import cache_of, console, diagnostics_table, keep_of, load_kb, read_docs, save_once, write_json
 from .errors import ConflictError, InputError
-from .kb import KnowledgeBase, growth_for, rebase
-from .lifecycle import KEEP_VERSIONS
+from .kb.knowledge import KnowledgeBase, growth_for, rebase
+from .kb.lifecycle import KEEP_VERSIONS
 
 
 def cmd_add(args) -> None:

@@ -1,11 +1,11 @@
-"""Readers: one object per answering mode, and the one registry that `eval`, `bench`, `serve` and `ask` use.
+"""Readers: one object per answering mode (`modes.MODES`), used by `eval`, `bench`, `serve` and `ask`.
 
 A reader answers questions from their hits: the base model alone (closed-book with the reader's example
 exchanges; closed-book-bare asked as the parametric methods ask), with the hits' passages in the prompt
 (rag; rag-gold, whose hits are the questions' gold paragraphs), with a knowledge base's mixed adapters
 (poly, poly-combine, poly-uniform), with PRAG's per-document adapters (prag, prag-combine), or with LoRAs a
 translator makes from the documents (dyprag, dyprag-combine). What each
-mode needs is written once, in MODES.
+mode needs is written once, in `modes.MODES`.
 """
 
 from __future__ import annotations
@@ -13,43 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from .answer import Answer, answer_questions
-from .corpus import Document
-from .datasets import Question
+from .lm.answer import Answer, answer_questions
+from .text.corpus import Document
+from .text.datasets import Question
 from .errors import InputError
-from .generate import GenerationConfig
-from .dyprag import Dyprag
-from .kb import POLY_MODES, KnowledgeBase
-from .models import LoadedModel
-from .prag import PragAdapters
-from .retrieve import Hit, passages
-
-
-@dataclass(frozen=True)
-class Mode:
-    name: str
-    needs: str  # "model" (the base model), "kb" (a knowledge base), "prag" (PRAG's adapters) or "dyprag" (a translator)
-    passages: bool  # the hits' passages go into the prompt
-    about: str
-    served: bool = False  # `ask`, the HTTP service and the demo offer it (a KB and its base model are enough)
-
-
-MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("closed-book", "model", False, "the question alone, after the reader's example exchanges", served=True),
-    Mode("closed-book-bare", "model", False, "asked as the parametric modes ask (no examples), no adapter"),
-    Mode("rag", "model", True, "the top-k passages in the prompt", served=True),
-    Mode("rag-gold", "model", True, "the question's gold paragraphs in the prompt: the reader's upper bound"),
-    *(Mode(name, "kb", name == "poly-combine", about, served=True) for name, about in zip(POLY_MODES, (
-        "the adapters mixed by the mean of the retrieved documents' routing weights",
-        "poly, with the passages in the prompt too",
-        "every adapter weighted alike: what routing adds is poly minus this"))),
-    Mode("prag", "prag", False, "the sum of the retrieved documents' own LoRAs (PRAG)"),
-    Mode("prag-combine", "prag", True, "prag, with the passages in the prompt too"),
-    Mode("dyprag", "dyprag", False, "the sum of LoRAs a trained translator makes from the retrieved documents (DyPRAG)"),
-    Mode("dyprag-combine", "dyprag", True, "dyprag, with the passages in the prompt too"),
-)}
-# the modes a knowledge base answers in: `ask`, the service (GET /v1/modes, the web page), the demo, the load test
-SERVED = tuple(name for name, m in MODES.items() if m.served)
+from .lm.generate import GenerationConfig
+from .baselines.dyprag import Dyprag
+from .kb.knowledge import KnowledgeBase
+from .lm.models import LoadedModel
+from .modes import MODES, Mode
+from .baselines.prag import PragAdapters
+from .text.retrieve import Hit, passages
 
 
 class Reader(Protocol):
@@ -66,7 +40,7 @@ class ModelReader:
     def answer(self, questions, hits, generation, progress=True, timings=None) -> list[Answer]:
         ps = passages(hits, self.docs) if self.mode.passages else None
         return answer_questions(self.lm, questions, ps, generation, progress=progress, timings=timings,
-                                shots=self.mode.name != "closed-book-bare")
+                                shots=self.mode.shots)
 
 
 @dataclass
@@ -115,11 +89,11 @@ def reader(name: str, lm: LoadedModel | None = None, docs: list[Document] = (), 
         if kb is None:
             raise InputError(f"mode {name} needs a knowledge base: pass --kb KB (build one with `polyprag build`).")
         return KBReader(kb, mode)
-    if mode.needs == "prag":
+    if mode.needs == "lora":
         if prag is None:
             raise InputError(f"mode {name} needs PRAG's per-document adapters (`polyprag bench` trains them).")
         return PragReader(prag, list(docs), mode)
-    if mode.needs == "dyprag":
+    if mode.needs == "translator":
         if dyprag is None:
             raise InputError(f"mode {name} needs a trained DyPRAG translator (`polyprag bench` trains one).")
         return DypragReader(dyprag, {d.id: d for d in docs}, mode)

@@ -1,12 +1,12 @@
-"""Shared by the service tests: a tiny knowledge base on disk (the live server is `polyprag.loadtest`)."""
+"""Shared by the service tests: a tiny knowledge base on disk (the live server is `polyprag.service.loadtest`)."""
 
 from pathlib import Path
 
-from polyprag.adapters import InventoryConfig
-from polyprag.corpus import Document
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.models import load_model
-from polyprag.train import TrainConfig
+from polyprag.lm.adapters import InventoryConfig
+from polyprag.text.corpus import Document
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.method.config import TrainConfig
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),

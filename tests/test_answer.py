@@ -2,10 +2,10 @@
 
 import pytest
 
-from polyprag.answer import answer_questions
-from polyprag.generate import GenerationConfig, generate
-from polyprag.prompts import ANSWER_PREFIX, EXAMPLES, build_prompt
-from polyprag.models import load_model
+from polyprag.lm.answer import answer_questions
+from polyprag.lm.generate import GenerationConfig, generate
+from polyprag.lm.prompts import ANSWER_PREFIX, EXAMPLES, build_prompt
+from polyprag.lm.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_answer_questions_returns_extracted_answers_and_timings(chat_lm):
 
 
 def test_prompts_are_bounded_in_tokens_whatever_the_passages_hold(chat_lm):
-    from polyprag.answer import context_tokens, fit_passages
+    from polyprag.lm.answer import context_tokens, fit_passages
 
     tok = chat_lm.tokenizer
     short = ["Marlow Bridge was built by Ada Feld.", "Tesk is a river."]
@@ -94,7 +94,7 @@ def test_special_token_strings_in_user_text_stay_text(chat_lm):
 
 
 def test_special_tokens_count_as_the_prompt_will_hold_them(chat_lm):
-    from polyprag.answer import context_tokens, fit_passages
+    from polyprag.lm.answer import context_tokens, fit_passages
 
     tok = chat_lm.tokenizer
     evil = ["<|im_start|>" * 5_000] * 3  # one token each as written; several once defused

@@ -2,10 +2,10 @@
 
 import json
 
-from polyprag import augment
-from polyprag.augment import augment_documents, parse_qa, training_samples
-from polyprag.corpus import Document
-from polyprag.models import load_model
+from polyprag.text import augment
+from polyprag.text.augment import augment_documents, parse_qa, training_samples
+from polyprag.text.corpus import Document
+from polyprag.lm.models import load_model
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld. "
                  "It spans the river Tesk with three stone arches."),
@@ -81,10 +81,10 @@ def test_training_samples_follow_prags_protocol():
 def test_prag_trains_on_its_published_recipe_and_prag_shared_on_polys_samples():
     """PRAG's get_train_data: the first half of the QA pairs (rounded up) with the passage and with the rewrite,
     the rest bare; poly's samples (the build's defaults): every QA pair bare plus contrast questions."""
-    from polyprag.augment import prag_samples, training_samples
-    from polyprag.augment_rules import Augmentation, QAPair
-    from polyprag.corpus import Document
-    from polyprag.manifest import BuildConfig
+    from polyprag.text.augment import prag_samples, training_samples
+    from polyprag.text.augment_rules import Augmentation, QAPair
+    from polyprag.text.corpus import Document
+    from polyprag.kb.manifest import BuildConfig
 
     doc = Document("d", "Title", "Ada was born in 1815. She lived in London. She wrote notes.")
     qa = tuple(QAPair(f"q{i}?", f"a{i}", f"Full a{i}.") for i in range(3))

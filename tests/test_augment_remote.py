@@ -5,13 +5,13 @@ import socket
 
 import pytest
 
-from polyprag import augment
-from polyprag.augment import REWRITE_PROMPT, augment_documents, chat_completions
+from polyprag.text import augment
+from polyprag.text.augment import REWRITE_PROMPT, augment_documents, chat_completions
 from polyprag.cli import main
-from polyprag.corpus import write_jsonl
+from polyprag.text.corpus import write_jsonl
 from polyprag.errors import InputError
-from polyprag.loadtest import live_server
-from polyprag.serve import Limits, create_app
+from polyprag.service.loadtest import live_server
+from polyprag.service.serve import Limits, create_app
 from serving import DOCS, build_kb
 
 

@@ -6,16 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from polyprag.augment_rules import (
-    Augmentation,
-    QAPair,
-    extract_spans,
-    from_json,
-    rule_augment,
-    split_sentences,
-    to_json,
-)
-from polyprag.corpus import Document, load_corpus
+from polyprag.text.augment_rules import Augmentation, QAPair, from_json, rule_augment, to_json
+from polyprag.text.spans import extract_spans, split_sentences
+from polyprag.text.corpus import Document, load_corpus
 from polyprag.errors import InputError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "polyprag" / "data" / "sample"

@@ -7,11 +7,11 @@ import pytest
 
 import numpy as np
 
-from polyprag.bench import METHODS, workload
-from polyprag.bench_report import routing_similarity, storage_claims
+from polyprag.eval.bench import METHODS, workload
+from polyprag.eval.bench_report import routing_similarity, storage_claims
 from polyprag.cli import main
-from polyprag.datasets import Question
-from polyprag.corpus import Document
+from polyprag.text.datasets import Question
+from polyprag.text.corpus import Document
 
 FAST = ["--n", "3", "--epochs", "1", "--max-new-tokens", "3", "--adapters", "4", "--rank", "2"]
 
@@ -175,12 +175,12 @@ def test_poly_notrain_routes_the_added_half_without_training(tiny_chat_model_dir
 
 
 def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_chat_model_dir, tmp_path):
-    from polyprag.bench import Bench, BenchConfig
-    from polyprag.corpus import load_corpus
-    from polyprag.datasets import load_questions
-    from polyprag.dyprag import DypragConfig
-    from polyprag.kb import BuildConfig
-    from polyprag.generate import GenerationConfig
+    from polyprag.eval.bench import Bench, BenchConfig
+    from polyprag.text.corpus import load_corpus
+    from polyprag.text.datasets import load_questions
+    from polyprag.baselines.dyprag import DypragConfig
+    from polyprag.kb.knowledge import BuildConfig
+    from polyprag.lm.generate import GenerationConfig
     from polyprag.commands import SAMPLE
 
     questions, corpus = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
@@ -240,7 +240,7 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
 
 
 def test_rows_whose_seeds_ran_different_code_are_flagged():
-    from polyprag.compare import markdown, summarise
+    from polyprag.eval.compare import markdown, summarise
 
     def run(seed: int, commit: str) -> dict:
         preds = [{"prediction": "x", "answers": ["x"]}, {"prediction": "y", "answers": ["z"]}]
@@ -258,8 +258,8 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
 
 
 def test_shuffled_hits_never_give_a_question_its_own_documents():
-    from polyprag.bench import shuffled_hits
-    from polyprag.retrieve import Hit
+    from polyprag.eval.bench import shuffled_hits
+    from polyprag.text.retrieve import Hit
 
     hits = [[Hit("a", 3.0), Hit("b", 2.0)], [Hit("c", 1.0), Hit("a", 0.5)], []]
     ids = ["a", "b", "c", "d", "e"]
@@ -271,7 +271,7 @@ def test_shuffled_hits_never_give_a_question_its_own_documents():
 
 
 def test_a_verdict_needs_the_interval_and_every_seed():
-    from polyprag.compare import verdict
+    from polyprag.eval.compare import verdict
 
     assert verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [2.0, 1.0, 3.0]}) == "poly better"
     assert "seeds disagree" in verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [5, 4, -6]})

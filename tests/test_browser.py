@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from serving import CHROMEDRIVER, CHROMIUM, NEW, NEW_QUESTION, build_kb, chromium
 
-from polyprag.loadtest import live_server
-from polyprag.serve import create_app
+from polyprag.service.loadtest import live_server
+from polyprag.service.serve import create_app
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_ask_and_add_a_document_in_the_browser(browser, tiny_chat_model_dir, tmp
         wait.until(lambda d: "4 documents" in find(By.ID, "health").text)
 
         find(By.ID, "question").send_keys(NEW_QUESTION)
-        from polyprag.readers import SERVED
+        from polyprag.modes import SERVED
 
         wait.until(lambda d: len(Select(find(By.ID, "mode")).options) == len(SERVED))  # the page asked /v1/modes
         Select(find(By.ID, "mode")).select_by_value("poly")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from polyprag.cli import main
-from polyprag.corpus import Document, write_jsonl
+from polyprag.text.corpus import Document, write_jsonl
 
 DOCS = [Document("marlow", "Marlow Bridge", "A stone arch bridge over the river Tesk, finished in 1862 by Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk known for its canals and mills."),

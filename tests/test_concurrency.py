@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 from serving import DOCS, build_kb
 
 from polyprag.errors import ConflictError, InputError
-from polyprag.kb import KnowledgeBase
-from polyprag.lifecycle import history_dir, read_manifest, versions
-from polyprag.models import load_model
-from polyprag.serve import API_KEY_ENV, GUARD_READS_ENV, READ_KEY_ENV, create_app
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.kb.lifecycle import history_dir, read_manifest, versions
+from polyprag.lm.models import load_model
+from polyprag.service.serve import API_KEY_ENV, GUARD_READS_ENV, READ_KEY_ENV, create_app
 
 CLI = [sys.executable, "-c", "import sys; from polyprag.cli import main; sys.exit(main(sys.argv[1:]))", "-q"]
 REFUSED = "changed while this change was being made"
@@ -282,7 +282,7 @@ def test_a_save_that_runs_out_of_space_leaves_the_current_version_whole(master, 
 
 
 def test_out_of_space_errors_are_recognised():
-    from polyprag.store import _out_of_space
+    from polyprag.kb.store import _out_of_space
 
     assert all(_out_of_space(OSError(e, os.strerror(e))) for e in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
     assert not _out_of_space(OSError(errno.EACCES, "denied"))

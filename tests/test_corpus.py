@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from polyprag.corpus import Document, chunk_documents, load_corpus, write_jsonl
+from polyprag.text.corpus import Document, chunk_documents, load_corpus, write_jsonl
 from polyprag.errors import InputError
 
 
@@ -307,7 +307,7 @@ def test_write_jsonl_replaces_existing_file(tmp_path):
 
 
 def test_a_written_corpus_reads_back_fast_as_the_checked_reader_reads_it(tmp_path):
-    from polyprag.corpus import read_written
+    from polyprag.text.corpus import read_written
 
     docs = [Document("a", "", "plain"), Document("bü", "Títle \"quoted\"", "line\nbreak, \u2028 and ✓"), Document("3", "T", "x")]
     write_jsonl(docs, tmp_path / "docs.jsonl")

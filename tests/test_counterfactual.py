@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from polyprag.corpus import Document
-from polyprag.counterfactual import bridge_entity, invent, substitutable, substitute
-from polyprag.datasets import HOTPOTQA_FILE, CorpusBuilder, Question, load_dataset
+from polyprag.text.corpus import Document
+from polyprag.text.counterfactual import bridge_entity, invent, substitutable, substitute
+from polyprag.text.datasets import HOTPOTQA_FILE, CorpusBuilder, Question, load_dataset
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -23,7 +23,7 @@ def test_invented_entities_keep_the_shape_and_are_the_same_each_time():
 
 
 def test_invented_names_are_ordinary_name_words_and_years_stay_in_the_past():
-    from polyprag.counterfactual import _NAME_WORDS, LAST_YEAR
+    from polyprag.text.counterfactual import _NAME_WORDS, LAST_YEAR
 
     for original in ("Chief of Protocol", "Marie Curie", "Greenwich Village, New York City"):
         words = [w for w in invent(original).replace(",", "").split() if w not in ("of",)]

@@ -15,10 +15,10 @@ import pytest
 from serving import DOCS, build_kb
 
 from polyprag import cli
-from polyprag.corpus import write_jsonl
+from polyprag.text.corpus import write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import KnowledgeBase
-from polyprag.models import load_model
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.lm.models import load_model
 
 CHILD = Path(__file__).with_name("crash_child.py")
 NEW = [{"id": f"new-{i}", "title": f"New {i}", "text": f"Document {i} says the harbour of Tesk opened in 18{i}0."}

@@ -5,8 +5,22 @@ from pathlib import Path
 
 import pytest
 
-from polyprag.datasets import (CORPUS_NOTE, CWQ_FILE, DATASET_FILES, HOTPOTQA_FILE, POPQA_FILE, TWOWIKI_FILE, Question,
-                                Split, held_out, load_dataset, load_hotpotqa, load_questions, sample_per_type, write_questions)
+from polyprag.text.datasets import (
+    CORPUS_NOTE,
+    CWQ_FILE,
+    DATASET_FILES,
+    HOTPOTQA_FILE,
+    POPQA_FILE,
+    TWOWIKI_FILE,
+    Question,
+    Split,
+    held_out,
+    load_dataset,
+    load_hotpotqa,
+    load_questions,
+    sample_per_type,
+    write_questions,
+)
 from polyprag.errors import InputError
 
 ALL = Split(reserved=0)  # fixture files are a few rows: none reserved, the test half (shared files: the default)
@@ -81,7 +95,7 @@ def test_real_hotpotqa_closed_corpus():
 
 def test_export_round_trips_through_the_corpus_and_question_loaders(tmp_path):
     from polyprag.cli import main
-    from polyprag.corpus import load_corpus
+    from polyprag.text.corpus import load_corpus
 
     rows = [_row(0, "bridge", shared_title="AC/DC")] + [_row(i, "bridge") for i in range(1, 52)]
     rows += [_row(0, "comparison", shared_title="AC/DC")] + [_row(i, "comparison") for i in range(1, 52)]

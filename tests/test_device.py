@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 
-from polyprag.adapters import inventory_state
+from polyprag.lm.adapters import inventory_state
 from polyprag.cli import main
-from polyprag.corpus import write_jsonl
+from polyprag.text.corpus import write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import KnowledgeBase
-from polyprag.store import model_fingerprint
-from polyprag.models import load_model, resolve_device
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.kb.store import model_fingerprint
+from polyprag.lm.models import load_model, resolve_device
 
 from test_kb import CONFIG, DOCS, GEN
 
@@ -42,7 +42,7 @@ def test_a_kb_built_in_bf16_loads_in_fp32_and_answers_alike(bf16_kb, tiny_chat_m
     assert fp32.lm.model.dtype == torch.float32
     hits = kb.retrieve(QUESTIONS, 2)
     ids = kb.lm.tokenizer(QUESTIONS[0], return_tensors="pt").input_ids
-    from polyprag.adapters import mixing
+    from polyprag.lm.adapters import mixing
     with mixing(kb.layers, kb.weights(hits, "poly")[:1]):
         low = kb.lm.model(ids).logits.float()
     with mixing(fp32.layers, fp32.weights(hits, "poly")[:1]):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from polyprag import distributed
-from polyprag.corpus import Document, write_jsonl
+from polyprag.text.corpus import Document, write_jsonl
 from polyprag.errors import InputError
 
 DOCS = [Document(f"d{i}", f"Place {i}", f"Place {i} is a town on the river Tesk. It was founded in {1400 + i} "
@@ -108,10 +108,10 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
     memory), the same training up to rounding."""
     from dataclasses import replace
 
-    from polyprag.adapters import InventoryConfig, inventory_state
-    from polyprag.kb import BuildConfig, KnowledgeBase
-    from polyprag.models import load_model
-    from polyprag.train import TrainConfig
+    from polyprag.lm.adapters import InventoryConfig, inventory_state
+    from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+    from polyprag.lm.models import load_model
+    from polyprag.method.config import TrainConfig
 
     config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
                          training=TrainConfig(epochs=2, batch_size=4, routing_entropy=0.5))
@@ -127,7 +127,8 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
 
 
 def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
-    from polyprag.train import Encoded, TrainConfig, _rows_per_pass
+    from polyprag.method.config import TrainConfig
+    from polyprag.method.train import Encoded, _rows_per_pass
 
     rows = [Encoded(0, list(range(n)), 1) for n in (100, 90, 80, 70)]
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=0)) == 4  # no budget: the whole batch
@@ -145,10 +146,10 @@ def test_checkpointed_activations_give_the_same_training(tiny_chat_model_dir, mi
     the same training up to rounding (a recompute without the adapters would give other gradients)."""
     from dataclasses import replace
 
-    from polyprag.adapters import InventoryConfig, inventory_state
-    from polyprag.kb import BuildConfig, KnowledgeBase
-    from polyprag.models import load_model
-    from polyprag.train import TrainConfig
+    from polyprag.lm.adapters import InventoryConfig, inventory_state
+    from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+    from polyprag.lm.models import load_model
+    from polyprag.method.config import TrainConfig
 
     config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
                          training=TrainConfig(epochs=2, batch_size=4, micro_batch=micro_batch))

@@ -4,13 +4,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from polyprag.augment import Sample
-from polyprag.corpus import Document
-from polyprag.dyprag import Dyprag, DypragConfig, Translator
+from polyprag.text.augment import Sample
+from polyprag.text.corpus import Document
+from polyprag.baselines.dyprag import Dyprag, DypragConfig, Translator
 from polyprag.errors import InputError
-from polyprag.generate import GenerationConfig
-from polyprag.models import load_model
-from polyprag.prag import PragAdapters, PragConfig
+from polyprag.lm.generate import GenerationConfig
+from polyprag.lm.models import load_model
+from polyprag.baselines.prag import PragAdapters, PragConfig
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge is a stone arch bridge over the river Tesk, finished in 1862."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk known for its canals and mills."),

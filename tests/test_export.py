@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, mixing
+from polyprag.lm.adapters import InventoryConfig, mixing
 from polyprag.cli import main
-from polyprag.export import export_lora
-from polyprag.kb import KnowledgeBase
-from polyprag.models import load_model
-from polyprag.prompts import build_prompt
+from polyprag.kb.export import export_lora
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.lm.prompts import build_prompt
 
 from test_kb import CONFIG, DOCS
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving import build_kb
 
-from polyprag.serve import API_KEY_ENV, Limits, create_app
+from polyprag.service.serve import API_KEY_ENV, Limits, create_app
 
 ALLOWED = {200, 202, 400, 401, 404, 405, 413, 422}
 KEY = "fuzz-key"

@@ -7,17 +7,18 @@ from dataclasses import replace
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, inventory_state, mixing
-from polyprag.generate import GenerationConfig
-from polyprag.prompts import build_prompt
-from polyprag import cli, kb_commands
+from polyprag.lm.adapters import InventoryConfig, inventory_state, mixing
+from polyprag.lm.generate import GenerationConfig
+from polyprag.lm.prompts import build_prompt
+from polyprag import cli
+from polyprag import kb_commands
 from polyprag.cli import main
-from polyprag.corpus import Document, write_jsonl
+from polyprag.text.corpus import Document, write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import BuildConfig, KnowledgeBase, growth_for
-from polyprag.models import load_model
-from polyprag.routing import MASKED, masked_weights
-from polyprag.train import TrainConfig
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase, growth_for
+from polyprag.lm.models import load_model
+from polyprag.method.routing import MASKED, masked_weights
+from polyprag.method.config import TrainConfig
 
 OLD = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
        Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -129,7 +130,7 @@ def test_the_service_grows_the_inventory_when_asked(built, tmp_path):
 
     from fastapi.testclient import TestClient
 
-    from polyprag.serve import create_app
+    from polyprag.service.serve import create_app
 
     built.save(tmp_path / "kb")
     client = TestClient(create_app(tmp_path / "kb", watch_s=0), base_url="http://127.0.0.1")

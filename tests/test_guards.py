@@ -1,4 +1,4 @@
-"""The service's outer walls (polyprag.guards) on a stand-in app: no model needed."""
+"""The service's outer walls (polyprag.service.guards) on a stand-in app: no model needed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from polyprag import guards
-from polyprag.guards import BodyLimit, Throttle
+from polyprag.service import guards
+from polyprag.service.guards import BodyLimit, Throttle
 
 
 def app_with_throttle(max_refusals: int = 3, tarpit_s: float = 0.2, forgive_per_s: float = 1.0) -> FastAPI:

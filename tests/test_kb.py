@@ -5,16 +5,16 @@ import json
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, inventory_state
-from polyprag.generate import GenerationConfig
-from polyprag.prompts import build_prompt
+from polyprag.lm.adapters import InventoryConfig, inventory_state
+from polyprag.lm.generate import GenerationConfig
+from polyprag.lm.prompts import build_prompt
 from polyprag.cli import main
-from polyprag.corpus import Document, write_jsonl
+from polyprag.text.corpus import Document, write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.manifest import LEGACY, Manifest
-from polyprag.models import load_model
-from polyprag.train import TrainConfig
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.kb.manifest import LEGACY, Manifest
+from polyprag.lm.models import load_model
+from polyprag.method.config import TrainConfig
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -52,7 +52,7 @@ def test_save_then_load_gives_identical_logits_and_greedy_tokens(built, tiny_cha
         assert a == b
     hits = kb.retrieve(questions, 2)
     ids = kb.lm.tokenizer(build_prompt(kb.lm.tokenizer, questions[0], shots=False), return_tensors="pt").input_ids
-    from polyprag.adapters import mixing
+    from polyprag.lm.adapters import mixing
     with mixing(kb.layers, kb.weights(hits, "poly")[:1]):
         expected = kb.lm.model(ids).logits
     with mixing(loaded.layers, loaded.weights(hits, "poly")[:1]):
@@ -210,7 +210,7 @@ def test_a_loaded_kb_reads_routing_rows_from_a_memory_map_of_its_file(built, tin
 def test_changing_a_loaded_kb_never_writes_into_the_mapped_file(built, tiny_chat_model_dir, tmp_path):
     import shutil
 
-    from polyprag import store
+    from polyprag.kb import store
 
     kb, folder = built
     copy = shutil.copytree(folder, tmp_path / "kb")
@@ -226,7 +226,7 @@ def test_changing_a_loaded_kb_never_writes_into_the_mapped_file(built, tiny_chat
 def test_non_finite_values_are_counted_per_tensor_in_pieces(tmp_path):
     from safetensors.torch import save_file
 
-    from polyprag.store import nonfinite_in_file, read_mapped
+    from polyprag.kb.store import nonfinite_in_file, read_mapped
 
     logits = torch.zeros(5, 2, 3, dtype=torch.float16)
     logits[1, 0, 0], logits[4, 1, 2] = float("nan"), float("inf")
@@ -239,7 +239,7 @@ def test_non_finite_values_are_counted_per_tensor_in_pieces(tmp_path):
 def test_a_routing_file_shorter_than_its_header_says_is_refused(tmp_path):
     from safetensors.torch import save_file
 
-    from polyprag.store import read_mapped
+    from polyprag.kb.store import read_mapped
 
     save_file({"logits": torch.zeros(64, 4, 4)}, tmp_path / "r.safetensors")
     data = (tmp_path / "r.safetensors").read_bytes()

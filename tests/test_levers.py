@@ -5,17 +5,18 @@ import json
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, adapter_cosine, inject, mixing
-from polyprag.generate import GenerationConfig
-from polyprag.augment import Sample
+from polyprag.lm.adapters import InventoryConfig, adapter_cosine, inject, mixing
+from polyprag.lm.generate import GenerationConfig
+from polyprag.text.augment import Sample
 from polyprag.cli import main
-from polyprag.corpus import Document, write_jsonl
-from polyprag.embed import embed_documents, kmeans
+from polyprag.text.corpus import Document, write_jsonl
+from polyprag.method.embed import embed_documents, kmeans
 from polyprag.errors import InputError
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.models import load_model
-from polyprag.routing import Router, RoutingTable, entropy_stats
-from polyprag.train import TrainConfig, encode, encode_distill, teacher_targets, train
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.method.routing import Router, RoutingTable, entropy_stats
+from polyprag.method.config import TrainConfig
+from polyprag.method.train import encode, encode_distill, teacher_targets, train
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -228,8 +229,8 @@ def test_a_seeded_build_is_reproducible_byte_for_byte(tiny_chat_model_dir, tmp_p
 
 
 def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_facts():
-    from polyprag.augment import contrast_pairs, training_samples
-    from polyprag.augment_rules import Augmentation, QAPair
+    from polyprag.text.augment import contrast_pairs, training_samples
+    from polyprag.text.augment_rules import Augmentation, QAPair
 
     qa = (QAPair("When was Marlow Bridge finished?", "1862", "Marlow Bridge was finished in 1862."),
           QAPair("Who finished Marlow Bridge?", "Ada Feld", "It was finished by Ada Feld."))
@@ -245,8 +246,8 @@ def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_fact
 
 
 def test_format_samples_apart_from_facts_train_the_adapters_but_never_the_routing(lm):
-    from polyprag.augment import training_samples
-    from polyprag.augment_rules import Augmentation, QAPair
+    from polyprag.text.augment import training_samples
+    from polyprag.text.augment_rules import Augmentation, QAPair
 
     qa = (QAPair("When was Marlow Bridge finished?", "1862", "Marlow Bridge was finished in 1862."),)
     augs = [Augmentation(d.id, d.text, qa, "rules") for d in DOCS[:2]]
@@ -269,7 +270,7 @@ def test_format_samples_apart_from_facts_train_the_adapters_but_never_the_routin
 
 @pytest.mark.parametrize("mixing_mode", ["poly", "delta"])
 def test_summed_mixtures_add_up_the_documents_own_adapters(mixing_mode):
-    from polyprag.adapters import PolyLoRALinear
+    from polyprag.lm.adapters import PolyLoRALinear
 
     torch.manual_seed(0)
     layer = PolyLoRALinear(torch.nn.Linear(6, 5), InventoryConfig(n_adapters=3, rank=2, mixing=mixing_mode))
@@ -291,7 +292,7 @@ def test_sum_combination_answers_from_a_kb_and_pads_missing_hits(lm):
     config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), combine="sum",
                          training=TrainConfig(epochs=1, batch_size=4))
     kb = KnowledgeBase.build(DOCS, lm, config, progress=False)
-    from polyprag.retrieve import Hit
+    from polyprag.text.retrieve import Hit
     hits = [[Hit("marlow", 2.0), Hit("mill", 1.0)], [Hit("velmark", 1.0)]]
     w = kb.summed_weights(hits)  # (Q, G, K, M)
     assert w.shape == (2, kb.routing.logits.shape[1], 2, 2) and (w[1, :, 1] == 0).all()

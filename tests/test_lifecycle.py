@@ -10,15 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from polyprag import atomic
-from polyprag.adapters import InventoryConfig
-from polyprag.generate import GenerationConfig
+from polyprag.lm.adapters import InventoryConfig
+from polyprag.lm.generate import GenerationConfig
 from polyprag.cli import main
-from polyprag.corpus import Document, load_corpus, write_jsonl
+from polyprag.text.corpus import Document, load_corpus, write_jsonl
 from polyprag.errors import InputError
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.lifecycle import describe, history_dir, rollback, versions
-from polyprag.models import load_model
-from polyprag.train import TrainConfig
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.kb.lifecycle import describe, history_dir, rollback, versions
+from polyprag.lm.models import load_model
+from polyprag.method.config import TrainConfig
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -250,7 +250,7 @@ def test_a_kb_whose_manifest_is_damaged_can_still_be_listed_and_rolled_back(kb_d
 
 def test_damage_to_one_version_never_reaches_another_and_the_history_is_bounded(kb_dir, tiny_chat_model_dir,
                                                                                   monkeypatch):
-    from polyprag import store
+    from polyprag.kb import store
 
     monkeypatch.setattr(store, "CHANGES_KEPT", 3)
     kb = load(kb_dir, tiny_chat_model_dir)
@@ -293,7 +293,7 @@ def test_a_kb_reached_through_a_symlink_is_saved_in_place_with_sane_modes_and_fs
 
 def test_an_edited_manifest_is_refused_and_its_augmentation_server_needs_the_operators_word(kb_dir, tiny_chat_model_dir,
                                                                                            monkeypatch):
-    from polyprag import augment
+    from polyprag.text import augment
 
     manifest = json.loads((kb_dir / "manifest.json").read_text())
     evil = {**manifest, "augmenter": "llm", "augment_url": "http://attacker.example:8000"}
@@ -314,7 +314,7 @@ def test_an_edited_manifest_is_refused_and_its_augmentation_server_needs_the_ope
 
 
 def test_a_manifest_cannot_make_polyprag_fetch_a_model(kb_dir, tiny_chat_model_dir):
-    from polyprag.kb import KnowledgeBase
+    from polyprag.kb.knowledge import KnowledgeBase
 
     manifest = json.loads((kb_dir / "manifest.json").read_text())
     manifest["base_model"]["spec"] = "attacker/any-model"

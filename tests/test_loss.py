@@ -6,8 +6,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2LMHeadModel, LlamaConfig,
                           LlamaForCausalLM)
 
-from polyprag.adapters import InventoryConfig, inject, mixing
-from polyprag.train import nll_loss
+from polyprag.lm.adapters import InventoryConfig, inject, mixing
+from polyprag.method.train import nll_loss
 
 V = 300
 
@@ -61,7 +61,7 @@ def test_chunked_head_gives_the_models_loss_and_gradients(make, monkeypatch):
             l.lora_B.normal_(0, 0.3)
     params = [p for l in layers for p in (l.lora_A, l.lora_B)]
     w = torch.rand(3, len(layers), 3).softmax(-1)
-    monkeypatch.setattr("polyprag.train.HEAD_CHUNK_BYTES", 1)  # chunks of 16 positions: many of them
+    monkeypatch.setattr("polyprag.method.train.HEAD_CHUNK_BYTES", 1)  # chunks of 16 positions: many of them
     with mixing(layers, w):
         _assert_same_loss_and_gradients(model, params)
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from polyprag.extract import extract_answer, extract_answer_prag
-from polyprag.metrics import (
+from polyprag.lm.extract import extract_answer, extract_answer_prag
+from polyprag.eval.metrics import (
     Scores,
     accuracy,
     exact_match,

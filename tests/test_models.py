@@ -4,9 +4,9 @@ import hashlib
 
 import pytest
 
-from polyprag import models
+from polyprag.lm import models
 from polyprag.errors import InputError
-from polyprag.models import BundledModel, convert_bundled, load_model, resolve_model
+from polyprag.lm.models import BundledModel, convert_bundled, load_model, resolve_model
 
 
 @pytest.fixture

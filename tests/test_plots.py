@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from polyprag.plots import adapter_usage, f1_bars, pca_2d, routing_pca, routing_stats
+from polyprag.kb.plots import adapter_usage, f1_bars, pca_2d, routing_pca, routing_stats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from polyprag.adapters import InventoryConfig, inject, mixed, mixing, target_modules
-from polyprag.augment import Sample
-from polyprag.models import load_model
-from polyprag.routing import RoutingTable
-from polyprag.train import TrainConfig, collate, encode, train
+from polyprag.lm.adapters import InventoryConfig, inject, mixed, mixing, target_modules
+from polyprag.text.augment import Sample
+from polyprag.lm.models import load_model
+from polyprag.method.routing import RoutingTable
+from polyprag.method.config import TrainConfig
+from polyprag.method.train import collate, encode, train
 
 
 @pytest.fixture

@@ -2,10 +2,10 @@
 
 import torch
 
-from polyprag.generate import GenerationConfig
-from polyprag.augment import Sample
-from polyprag.models import load_model
-from polyprag.prag import PragAdapters, PragConfig
+from polyprag.lm.generate import GenerationConfig
+from polyprag.text.augment import Sample
+from polyprag.lm.models import load_model
+from polyprag.baselines.prag import PragAdapters, PragConfig
 
 SAMPLES = [Sample(0, "Who built Marlow Bridge?", "Ada Feld"), Sample(0, "When was Marlow Bridge finished?", "1862"),
            Sample(1, "Who founded Velmark?", "Orrin Pell")]

@@ -9,13 +9,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from polyprag import storage
-from polyprag.adapters import InventoryConfig, mixing
-from polyprag.corpus import Document
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.models import load_model
-from polyprag.prompts import build_prompt
-from polyprag.train import TrainConfig
+from polyprag.kb import storage
+from polyprag.lm.adapters import InventoryConfig, mixing
+from polyprag.text.corpus import Document
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.lm.prompts import build_prompt
+from polyprag.method.config import TrainConfig
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell.")]

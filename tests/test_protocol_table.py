@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from polyprag.metrics import score
+from polyprag.eval.metrics import score
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

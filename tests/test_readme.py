@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from polyprag.cli import main
-from polyprag.datasets import HOTPOTQA_FILE
+from polyprag.text.datasets import HOTPOTQA_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -41,7 +41,7 @@ def test_the_quickstart_shell_block_runs_as_written(tiny_chat_model_dir, tmp_pat
             polyprag(line, "--model", str(tiny_chat_model_dir))
         elif line.startswith("polyprag serve "):  # the server itself: its app over the KB the lines built
             from polyprag.cli import _parser
-            from polyprag.serve import create_app
+            from polyprag.service.serve import create_app
 
             args = _parser().parse_args(shlex.split(line)[1:])
             health = TestClient(create_app(args.kb), base_url="http://127.0.0.1").get("/health")

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from serving import build_kb
 
 from polyprag import cli
-from polyprag.lifecycle import checksums
+from polyprag.kb.lifecycle import checksums
 
 PACKAGE = Path(cli.__file__).parent
 
@@ -210,8 +210,8 @@ def test_no_pickle_anywhere_in_the_package():
 
 def test_saving_refuses_nan_and_leaves_the_kb_as_it_was(kb, tiny_chat_model_dir):
     from polyprag.errors import InputError
-    from polyprag.kb import KnowledgeBase
-    from polyprag.models import load_model
+    from polyprag.kb.knowledge import KnowledgeBase
+    from polyprag.lm.models import load_model
 
     loaded = KnowledgeBase.load(kb, load_model(str(tiny_chat_model_dir)))
     before = snapshot(kb.parent)

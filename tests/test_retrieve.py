@@ -5,9 +5,9 @@ from collections import Counter
 
 import pytest
 
-from polyprag.corpus import Document
+from polyprag.text.corpus import Document
 from polyprag.errors import InputError
-from polyprag.retrieve import BM25Index, tokenize
+from polyprag.text.retrieve import BM25Index, tokenize
 
 DOCS = [
     Document("d0", "Marlow Bridge", "A stone arch bridge over the river Tesk, finished in 1862 by Ada Feld."),
@@ -85,7 +85,7 @@ def test_bad_k_and_empty_corpus_are_clear_errors(tmp_path):
 def test_top_k_is_the_stable_sorts_first_k_positive_ties_included():
     import numpy as np
 
-    from polyprag.retrieve import top_k
+    from polyprag.text.retrieve import top_k
 
     rng = np.random.default_rng(0)
     for n, k in [(1000, 3), (50, 10), (5, 5), (5, 9), (200, 1), (3, 2)]:

@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from serving import NEW, NEW_QUESTION, build_kb
 
 from polyprag.errors import InputError
-from polyprag.kb import KnowledgeBase
-from polyprag.loadtest import Probe, call, cli_add, live_server, replica, require_loopback, run_load
-from polyprag.serve import API_KEY_ENV, Limits, create_app
+from polyprag.kb.knowledge import KnowledgeBase
+from polyprag.service.loadtest import Probe, call, cli_add, live_server, replica, require_loopback, run_load
+from polyprag.service.serve import API_KEY_ENV, Limits, create_app
 
 MODES = ["poly", "poly-combine", "poly-uniform", "rag", "closed-book"]
 
@@ -68,7 +68,7 @@ def test_health_reports_documents_version_and_model(client, tiny_chat_model_dir)
 
 
 def test_the_modes_endpoint_lists_the_registrys_served_modes_poly_first(client):
-    from polyprag.readers import MODES as REGISTRY
+    from polyprag.modes import MODES as REGISTRY
 
     modes = client.get("/v1/modes").json()
     assert modes[0]["name"] == "poly" and sorted(m["name"] for m in modes) == sorted(MODES)
@@ -239,7 +239,7 @@ def test_an_unexpected_error_is_a_generic_500(kb_folder, monkeypatch):
 def test_requests_waiting_for_the_model_are_answered_together_each_with_its_own_answers(kb_folder, monkeypatch):
     """Requests queued behind a busy model share one generation per mode; each gets exactly its own answers,
     retrieved documents and routing, the same as when it is asked alone."""
-    from polyprag import kb as kb_module
+    from polyprag.kb import knowledge as kb_module
 
     app = create_app(kb_folder)
     client, service = TestClient(app, base_url="http://127.0.0.1"), app.state.service
@@ -374,7 +374,7 @@ def test_text_that_is_not_unicode_is_refused_at_the_edge(client):
 
 
 def test_one_failing_request_fails_alone_in_a_shared_batch(kb_folder, tmp_path):
-    from polyprag.service import Pending
+    from polyprag.service.state import Pending
 
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0)
     service = app.state.service
@@ -424,7 +424,7 @@ def test_light_endpoints_never_wait_behind_answers_and_the_queue_is_bounded(kb_f
 
 
 def test_only_the_servers_own_host_names_are_answered(kb_folder, tmp_path):
-    from polyprag.guards import host_name
+    from polyprag.service.guards import host_name
 
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, allowed_hosts=("kb.example.org",))
     for base, status in (("http://127.0.0.1:8000", 200), ("http://localhost", 200), ("http://[::1]:8000", 200),
@@ -465,8 +465,8 @@ def test_the_openai_endpoint_refuses_what_it_cannot_honour_and_reports_usage(cli
 
 
 def test_the_job_queue_and_registry_are_bounded(kb_folder, tmp_path, monkeypatch):
-    from polyprag import service as serving_state
-    from polyprag.service import Job
+    from polyprag.service import state as serving_state
+    from polyprag.service.state import Job
 
     monkeypatch.setattr(serving_state, "KEEP_JOBS", 3)
     app = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0, limits=Limits(max_jobs=2))
@@ -493,7 +493,7 @@ def test_the_job_queue_and_registry_are_bounded(kb_folder, tmp_path, monkeypatch
 
 
 def test_hostile_clients_get_4xx_while_honest_ones_get_every_answer(kb_folder, tmp_path, monkeypatch):
-    from polyprag.loadtest import ATTACKS
+    from polyprag.service.loadtest import ATTACKS
 
     monkeypatch.setenv(API_KEY_ENV, "honest-key")
     folder = shutil.copytree(kb_folder, tmp_path / "kb")
@@ -508,8 +508,8 @@ def test_hostile_clients_get_4xx_while_honest_ones_get_every_answer(kb_folder, t
 
 
 def test_a_client_that_disconnects_while_waiting_costs_no_generation(kb_folder, tmp_path, monkeypatch):
-    from polyprag.api import ApiError
-    from polyprag.serve import answered
+    from polyprag.service.api import ApiError
+    from polyprag.service.serve import answered
 
     service = create_app(shutil.copytree(kb_folder, tmp_path / "kb"), watch_s=0).state.service
     generated = []

@@ -2,12 +2,12 @@
 
 import pytest
 
-from polyprag.adapters import InventoryConfig
+from polyprag.lm.adapters import InventoryConfig
 from polyprag.cli import _parser, main
 from polyprag.errors import InputError
-from polyprag.manifest import BuildConfig
+from polyprag.kb.manifest import BuildConfig
 from polyprag.settings import flag_of, settings_of, shown_default
-from polyprag.train import TrainConfig
+from polyprag.method.config import TrainConfig
 
 CONFIGS = (InventoryConfig, TrainConfig, BuildConfig)
 

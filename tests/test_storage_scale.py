@@ -3,10 +3,10 @@
 import importlib.util
 from pathlib import Path
 
-from polyprag.corpus import Document
-from polyprag.kb import BuildConfig, KnowledgeBase
-from polyprag.models import load_model
-from polyprag.train import TrainConfig
+from polyprag.text.corpus import Document
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.models import load_model
+from polyprag.method.config import TrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "storage_scale.py"
 spec = importlib.util.spec_from_file_location("storage_scale", SCRIPT)

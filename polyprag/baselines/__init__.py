@@ -1,0 +1,1 @@
+"""The baselines polyprag is measured against: PRAG (a LoRA per document) and DyPRAG (a translator)."""

@@ -1,0 +1,124 @@
+"""Several seeds of one benchmark as one result: mean ± sd per method and paired bootstrap CIs over questions.
+
+A seed changes what is trained (poly's inventory and routing, PRAG's LoRAs, the shuffled controls' draw); the
+questions, retrieval and readers stay, so each question's F1 is averaged over the seeds first and the
+difference between two methods is resampled over questions (10,000 resamples, percentile 95% interval). "a
+beats b" only where the whole interval is above 0.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from .metrics import score
+
+RESAMPLES = 10_000
+
+
+def bootstrap_ci(diff: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile interval of the mean of `diff` (Q,) over questions resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (resamples, len(diff)))].mean(1)  # (R,)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def per_question_f1(results: list[dict], method: str) -> np.ndarray:
+    """(Q,) F1 × 100 of each question, averaged over the seeds' runs."""
+    runs = [[score(p["prediction"], p["answers"]).f1 for p in r["predictions"][method]] for r in results]
+    return 100 * np.mean(np.array(runs, dtype=float), axis=0)
+
+
+def compare(results: list[dict], a: str, b: str, qtypes: list[str] | None = None) -> dict:
+    """a − b in F1 over the questions (or those of one type), with its paired bootstrap 95% CI."""
+    keep = np.ones(len(results[0]["predictions"][a]), bool) if qtypes is None else np.array(qtypes)
+    diff = (per_question_f1(results, a) - per_question_f1(results, b))[keep]
+    lo, hi = bootstrap_ci(diff)
+    # The interval is over questions only; each seed's own difference shows what the seeds do.
+    per_seed = [float((per_question_f1([r], a) - per_question_f1([r], b))[keep].mean()) for r in results]
+    return {"a": a, "b": b, "f1_diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)],
+            "f1_diff_per_seed": [round(x, 2) for x in per_seed], "n_questions": int(len(diff)),
+            "seeds": [r["config"]["seed"] for r in results]}
+
+
+def summarise(results: list[dict], seeds: list[int], pairs: tuple[tuple[str, str], ...] = (),
+              controls: tuple[tuple[str, str], ...] = ()) -> dict:
+    """One result of the seeds' runs (each a Bench result of the same questions): rows, the a − b comparisons
+    of `pairs` where both ran, and the `controls` pairs (own − shuffled) per question type too."""
+    first = results[0]
+    methods = [r["method"] for r in first["rows"] if all(r["method"] in x["predictions"] for x in results)]
+    rows = [_row(m, [next(r for r in x["rows"] if r["method"] == m) for x in results]) for m in methods]
+    types = [p.get("qtype", "") for p in first["predictions"][methods[0]]] if methods else []
+    comparisons = [compare(results, a, b) for a, b in pairs if a in methods and b in methods]
+    own = []
+    for a, b in controls:
+        if a in methods and b in methods:
+            for t in sorted(set(types)):
+                own.append({**compare(results, a, b, [x == t for x in types]), "qtype": t})
+    config = {k: v for k, v in first["config"].items() if k not in ("seed", "command")}
+    return {"config": {**config, "seeds": seeds}, "rows": rows, "comparisons": comparisons,
+            "own_minus_shuffled_by_type": own}
+
+
+def _row(method: str, runs: list[dict]) -> dict:
+    f1, em = [r["f1"] for r in runs], [r["em"] for r in runs]
+    types = sorted({t for r in runs for t in r.get("f1_by_type", {})})
+    return {"method": method, "f1": round(statistics.fmean(f1), 2), "f1_sd": round(_sd(f1), 2),
+            "f1_per_seed": f1, "em": round(statistics.fmean(em), 2), "recall_at_k": runs[0]["recall_at_k"],
+            "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 2) for t in types},
+            **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "encode_s_per_doc", "samples",
+                                       "samples_per_doc") if k in runs[0]},
+            "commits": sorted({str(r["code"]["commit"]) + ("+changes" if r["code"]["dirty"] else "")
+                               for r in runs if r.get("code")})}
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def markdown(summary: dict) -> str:
+    c = summary["config"]
+    seeds = ", ".join(map(str, c["seeds"]))
+    lines = [f"# {c['dataset']} ({c.get('split', 'test')} split): {c['n_questions']} questions, seeds {seeds}", "",
+             f"Model `{c['model']}`, k = {c['k']}, greedy, at most {c['generation']['max_new_tokens']} new tokens; "
+             "F1 mean ± sd over the seeds (a reader's row is the same every seed).", "",
+             "| method | F1 | F1 per seed | EM | R@k |", "|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        recall = "-" if r["recall_at_k"] is None else f"{r['recall_at_k']:.2f}"
+        per_seed = " / ".join(f"{x:.1f}" for x in r["f1_per_seed"])
+        lines.append(f"| {r['method']} | {r['f1']:.1f} ± {r['f1_sd']:.1f} | {per_seed} | {r['em']:.1f} | {recall} |")
+    lines += ["", "Paired bootstrap over questions (each question's F1 averaged over the seeds; 10,000 resamples):",
+              "", "| a | b | a − b | 95% CI | a − b per seed | reading |", "|---|---|---|---|---|---|"]
+    lines += [_comparison_line(x) for x in summary["comparisons"]]
+    if summary["own_minus_shuffled_by_type"]:
+        lines += ["", "Own − shuffled (the knowledge that is the document's own) per question type:", "",
+                  "| a | b | type | questions | a − b | 95% CI | reading |", "|---|---|---|---|---|---|---|"]
+        for x in summary["own_minus_shuffled_by_type"]:
+            lo, hi = x["ci95"]
+            lines.append(f"| {x['a']} | {x['b']} | {x['qtype'] or 'all'} | {x['n_questions']} | {x['f1_diff']:+.1f} | "
+                         f"[{lo:+.1f}, {hi:+.1f}] | {verdict(x)} |")
+    mixed = [r["method"] for r in summary["rows"] if len(r.get("commits", [])) > 1]
+    commits = sorted({c for r in summary["rows"] for c in r.get("commits", [])})
+    if commits:
+        lines += ["", f"Code: {', '.join(commits)}" + (f"; **rows whose seeds ran different code: {', '.join(mixed)}**"
+                                                        if mixed else ".")]
+    return "\n".join(lines) + "\n"
+
+
+def _comparison_line(x: dict) -> str:
+    lo, hi = x["ci95"]
+    seeds = " / ".join(f"{d:+.1f}" for d in x.get("f1_diff_per_seed", []))
+    return f"| {x['a']} | {x['b']} | {x['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {seeds} | {verdict(x)} |"
+
+
+def verdict(x: dict) -> str:
+    """"a better" where the CI over questions excludes 0 and no seed says the opposite."""
+    lo, hi = x["ci95"]
+    per_seed = x.get("f1_diff_per_seed", [])
+    if lo > 0:
+        return f"{x['a']} better" if all(d > 0 for d in per_seed) else "a ahead on the mean; seeds disagree"
+    if hi < 0:
+        return f"{x['b']} better" if all(d < 0 for d in per_seed) else "b ahead on the mean; seeds disagree"
+    return "not separated"

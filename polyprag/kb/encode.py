@@ -1,0 +1,163 @@
+"""Encoding: documents into adapter inventory + routing rows (the training stage of a knowledge base).
+
+`encode` makes a fresh inventory and routing table for a corpus (`KnowledgeBase.build`, `retrain`); `extend`
+trains routing rows, and optionally new adapters, for documents added to an existing one (`KnowledgeBase.add`,
+Poly-z). Both work on the pieces (model, layers, routing table) and leave storing and answering to kb.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from . import store
+from ..lm.adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state, old_part,
+                           target_modules)
+from ..text.augment import Augmentation, augment_documents, training_samples
+from ..text.corpus import Document
+from ..method.embed import embed_documents, kmeans
+from ..errors import InputError
+from .manifest import BaseModel, BuildConfig, Manifest
+from ..lm.models import LoadedModel
+from ..method.routing import RoutingTable
+from ..method.config import TrainConfig
+from ..method.train import train
+
+log = logging.getLogger("polyprag")
+
+
+@dataclass
+class Encoded:
+    layers: list[PolyLoRALinear]
+    routing: RoutingTable
+    augmentations: list[Augmentation]
+    manifest: Manifest
+
+
+def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Path | None = None,
+           checkpoint_dir: Path | None = None, progress: bool = True, reuse: list[Augmentation] = ()) -> Encoded:
+    """Augment, inject a fresh inventory into lm.model, initialise routing and train both on every document.
+    `reuse`: augmentations already made (a KB's own, when it is retrained), matched by document id."""
+    fingerprint = store.model_fingerprint(lm.model)  # before injection: the base model alone
+    _check_targets(lm, config.inventory)  # before the augmentation's work
+    start = time.perf_counter()
+    augs = _augment(docs, config, lm, cache, progress, reuse)
+    embeddings = _embed(lm, docs) if config.routing_init == "cluster" else None  # before injection
+    torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
+    layers = inject(lm.model, config.inventory)
+    routing = RoutingTable(len(docs), len(layers) if config.routing == "fine" else 1, config.inventory.n_adapters)
+    if embeddings is not None:
+        assign, routing.centroids = kmeans(embeddings, config.inventory.n_adapters, seed=config.training.seed)
+        routing.init_from_clusters(assign, config.routing_strength)
+    if config.router == "embedding":
+        routing.attach_router(embeddings)
+    samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast, config.format_routing)
+    log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
+             len(samples), len(docs))
+    history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
+                    progress=progress)
+    routing.materialise()
+    manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
+    return Encoded(layers, routing, augs, manifest)
+
+
+def _check_targets(lm: LoadedModel, inventory: InventoryConfig) -> None:
+    try:
+        target_modules(lm.model, inventory.targets, inventory.top_layers)
+    except ValueError as e:
+        raise InputError(f"{e}; fix --targets / --top-layers.") from None
+
+
+def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, build: BuildConfig,
+           docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
+           checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False, grow: int = 0,
+           context_qa: int | None = None) -> tuple[list[Augmentation], dict]:
+    """Append routing rows for `docs` (and `grow` adapters) and train only those: the old rows and adapters
+    come out exactly as they went in. Returns the new documents' augmentations and the training record
+    (samples, epochs, loss and diagnostics) for the manifest's additions."""
+    augs = augment_documents(docs, build.augmenter, lm, cache=cache, progress=progress, max_qa=build.max_qa,
+                             url=build.augment_url, model_name=build.augment_model)
+    n_old, m_old = routing.n_docs, layers[0].config.n_adapters
+    samples = [replace(s, doc=s.doc + n_old)
+               for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,
+                                         build.rewrite, build.contrast, build.format_routing)]
+    torch.manual_seed(build.training.seed + n_old)  # the grown adapters' and new rows' init: part of the seeded run
+    if grow:
+        grow_inventory(layers, grow)
+        routing.grow_adapters(grow)
+    routing.grow(len(docs))
+    _init_new_rows(lm, routing, build, docs, n_old, m_old, grow)
+    config = replace(training or build.training, train_adapters=bool(grow))
+    if no_train:
+        config, history = replace(config, epochs=0), []
+    else:
+        # Copies (inventory_state gives views): the old adapters are restored exactly, whatever the optimiser did
+        kept = {k: v.clone() for k, v in inventory_state(layers).items()}
+        history = train(lm.model, lm.tokenizer, layers, routing, samples, config, checkpoint_dir,
+                        trainable_docs=torch.arange(routing.n_docs) >= n_old, progress=progress,
+                        frozen_adapters=m_old)
+        _restore_adapters(layers, kept, m_old)
+    record = {"n_samples": len(samples), "epochs": config.epochs,
+              **({"lr_adapters": config.lr_adapters} if grow and not no_train else {}),
+              "loss_per_epoch": [e["loss"] for e in history], "diagnostics": history,
+              "train_tokens_per_doc": round(sum(e["tokens"] for e in history) / len(docs))}
+    return augs, record
+
+
+def growth_for(n_new: int, manifest: Manifest) -> int:
+    """`--grow auto`: as many adapters as keep the knowledge base's documents per adapter (at least 1)."""
+    return max(1, round(n_new * manifest.inventory.n_adapters / max(manifest.n_docs, 1)))
+
+
+def _init_new_rows(lm: LoadedModel, routing: RoutingTable, build: BuildConfig, docs: list[Document], n_old: int,
+                   m_old: int, grow: int) -> None:
+    """Where the new documents' rows start: on the grown adapters (k-means of the new documents into
+    `grow` clusters), else where the router or the nearest cluster puts them, else near uniform."""
+    content = grow or routing.router is not None or routing.centroids is not None
+    x = embed_documents(lm, docs) if content else None  # no mixing: the base model
+    if grow:
+        assign, centroids = kmeans(x, grow, seed=build.training.seed)
+        routing.init_from_clusters(assign + m_old, build.routing_strength, start=n_old)
+        if routing.centroids is not None and len(routing.centroids) == m_old:
+            routing.centroids = torch.cat([routing.centroids, centroids])  # centroid i = adapter i
+    elif routing.router is not None:
+        routing.init_from_router(x, start=n_old)
+    elif routing.centroids is not None:
+        routing.init_from_clusters(routing.nearest_cluster(x), build.routing_strength, start=n_old)
+
+
+def _restore_adapters(layers: list[PolyLoRALinear], kept: dict[str, torch.Tensor], m_old: int) -> None:
+    with torch.no_grad():
+        for layer in layers:
+            for k, p in layer.named_adapters().items():  # the grown ones (past m_old) keep their training
+                p[old_part(k, m_old)] = kept[f"{layer.path}.{k}"][old_part(k, m_old)]
+
+
+def _manifest(lm: LoadedModel, fingerprint: str, config: BuildConfig, n_docs: int, n_samples: int,
+              history: list[dict], seconds: float) -> Manifest:
+    now = store.now()
+    return Manifest(base_model=BaseModel(lm.spec, lm.path, fingerprint), build=config, n_docs=n_docs, created=now,
+                    n_samples=n_samples, loss_per_epoch=[e["loss"] for e in history], diagnostics=history,
+                    train_tokens_per_doc=round(sum(e["tokens"] for e in history) / max(n_docs, 1)),  # the budget
+                    build_seconds=round(seconds, 1), changes=[{"op": "build", "n_docs": n_docs, "at": now}])
+
+
+def _embed(lm: LoadedModel, docs: list[Document]) -> torch.Tensor:
+    """(N, d) the base model's document embeddings, for cluster init and the router."""
+    log.info("embedding %d documents for content-based routing", len(docs))
+    return embed_documents(lm, docs)
+
+
+def _augment(docs: list[Document], config: BuildConfig, lm: LoadedModel, cache: Path | None, progress: bool,
+             reuse: list[Augmentation]) -> list[Augmentation]:
+    known = {a.doc_id: a for a in reuse}
+    missing = [d for d in docs if d.id not in known]
+    if missing:
+        made = augment_documents(missing, config.augmenter, lm, cache=cache, progress=progress, max_qa=config.max_qa,
+                                 url=config.augment_url, model_name=config.augment_model)
+        known.update(zip((d.id for d in missing), made))
+    return [known[d.id] for d in docs]

@@ -1,0 +1,1 @@
+"""The language model: loading it, prompts, batched generation with mixed adapters, answers extracted."""

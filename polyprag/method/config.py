@@ -1,0 +1,51 @@
+"""The training loop's settings as data (`TrainConfig`): the KB manifest and the CLI read them without
+loading the loop (`method.train`) or torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import check, setting
+
+OBJECTIVES = ("nll", "distill", "both")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = setting(2, "training epochs (0: nothing trained, as `add --no-train`)", at_least=0,
+                          chosen="the first runs' budget (docs/experiments.md, first HotpotQA entry), kept after test "
+                                 "runs at other values: to re-choose on dev (benchmarks/levers_dev.sh)")
+    batch_size: int = setting(4, "training samples per optimiser step", flag="--train-batch-size", at_least=1)
+    lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0,
+                                 chosen="the first runs' budget, kept after test runs at other values: to re-choose "
+                                        "on dev")
+    lr_routing: float = setting(1e-1, "the routing rows' learning rate", at_least=0,
+                                chosen="the first runs' budget: to re-choose on dev")
+    # a linear map of d inputs moves ~√d times faster than a row
+    lr_router: float = setting(1e-3, "--router embedding: the router's learning rate", above=0)
+    tau: float = setting(1.0, "routing temperature in training", above=0, cli=False)
+    weight_decay: float = setting(0.0, "AdamW weight decay", at_least=0, cli=False)
+    max_length: int = setting(384, "tokens per sample; longer ones lose passage tokens from the left, never the "
+                                   "answer", at_least=16, cli=False)
+    seed: int = setting(0, "seed of initialisation, sample order and routing noise")
+    train_adapters: bool = setting(True, "False: Poly-z, only the routing rows of new documents learn", cli=False)
+    objective: str = setting("nll", "nll, distill (from the base model reading the document), or both",
+                             choices=OBJECTIVES)
+    distill_top_k: int = setting(32, "teacher tokens kept per answer position", at_least=1, cli=False)
+    routing_entropy: float = setting(0.0, "weight of a routing-entropy penalty in the loss (sparser routing; 0: "
+                                          "none)", at_least=0)
+    # Smaller passes hold fewer activations (the memory of a build) and the same gradient: each pass's loss is
+    # weighted by its share of the batch's tokens.
+    micro_batch: int = setting(0, "rows per forward/backward pass (0: the whole training batch); fewer hold less "
+                                  "memory, with the same gradient", at_least=0)
+    # Bare questions stay one pass; rows with a passage are split, so a build's peak memory follows this budget
+    # rather than its longest samples (and on a CPU the smaller passes run no slower: docs/experiments.md,
+    # "Memory of a build"). NLL only.
+    pass_tokens: int = setting(384, "with --micro-batch 0: rows per pass so that a pass holds at most this many "
+                                    "tokens (0: the whole batch); bounds a build's memory, with the same gradient",
+                               at_least=0)
+    checkpoint_activations: bool = setting(False, "recompute each layer in the backward pass instead of keeping its "
+                                                  "activations: less memory, about a third more time")
+
+    def __post_init__(self):
+        check(self)

@@ -1,0 +1,399 @@
+"""Joint training of the adapter inventory and the routing table on all documents' samples.
+
+Samples of every document are shuffled together; each batch row is routed by its own document's
+weights. Adapters and routing logits are separate AdamW groups (routing learns ~100× faster).
+Checkpoints at each epoch's end (safetensors + JSON) let `resume` continue an interrupted run.
+
+Objectives: "nll" (next-token loss on the user turn and the rule answer), "distill" (the frozen base model
+reading the document is the teacher: KL from its top-k next-token distribution to the routed student's,
+on the answer tokens, with no passage in the student's prompt; the teacher keeps the reader's own answer
+distribution, which NLL on rule answers sharpens into an answer shape), or "both" (their sum).
+Each epoch logs routing diagnostics: max |Z|, the routing gradient norm, the routing entropy, the effective
+number of adapters per document, and the mean cosine between the inventory's adapters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.checkpoint import checkpoint
+from tqdm.auto import tqdm
+
+from .. import atomic, distributed
+from ..lm.adapters import (PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part,
+                       recompute_context)
+from ..lm.prompts import answer_completion, build_prompt, prompt_prefix
+from ..text.augment import Sample
+from ..errors import InputError
+from .routing import MASKED, RoutingTable, entropy_stats
+from .config import TrainConfig
+
+HEAD_CHUNK_BYTES = 64 * 2**20  # fp32 logits held at once by the training loss (nll_loss)
+
+log = logging.getLogger("polyprag")
+
+
+@dataclass
+class Encoded:
+    doc: int
+    ids: list[int]
+    loss_from: int  # tokens before this index (system turn / bos) are not in the loss
+    answer_from: int = 0  # distillation: index of the first answer token in ids
+    teacher: tuple[torch.Tensor, torch.Tensor] | None = None  # (n_answer, k) log-probs and token ids
+    routed: bool = True  # False: mixed by uniform weights, not the document's routing (Sample.routed)
+
+
+def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
+    """Full loss over the user turn and the answer (it makes routing document-specific), not the prefix."""
+    passages = [sample.passage] if sample.passage else None
+    text = build_prompt(tokenizer, sample.question, passages, shots=False) + answer_completion(tokenizer, sample.answer)
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    n_prefix = len(tokenizer(prompt_prefix(tokenizer), add_special_tokens=False).input_ids)
+    if len(ids) > max_length:  # keep the prefix and the end (question + answer), drop passage tokens
+        ids = ids[:n_prefix] + ids[len(ids) - (max_length - n_prefix):]
+    return Encoded(sample.doc, ids, n_prefix, routed=sample.routed)
+
+
+def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded, list[int]]:
+    """The student's sequence (no passage) and the teacher's (the document in context), both ending in the
+    same answer token ids, so position j of the answer lines up in both."""
+    n_prefix = len(tokenizer(prompt_prefix(tokenizer), add_special_tokens=False).input_ids)
+    answer = tokenizer(answer_completion(tokenizer, sample.answer), add_special_tokens=False).input_ids
+
+    def ids_for(passage: str | None) -> list[int]:
+        prompt = tokenizer(build_prompt(tokenizer, sample.question, [passage] if passage else None, shots=False),
+                           add_special_tokens=False).input_ids
+        keep = max(max_length - len(answer), n_prefix + 1)
+        if len(prompt) > keep:  # drop passage tokens after the prefix, never the question's end or the answer
+            prompt = prompt[:n_prefix] + prompt[len(prompt) - (keep - n_prefix):]
+        return prompt + answer
+
+    student = ids_for(sample.passage)
+    return (Encoded(sample.doc, student, n_prefix, len(student) - len(answer), routed=sample.routed),
+            ids_for(sample.source))
+
+
+@torch.no_grad()
+def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, progress: bool) -> None:
+    """Fill each student's `teacher` with the base model's top-k log-probs on the answer tokens, reading its
+    own sequence (the document in context). One row at a time: only the answer positions' logits are kept."""
+    model.eval()
+    for enc, ids in tqdm(pairs, desc="teacher", unit="sample", disable=not progress):
+        n = len(enc.ids) - enc.answer_from
+        logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=n + 1).logits[0, :n]  # (n, V)
+        logp = torch.log_softmax(logits.float(), -1)
+        values, index = logp.topk(min(top_k, logp.shape[-1]), -1)  # (n, k)
+        enc.teacher = (values, index)
+
+
+def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right padding to the longest row of this batch (dynamic padding). Labels from lengths, not pad ids:
+    some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to stop."""
+    width = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), -100)
+    for i, e in enumerate(batch):
+        n = len(e.ids)
+        ids[i, :n] = torch.tensor(e.ids)
+        attn[i, :n] = 1
+        labels[i, e.loss_from:n] = ids[i, e.loss_from:n]
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels, "doc": torch.tensor([e.doc for e in batch])}
+
+
+def _optimizer(layers: list[PolyLoRALinear], routing: RoutingTable, config: TrainConfig) -> torch.optim.AdamW:
+    lr = config.lr_router if routing.embeddings is not None else config.lr_routing
+    groups = [{"params": routing.trainable(), "lr": lr, "weight_decay": 0.0}]
+    if config.train_adapters:
+        params = [p for l in layers for p in l.named_adapters().values()]
+        groups.append({"params": params, "lr": config.lr_adapters, "weight_decay": config.weight_decay})
+    return torch.optim.AdamW(groups)
+
+
+def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable, samples: list[Sample],
+          config: TrainConfig, checkpoint_dir: Path | None = None, trainable_docs: torch.Tensor | None = None,
+          progress: bool = True, frozen_adapters: int = 0) -> list[dict]:
+    """Train; returns one record per epoch: its mean loss and the routing diagnostics (module docstring).
+    `trainable_docs` (bool (N,)) freezes the other rows; the first `frozen_adapters` adapters of every
+    layer stay as they are (a grown inventory trains only its new ones)."""
+    if distributed.size() > 1 and config.objective != "nll":
+        raise InputError(f"objective {config.objective!r} runs in one process only; launch without torchrun, or "
+                         "use --objective nll.")
+    if config.micro_batch and config.objective != "nll":
+        raise InputError(f"micro_batch={config.micro_batch} splits the NLL only; use --micro-batch 0 with "
+                         f"objective {config.objective!r}.")
+    encoded = _encode_all(model, tokenizer, samples, config, progress)
+    for l in layers:
+        for p in l.named_adapters().values():
+            p.requires_grad_(config.train_adapters)
+    run = _Run(model, layers, routing, _optimizer(layers, routing, config), encoded, tokenizer.pad_token_id, config,
+               trainable_docs, frozen_adapters, checkpoint_dir, progress)
+    start, history = _resume(run)
+    if config.checkpoint_activations:  # the context_fn recomputes each layer with the mixing it ran forward with
+        model.activation_checkpointing_enable({"use_reentrant": False, "context_fn": recompute_context})
+    model.train()
+    routing.train()
+    try:
+        history = _epochs(run, start, history)
+    finally:
+        if config.checkpoint_activations:
+            model.activation_checkpointing_disable()
+        model.eval()
+        routing.eval()
+    return history
+
+
+@dataclass
+class _Run:
+    """One training run's state: the model and what learns, the encoded samples, and what stays fixed over its
+    epochs (what `_epochs`, `_epoch`, `_backward` and the checkpoints share, instead of a dozen parameters)."""
+
+    model: torch.nn.Module
+    layers: list[PolyLoRALinear]
+    routing: RoutingTable
+    opt: torch.optim.AdamW
+    encoded: list[Encoded]
+    pad_id: int
+    config: TrainConfig
+    trainable_docs: torch.Tensor | None  # bool (N,): the routing rows that may move (Poly-z); None: all
+    frozen_adapters: int  # the first adapters of every layer stay as they are (a grown inventory)
+    checkpoint_dir: Path | None
+    progress: bool
+
+
+def _epochs(run: _Run, start: int, history: list[dict]) -> list[dict]:
+    config, layers, routing = run.config, run.layers, run.routing
+    for epoch in range(start, config.epochs):
+        loss, grad = _epoch(run, epoch)
+        history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in run.encoded),
+                        **diagnostics(layers, routing, grad)})
+        log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
+                 "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
+                 history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
+                 history[-1]["effective_adapters"], history[-1]["adapter_cosine"])
+        if run.checkpoint_dir and distributed.is_main():
+            _save_checkpoint(run, epoch + 1, history)
+    return history
+
+
+def diagnostics(layers: list[PolyLoRALinear], routing: RoutingTable, grad_norm: float) -> dict:
+    """Is routing leaving uniform, and are the adapters distinct? (The numbers `inspect` and the manifest show.)"""
+    with torch.no_grad():
+        weights = routing.inference_weights()
+        z = routing.effective_logits()
+        max_z = float(z[z > MASKED / 2].abs().max())  # not the logits that shut old rows off grown adapters
+    cos = adapter_cosine(layers)
+    return {"max_abs_z": round(max_z, 4),
+            "routing_grad_norm": round(grad_norm, 6),
+            **{k: round(v, 4) for k, v in entropy_stats(weights).items()},
+            "adapter_cosine": None if cos is None else round(cos, 4)}
+
+
+def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, progress: bool) -> list[Encoded]:
+    if config.objective == "nll":
+        return [encode(tokenizer, s, config.max_length) for s in samples]
+    pairs = [encode_distill(tokenizer, s, config.max_length) for s in samples]
+    taught = [s.source is not None and not s.passage for s in samples]  # a passage shown: nothing to distil
+    if config.objective == "distill":  # the KL is the whole loss: samples without a teacher would add nothing
+        pairs = [p for p, t in zip(pairs, taught) if t]
+        if not pairs:
+            raise InputError("objective 'distill' needs samples without a passage in the prompt (with their "
+                             "document as the teacher's context); use --objective nll or both.")
+    teacher_targets(model, [p for p, t in zip(pairs, taught) if t] if config.objective == "both" else pairs,
+                    config.distill_top_k, progress)
+    return [enc for enc, _ in pairs]
+
+
+def _epoch(run: _Run, epoch: int) -> tuple[float, float]:
+    """One pass; returns the mean loss and the mean norm of the routing logits' gradient."""
+    config, opt, routing, encoded = run.config, run.opt, run.routing, run.encoded
+    rng = random.Random(config.seed * 100_003 + epoch)  # the same order again on resume
+    torch.manual_seed(config.seed * 100_003 + epoch)
+    batches = _length_bucketed_batches([len(e.ids) for e in encoded], config.batch_size, rng)
+    losses, grads = [], []
+    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+               disable=not run.progress or not distributed.is_main())
+    for idx in bar:
+        opt.zero_grad(set_to_none=True)
+        loss = _backward(run, [encoded[i] for i in idx])
+        distributed.sum_gradients([p for g in opt.param_groups for p in g["params"]])
+        if run.trainable_docs is not None:  # Poly-z: old documents' rows must not move
+            routing.logits.grad[~run.trainable_docs] = 0
+        for l in run.layers if run.frozen_adapters and config.train_adapters else ():
+            for k, p in l.named_adapters().items():  # the shared adapter is an old one too
+                p.grad[old_part(k, run.frozen_adapters)] = 0
+        grads.append(routing.grad_norm())
+        opt.step()
+        losses.append(distributed.total(loss))
+        bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
+    return sum(losses) / len(losses), sum(grads) / len(grads)
+
+
+def _backward(run: _Run, rows: list[Encoded]) -> float:
+    """Forward and backward of one batch; returns its loss (under several processes, this process's part).
+    A process computes its share of the rows (all of them when alone), in passes of `micro_batch` rows; each
+    pass's loss is weighted by its part of the batch's loss tokens, so the gradients sum to the batch's."""
+    model, layers, routing, config, pad_id = run.model, run.layers, run.routing, run.config, run.pad_id
+    docs = torch.tensor([e.doc for e in rows])  # routing rows: the table stays on the CPU
+    weights = routing(docs, tau=config.tau)  # (B, G, M); every process draws the same noise
+    routed = torch.tensor([e.routed for e in rows])  # (B,)
+    if not routed.all():  # format rows through every adapter alike: the routing learns from fact rows only
+        weights = torch.where(routed[:, None, None], weights, torch.full_like(weights, 1 / weights.shape[-1]))
+    share = range(len(rows))[distributed.block(len(rows))]
+    step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config)
+    passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
+    entropy = (config.routing_entropy * routing.entropy(docs) / distributed.size() if config.routing_entropy
+               else None)  # the noise in training mixes everything; this pulls each row to few adapters
+    if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
+        loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config.objective)
+        loss = loss + entropy if entropy is not None else loss
+        loss.backward()
+        return loss.item()
+    w = weights.detach().requires_grad_()  # each pass frees its activations; the routing gets their sum below
+    total = 0.0
+    for rows_in_pass in passes:
+        part = _pass_loss(model, layers, rows, rows_in_pass, w, pad_id, config.objective)
+        part = part * _loss_tokens([rows[i] for i in rows_in_pass]) / _loss_tokens(rows)
+        part.backward()
+        total += part.item()
+    grad = w.grad if w.grad is not None else torch.zeros_like(w)  # no rows here: a zero gradient to send
+    torch.autograd.backward([weights] + ([entropy] if entropy is not None else []),
+                            [grad] + ([torch.ones(())] if entropy is not None else []))
+    return total + (entropy.item() if entropy is not None else 0.0)
+
+
+def _rows_per_pass(rows: list[Encoded], config: TrainConfig) -> int:
+    """Rows per pass within `config.pass_tokens` tokens, padded to the longest row (at least one; all of them
+    when no budget is set or the objective is not the NLL alone)."""
+    if not config.pass_tokens or config.objective != "nll" or not rows:
+        return max(len(rows), 1)
+    return max(1, config.pass_tokens // max(len(e.ids) for e in rows))
+
+
+def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
+               pad_id: int, objective: str) -> torch.Tensor:
+    """The mean loss of rows[which], each mixed by its row of weights (B, G, M)."""
+    part = [rows[i] for i in which]
+    batch = {k: v.to(model.device) for k, v in collate(part, pad_id).items() if k != "doc"}
+    with mixing(layers, weights[which[0]:which[-1] + 1]):  # `which` is a run of consecutive rows
+        return _loss(model, batch, part, objective)
+
+
+def _loss_tokens(rows: list[Encoded]) -> int:
+    """Positions with a next-token label (those past `loss_from`): what the NLL of a batch is averaged over."""
+    return sum(len(e.ids) - max(e.loss_from, 1) for e in rows)
+
+
+def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`model(**batch).loss` (the mean next-token NLL over the labelled positions), with the output head applied
+    only at those positions, a chunk at a time, and recomputed in the backward pass: the (B, T, V) logits and
+    their gradient (0.6 GB at a batch of 4 × 384 tokens over SmolLM2's 49k words, 5× more over Gemma's 262k)
+    are never held, and the head does no work on the prompt's prefix or on padding."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps PRAG's model
+    head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    hidden = lm.base_model(**inputs).last_hidden_state[:, :-1]  # (B, T-1, d): position t predicts token t+1
+    labels = batch["labels"][:, 1:]
+    keep = labels != -100
+    h, y = hidden[keep], labels[keep]  # (N, d), (N,)
+    if len(y) == 0:
+        raise ValueError("a training batch without labelled tokens")
+    step = max(16, HEAD_CHUNK_BYTES // (4 * head.out_features))  # positions per chunk of fp32 logits
+    parts = [checkpoint(_head_nll, head, h[i:i + step], y[i:i + step], cap, use_reentrant=False)
+             for i in range(0, len(y), step)]
+    return torch.stack(parts).sum() / len(y)
+
+
+def _head_nll(head: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, cap: float | None) -> torch.Tensor:
+    logits = head(h).float()  # (n, V)
+    if cap:  # Gemma-2-style final logit soft-capping, as the model's own forward applies it
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, y, reduction="sum")
+
+
+def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], objective: str) -> torch.Tensor:
+    if objective == "nll":
+        return nll_loss(model, batch)
+    labels = batch.pop("labels")
+    logits = model(**batch).logits  # (B, T, V)
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                            ignore_index=-100)
+    kl = _distill_loss(logits, rows)
+    if kl is None:  # no row with a teacher (every sample showed its passage): NLL alone
+        return nll
+    return kl if objective == "distill" else nll + kl
+
+
+def _distill_loss(logits: torch.Tensor, rows: list[Encoded]) -> torch.Tensor | None:
+    """Mean over answer tokens of KL(teacher top-k, renormalised ‖ student), for the rows that have a teacher."""
+    terms = []
+    for i, e in enumerate(rows):
+        if e.teacher is None:
+            continue
+        t_logp, index = e.teacher  # (n, k)
+        n = len(e.ids) - e.answer_from
+        s_logp = torch.log_softmax(logits[i, e.answer_from - 1:e.answer_from - 1 + n].float(), -1)  # (n, V)
+        p = torch.softmax(t_logp, -1)  # (n, k): the teacher's top-k mass renormalised
+        terms.append((p * (p.clamp_min(1e-12).log() - s_logp.gather(-1, index))).sum(-1))  # (n,)
+    return torch.cat(terms).mean() if terms else None
+
+
+def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar lengths: padding to a batch's longest row wastes little compute."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    pool = batch_size * 16
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _save_checkpoint(run: _Run, epoch: int, history: list[dict]) -> None:
+    """Tensors in safetensors, counters in JSON; the whole folder replaced atomically."""
+    with atomic.staged_dir(run.checkpoint_dir) as tmp:
+        save_file(inventory_state(run.layers), tmp / "inventory.safetensors")
+        save_file(run.routing.tensors(), tmp / "routing.safetensors")
+        save_file(_optimizer_tensors(run.opt), tmp / "optimizer.safetensors")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history,
+                                                    "config": asdict(run.config)}))
+
+
+def _resume(run: _Run) -> tuple[int, list[dict]]:
+    folder = run.checkpoint_dir
+    if folder is not None and distributed.is_main():
+        atomic.recover_dir(folder)
+    distributed.barrier()  # the others read the checkpoint once it is whole
+    if folder is None or not (folder / "state.json").exists():
+        return 0, []
+    state = json.loads((folder / "state.json").read_text())
+    load_inventory_state(run.layers, load_file(folder / "inventory.safetensors"))
+    run.routing.load_tensors(load_file(folder / "routing.safetensors"))
+    _load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
+    log.info("resuming after epoch %d from %s", state["epoch"], folder)
+    return state["epoch"], state["history"]
+
+
+def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for g, group in enumerate(opt.param_groups):
+        for p_i, p in enumerate(group["params"]):
+            for key, value in opt.state.get(p, {}).items():
+                out[f"{g}.{p_i}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
+    return out
+
+
+def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    for g, group in enumerate(opt.param_groups):
+        for p_i, p in enumerate(group["params"]):
+            state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{g}.{p_i}.")}
+            if state:
+                opt.state[p] = state

@@ -1,0 +1,1 @@
+"""Documents and questions as text: corpora, QA datasets, counterfactual rewrites, augmentation, retrieval."""
