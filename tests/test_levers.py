@@ -197,6 +197,37 @@ def test_the_routing_entropy_penalty_makes_routing_sparser(tiny_chat_model_dir):
         TrainConfig(routing_entropy=-1)
 
 
+def test_the_batch_entropy_is_high_when_documents_use_different_adapters_and_low_when_they_share_one():
+    apart, together = RoutingTable(4, 2, 4), RoutingTable(4, 2, 4)
+    with torch.no_grad():
+        apart.logits.fill_(-8.0)
+        together.logits.fill_(-8.0)
+        for d in range(4):
+            apart.logits[d, :, d] = 8.0  # document d on adapter d: each row peaked, the batch spread
+            together.logits[d, :, 0] = 8.0  # every document on adapter 0: collapsed
+    docs = torch.arange(4)
+    assert apart.entropy(docs) < 0.05 and together.entropy(docs) < 0.05  # both sparse per document
+    assert apart.batch_entropy(docs) > 0.95 and together.batch_entropy(docs) < 0.05  # only one spread
+
+
+def test_the_balance_term_keeps_the_batch_spread_that_the_entropy_penalty_alone_lets_collapse(tiny_chat_model_dir):
+    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+
+    def final_spread(balance: float) -> float:
+        lm = load_model(str(tiny_chat_model_dir))
+        layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
+        routing = RoutingTable(4, len(layers), 4)
+        routing.init_from_clusters(torch.zeros(4, dtype=torch.long), strength=1.0)  # all leaning to adapter 0
+        config = TrainConfig(epochs=8, batch_size=4, routing_entropy=5.0, routing_balance=balance)
+        train(lm.model, lm.tokenizer, layers, routing, samples, config, progress=False)
+        return float(routing.batch_entropy(torch.arange(4)))
+
+    alone, balanced = final_spread(0.0), final_spread(5.0)
+    assert balanced > alone + 0.05, (alone, balanced)
+    with pytest.raises(InputError, match="routing_balance=-1"):
+        TrainConfig(routing_balance=-1)
+
+
 def test_build_and_inspect_print_the_routing_diagnostics(tiny_chat_model_dir, tmp_path, capsys, monkeypatch):
     from polyprag import cli
 

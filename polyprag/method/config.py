@@ -34,6 +34,11 @@ class TrainConfig:
     distill_top_k: int = setting(32, "teacher tokens kept per answer position", at_least=1, cli=False)
     routing_entropy: float = setting(0.0, "weight of a routing-entropy penalty in the loss (sparser routing; 0: "
                                           "none)", at_least=0)
+    # With --routing-entropy at the same weight: the mutual information between document and adapter
+    # (microsoft/mttl's moe_ent_reg): each document picks few adapters, the documents together use them all.
+    routing_balance: float = setting(0.0, "weight of a reward for spread routing over a batch (the entropy of its "
+                                          "mean weights): keeps --routing-entropy from collapsing every document "
+                                          "onto the same adapters (0: none)", at_least=0)
     # Smaller passes hold fewer activations (the memory of a build) and the same gradient: each pass's loss is
     # weighted by its share of the batch's tokens.
     micro_batch: int = setting(0, "rows per forward/backward pass (0: the whole training batch); fewer hold less "

@@ -149,6 +149,13 @@ class RoutingTable(nn.Module):
         m = w.shape[-1]
         return -(w * w.log()).sum(-1).mean() / math.log(m) if m > 1 else w.new_zeros(())
 
+    def batch_entropy(self, doc_idx: torch.Tensor) -> torch.Tensor:
+        """Normalised entropy (differentiable) of the mean of rows doc_idx's inference weights, per layer group:
+        high when the batch as a whole spreads over the adapters."""
+        w = normalize(torch.sigmoid(self.effective_logits(doc_idx))).mean(0).clamp_min(EPS)  # (G, M)
+        m = w.shape[-1]
+        return -(w * w.log()).sum(-1).mean() / math.log(m) if m > 1 else w.new_zeros(())
+
     def inference_weights(self, doc_idx: torch.Tensor | slice = slice(None)) -> torch.Tensor:
         """Inference weights normalize(σ(Z)) of rows doc_idx (every document's by default): (B, G, M)."""
         return masked_weights(self.effective_logits(doc_idx))

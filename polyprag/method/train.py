@@ -248,8 +248,7 @@ def _backward(run: _Run, rows: list[Encoded]) -> float:
     share = range(len(rows))[distributed.block(len(rows))]
     step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config)
     passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
-    entropy = (config.routing_entropy * routing.entropy(docs) / distributed.size() if config.routing_entropy
-               else None)  # the noise in training mixes everything; this pulls each row to few adapters
+    entropy = _routing_penalty(routing, docs, config)
     if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
         loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config.objective)
         loss = loss + entropy if entropy is not None else loss
@@ -266,6 +265,17 @@ def _backward(run: _Run, rows: list[Encoded]) -> float:
     torch.autograd.backward([weights] + ([entropy] if entropy is not None else []),
                             [grad] + ([torch.ones(())] if entropy is not None else []))
     return total + (entropy.item() if entropy is not None else 0.0)
+
+
+def _routing_penalty(routing: RoutingTable, docs: torch.Tensor, config: TrainConfig) -> torch.Tensor | None:
+    """λ_e · H(each row) − λ_b · H(the batch's mean row), or None when both weights are 0. The noise in training
+    mixes everything; the first term pulls each row to few adapters, the second keeps the rows apart."""
+    if not (config.routing_entropy or config.routing_balance):
+        return None
+    penalty = config.routing_entropy * routing.entropy(docs) if config.routing_entropy else 0.0
+    if config.routing_balance:
+        penalty = penalty - config.routing_balance * routing.batch_entropy(docs)
+    return penalty / distributed.size()
 
 
 def _rows_per_pass(rows: list[Encoded], config: TrainConfig) -> int:
