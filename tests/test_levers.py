@@ -181,16 +181,21 @@ def test_diagnostics_per_epoch_say_whether_adapters_and_routing_moved(lm):
     assert first["tokens"] == sum(len(encode(lm.tokenizer, s, 384).ids) for s in samples)  # the budget per epoch
 
 
-def test_the_routing_entropy_penalty_makes_routing_sparser(tiny_chat_model_dir):
+def trained_routing(model_dir, clusters: torch.Tensor, config: TrainConfig) -> tuple[RoutingTable, list[dict]]:
+    """Four documents' routing over 4 adapters, started leaning to `clusters` (uniform is an entropy maximum: no
+    gradient there), trained on FACTS; returns the table and the epochs' records."""
+    lm = load_model(str(model_dir))
+    layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
+    routing = RoutingTable(4, len(layers), 4)
+    routing.init_from_clusters(clusters, strength=1.0)
     samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
+    return routing, train(lm.model, lm.tokenizer, layers, routing, samples, config, progress=False)
 
+
+def test_the_routing_entropy_penalty_makes_routing_sparser(tiny_chat_model_dir):
     def final_entropy(weight: float) -> float:
-        lm = load_model(str(tiny_chat_model_dir))
-        layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
-        routing = RoutingTable(4, len(layers), 4)
-        routing.init_from_clusters(torch.arange(4), strength=1.0)  # uniform is an entropy maximum: no gradient
         config = TrainConfig(epochs=3, batch_size=2, routing_entropy=weight)
-        return train(lm.model, lm.tokenizer, layers, routing, samples, config, progress=False)[-1]["entropy"]
+        return trained_routing(tiny_chat_model_dir, torch.arange(4), config)[1][-1]["entropy"]
 
     assert final_entropy(5.0) < final_entropy(0.0) - 0.05
     with pytest.raises(InputError, match="routing_entropy=-1"):
@@ -211,15 +216,9 @@ def test_the_batch_entropy_is_high_when_documents_use_different_adapters_and_low
 
 
 def test_the_balance_term_keeps_the_batch_spread_that_the_entropy_penalty_alone_lets_collapse(tiny_chat_model_dir):
-    samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
-
     def final_spread(balance: float) -> float:
-        lm = load_model(str(tiny_chat_model_dir))
-        layers = inject(lm.model, InventoryConfig(n_adapters=4, rank=2))
-        routing = RoutingTable(4, len(layers), 4)
-        routing.init_from_clusters(torch.zeros(4, dtype=torch.long), strength=1.0)  # all leaning to adapter 0
         config = TrainConfig(epochs=8, batch_size=4, routing_entropy=5.0, routing_balance=balance)
-        train(lm.model, lm.tokenizer, layers, routing, samples, config, progress=False)
+        routing, _ = trained_routing(tiny_chat_model_dir, torch.zeros(4, dtype=torch.long), config)  # all on 0
         return float(routing.batch_entropy(torch.arange(4)))
 
     alone, balanced = final_spread(0.0), final_spread(5.0)
