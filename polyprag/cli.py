@@ -27,6 +27,7 @@ from .lm.models import BUNDLED, DEFAULT_MODEL, DTYPES
 from .baselines.prag import PragConfig
 from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
+from .text.retrieve import TOP_K
 from .method.config import TrainConfig
 
 
@@ -174,7 +175,7 @@ def _tool_parsers(sub) -> None:
     which = exp_lora.add_mutually_exclusive_group(required=True)
     which.add_argument("--question", help="retrieve its top-k documents and mix them as `poly` would")
     which.add_argument("--docs", help="comma-separated document ids to mix")
-    exp_lora.add_argument("--k", type=int, default=3, help="documents retrieved for --question (default 3)")
+    exp_lora.add_argument("--k", type=int, default=TOP_K, help=f"documents retrieved for --question (default {TOP_K})")
     exp_lora.add_argument("--out", required=True, help="the adapter folder (written atomically)")
     exp_lora.add_argument("--model", help="override the KB's own base model (must be the same model)")
     _device_args(exp_lora)
@@ -316,10 +317,9 @@ def _build_args(p: argparse.ArgumentParser, lists: bool = False) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=f"folder, HF id, or bundled: {', '.join(BUNDLED)} (default {DEFAULT_MODEL}; "
                    "with --kb, the KB's own base model)")
-    p.add_argument("--k", type=int, default=3, help="passages retrieved per question")
+    p.add_argument("--k", type=int, default=TOP_K, help="passages retrieved per question (default %(default)s)")
     p.add_argument("--chunk-words", type=int, default=0, help="split documents into ~N-word passages (0: no)")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    add_flags(p, GenerationConfig)
     _device_args(p)
 
 

@@ -50,9 +50,7 @@ def keep_of(args) -> int:
 
 
 def _generation(args) -> GenerationConfig:
-    if args.batch_size < 1 or args.max_new_tokens < 1:
-        raise InputError(f"--batch-size {args.batch_size} / --max-new-tokens {args.max_new_tokens}: both must be >= 1.")
-    return GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    return from_args(GenerationConfig, args)
 
 
 def read_docs(path: str, chunk_words: int):

@@ -39,7 +39,7 @@ from ..lm.models import LoadedModel, load_model
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
-from ..text.retrieve import BM25Index, Hit
+from ..text.retrieve import TOP_K, BM25Index, Hit
 
 log = logging.getLogger("polyprag")
 
@@ -80,7 +80,7 @@ class BenchConfig:
     split: str = "test"  # datasets.SPLITS (test: headline questions, dev: where defaults are chosen) or a --questions stem
     methods: tuple[str, ...] = METHODS
     corpus_mode: str = "per-question"
-    k: int = 3
+    k: int = TOP_K
     build: BuildConfig = field(default_factory=BuildConfig)
     prag: PragConfig = field(default_factory=PragConfig)  # the paper's setting: lr 3e-4, 1 epoch
     prag_tuned: PragConfig = field(default_factory=lambda: PragConfig(lr=1e-3, epochs=2))

@@ -22,7 +22,7 @@ from .metrics import Scores, mean_scores, score
 from ..lm.models import LoadedModel
 from ..modes import EVAL_DEFAULT, MODES as READER_MODES
 from ..readers import gold_hits, reader
-from ..text.retrieve import BM25Index
+from ..text.retrieve import TOP_K, BM25Index
 
 log = logging.getLogger("polyprag")
 
@@ -52,7 +52,7 @@ def code_version() -> dict:
 @dataclass(frozen=True)
 class EvalConfig:
     modes: tuple[str, ...] = EVAL_DEFAULT
-    k: int = 3
+    k: int = TOP_K
     generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def __post_init__(self):

@@ -39,7 +39,7 @@ from ..baselines.prag import PragAdapters, PragConfig
 from ..modes import KB_DEFAULT
 from ..readers import reader
 from .bench import SPEED_MODES
-from ..text.retrieve import BM25Index
+from ..text.retrieve import TOP_K, BM25Index
 from ..method.config import TrainConfig
 
 log = logging.getLogger("polyprag")
@@ -51,7 +51,7 @@ class SpeedConfig:
     n_docs: int = 20  # documents encoded by both poly and prag
     n_questions: int = 20  # single-question latency samples per mode (after one warm-up question)
     batch: int = 32  # questions in the heterogeneous batch
-    k: int = 3
+    k: int = TOP_K
     max_new_tokens: int = GenerationConfig().max_new_tokens  # ask's (results before 2026-12-03 used 16)
     poly_epochs: int = TrainConfig().epochs  # each method's default: what its F1 in docs/experiments.md was measured at
     prag_epochs: int = PragConfig().epochs

@@ -24,7 +24,7 @@ from ..lm.generate import GenerationConfig, Routing
 from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F401 (re-exported)
 from ..lm.models import BUNDLED, LoadedModel, load_model
 from ..modes import KB_DEFAULT, KB_MODES, MODES
-from ..text.retrieve import BM25Index, Hit, passages
+from ..text.retrieve import TOP_K, BM25Index, Hit, passages
 from ..method.routing import RoutingTable
 from .lifecycle import KEEP_VERSIONS
 from .store import Stored
@@ -266,7 +266,7 @@ class KnowledgeBase:
         w = self.summed_weights(hits) if combine == "sum" and not MODES[mode].uniform else self.weights(hits, mode)
         return w * self.manifest.build.combine_strength if MODES[mode].strength else w
 
-    def answer(self, questions: list[str], mode: str = KB_DEFAULT, k: int = 3,
+    def answer(self, questions: list[str], mode: str = KB_DEFAULT, k: int = TOP_K,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
                timings: list[float] | None = None, hits: list[list[Hit]] | None = None,
                combine: str | None = None) -> list[Answer]:

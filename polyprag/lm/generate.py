@@ -12,12 +12,16 @@ from tqdm.auto import tqdm
 from .adapters import PolyLoRALinear, mixing
 from .models import LoadedModel
 from .prompts import is_chat
+from ..settings import check, setting
 
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    max_new_tokens: int = 32
-    batch_size: int = 8
+    max_new_tokens: int = setting(32, "tokens generated per answer at most", at_least=1)
+    batch_size: int = setting(8, "questions answered per generation batch", at_least=1)
+
+    def __post_init__(self):
+        check(self)
 
 
 @dataclass(frozen=True)

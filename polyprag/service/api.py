@@ -14,7 +14,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 from ..text.corpus import Document, validate_id
 from ..errors import InputError
 from ..kb.knowledge import KnowledgeBase
+from ..lm.generate import GenerationConfig
 from ..modes import KB_DEFAULT, SERVED
+from ..text.retrieve import TOP_K
 
 Mode = Literal[SERVED]  # the served modes of the registry (modes.MODES)
 MAX_GROW = 64  # adapters one request may add
@@ -60,9 +62,9 @@ class AnswerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: Text | None = None
     questions: list[Text] | None = None
-    k: int = 3
+    k: int = TOP_K
     mode: Mode = KB_DEFAULT
-    max_new_tokens: int = 32
+    max_new_tokens: int = GenerationConfig().max_new_tokens
 
 
 class ContentPart(BaseModel):
@@ -90,7 +92,7 @@ class ChatRequest(BaseModel):
     stream: bool = False
     n: int = 1
     mode: Mode | None = None
-    k: int = 3
+    k: int = TOP_K
 
 
 class DocumentIn(BaseModel):

@@ -15,6 +15,7 @@ from ..errors import InputError
 
 IDS_FILE = "doc_ids.json"
 MAX_K = 100  # documents mixed into the adapters or put into the prompt per question
+TOP_K = 3  # documents retrieved per question by default: PRAG's k
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class BM25Index:
         retriever.index(tokenize([d.content() for d in docs]), show_progress=False)
         return cls(retriever, [d.id for d in docs])
 
-    def search(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+    def search(self, queries: list[str], k: int = TOP_K) -> list[list[Hit]]:
         """Top-k documents per query, best first; queries with no known word get no hits."""
         if not 1 <= k <= MAX_K:
             raise InputError(f"k = {k} is out of range: retrieve 1 to {MAX_K} documents per question (default 3).")
