@@ -1,7 +1,7 @@
 """QA metrics as PRAG computes them (SQuAD / HotpotQA official rules).
 
 The metric functions reproduce PRAG's `BaseDataset` scoring so that numbers are comparable
-with the paper (answer extraction, upstream of scoring, is in `extract.py`).
+with the paper (answer extraction, upstream of scoring, is in `lm.extract`).
 Scores are fractions in [0, 1]; callers scale them for display.
 """
 

@@ -2,7 +2,7 @@
 
 `encode` makes a fresh inventory and routing table for a corpus (`KnowledgeBase.build`, `retrain`); `extend`
 trains routing rows, and optionally new adapters, for documents added to an existing one (`KnowledgeBase.add`,
-Poly-z). Both work on the pieces (model, layers, routing table) and leave storing and answering to kb.py.
+Poly-z). Both work on the pieces (model, layers, routing table) and leave storing and answering to `knowledge`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The knowledge base: documents + adapter inventory + routing table + BM25 index, and what changes them.
 
-Training is `encode.py` (`build`, `add` and `retrain` call it); storing is `store.py` (one folder, versions,
-checksums); reading is `answer` here (the poly modes) and `readers.py` (every mode).
+Training is `encode` (`build`, `add` and `retrain` call it); storing is `store` (one folder, versions,
+checksums); reading is `answer` here (the poly modes) and `readers` (every mode).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A living knowledge base: numbered versions, history, rollback, and a look at its routing.
 
-KB/                      the current version, in the layout `kb.py` documents; manifest.json has "version"
+KB/                      the current version, in the layout `store` documents; manifest.json has "version"
 KB.versions/v1/          every other version, each a whole KB folder in the same layout
 KB.versions/v2/ ...
 A save over an existing KB first keeps the version it replaces in the history, then swaps the new one in

@@ -9,9 +9,10 @@ KB/
   augment.jsonl           the augmentations the adapters were trained on (a cache for rebuilds)
   index/                  BM25 (bm25s arrays + JSON)
 Writes go to a sibling temp folder renamed into place: a KB is the old version or the new one. A save over
-an existing KB keeps the replaced version in KB.versions/v<N>/ (`lifecycle.py`: versions, rollback).
+an existing KB keeps the replaced version in KB.versions/v<N>/ (`lifecycle`: versions, rollback).
 The manifest's "changes" lists what produced each version: build, add (Poly-z), remove, retrain.
-This module knows files and tensors, not models' layers: `kb.py` puts what it reads into a model.
+This module (with `lifecycle`) is the one that opens a KB's files; it knows files and tensors, not models' layers:
+`knowledge` puts what it reads into a model.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Why not PEFT's Poly tuner: it routes by integer task ids through a router owned by each layer, with a
 fixed task count; Poly-PRAG needs external mixing weights at inference (the mean of the retrieved
 documents' weights, or uniform) and a document table that grows (Poly-z). So the routing table lives in
-`routing.py` and the layer below only mixes the weights it is handed: ~60 lines.
+`method.routing` and the layer below only mixes the weights it is handed: ~60 lines.
 """
 
 from __future__ import annotations

