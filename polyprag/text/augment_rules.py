@@ -377,8 +377,7 @@ class _Candidate:
     order: int
 
 
-def _candidates(doc: Document, sentences: list[str]) -> list[_Candidate]:
-    topic = _topic(doc, sentences)
+def _candidates(doc: Document, sentences: list[str], topic: Topic) -> list[_Candidate]:
     out: list[_Candidate] = []
     for i, sent in enumerate(sentences):
         for span in extract_spans(sent, doc.title):
@@ -430,10 +429,9 @@ _REWRITES = ((" is known for ", " is noted for "), (" was known for ", " was not
              (" more than ", " over "), (" was founded in ", " was established in "))
 
 
-def _rewrite(doc: Document, sentences: list[str]) -> str:
+def _rewrite(sentences: list[str], topic: Topic) -> str:
     """Second sentence first, the opening sentence last, pronouns resolved, a few safe synonyms."""
     order = sentences[1:] + sentences[:1] if len(sentences) > 1 else sentences
-    topic = _topic(doc, sentences)
     text = " ".join(_fix_subject(s, topic) if i == 0 else s for i, s in enumerate(order))
     for old, new in _REWRITES:
         text = text.replace(old, new)
@@ -455,9 +453,10 @@ def rule_augment(doc: Document, n_qa: int = 3, max_qa: int | None = None) -> Aug
     sentences = split_sentences(doc.text)
     if not sentences:
         raise InputError(f"document {doc.id!r} has no text to augment; remove it or give it text")
-    chosen = _select(_candidates(doc, sentences), max_qa if max_qa is not None else n_qa)
+    topic = _topic(doc, sentences)  # read once: the questions and the rewrite both name it
+    chosen = _select(_candidates(doc, sentences, topic), max_qa if max_qa is not None else n_qa)
     qa = tuple(c.pair for c in chosen) or (_fallback(doc, sentences),)
-    return Augmentation(doc.id, _rewrite(doc, sentences), qa, SOURCE)
+    return Augmentation(doc.id, _rewrite(sentences, topic), qa, SOURCE)
 
 
 # ---------------------------------------------------------------- JSON cache
