@@ -34,7 +34,8 @@ AUGMENTERS = ("rules", "llm")
 RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
 LLM_PARSE = 2  # in the cache key: LLM outputs cached under an older parse_qa are asked again
-RULES_VERSION = 2  # in the cache key: raise it when augment_rules' output changes (2: topic read from the document)
+RULES_VERSION = 3  # in the cache key: raise it when augment_rules' output changes (2: topic read from the document;
+#                   3: no compound materials drawn from the sample)
 AUGMENT_MAX_TOKENS = 256  # per rewrite or QA list
 # --augment-url: an OpenAI-compatible server writes the LLM augmenter's text
 REMOTE_CONCURRENCY, REMOTE_TIMEOUT_S, REMOTE_RETRIES = 4, 300, 2

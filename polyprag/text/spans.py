@@ -71,7 +71,6 @@ _MATERIALS = {
     "material": "glass enamel clay porcelain bark milk wax",
 }
 _MATERIAL_OF = {w: cat for cat, words in _MATERIALS.items() for w in words.split()}
-_MATERIAL_OF.update({"whale oil": "fuel", "birch bark": "material"})
 _SENT_END_RE = re.compile(r"[.!?][\"'”’)\]]*\s+|\n\s*\n")
 _YEAR_RE = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b(?![,.]\d)")
 _DATE_RE = re.compile(
