@@ -28,10 +28,11 @@ declare -A LEVERS=(
   [epochs3]="--epochs 3"                         # a longer schedule
   [entropy]="--routing-entropy 0.5"              # sparser routing
   [mi]="--routing-entropy 0.5 --routing-balance 0.5"  # sparser per document, spread over the documents (MI)
+  [bf16]="--dtype bfloat16"                      # the base model in bfloat16 for training and answering (memory, speed)
 )
 action=${1:-explore}; shift || true
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(defaults format-uniform shared qa6 context1 contrast0 epochs3 epochs1 entropy mi)
+[ ${#names[@]} -eq 0 ] && names=(defaults qa6 context1 epochs3 bf16 format-uniform epochs1 contrast0 shared entropy mi)
 for name in "${names[@]}"; do
   [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever $name: choose from ${!LEVERS[*]}" >&2; exit 2; }
   for dataset in briefs hotpotqa; do

@@ -79,3 +79,34 @@ def test_a_crash_during_conversion_leaves_no_half_written_model(fake_bundle, tmp
     with pytest.raises(RuntimeError):
         convert_bundled(fake_bundle, tmp_path / "home")
     assert list((tmp_path / "home" / "models").iterdir()) == []
+
+
+def test_a_16_bit_copy_is_written_once_and_holds_the_cast_weights(tiny_chat_model_dir, tmp_path):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    fp32 = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_chat_model_dir, fp32)
+    narrow = models.narrow_copy(fp32, "bfloat16")
+    assert narrow == tmp_path / "models" / "tiny-bfloat16"
+    assert sorted(p.name for p in fp32.parent.iterdir()) == ["tiny", "tiny-bfloat16"]  # no temp folders left
+    stamp = (narrow / "config.json").stat().st_mtime_ns
+    assert models.narrow_copy(fp32, "bfloat16") == narrow and (narrow / "config.json").stat().st_mtime_ns == stamp
+    wide = AutoModelForCausalLM.from_pretrained(fp32).state_dict()
+    stored = AutoModelForCausalLM.from_pretrained(narrow, dtype=torch.bfloat16).state_dict()
+    assert stored.keys() == wide.keys()
+    for name, w in wide.items():
+        assert stored[name].dtype == torch.bfloat16 and torch.equal(stored[name], w.to(torch.bfloat16)), name
+
+
+def test_a_bundled_model_in_16_bits_loads_from_its_narrow_copy(tiny_chat_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    fp32 = tmp_path / "models" / "smollm2-135m-instruct"
+    shutil.copytree(tiny_chat_model_dir, fp32)
+    monkeypatch.setattr(models, "resolve_model", lambda spec: str(fp32))
+    assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == str(fp32) + "-bfloat16"
+    assert load_model("smollm2-135m-instruct").path == str(fp32)  # fp32 reads the converted folder itself
+    assert load_model(str(fp32), dtype="bfloat16").path == str(fp32)  # a user's own folder is never copied
