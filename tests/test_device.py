@@ -2,6 +2,7 @@
 them (the fingerprint ignores dtype). On this CPU bf16 is exercised for real; CUDA only where a GPU is."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -69,6 +70,23 @@ def test_the_fingerprint_ignores_dtype_and_device_but_not_the_model(tiny_chat_mo
     a, b = (load_model(str(tiny_chat_model_dir), dtype=d).model for d in ("float32", "bfloat16"))
     assert model_fingerprint(a) == model_fingerprint(b)
     assert model_fingerprint(a) != model_fingerprint(load_model(str(tiny_base_model_dir)).model)
+
+
+def test_the_fingerprint_ignores_the_folder_and_kbs_that_named_theirs_still_load(bf16_kb, tiny_chat_model_dir,
+                                                                                tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tiny_chat_model_dir, moved)  # the same model on another machine, or a bundled 16-bit copy
+    here, there = load_model(str(tiny_chat_model_dir)), load_model(str(moved))
+    assert model_fingerprint(here.model) == model_fingerprint(there.model)
+    assert model_fingerprint(here.model, with_folder=True) != model_fingerprint(there.model, with_folder=True)
+    _, folder = bf16_kb
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["base_model"]["fingerprint"] = model_fingerprint(here.model, with_folder=True)  # as written before
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "manifest.sha256").unlink(missing_ok=True)
+    assert len(KnowledgeBase.load(folder, here).docs) == len(DOCS)
+    with pytest.raises(InputError, match="loads only from the model folder it was built with"):
+        KnowledgeBase.load(folder, there)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -125,13 +125,16 @@ def fix(folder: Path) -> str:
     return f"roll back to an intact version (`polyprag versions {folder}`) or rebuild the knowledge base"
 
 
-def model_fingerprint(model, legacy: bool = False) -> str:
+def model_fingerprint(model, legacy: bool = False, with_folder: bool = False) -> str:
     """Architecture, parameter shapes and the first embedding values: differs between base models, not
-    between devices or dtypes (values rounded to bf16), so a KB built on a CPU in fp32 loads on a GPU in bf16.
-    `legacy`: the fp32-exact form KBs written before that carry (still accepted from an fp32 model)."""
+    between devices, dtypes (values rounded to bf16) or folders, so a KB built on a CPU in fp32 loads on a GPU
+    in bf16, from the 16-bit copy of a bundled model, or on another machine.
+    `with_folder`: the form KBs written before 2026-12-04 carry (the model's folder in it; still accepted);
+    `legacy`: the fp32-exact form of KBs older still (accepted from an fp32 model)."""
     config = model.config.to_dict()
     if not legacy:
-        config = {k: v for k, v in config.items() if k not in ("dtype", "torch_dtype")}
+        drop = ("dtype", "torch_dtype") if with_folder else ("dtype", "torch_dtype", "_name_or_path")
+        config = {k: v for k, v in config.items() if k not in drop}
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, p in model.named_parameters():
         if "lora_" not in name:
@@ -151,14 +154,16 @@ def check_base_model(folder: Path, manifest: Manifest, lm) -> None:
     raise InputError(f"{folder} was built for base model {base.spec!r} (fingerprint {base.fingerprint[:12]}), "
                      f"but the model given is {lm.spec!r} (fingerprint {found[:12]}). Load it with --model "
                      f"{base.spec}, or rebuild the KB for this model."
-                     + ("" if lm.model.dtype == torch.float32 else " (A KB written before polyprag's "
-                        "dtype-free fingerprint loads only with --dtype float32.)"))
+                     + " (A KB written before 2026-12-04 loads only from the model folder it was built with"
+                     + ("." if lm.model.dtype == torch.float32 else "; one written before polyprag's dtype-free "
+                        "fingerprint only with --dtype float32.") + ")")
 
 
 def _fingerprints(model) -> set[str]:
-    """The fingerprints that match this model: the current one, and the legacy one when it is in fp32."""
+    """The fingerprints that match this model: the current one, the one naming its folder, and the legacy one
+    when it is in fp32."""
     legacy = {model_fingerprint(model, legacy=True)} if model.dtype == torch.float32 else set()
-    return {model_fingerprint(model)} | legacy
+    return {model_fingerprint(model), model_fingerprint(model, with_folder=True)} | legacy
 
 
 def checked_manifest(folder: Path) -> dict:
