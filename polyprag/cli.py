@@ -23,7 +23,7 @@ from .errors import InputError
 from .eval.evaluate import MODES
 from .kb.knowledge import BuildConfig
 from .kb.lifecycle import KEEP_VERSIONS
-from .lm.models import BUNDLED, DEFAULT_MODEL, DTYPES
+from .lm.models import AUTO, BUNDLED, DEFAULT_MODEL, DTYPES, SERVE_DTYPE
 from .baselines.prag import PragConfig
 from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
@@ -165,7 +165,7 @@ def _tool_parsers(sub) -> None:
     serve.add_argument("--guard-reads", action="store_true",
                        help="every endpoint but the page needs X-API-Key (POLYPRAG_API_KEY, or POLYPRAG_READ_KEY for "
                             "a read-only key); same as POLYPRAG_GUARD_READS=1")
-    _device_args(serve)
+    _device_args(serve, dtype=SERVE_DTYPE)
     serve.set_defaults(func=cmd_serve)
     exp_lora = sub.add_parser("export-lora", help="one question's adapter mixture as a standard PEFT LoRA folder",
                               description="Write the mixture a question (or a set of documents) gets as a PEFT "
@@ -198,6 +198,8 @@ def _tool_parsers(sub) -> None:
                        help="synthetic BM25 corpus sizes, comma-separated")
     speed.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes (build, serve)")
     _device_args(speed)
+    speed.add_argument("--serve-dtype", default=SERVE_DTYPE, choices=(*DTYPES, AUTO),
+                       help="the serve child's --dtype (default serve's own, %(default)s)")
     speed.set_defaults(func=cmd_bench_speed)
 
 
@@ -323,11 +325,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     _device_args(p)
 
 
-def _device_args(p: argparse.ArgumentParser) -> None:
+def _device_args(p: argparse.ArgumentParser, dtype: str = "float32") -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps, or auto (a GPU when one is visible; "
                    "default cpu)")
-    p.add_argument("--dtype", default="float32", choices=DTYPES,
-                   help="the base model's weights (default float32; bfloat16 on a GPU). Adapters train in fp32")
+    p.add_argument("--dtype", default=dtype, choices=(*DTYPES, AUTO),
+                   help="the base model's weights (default %(default)s; auto: bfloat16 on a GPU or a CPU with native "
+                        "bf16, else float32). Adapters train in fp32")
 
 
 if __name__ == "__main__":

@@ -322,7 +322,8 @@ def cmd_bench_speed(args) -> None:
                          max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
                          **({"poly_epochs": args.epochs, "prag_epochs": args.epochs} if args.epochs else {}),
                          **({"poly_epochs": args.poly_epochs} if args.poly_epochs else {}), top_layers=args.top_layers,
-                         rss=not args.no_rss, device=args.device, dtype=args.dtype)
+                         rss=not args.no_rss, device=args.device, dtype=args.dtype,
+                         serve_dtype=args.serve_dtype)
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))
     table = Path(args.json_out).with_suffix(".md")  # written from the same result: the two cannot disagree

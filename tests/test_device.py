@@ -13,7 +13,7 @@ from polyprag.text.corpus import write_jsonl
 from polyprag.errors import InputError
 from polyprag.kb.knowledge import KnowledgeBase
 from polyprag.kb.store import model_fingerprint
-from polyprag.lm.models import load_model, resolve_device
+from polyprag.lm.models import load_model, resolve_device, resolve_dtype
 
 from test_kb import CONFIG, DOCS, GEN
 
@@ -130,3 +130,20 @@ def test_a_kb_trains_and_answers_on_cuda_in_bf16_and_loads_on_the_cpu(tiny_chat_
     cpu = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
     saved, trained = inventory_state(cpu.layers), inventory_state(gpu.layers)
     assert all(torch.equal(saved[k], trained[k]) for k in trained)
+
+
+def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
+    assert resolve_dtype("float32", "cuda") == "float32" and resolve_dtype("bfloat16", "cpu") == "bfloat16"
+    assert resolve_dtype("auto", "cuda:1") == "bfloat16"
+    for native, expected in ((True, "bfloat16"), (False, "float32")):
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+        assert resolve_dtype("auto", "cpu") == expected
+    assert resolve_dtype("auto", "mps") == "float32"
+
+
+def test_serve_answers_in_auto_dtype_unless_told(tmp_path):
+    from polyprag.cli import _parser as build_parser
+
+    assert build_parser().parse_args(["serve", str(tmp_path)]).dtype == "auto"
+    assert build_parser().parse_args(["ask", "Who?", "--kb", str(tmp_path)]).dtype == "float32"
+    assert build_parser().parse_args(["serve", str(tmp_path), "--dtype", "float32"]).dtype == "float32"

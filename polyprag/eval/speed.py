@@ -34,7 +34,7 @@ from ..text.corpus import Document, write_jsonl
 from .evaluate import percentile
 from ..lm.generate import GenerationConfig
 from ..kb.knowledge import BuildConfig, KnowledgeBase
-from ..lm.models import LoadedModel, load_model
+from ..lm.models import SERVE_DTYPE, LoadedModel, load_model, resolve_dtype
 from ..baselines.prag import PragAdapters, PragConfig
 from ..modes import KB_DEFAULT
 from ..readers import reader
@@ -61,6 +61,7 @@ class SpeedConfig:
     rss: bool = True  # the two child processes (build, serve): the slowest part on a small corpus
     device: str = "cpu"
     dtype: str = "float32"
+    serve_dtype: str = SERVE_DTYPE  # the serve child's: serve's own default unless asked otherwise
 
 
 def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str], out: Path) -> dict:
@@ -87,6 +88,8 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
                    "poly_samples_per_s": len(samples) * config.poly_epochs / poly_s,
                    "prag_samples_per_s": len(samples) * config.prag_epochs / prag_s},
         "retrieval": retrieval, "peak_rss_bytes": rss,
+        "peak_rss_dtype": {"build": resolve_dtype(config.dtype, lm.model.device.type),
+                           "serve": resolve_dtype(config.serve_dtype, lm.model.device.type)} if rss else {},
         "ratios": {f"{m.replace('-', '_')}_p50_over_closed_book": latency[m]["p50_s"] / base
                    for m in SPEED_MODES[1:]}
         | {"batched_poly_throughput_over_closed_book": batched["poly_q_per_s"] / batched["closed_book_q_per_s"],
@@ -177,10 +180,11 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
     three requests, each alone in a fresh child (resource.RUSAGE_CHILDREN of a one-child wrapper)."""
     write_jsonl(docs, tmp / "docs.jsonl")
     cli = [sys.executable, "-m", "polyprag.cli"]
-    placement = ["--model", config.model, "--device", config.device, "--dtype", config.dtype]
+    placement = ["--model", config.model, "--device", config.device]
     build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.poly_epochs),
-             "--top-layers", str(config.top_layers), "--augment-cache", str(tmp / "c.jsonl"), *placement]
-    serve = [*cli, "serve", str(tmp / "kb"), *placement]  # the wrapper adds a free --port
+             "--top-layers", str(config.top_layers), "--augment-cache", str(tmp / "c.jsonl"), *placement,
+             "--dtype", config.dtype]
+    serve = [*cli, "serve", str(tmp / "kb"), *placement, "--dtype", config.serve_dtype]  # the wrapper adds a --port
     return {"build": _child_peak(build), "serve": _child_peak(serve, serving=True)}
 
 
@@ -245,5 +249,6 @@ def markdown(result: dict) -> str:
         lines.append(f"| BM25 p50 / p95 ms, {int(n):,} passages (index built in {v['build_s']:.1f} s) | "
                      f"{v['p50_ms']:.2f} / {v['p95_ms']:.2f} | |")
     for name, v in result["peak_rss_bytes"].items():
-        lines.append(f"| peak RSS of `{name}` | {v / 2**20:,.0f} MiB | |")
+        dtype = result.get("peak_rss_dtype", {}).get(name)
+        lines.append(f"| peak RSS of `{name}`{f' (base model in {dtype})' if dtype else ''} | {v / 2**20:,.0f} MiB | |")
     return "\n".join(lines)
