@@ -110,3 +110,19 @@ def test_a_bundled_model_in_16_bits_loads_from_its_narrow_copy(tiny_chat_model_d
     assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == str(fp32) + "-bfloat16"
     assert load_model("smollm2-135m-instruct").path == str(fp32)  # fp32 reads the converted folder itself
     assert load_model(str(fp32), dtype="bfloat16").path == str(fp32)  # a user's own folder is never copied
+
+
+def test_a_16_bit_copy_stored_by_another_process_meanwhile_is_used(tiny_chat_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    fp32 = tmp_path / "models" / "tiny"
+    shutil.copytree(tiny_chat_model_dir, fp32)
+    real_replace = models.os.replace
+
+    def racing(src, dst):  # the other process finishes first
+        shutil.copytree(src, dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(models.os, "replace", racing)
+    assert models.narrow_copy(fp32, "bfloat16") == tmp_path / "models" / "tiny-bfloat16"
+    assert sorted(p.name for p in fp32.parent.iterdir()) == ["tiny", "tiny-bfloat16"]

@@ -171,7 +171,12 @@ def narrow_copy(path: Path, dtype: str) -> Path:
         log.info("storing %s in %s once (%s)", path.name, dtype, target)
         AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).save_pretrained(out)
         AutoTokenizer.from_pretrained(path).save_pretrained(out)
-        os.replace(out, target)  # atomic: a crash leaves no half-written copy behind
+        try:
+            os.replace(out, target)  # atomic: a crash leaves no half-written copy behind
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+            # another process stored the same copy first: use theirs
     return target
 
 
