@@ -49,6 +49,38 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdicts(table: list[dict], datasets: tuple[str, ...] = ("briefs", "hotpotqa")) -> list[dict]:
+    """levers_dev.sh's rule per lever that ran on every dataset: its score (mean F1 of poly and poly-combine,
+    averaged over the datasets) against the defaults', and whether own − shuffled fell on any dataset."""
+    at = {(r["lever"], r["dataset"]): r for r in table}
+    if not all(("defaults", d) in at for d in datasets):
+        return []
+
+    def score(lever: str) -> float:
+        return sum((at[lever, d]["poly"] + at[lever, d]["poly_combine"]) / 2 for d in datasets) / len(datasets)
+
+    out = []
+    for lever in sorted({r["lever"] for r in table} - {"defaults"}):
+        if not all((lever, d) in at for d in datasets):
+            continue
+        fell = [d for d in datasets if at[lever, d]["own_minus_shuffled"] < at["defaults", d]["own_minus_shuffled"]]
+        gain = score(lever) - score("defaults")
+        out.append({"lever": lever, "score": score(lever), "gain": gain, "own_fell_on": fell,
+                    "seeds": {d: at[lever, d]["seeds"] for d in datasets},
+                    "passes": gain > 0 and not fell})
+    return out
+
+
+def verdict_markdown(rows: list[dict], defaults: float | None) -> str:
+    lines = [f"| lever | score (defaults {defaults:.1f}) | gain | own − shuffled fell on | seeds | to confirm |",
+             "|---|---|---|---|---|---|"]
+    for v in rows:
+        seeds = ", ".join(f"{d} {n}" for d, n in v["seeds"].items())
+        lines.append(f"| {v['lever']} | {v['score']:.1f} | {v['gain']:+.1f} | {', '.join(v['own_fell_on']) or '-'} "
+                     f"| {seeds} | {'yes' if v['passes'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", nargs="?", default="runs")
@@ -58,6 +90,12 @@ def main() -> None:
     runs = sorted(r for r in Path(args.root).glob(f"levers-dev-*-n{args.n}-smollm2-*") if NAME.fullmatch(r.name))
     table = [lever_row(r) for r in runs if any(r.glob("seed-*/methods/*.json"))]
     print(markdown(table), end="")
+    rules = verdicts(table)
+    if rules:
+        defaults = rules[0]["score"] - rules[0]["gain"]
+        print("\nThe rule (levers_dev.sh): a lever goes on to confirmation when its score is higher than the "
+              "defaults' and own − shuffled falls nowhere.\n")
+        print(verdict_markdown(rules, defaults), end="")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1), encoding="utf-8")
 

@@ -68,3 +68,25 @@ def test_the_user_path_agrees_with_bench_only_where_the_interval_holds_zero(monk
     assert report["poly"]["agree"] and report["poly"]["diff"] == 0 and report["poly"]["bench_seeds"] == 2
     assert not report["poly-combine"]["agree"] and report["poly-combine"]["diff"] == -50.0
     sys.modules.pop("user_path", None)
+
+
+def test_the_levers_rule_sends_on_only_a_higher_score_whose_own_knowledge_does_not_fall(scripts):
+    _, levers_table = scripts
+
+    def row(lever, dataset, poly, combine, own):
+        return {"lever": lever, "dataset": dataset, "poly": poly, "poly_combine": combine,
+                "own_minus_shuffled": own, "seeds": 3}
+
+    table = [row("defaults", "briefs", 10, 60, 5), row("defaults", "hotpotqa", 30, 30, 10),
+             row("better", "briefs", 12, 62, 6), row("better", "hotpotqa", 30, 30, 10),
+             row("forgets", "briefs", 20, 70, 4), row("forgets", "hotpotqa", 30, 30, 10),
+             row("worse", "briefs", 9, 60, 9), row("worse", "hotpotqa", 30, 30, 12),
+             row("half-run", "briefs", 50, 90, 20)]
+    got = {v["lever"]: v for v in levers_table.verdicts(table)}
+    assert set(got) == {"better", "forgets", "worse"}  # a lever missing a dataset is not judged
+    assert got["better"]["passes"] and got["better"]["gain"] == 1.0
+    assert not got["forgets"]["passes"] and got["forgets"]["own_fell_on"] == ["briefs"]
+    assert not got["worse"]["passes"] and got["worse"]["gain"] == -0.25
+    assert levers_table.verdicts([row("better", "briefs", 1, 1, 1)]) == []  # no defaults: no rule to apply
+    assert "| better | 33.5 | +1.0 | - | briefs 3, hotpotqa 3 | yes |" in levers_table.verdict_markdown(
+        list(got.values()), 32.5)
