@@ -52,7 +52,8 @@ def markdown(table: list[dict]) -> str:
 def verdicts(table: list[dict], datasets: tuple[str, ...] = ("briefs", "hotpotqa")) -> list[dict]:
     """levers_dev.sh's rule per lever that ran on every dataset: its score (mean F1 of poly and poly-combine,
     averaged over the datasets) against the defaults', and whether own − shuffled fell on any dataset."""
-    at = {(r["lever"], r["dataset"]): r for r in table}
+    done = ("poly", "poly_combine", "own_minus_shuffled")
+    at = {(r["lever"], r["dataset"]): r for r in table if all(r.get(k) is not None for k in done)}  # landed rows
     if not all(("defaults", d) in at for d in datasets):
         return []
 

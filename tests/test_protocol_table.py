@@ -81,7 +81,7 @@ def test_the_levers_rule_sends_on_only_a_higher_score_whose_own_knowledge_does_n
              row("better", "briefs", 12, 62, 6), row("better", "hotpotqa", 30, 30, 10),
              row("forgets", "briefs", 20, 70, 4), row("forgets", "hotpotqa", 30, 30, 10),
              row("worse", "briefs", 9, 60, 9), row("worse", "hotpotqa", 30, 30, 12),
-             row("half-run", "briefs", 50, 90, 20)]
+             row("half-run", "briefs", 50, 90, 20), row("half-run", "hotpotqa", None, None, None)]
     got = {v["lever"]: v for v in levers_table.verdicts(table)}
     assert set(got) == {"better", "forgets", "worse"}  # a lever missing a dataset is not judged
     assert got["better"]["passes"] and got["better"]["gain"] == 1.0
