@@ -8,7 +8,7 @@ from polyprag.text.augment import Sample
 from polyprag.lm.models import load_model
 from polyprag.method.routing import RoutingTable
 from polyprag.method.config import TrainConfig
-from polyprag.method.train import collate, encode, train
+from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, train
 
 
 @pytest.fixture
@@ -142,9 +142,23 @@ def test_loss_mask_comes_from_lengths_and_skips_the_prefix(lm):
     e = encode(lm.tokenizer, Sample(0, "Who built the bridge?", "Ada Feld"), max_length=512)
     batch = collate([e, encode(lm.tokenizer, Sample(1, "Why?", "no"), 512)], lm.tokenizer.pad_token_id)
     labels = batch["labels"][0]
-    assert (labels[:e.loss_from] == -100).all() and (labels[e.loss_from:] != -100).all()
-    assert labels[len(e.ids) - 1] == lm.tokenizer.eos_token_id  # the model learns to stop
-    assert batch["input_ids"].shape[1] == len(e.ids)  # dynamic padding: to the longest row only
+    n = len(e.ids)
+    assert (labels[:e.loss_from] == -100).all() and (labels[e.loss_from:n] != -100).all()
+    assert (labels[n:] == -100).all() and not batch["attention_mask"][0, n:].any()  # padding learns nothing
+    assert labels[n - 1] == lm.tokenizer.eos_token_id  # the model learns to stop
+    width = batch["input_ids"].shape[1]  # dynamic padding: the longest row, rounded up to a few widths
+    assert width % WIDTH_MULTIPLE == 0 and n <= width < n + WIDTH_MULTIPLE
+
+
+def test_the_rounded_width_leaves_the_loss_unchanged(lm):
+    rows = [encode(lm.tokenizer, Sample(0, q, "Ada Feld"), 512) for q in ("Who built it?", "Who built the bridge?")]
+    e = next(r for r in rows if len(r.ids) % WIDTH_MULTIPLE)  # a row the rounding pads
+    batch = collate([e], lm.tokenizer.pad_token_id)
+    n = len(e.ids)
+    exact = {k: v[:, :n] for k, v in batch.items() if k != "doc"}
+    with torch.no_grad():
+        padded = lm.model(**{k: v for k, v in batch.items() if k != "doc"}).loss
+        assert batch["input_ids"].shape[1] > n and torch.allclose(padded, lm.model(**exact).loss, atol=1e-5)
 
 
 FACTS = [("Who built the Marlow Bridge?", "Ada Feld"), ("Where is Velmark?", "on the Tesk"),

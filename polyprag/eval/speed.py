@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import statistics
 import subprocess
@@ -185,12 +186,14 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
              "--top-layers", str(config.top_layers), "--augment-cache", str(tmp / "c.jsonl"), *placement,
              "--dtype", config.dtype]
     serve = [*cli, "serve", str(tmp / "kb"), *placement, "--dtype", config.serve_dtype]  # the wrapper adds a --port
-    return {"build": _child_peak(build), "serve": _child_peak(serve, serving=True)}
+    return {"build": child_peak(build), "serve": child_peak(serve, serving=True)}
 
 
-def _child_peak(cmd: list[str], serving: bool = False) -> int:
+def child_peak(cmd: list[str], serving: bool = False, env: dict[str, str] | None = None) -> int:
+    """Peak RSS in bytes of `cmd` run alone in a fresh child (with `env` added to this process's environment)."""
     script = _SERVE_PEAK if serving else _RUN_PEAK
-    done = subprocess.run([sys.executable, "-c", script, json.dumps(cmd)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", script, json.dumps(cmd)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return int(done.stdout.strip().splitlines()[-1])

@@ -92,10 +92,16 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
         enc.teacher = (values, index)
 
 
+# A batch's width is rounded up to this many tokens: in bfloat16 on a CPU every new matmul shape adds a oneDNN
+# primitive to a cache of 1,024, and free widths grew a build by ~300 MiB (BENCHMARKS.md, "Where a build's
+# memory goes"); right padding leaves the real positions' outputs and the loss unchanged.
+WIDTH_MULTIPLE = 16
+
+
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right padding to the longest row of this batch (dynamic padding). Labels from lengths, not pad ids:
-    some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to stop."""
-    width = max(len(e.ids) for e in batch)
+    """Right padding to the longest row of this batch, rounded up to WIDTH_MULTIPLE. Labels from lengths, not
+    pad ids: some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to stop."""
+    width = -(-max(len(e.ids) for e in batch) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
     ids = torch.full((len(batch), width), pad_id)
     attn = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), -100)
