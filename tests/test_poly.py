@@ -172,6 +172,8 @@ def test_twenty_steps_on_four_documents_halve_the_loss(lm):
     history = train(lm.model, lm.tokenizer, layers, routing, samples,
                     TrainConfig(epochs=20, batch_size=4, lr_adapters=1e-2), progress=False)
     assert len(history) == 20 and history[-1]["loss"] < history[0]["loss"] / 2
+    learned = [p for l in layers for p in l.named_adapters().values()] + list(routing.parameters())
+    assert all(p.grad is None for p in learned)  # released: answering next in this process does not carry them
 
 
 def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir, tmp_path):

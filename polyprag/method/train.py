@@ -14,6 +14,8 @@ number of adapters per document, and the mean cosine between the inventory's ada
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import random
@@ -152,7 +154,23 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
             model.activation_checkpointing_disable()
         model.eval()
         routing.eval()
+        _release(run)
     return history
+
+
+def _release(run: _Run) -> None:
+    """Drop the gradients and hand the training's freed memory back to the OS: glibc keeps freed blocks in the
+    heap, and answering in the same process (`demo`, `bench`) then stacked its own ~400 MiB on top of the
+    build's peak (BENCHMARKS.md, "Where a build's memory goes")."""
+    run.opt.state.clear()  # freed now, before the trim, rather than when the run goes out of scope
+    for group in run.opt.param_groups:
+        for p in group["params"]:
+            p.grad = None
+    gc.collect()
+    try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass

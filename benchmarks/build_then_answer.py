@@ -1,0 +1,47 @@
+"""Memory of answering after a build in the same process (what `polyprag demo` and `bench` do): the RSS after
+the build and the peak once a batch of passage-long prompts is answered.
+
+    .venv/bin/python benchmarks/build_then_answer.py [--docs 20] [--dtype bfloat16]
+
+Builds the first N bundled sample documents at the build's defaults, then answers 16 prompts of three sample
+documents each (~480 tokens, as rag's prompts) in batches of 8. Run it alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+
+import psutil
+
+from polyprag.commands import SAMPLE
+from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
+from polyprag.lm.generate import GenerationConfig, generate
+from polyprag.lm.models import load_model
+from polyprag.text.corpus import load_corpus
+
+
+def mib() -> tuple[float, float]:
+    """(RSS now, peak RSS so far) in MiB (ru_maxrss is KiB on Linux)."""
+    return psutil.Process().memory_info().rss / 2**20, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--docs", type=int, default=20)
+    ap.add_argument("--dtype", default="bfloat16")
+    args = ap.parse_args()
+    lm = load_model("smollm2-135m-instruct", dtype=args.dtype)
+    docs = load_corpus(SAMPLE / "docs.jsonl")
+    KnowledgeBase.build(docs[:args.docs], lm, BuildConfig(), progress=False)
+    print("after the build: RSS %.0f MiB, peak %.0f MiB" % mib())
+    texts = [d.text for d in docs]
+    prompts = [lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "\n\n".join(texts[i:i + 3]) + "\n\nQuestion: who built it?"}],
+        tokenize=False, add_generation_prompt=True) for i in range(16)]
+    generate(lm, prompts, GenerationConfig(batch_size=8), progress=False)
+    print("after answering: RSS %.0f MiB, peak %.0f MiB" % mib())
+
+
+if __name__ == "__main__":
+    main()
