@@ -10,10 +10,12 @@ documents each (~480 tokens, as rag's prompts) in batches of 8. Run it alone.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 
 import psutil
 
+from polyprag.cli import ONEDNN_CACHE
 from polyprag.commands import SAMPLE
 from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
 from polyprag.lm.generate import GenerationConfig, generate
@@ -31,6 +33,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=20)
     ap.add_argument("--dtype", default="bfloat16")
     args = ap.parse_args()
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))  # as the CLI runs
     lm = load_model("smollm2-135m-instruct", dtype=args.dtype)
     docs = load_corpus(SAMPLE / "docs.jsonl")
     KnowledgeBase.build(docs[:args.docs], lm, BuildConfig(), progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from rich.console import Console
@@ -31,7 +32,14 @@ from .text.retrieve import TOP_K
 from .method.config import TrainConfig
 
 
+# oneDNN (torch's bf16 matmuls on a CPU) keeps one compiled primitive per shape, 1,024 by default: a bf16
+# build's shapes held ~300 MiB of them (BENCHMARKS.md, "Why the bfloat16 build was not smaller"), for 15-20 %
+# of its time (benchmarks/build_memory.py). Read at the first matmul, so the user's own value, set before, wins.
+ONEDNN_CACHE = 16
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
     args = _parser().parse_args(argv)
     console.quiet = not distributed.is_main()  # under torchrun, process 0 speaks for all
     logging.basicConfig(level=logging.INFO if not args.quiet and distributed.is_main() else logging.WARNING,

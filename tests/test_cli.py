@@ -1,10 +1,11 @@
 """The `polyprag` command end to end on the tiny model: ask, eval (own data), clear errors."""
 
 import json
+import os
 
 import pytest
 
-from polyprag.cli import main
+from polyprag.cli import ONEDNN_CACHE, main
 from polyprag.text.corpus import Document, write_jsonl
 
 DOCS = [Document("marlow", "Marlow Bridge", "A stone arch bridge over the river Tesk, finished in 1862 by Ada Feld."),
@@ -65,3 +66,12 @@ def test_unknown_mode_is_refused_before_loading_a_model(data, capsys):
                "--modes", "closed-book,telepathy", "--model", "no-such-model"])
     assert rc == 2
     assert "telepathy" in capsys.readouterr().out
+
+
+def test_the_cli_caps_onednns_primitive_cache_unless_the_user_set_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    assert main(["-q", "export", "--dataset", "sample", "--out", str(tmp_path / "a")]) == 0
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(ONEDNN_CACHE)
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")  # the user's own value wins
+    assert main(["-q", "export", "--dataset", "sample", "--out", str(tmp_path / "b")]) == 0
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"

@@ -127,11 +127,3 @@ def test_a_16_bit_copy_stored_by_another_process_meanwhile_is_used(tiny_chat_mod
     assert models.narrow_copy(fp32, "bfloat16") == tmp_path / "models" / "tiny-bfloat16"
     assert sorted(p.name for p in fp32.parent.iterdir()) == ["tiny", "tiny-bfloat16"]
 
-
-def test_loading_caps_onednns_primitive_cache_unless_the_user_set_it(tiny_chat_model_dir, monkeypatch):
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
-    load_model(str(tiny_chat_model_dir))
-    assert models.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == str(models.ONEDNN_CACHE)
-    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")  # the user's own value wins
-    load_model(str(tiny_chat_model_dir))
-    assert models.os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"

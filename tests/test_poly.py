@@ -8,7 +8,7 @@ from polyprag.text.augment import Sample
 from polyprag.lm.models import load_model
 from polyprag.method.routing import RoutingTable
 from polyprag.method.config import TrainConfig
-from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, train
+from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, nll_loss, train
 
 
 @pytest.fixture
@@ -156,9 +156,11 @@ def test_the_rounded_width_leaves_the_loss_unchanged(lm):
     batch = collate([e], lm.tokenizer.pad_token_id)
     n = len(e.ids)
     exact = {k: v[:, :n] for k, v in batch.items() if k != "doc"}
-    with torch.no_grad():
-        padded = lm.model(**{k: v for k, v in batch.items() if k != "doc"}).loss
-        assert batch["input_ids"].shape[1] > n and torch.allclose(padded, lm.model(**exact).loss, atol=1e-5)
+    padded = {k: v for k, v in batch.items() if k != "doc"}
+    with torch.no_grad():  # the loss training computes, and the model's own
+        assert batch["input_ids"].shape[1] > n
+        assert torch.allclose(nll_loss(lm.model, padded), nll_loss(lm.model, exact), atol=1e-5)
+        assert torch.allclose(lm.model(**padded).loss, lm.model(**exact).loss, atol=1e-5)
 
 
 FACTS = [("Who built the Marlow Bridge?", "Ada Feld"), ("Where is Velmark?", "on the Tesk"),

@@ -199,7 +199,6 @@ DTYPE_CHOICES = (*DTYPES, AUTO)
 # serve answers in 16 bits where that is native: 25-30 of 30 dev answers identical to fp32 per mode, F1 within
 # a 95% CI that holds 0, peak under 1 GB (benchmarks/dtype_agreement.sh, BENCHMARKS.md "Serving in 16 bits")
 SERVE_DTYPE = AUTO
-ONEDNN_CACHE = 16  # oneDNN primitives kept: 16 held a bf16 build's speed (benchmarks/build_memory.py)
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
@@ -244,10 +243,6 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
                          "native bf16, float32 on other CPUs; auto picks).")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    # oneDNN (torch's bf16 matmuls on a CPU) keeps one primitive per shape, 1,024 by default: a build's free
-    # shapes held ~300 MiB of them (BENCHMARKS.md, "Where a build's memory goes"); read at its first matmul,
-    # so a value set here or by the user before then holds.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
     path = resolve_model(spec)
     if dtype != "float32" and spec in BUNDLED:
         path = str(narrow_copy(Path(path), dtype))

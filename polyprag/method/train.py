@@ -100,10 +100,15 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
 WIDTH_MULTIPLE = 16
 
 
+def _width(rows: list[Encoded]) -> int:
+    """The padded width of a batch of these rows: its longest row, rounded up to WIDTH_MULTIPLE."""
+    return -(-max(len(e.ids) for e in rows) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+
+
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     """Right padding to the longest row of this batch, rounded up to WIDTH_MULTIPLE. Labels from lengths, not
     pad ids: some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to stop."""
-    width = -(-max(len(e.ids) for e in batch) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+    width = _width(batch)
     ids = torch.full((len(batch), width), pad_id)
     attn = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), -100)
@@ -163,9 +168,9 @@ def _release(run: _Run) -> None:
     heap, and answering in the same process (`demo`, `bench`) then stacked its own ~400 MiB on top of the
     build's peak (BENCHMARKS.md, "Where a build's memory goes")."""
     run.opt.state.clear()  # freed now, before the trim, rather than when the run goes out of scope
-    for group in run.opt.param_groups:
-        for p in group["params"]:
-            p.grad = None
+    learned = [p for l in run.layers for p in l.named_adapters().values()] + list(run.routing.parameters())
+    for p in learned:  # the routing's own rows too: under a router they get gradients the optimiser never steps
+        p.grad = None
     gc.collect()
     try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
         ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -303,11 +308,11 @@ def _routing_penalty(routing: RoutingTable, docs: torch.Tensor, config: TrainCon
 
 
 def _rows_per_pass(rows: list[Encoded], config: TrainConfig) -> int:
-    """Rows per pass within `config.pass_tokens` tokens, padded to the longest row (at least one; all of them
+    """Rows per pass within `config.pass_tokens` tokens, padded as `collate` pads them (at least one; all of them
     when no budget is set or the objective is not the NLL alone)."""
     if not config.pass_tokens or config.objective != "nll" or not rows:
         return max(len(rows), 1)
-    return max(1, config.pass_tokens // max(len(e.ids) for e in rows))
+    return max(1, config.pass_tokens // _width(rows))
 
 
 def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
