@@ -1,10 +1,10 @@
 """Memory of answering after a build in the same process (what `polyprag demo` and `bench` do): the RSS after
 the build and the peak once a batch of passage-long prompts is answered.
 
-    .venv/bin/python benchmarks/build_then_answer.py [--docs 20] [--dtype bfloat16]
+    .venv/bin/python benchmarks/build_then_answer.py [--docs 20] [--dtype bfloat16] [--batch-size 8]
 
 Builds the first N bundled sample documents at the build's defaults, then answers 16 prompts of three sample
-documents each (~480 tokens, as rag's prompts) in batches of 8. Run it alone.
+documents each (~480 tokens, as rag's prompts) in batches of --batch-size. Run it alone.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=20)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--batch-size", type=int, default=8, help="prompts per generation batch (the default's 8)")
     args = ap.parse_args()
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))  # as the CLI runs
     lm = load_model("smollm2-135m-instruct", dtype=args.dtype)
@@ -42,7 +43,7 @@ def main() -> None:
     prompts = [lm.tokenizer.apply_chat_template(
         [{"role": "user", "content": "\n\n".join(texts[i:i + 3]) + "\n\nQuestion: who built it?"}],
         tokenize=False, add_generation_prompt=True) for i in range(16)]
-    generate(lm, prompts, GenerationConfig(batch_size=8), progress=False)
+    generate(lm, prompts, GenerationConfig(batch_size=args.batch_size), progress=False)
     print("after answering: RSS %.0f MiB, peak %.0f MiB" % mib())
 
 
