@@ -4,7 +4,8 @@ the build and the peak once a batch of passage-long prompts is answered.
     .venv/bin/python benchmarks/build_then_answer.py [--docs 20] [--dtype bfloat16] [--batch-size 8]
 
 Builds the first N bundled sample documents at the build's defaults, then answers 16 prompts of three sample
-documents each (~480 tokens, as rag's prompts) in batches of --batch-size. Run it alone.
+documents each (~480 tokens: a stand-in for rag's prompt, its passages without the few-shot examples) in
+batches of --batch-size. Run it alone.
 """
 
 from __future__ import annotations

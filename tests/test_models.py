@@ -126,4 +126,3 @@ def test_a_16_bit_copy_stored_by_another_process_meanwhile_is_used(tiny_chat_mod
     monkeypatch.setattr(models.os, "replace", racing)
     assert models.narrow_copy(fp32, "bfloat16") == tmp_path / "models" / "tiny-bfloat16"
     assert sorted(p.name for p in fp32.parent.iterdir()) == ["tiny", "tiny-bfloat16"]
-

@@ -95,8 +95,8 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
 
 
 # A batch's width is rounded up to this many tokens: in bfloat16 on a CPU every new matmul shape adds a oneDNN
-# primitive to a cache of 1,024, and free widths grew a build by ~300 MiB (BENCHMARKS.md, "Where a build's
-# memory goes"); right padding leaves the real positions' outputs and the loss unchanged.
+# primitive to a cache of 1,024, and free widths grew a build by ~300 MiB (BENCHMARKS.md, "Why the bfloat16
+# build was not smaller"); right padding leaves the real positions' outputs and the loss unchanged.
 WIDTH_MULTIPLE = 16
 
 
@@ -166,7 +166,7 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
 def _release(run: _Run) -> None:
     """Drop the gradients and hand the training's freed memory back to the OS: glibc keeps freed blocks in the
     heap, and answering in the same process (`demo`, `bench`) then stacked its own ~400 MiB on top of the
-    build's peak (BENCHMARKS.md, "Where a build's memory goes")."""
+    build's peak (BENCHMARKS.md, "Answering after a build in one process")."""
     run.opt.state.clear()  # freed now, before the trim, rather than when the run goes out of scope
     learned = [p for l in run.layers for p in l.named_adapters().values()] + list(run.routing.parameters())
     for p in learned:  # the routing's own rows too: under a router they get gradients the optimiser never steps
