@@ -55,6 +55,39 @@ def test_batched_generation_equals_one_by_one(which, request):
     assert batched == single
 
 
+def test_the_head_reads_a_contiguous_last_position_so_its_weight_is_never_copied_per_row(chat_lm):
+    """A sliced (B, 1, d) view would make torch's matmul expand and copy the (vocab, d) head per row."""
+    seen = []
+    hook = chat_lm.model.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    try:
+        prompts = [build_prompt(chat_lm.tokenizer, q) for q in ["Who built the long bridge at Velmark?", "Why?"]]
+        generate(chat_lm, prompts, GenerationConfig(max_new_tokens=2, batch_size=2), progress=False)
+    finally:
+        hook.remove()
+    assert seen and seen[0].shape[:2] == (2, 1)  # the prefill's last position only
+    assert all(x.is_contiguous() for x in seen)
+
+
+def test_token_batches_bound_rows_and_padded_tokens():
+    from polyprag.lm.generate import token_batches
+    lengths = [100, 510, 300, 480, 90, 2600, 120]
+    batches = token_batches(lengths, batch_size=3, batch_tokens=1000)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # every prompt once
+    assert batches[0] == [5]  # longer than the budget: alone, and first (longest first)
+    for b in batches:
+        assert len(b) <= 3 and (len(b) == 1 or len(b) * lengths[b[0]] <= 1000)
+        assert lengths[b[0]] == max(lengths[i] for i in b)  # the first row sets the padded width
+    assert batches[1:] == [[1], [3, 2], [6, 0, 4]]  # 2 × 510 > 1000; 2 × 480 fits, 3 × 480 does not
+    assert token_batches([], 8, 2048) == []
+
+
+def test_a_tight_token_budget_answers_the_same(chat_lm):
+    prompts = [build_prompt(chat_lm.tokenizer, q) for q in ["Who built it?", "Where is the long river Tesk?", "Why?"]]
+    loose = generate(chat_lm, prompts, GenerationConfig(max_new_tokens=6, batch_size=3), progress=False)
+    tight = generate(chat_lm, prompts, GenerationConfig(max_new_tokens=6, batch_size=3, batch_tokens=1), progress=False)
+    assert tight == loose
+
+
 def test_answer_questions_returns_extracted_answers_and_timings(chat_lm):
     timings = []
     answers = answer_questions(chat_lm, ["Who built the bridge?", "Where?"], [["p one"], ["p two"]],

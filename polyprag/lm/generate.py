@@ -19,6 +19,10 @@ from ..settings import check, setting
 class GenerationConfig:
     max_new_tokens: int = setting(32, "tokens generated per answer at most", at_least=1)
     batch_size: int = setting(8, "questions answered per generation batch", at_least=1)
+    # 4096: rag's prompts on the sample (371-730 tokens with the shots) 5 to 8 a batch; the demo then answers under
+    # its build's peak (8192 peaked 160 MiB above it) and no slower than 2048 (BENCHMARKS.md, "Answering after a build")
+    batch_tokens: int = setting(4096, "prompt tokens per generation batch at most (rows × its longest prompt; "
+                                "a longer prompt is answered alone): bounds a batch's memory", at_least=1)
 
     def __post_init__(self):
         check(self)
@@ -35,14 +39,16 @@ class Routing:
 @torch.inference_mode()
 def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = GenerationConfig(),
              progress: bool = True, timings: list[float] | None = None, routing: Routing | None = None) -> list[str]:
-    """Greedy, batched (left padding), longest prompts first; returns only the new text of each prompt.
+    """Greedy, batched (left padding, `token_batches`), longest prompts first; returns only each prompt's new text.
 
     `timings`, when given, receives each prompt's share of its batch's wall time (amortised latency).
     """
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    if not prompts:
+        return []
+    lengths = [len(ids) for ids in lm.tokenizer(prompts, add_special_tokens=False).input_ids]
     out: list[str] = [""] * len(prompts)
     shares: list[float] = [0.0] * len(prompts)
-    batches = [order[i:i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    batches = token_batches(lengths, config.batch_size, config.batch_tokens)
     for batch in tqdm(batches, desc="generating", unit="batch", disable=not progress or len(batches) < 2):
         start = time.perf_counter()
         route = mixing(routing.layers, routing.weights[batch]) if routing else nullcontext()
@@ -54,6 +60,20 @@ def generate(lm: LoadedModel, prompts: list[str], config: GenerationConfig = Gen
     if timings is not None:
         timings.extend(shares)
     return out
+
+
+def token_batches(lengths: list[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Prompt indices in batches, longest first: at most `batch_size` rows and `batch_tokens` padded tokens each
+    (rows × the batch's first, longest prompt), so that a batch's memory is bounded whatever the prompts hold."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        last = batches[-1] if batches else None
+        if last and len(last) < batch_size and (len(last) + 1) * lengths[last[0]] <= batch_tokens:
+            last.append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _generate_batch(lm: LoadedModel, prompts: list[str], config: GenerationConfig) -> list[str]:

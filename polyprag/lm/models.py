@@ -250,4 +250,14 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "flo
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_input)
     return LoadedModel(spec=spec, path=path, model=model, tokenizer=tok)
+
+
+def _contiguous_input(module, args: tuple) -> tuple:
+    """Generation's prefill hands the head only the last position, a (B, 1, d) view of (B, T, d): torch's matmul
+    cannot fold that view into one matrix, so it expands the head's (vocab, d) weight to (B, d, vocab) and copies
+    it (453 MB for 8 rows of SmolLM2 in bf16; BENCHMARKS.md). A contiguous input keeps it one matmul."""
+    return (args[0].contiguous(), *args[1:])
