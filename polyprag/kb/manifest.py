@@ -52,14 +52,16 @@ class BuildConfig:
     # The samples below (PRAG's 3 QA pairs as bare questions, no passage or rewrite in context) with 2 epochs at
     # lr 2e-3 (TrainConfig) are the recipe of every real-data run in docs/experiments.md; the demo keeps more samples
     max_qa: int = setting(3, "rules augmenter: QA pairs per document at most", at_least=1,
-                          chosen="test (HotpotQA n = 100): to re-choose on dev")
+                          chosen="dev: 6 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                 "\"Levers on dev\"); first chosen on test")
     context_qa: int = setting(0, "QA pairs also trained with the passage in context (PRAG: 2)", at_least=0,
-                              chosen="test (HotpotQA n = 100): to re-choose on dev")
+                              chosen="dev: 1 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                     "\"Levers on dev\"); first chosen on test")
     rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
                                    "(PRAG's protocol)", chosen="test (HotpotQA n = 100): to re-choose on dev")
     contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0,
-                            chosen="test (HotpotQA n = 30 / 100, Gemma): to re-choose on dev "
-                                   "(benchmarks/levers_dev.sh)")
+                            chosen="dev: 0 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                   "\"Levers on dev\"); first chosen on test")
     format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
                                          "routing, as its facts) or uniform (every adapter alike: format apart from "
                                          "facts)", choices=("own", "uniform"),

@@ -13,8 +13,8 @@ OBJECTIVES = ("nll", "distill", "both")
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(2, "training epochs (0: nothing trained, as `add --no-train`)", at_least=0,
-                          chosen="the first runs' budget (docs/experiments.md, first HotpotQA entry), kept after test "
-                                 "runs at other values: to re-choose on dev (benchmarks/levers_dev.sh)")
+                          chosen="dev: 1 and 3 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                 "\"Levers on dev\"); first the first runs' budget")
     batch_size: int = setting(4, "training samples per optimiser step", flag="--train-batch-size", at_least=1)
     lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0,
                                  chosen="the first runs' budget, kept after test runs at other values: to re-choose "
