@@ -29,6 +29,7 @@ declare -A LEVERS=(
   [entropy]="--routing-entropy 0.5"              # sparser routing
   [mi]="--routing-entropy 0.5 --routing-balance 0.5"  # sparser per document, spread over the documents (MI)
   [bf16]="--dtype bfloat16"                      # the base model in bfloat16 for training and answering (memory, speed)
+  [heads4]="--heads 4"                           # multi-head routing: 4 blocks per adapter, each routed on its own
 )
 action=${1:-explore}; shift || true
 names=("$@")

@@ -23,6 +23,7 @@ QUESTION = "Who finished Marlow Bridge?"
     (InventoryConfig(n_adapters=4, rank=2), "mean"),
     (InventoryConfig(n_adapters=4, rank=2, shared=True), "sum"),
     (InventoryConfig(n_adapters=3, rank=2, mixing="delta"), "mean"),
+    (InventoryConfig(n_adapters=4, rank=2, heads=2), "sum"),
 ])
 def test_the_exported_lora_gives_polyprags_logits(tiny_chat_model_dir, tmp_path, inventory, combine):
     from peft import PeftModel
@@ -33,7 +34,8 @@ def test_the_exported_lora_gives_polyprags_logits(tiny_chat_model_dir, tmp_path,
         for layer in kb.layers:
             layer.lora_B.normal_(0, 0.3)
     hits = kb.retrieve([QUESTION], 2)
-    weights = kb.mixing_weights(hits)  # (1, G, M), or (1, G, K, M) summed
+    weights = kb.mixing_weights(hits)  # (1, G·H, M), or (1, G·H, K, M) summed
+    weights = torch.rand_like(weights) * (weights != 0)  # every head and layer its own mixture: a wrong block fails
     config = export_lora(kb.lm.model, weights[0], tmp_path / "lora", str(tiny_chat_model_dir))
     ids = kb.lm.tokenizer(build_prompt(kb.lm.tokenizer, QUESTION, shots=False), return_tensors="pt").input_ids
     with torch.no_grad(), mixing(kb.layers, weights):

@@ -1,6 +1,7 @@
 """Knowledge base: build → save → load round trip, base-model check, answering modes, the CLI."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -122,6 +123,18 @@ def test_a_build_on_top_blocks_saves_loads_and_refuses_more_blocks_than_the_mode
     kb = KnowledgeBase.load(tmp_path / "kb", str(tiny_chat_model_dir))
     assert kb.manifest.inventory.top_layers == 1
     assert {k.split(".mlp")[0] for k in inventory_state(kb.layers)} == {"model.layers.1"}
+
+
+def test_a_build_with_routing_heads_saves_loads_and_answers_the_same(tiny_chat_model_dir, tmp_path):
+    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)),
+                             replace(CONFIG, inventory=replace(CONFIG.inventory, heads=2)), progress=False)
+    assert kb.routing.logits.shape == (3, 2 * len(kb.layers), 4)  # fine routing: each layer's 2 heads
+    kb.save(tmp_path / "kb")
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    assert loaded.manifest.inventory.heads == 2
+    questions = ["Who finished Marlow Bridge?", "Where is Velmark?"]
+    before = [a.raw for a in kb.answer(questions, progress=False)]
+    assert [a.raw for a in loaded.answer(questions, progress=False)] == before
 
 
 def test_a_crash_between_the_two_renames_restores_the_old_version(built, tiny_chat_model_dir, tmp_path):

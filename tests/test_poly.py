@@ -239,3 +239,40 @@ def test_unknown_targets_and_double_injection_are_refused(lm):
     inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
     with pytest.raises(ValueError, match="already carries"):
         inject(lm.model, InventoryConfig(n_adapters=2, rank=1))
+
+
+def test_each_routing_head_mixes_its_own_block_of_inputs_and_outputs():
+    """Multi-head routing: head j takes the j-th block of A's inputs and of B's outputs from its own mixture."""
+    from torch import nn
+
+    from polyprag.lm.adapters import PolyLoRALinear
+    torch.manual_seed(0)
+    base = nn.Linear(4, 6, bias=False)
+    layer = PolyLoRALinear(base, InventoryConfig(n_adapters=2, rank=1, heads=2))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    w = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (B=1, G·H=2, M=2): head 0 on adapter 0, head 1 on adapter 1
+    x = torch.eye(4)[None]  # (1, 4, d_in): each input unit alone
+    with torch.no_grad(), mixing([layer], w):
+        update = ((layer(x) - base(x))[0] / layer.scaling).T  # (d_out, d_in): the layer's ΔW
+    a = torch.cat([layer.lora_A[0, :, :2], layer.lora_A[1, :, 2:]], 1)  # (r, d_in): inputs 0-1 from adapter 0
+    b = torch.cat([layer.lora_B[0, :3], layer.lora_B[1, 3:]], 0)  # (d_out, r): outputs 0-2 from adapter 0
+    assert torch.allclose(update, (b @ a).detach(), atol=1e-6)
+    single = PolyLoRALinear(base, InventoryConfig(n_adapters=2, rank=1))
+    single.load_state_dict(layer.state_dict())
+    with torch.no_grad(), mixing([single], w[:, :1]):  # one head on adapter 0: no block of adapter 1
+        assert not torch.allclose(((single(x) - base(x))[0] / single.scaling).T, update, atol=1e-3)
+
+
+def test_heads_must_divide_each_adapted_layer_and_need_poly_mixing():
+    from torch import nn
+
+    from polyprag.errors import InputError
+    from polyprag.lm.adapters import PolyLoRALinear
+    with pytest.raises(InputError, match="--heads 4: .* has 6 inputs and 8 outputs"):
+        PolyLoRALinear(nn.Linear(6, 8), InventoryConfig(heads=4))
+    with pytest.raises(InputError, match="heads=2 .*mixing='delta'"):
+        InventoryConfig(heads=2, mixing="delta")
+    with pytest.raises(ValueError, match="weights for 3 groups, but 1 adapted layers × 2 routing heads"):
+        with mixing([PolyLoRALinear(nn.Linear(4, 4), InventoryConfig(heads=2))], torch.ones(1, 3, 20)):
+            pass

@@ -49,7 +49,8 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     embeddings = _embed(lm, docs) if config.routing_init == "cluster" else None  # before injection
     torch.manual_seed(config.training.seed)  # adapter and routing init are part of the seeded run
     layers = inject(lm.model, config.inventory)
-    routing = RoutingTable(len(docs), len(layers) if config.routing == "fine" else 1, config.inventory.n_adapters)
+    groups = (len(layers) if config.routing == "fine" else 1) * config.inventory.heads  # each layer's heads in turn
+    routing = RoutingTable(len(docs), groups, config.inventory.n_adapters)
     if embeddings is not None:
         assign, routing.centroids = kmeans(embeddings, config.inventory.n_adapters, seed=config.training.seed)
         routing.init_from_clusters(assign, config.routing_strength)

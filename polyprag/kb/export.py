@@ -17,21 +17,23 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .. import atomic
-from ..lm.adapters import PolyLoRALinear
+from ..lm.adapters import PolyLoRALinear, per_layer
 from ..errors import InputError
 
 
 def export_lora(model: nn.Module, weights: torch.Tensor, out: str | Path, base_model: str) -> dict:
-    """Write the mixture `weights` ((G, M), or (G, K, M): K mixtures summed) of `model`'s adapted layers as a
-    PEFT LoRA folder at `out` (replaced atomically); returns its adapter config."""
+    """Write the mixture `weights` ((G·H, M), or (G·H, K, M): K mixtures summed; `adapters.per_layer`) of
+    `model`'s adapted layers as a PEFT LoRA folder at `out` (replaced atomically); returns its adapter config."""
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, PolyLoRALinear)]
-    if weights.shape[0] not in (1, len(layers)):
-        raise InputError(f"weights for {weights.shape[0]} groups, but {len(layers)} adapted layers (or 1).")
+    try:
+        each = per_layer([m for _, m in layers], weights[None])  # (1, K, H, M) per layer
+    except ValueError as e:
+        raise InputError(f"{e}.") from None
     tensors, rank = {}, None
-    for g, (name, layer) in enumerate(layers):
+    for (name, layer), w in zip(layers, each):
         if not isinstance(layer.base_layer, nn.Linear):
             raise InputError(f"{name} is a {type(layer.base_layer).__name__}; export handles nn.Linear layers only.")
-        a, b = _lora(layer, weights[g if weights.shape[0] > 1 else 0])
+        a, b = _lora(layer, w[0])
         tensors[f"base_model.model.{name}.lora_A.weight"] = a.contiguous()
         tensors[f"base_model.model.{name}.lora_B.weight"] = b.contiguous()
         rank = a.shape[0]
@@ -47,18 +49,18 @@ def export_lora(model: nn.Module, weights: torch.Tensor, out: str | Path, base_m
 
 @torch.no_grad()
 def _lora(layer: PolyLoRALinear, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(A (R, d_in), B (d_out, R)) whose B·A is the layer's mixed update for weights w (M,) or (K, M)."""
-    w = w.float().reshape(-1, w.shape[-1])  # (K, M)
-    m = w.shape[-1]
+    """(A (R, d_in), B (d_out, R)) whose B·A is the layer's mixed update for weights w (K, H, M)."""
+    w = w.float().cpu()
+    h, m = w.shape[1:]
     lora_a, lora_b = layer.lora_A[:m].detach().float().cpu(), layer.lora_B[:m].detach().float().cpu()
     a_parts, b_parts = [], []
-    for wk in w:
+    for wk in w:  # (H, M): head j mixes the j-th block of the inputs (A) and of the outputs (B)
         if layer.config.mixing == "poly":
-            a_parts.append(torch.einsum("m,mrd->rd", wk, lora_a))  # (r, d_in)
-            b_parts.append(torch.einsum("m,mor->or", wk, lora_b))  # (d_out, r)
-        else:  # delta: Σ_m w_m B_m A_m, each pair a rank-r part
+            a_parts.append(torch.einsum("jm,mrjd->rjd", wk, lora_a.unflatten(2, (h, -1))).flatten(1))  # (r, d_in)
+            b_parts.append(torch.einsum("jm,mjor->jor", wk, lora_b.unflatten(1, (h, -1))).flatten(0, 1))  # (d_out, r)
+        else:  # delta (one head): Σ_m w_m B_m A_m, each pair a rank-r part
             a_parts += list(lora_a)
-            b_parts += [wk[i] * lora_b[i] for i in range(m)]
+            b_parts += [wk[0, i] * lora_b[i] for i in range(m)]
     if layer.config.shared:
         a_parts.append(layer.shared_A.detach().float().cpu())
         b_parts.append(layer.shared_B.detach().float().cpu())

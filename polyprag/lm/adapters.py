@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..settings import check, setting
 
 # Module-name suffixes per family: Llama, Qwen, Gemma, Mistral and SmolLM share the first; GPT-2 style
@@ -48,9 +49,16 @@ class InventoryConfig:
     # Backward stops at the lowest adapted block, so training costs less the fewer blocks carry adapters.
     top_layers: int = setting(0, "adapters on the last N transformer blocks only (0: all); fewer train faster",
                               at_least=0)
+    # Multi-head routing (MHR, arXiv 2211.03831): a document's mixture may take one adapter's block of inputs and
+    # another's next block, so M adapters make M^H mixtures instead of M; H = 1 is Polytropon's single head.
+    heads: int = setting(1, "routing heads: each adapter's inputs and outputs split into H blocks, each block "
+                            "mixed by weights of its own (the routing row grows H-fold)", at_least=1)
 
     def __post_init__(self):
         check(self)
+        if self.heads > 1 and self.mixing != "poly":
+            raise InputError(f"heads={self.heads} (--heads): multi-head routing mixes A and B block-wise, which "
+                             f"mixing={self.mixing!r} does not; use mixing='poly' or --heads 1.")
 
 
 class PolyLoRALinear(nn.Module):
@@ -64,6 +72,9 @@ class PolyLoRALinear(nn.Module):
         self.scaling = config.alpha / config.rank
         m, r = config.n_adapters, config.rank
         d_in, d_out = _in_out(base)
+        if d_in % config.heads or d_out % config.heads:
+            raise InputError(f"--heads {config.heads}: {path or 'a target layer'} has {d_in} inputs and {d_out} "
+                             "outputs, and the heads must divide both; choose a divisor of both (1 always works).")
         self.lora_A = nn.Parameter(_fresh_a(m, r, d_in))
         self.lora_B = nn.Parameter(torch.zeros(m, d_out, r))  # zeros: no change until trained
         if config.shared:  # C-Poly's shared skill: what all documents need (the answer format) lives here,
@@ -85,12 +96,12 @@ class PolyLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, T, d_in)
         out = self.base_layer(x)
-        w = mixed(self)  # (B, M') or (B, K, M'), only inside `mixing(...)`; M' ≤ M
+        w = mixed(self)  # (B, K, H, M'), only inside `mixing(...)`; M' ≤ M
         if w is None:
             return out
         # Computed in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
         # and the routing table stays on the CPU (its rows are tiny), so its weights travel here.
-        w = w.to(x.device, x.dtype)  # K mixtures (if 3-d) whose adapters are summed; adapters past M' not mixed
+        w = w.to(x.device, x.dtype)  # K mixtures whose adapters are summed; adapters past M' not mixed
         if self.config.mixing == "delta":
             delta = self._delta(x, w)
         else:
@@ -108,10 +119,15 @@ class PolyLoRALinear(nn.Module):
         cache, key = _MIXED.get(), (self, dtype)
         if cache is not None and not torch.is_grad_enabled() and key in cache:
             return cache[key]
-        w = w if w.dim() == 3 else w[:, None]  # (B, K, M')
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(dtype), self.lora_B[:w.shape[-1]].to(dtype)  # first M'
-        a = torch.einsum("bkm,mrd->bkrd", w, lora_a).flatten(1, 2)  # (B, K·r, d_in)
-        b = torch.einsum("bkm,mor->bokr", w, lora_b).flatten(2, 3)  # (B, d_out, K·r)
+        h = w.shape[2]
+        if h == 1:
+            w = w[:, :, 0]  # (B, K, M')
+            a = torch.einsum("bkm,mrd->bkrd", w, lora_a).flatten(1, 2)  # (B, K·r, d_in)
+            b = torch.einsum("bkm,mor->bokr", w, lora_b).flatten(2, 3)  # (B, d_out, K·r)
+        else:  # head j mixes the j-th block of every adapter's inputs (A) and outputs (B) by its own weights
+            a = torch.einsum("bkjm,mrjd->bkrjd", w, lora_a.unflatten(2, (h, -1))).flatten(3, 4).flatten(1, 2)
+            b = torch.einsum("bkjm,mjor->bjokr", w, lora_b.unflatten(1, (h, -1))).flatten(1, 2).flatten(2, 3)
         pair = (a, b)
         if cache is not None and not torch.is_grad_enabled():
             cache[key] = pair
@@ -121,7 +137,7 @@ class PolyLoRALinear(nn.Module):
         """Σ_m w_m B_m (A_m x): each adapter applied, then weighted (K mixtures: their weights summed)."""
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(x.dtype), self.lora_B[:w.shape[-1]].to(x.dtype)
         ax = torch.einsum("btd,mrd->btmr", x, lora_a)  # (B, T, M', r)
-        return torch.einsum("btmr,mor,bm->bto", ax, lora_b, w.sum(1) if w.dim() == 3 else w)
+        return torch.einsum("btmr,mor,bm->bto", ax, lora_b, w[:, :, 0].sum(1))  # one head (InventoryConfig)
 
 
 def _fresh_a(m: int, r: int, d_in: int) -> torch.Tensor:
@@ -228,17 +244,25 @@ def load_inventory_state(layers: list[PolyLoRALinear], state: dict[str, torch.Te
                 p.copy_(state[f"{layer.path}.{k}"])
 
 
+def per_layer(layers: list[PolyLoRALinear], weights: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's weights (B, K, H, M) from weights (B, G·H, M) or (B, G·H, K, M) (K mixtures summed), with
+    G = len(layers) ("fine") or 1 ("coarse") and H the inventory's routing heads (a row's groups, head by head)."""
+    h = layers[0].config.heads if layers else 1
+    if weights.shape[1] not in (h, len(layers) * h):
+        raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers × {h} routing "
+                         f"heads (or {h} for all layers)")
+    w = (weights if weights.dim() == 4 else weights[:, :, None]).unflatten(1, (-1, h)).transpose(2, 3)  # (B,G,K,H,M)
+    return [w[:, g if w.shape[1] > 1 else 0] for g in range(len(layers))]
+
+
 @contextmanager
 def mixing(layers: list[PolyLoRALinear], weights: torch.Tensor):
-    """Route a batch: weights (B, G, M) or (B, G, K, M) (K mixtures summed) with G = len(layers) ("fine") or 1
-    ("coarse"). Adapters no row gives weight are left out (after a growth, old documents never weigh the new
-    ones: their answers are computed exactly as before it). Always undone; context-local, so another
-    thread using the same model meanwhile mixes with its own weights, or none."""
-    if weights.shape[1] not in (1, len(layers)):
-        raise ValueError(f"weights for {weights.shape[1]} groups, but {len(layers)} adapted layers (or 1)")
+    """Route a batch: weights (B, G·H, M) or (B, G·H, K, M) as `per_layer` reads them. Adapters no row gives
+    weight are left out (after a growth, old documents never weigh the new ones: their answers are computed
+    exactly as before it). Always undone; context-local, so another thread using the same model meanwhile
+    mixes with its own weights, or none."""
     weights = weights[..., :used_width(weights)]
-    token = _MIXING.set({**_MIXING.get(), **{l: weights[:, g if weights.shape[1] > 1 else 0]
-                                             for g, l in enumerate(layers)}})
+    token = _MIXING.set({**_MIXING.get(), **dict(zip(layers, per_layer(layers, weights)))})
     cached = _MIXED.set(None if torch.is_grad_enabled() else {})
     try:
         yield
