@@ -30,6 +30,7 @@ declare -A LEVERS=(
   [mi]="--routing-entropy 0.5 --routing-balance 0.5"  # sparser per document, spread over the documents (MI)
   [bf16]="--dtype bfloat16"                      # the base model in bfloat16 for training and answering (memory, speed)
   [heads4]="--heads 4"                           # multi-head routing: 4 blocks per adapter, each routed on its own
+  [top15]="--top-layers 15"                      # adapters on the top 15 of 30 blocks: a shorter backward (encode time)
 )
 action=${1:-explore}; shift || true
 names=("$@")
