@@ -133,8 +133,9 @@ def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
     rows = [Encoded(0, list(range(n)), 1) for n in (100, 90, 80, 70)]
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=0)) == 4  # no budget: the whole batch
     assert _rows_per_pass(rows, TrainConfig()) == 3  # the default budget, 384 tokens
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250)) == 2  # padded to the longest row, rounded: 2 × 112
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=220)) == 1  # 2 × 100 would fit, 2 × 112 does not
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250)) == 2  # padded to the longest row: 2 × 100
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=220)) == 2
+    assert _rows_per_pass(rows, TrainConfig(pass_tokens=220), multiple=16) == 1  # a 16-bit model's: 2 × 112
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=50)) == 1  # never fewer than one row
     assert _rows_per_pass(rows, TrainConfig(pass_tokens=250, objective="both")) == 4  # the NLL alone is split
     with pytest.raises(InputError, match="pass_tokens=-1"):

@@ -140,7 +140,7 @@ def test_only_adapters_and_routing_train(lm):
 
 def test_loss_mask_comes_from_lengths_and_skips_the_prefix(lm):
     e = encode(lm.tokenizer, Sample(0, "Who built the bridge?", "Ada Feld"), max_length=512)
-    batch = collate([e, encode(lm.tokenizer, Sample(1, "Why?", "no"), 512)], lm.tokenizer.pad_token_id)
+    batch = collate([e, encode(lm.tokenizer, Sample(1, "Why?", "no"), 512)], lm.tokenizer.pad_token_id, WIDTH_MULTIPLE)
     labels = batch["labels"][0]
     n = len(e.ids)
     assert (labels[:e.loss_from] == -100).all() and (labels[e.loss_from:n] != -100).all()
@@ -150,10 +150,18 @@ def test_loss_mask_comes_from_lengths_and_skips_the_prefix(lm):
     assert width % WIDTH_MULTIPLE == 0 and n <= width < n + WIDTH_MULTIPLE
 
 
+def test_only_16_bit_models_round_their_batch_widths(lm):
+    from polyprag.method.train import width_multiple
+    assert width_multiple(lm.model) == 1  # float32: padding would only cost time
+    assert width_multiple(lm.model.to(torch.bfloat16)) == WIDTH_MULTIPLE  # one oneDNN primitive per width
+    e = encode(lm.tokenizer, Sample(0, "Who built it?", "Ada Feld"), 512)
+    assert collate([e], lm.tokenizer.pad_token_id)["input_ids"].shape[1] == len(e.ids)
+
+
 def test_the_rounded_width_leaves_the_loss_unchanged(lm):
     rows = [encode(lm.tokenizer, Sample(0, q, "Ada Feld"), 512) for q in ("Who built it?", "Who built the bridge?")]
     e = next(r for r in rows if len(r.ids) % WIDTH_MULTIPLE)  # a row the rounding pads
-    batch = collate([e], lm.tokenizer.pad_token_id)
+    batch = collate([e], lm.tokenizer.pad_token_id, WIDTH_MULTIPLE)
     n = len(e.ids)
     exact = {k: v[:, :n] for k, v in batch.items() if k != "doc"}
     padded = {k: v for k, v in batch.items() if k != "doc"}

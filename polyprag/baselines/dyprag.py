@@ -38,7 +38,7 @@ from ..text.corpus import Document
 from ..errors import InputError
 from ..lm.generate import GenerationConfig
 from .prag import SLOT, PragAdapters
-from ..method.train import collate, encode
+from ..method.train import collate, encode, width_multiple
 
 log = logging.getLogger("polyprag")
 FILES = ("translator.safetensors", "translator.json")
@@ -212,7 +212,8 @@ class Dyprag:
         """The translated LoRA's next-token loss on one sample, and KL(PRAG-adapted ‖ translated) summed over
         its loss positions."""
         model = self.prag.model
-        batch = collate([encode(self.lm.tokenizer, sample, self.config.max_length)], self.lm.tokenizer.pad_token_id)
+        batch = collate([encode(self.lm.tokenizer, sample, self.config.max_length)], self.lm.tokenizer.pad_token_id,
+                        width_multiple(model))
         batch = {k: v.to(model.device) for k, v in batch.items() if k != "doc"}
         mask = batch["labels"][:, 1:] != -100  # (1, T-1): the positions whose next token is in the loss
         with torch.no_grad():

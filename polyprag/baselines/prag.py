@@ -27,7 +27,7 @@ from ..lm.answer import Answer, answer_questions
 from ..lm.generate import GenerationConfig
 from ..text.augment import Sample
 from ..lm.models import LoadedModel
-from ..method.train import collate, encode, nll_loss
+from ..method.train import collate, encode, nll_loss, width_multiple
 
 log = logging.getLogger("polyprag")
 SLOT = "encoding"  # the adapter being trained; each document's copy is saved from it
@@ -91,7 +91,7 @@ class PragAdapters:
         self.model.train()
         for _ in range(self.config.epochs):
             for e in rng.sample(encoded, len(encoded)):  # batch 1, as PRAG
-                batch = collate([e], self.lm.tokenizer.pad_token_id)
+                batch = collate([e], self.lm.tokenizer.pad_token_id, width_multiple(self.model))
                 batch.pop("doc")
                 loss = nll_loss(self.model, {k: v.to(self.model.device) for k, v in batch.items()})
                 opt.zero_grad(set_to_none=True)

@@ -94,21 +94,28 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
         enc.teacher = (values, index)
 
 
-# A batch's width is rounded up to this many tokens: in bfloat16 on a CPU every new matmul shape adds a oneDNN
-# primitive to a cache of 1,024, and free widths grew a build by ~300 MiB (BENCHMARKS.md, "Why the bfloat16
-# build was not smaller"); right padding leaves the real positions' outputs and the loss unchanged.
+# A 16-bit model's batches are rounded up to this many tokens: in bfloat16 on a CPU every new matmul shape adds a
+# oneDNN primitive to a cache of 1,024, and free widths grew a build by ~300 MiB (BENCHMARKS.md, "Why the bfloat16
+# build was not smaller"); right padding leaves the real positions' outputs and the loss unchanged. A float32
+# model has no such cache, so its rows (PRAG's, one at a time, too) are not padded ("Batch widths by dtype").
 WIDTH_MULTIPLE = 16
 
 
-def _width(rows: list[Encoded]) -> int:
-    """The padded width of a batch of these rows: its longest row, rounded up to WIDTH_MULTIPLE."""
-    return -(-max(len(e.ids) for e in rows) // WIDTH_MULTIPLE) * WIDTH_MULTIPLE
+def width_multiple(model: torch.nn.Module) -> int:
+    """What `collate` rounds a batch's width up to for this model: WIDTH_MULTIPLE in 16 bits, else 1."""
+    return WIDTH_MULTIPLE if getattr(model, "dtype", torch.float32) in (torch.bfloat16, torch.float16) else 1
 
 
-def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right padding to the longest row of this batch, rounded up to WIDTH_MULTIPLE. Labels from lengths, not
-    pad ids: some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to stop."""
-    width = _width(batch)
+def _width(rows: list[Encoded], multiple: int) -> int:
+    """The padded width of a batch of these rows: its longest row, rounded up to `multiple`."""
+    return -(-max(len(e.ids) for e in rows) // multiple) * multiple
+
+
+def collate(batch: list[Encoded], pad_id: int, multiple: int = 1) -> dict[str, torch.Tensor]:
+    """Right padding to the longest row of this batch, rounded up to `multiple` (`width_multiple`). Labels from
+    lengths, not pad ids: some tokenizers use one id for pad, eos and end-of-turn, and the model must learn to
+    stop."""
+    width = _width(batch, multiple)
     ids = torch.full((len(batch), width), pad_id)
     attn = torch.zeros((len(batch), width), dtype=torch.long)
     labels = torch.full((len(batch), width), -100)
@@ -275,7 +282,7 @@ def _backward(run: _Run, rows: list[Encoded]) -> float:
     if not routed.all():  # format rows through every adapter alike: the routing learns from fact rows only
         weights = torch.where(routed[:, None, None], weights, torch.full_like(weights, 1 / weights.shape[-1]))
     share = range(len(rows))[distributed.block(len(rows))]
-    step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config)
+    step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config, width_multiple(model))
     passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
     entropy = _routing_penalty(routing, docs, config)
     if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
@@ -307,19 +314,19 @@ def _routing_penalty(routing: RoutingTable, docs: torch.Tensor, config: TrainCon
     return penalty / distributed.size()
 
 
-def _rows_per_pass(rows: list[Encoded], config: TrainConfig) -> int:
+def _rows_per_pass(rows: list[Encoded], config: TrainConfig, multiple: int = 1) -> int:
     """Rows per pass within `config.pass_tokens` tokens, padded as `collate` pads them (at least one; all of them
     when no budget is set or the objective is not the NLL alone)."""
     if not config.pass_tokens or config.objective != "nll" or not rows:
         return max(len(rows), 1)
-    return max(1, config.pass_tokens // _width(rows))
+    return max(1, config.pass_tokens // _width(rows, multiple))
 
 
 def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
                pad_id: int, objective: str) -> torch.Tensor:
     """The mean loss of rows[which], each mixed by its row of weights (B, G, M)."""
     part = [rows[i] for i in which]
-    batch = {k: v.to(model.device) for k, v in collate(part, pad_id).items() if k != "doc"}
+    batch = {k: v.to(model.device) for k, v in collate(part, pad_id, width_multiple(model)).items() if k != "doc"}
     with mixing(layers, weights[which[0]:which[-1] + 1]):  # `which` is a run of consecutive rows
         return _loss(model, batch, part, objective)
 
