@@ -160,6 +160,16 @@ def test_routing_similarity_sees_documents_of_one_question_cluster():
     assert routing_similarity(weights, [[0, 3]])["cosine_same_question"] < 0  # a mixed pair is far apart
 
 
+def test_a_bench_with_routing_heads_runs_its_controls_and_reports(tiny_chat_model_dir, tmp_path):
+    out = tmp_path / "run"
+    methods = "poly,poly-shuffled,poly-uniform,poly-combine"
+    assert _bench(tiny_chat_model_dir, out, "--methods", methods, "--heads", "2") == 0
+    rows = {r["method"] for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(methods.split(",")) <= rows
+    assert json.loads((out / "kb" / "manifest.json").read_text())["inventory"]["heads"] == 2
+    assert (out / "routing_pca.png").exists() and (out / "adapter_usage.png").exists()
+
+
 def test_poly_notrain_routes_the_added_half_without_training(tiny_chat_model_dir, tmp_path, capsys):
     out = tmp_path / "run"
     assert _bench(tiny_chat_model_dir, out, "--methods", "poly-z,poly-notrain", "--routing-init", "cluster") == 0
