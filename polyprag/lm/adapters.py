@@ -121,7 +121,7 @@ class PolyLoRALinear(nn.Module):
             return cache[key]
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(dtype), self.lora_B[:w.shape[-1]].to(dtype)  # first M'
         h = w.shape[2]
-        if h == 1:
+        if h == 1:  # the single-head einsums as before heads existed: KBs answer bit for bit as they did
             w = w[:, :, 0]  # (B, K, M')
             a = torch.einsum("bkm,mrd->bkrd", w, lora_a).flatten(1, 2)  # (B, K·r, d_in)
             b = torch.einsum("bkm,mor->bokr", w, lora_b).flatten(2, 3)  # (B, d_out, K·r)
