@@ -57,8 +57,8 @@ SHUFFLED = ("poly-shuffled", "prag-shuffled")
 # dyprag, dyprag-combine: DyPRAG's translator, trained on PRAG adapters of `dyprag_train_n` other questions'
 # paragraphs of the same dataset (datasets.held_out).
 # dyprag-tuned(-combine): the same at a higher lr and more epochs (DyPRAG's lr 1e-5 was set for ~10k documents).
-OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "dyprag", "dyprag-combine", "dyprag-tuned",
-            "dyprag-tuned-combine")
+OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "poly-arrow", "dyprag", "dyprag-combine",
+            "dyprag-tuned", "dyprag-tuned-combine")
 READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
 # what `bench-speed` times one question at a time; the first is the base the others are divided by
@@ -377,6 +377,8 @@ class Bench:
             build = self._ablated(name)
             kb, folder = self._kb(work, build, self._kb_folder(build))
             encode = kb.manifest.build_seconds / kb.manifest.n_docs
+            if name == "poly-arrow":  # poly's KB with Arrow's rows (method.arrow): what the learned rows add
+                kb = kb.with_arrow_routing()
         encode_seconds = time.perf_counter() - t0
         mode = name if name in KB_MODES else KB_DEFAULT  # the added-half rows, ablations and control answer as poly
         hits = self._shuffled(work) if name in SHUFFLED else work.hits

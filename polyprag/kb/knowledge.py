@@ -25,6 +25,7 @@ from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F
 from ..lm.models import BUNDLED, LoadedModel, load_model
 from ..modes import KB_DEFAULT, KB_MODES, MODES
 from ..text.retrieve import TOP_K, BM25Index, Hit, passages
+from ..method import arrow
 from ..method.routing import RoutingTable
 from .lifecycle import KEEP_VERSIONS
 from .store import Stored
@@ -232,6 +233,13 @@ class KnowledgeBase:
         kb = cls(lm, layers, routing, stored.docs, stored.index, stored.manifest, stored.augmentations)
         kb.origin = (folder.resolve(), stored.manifest.version)
         return kb
+
+    def with_arrow_routing(self) -> KnowledgeBase:
+        """This KB answering with Arrow's routing rows (method.arrow: from the adapters' weights and each
+        document's tokens, nothing trained) instead of its learned ones; the inventory shared (bench's poly-arrow)."""
+        scores = arrow.document_scores(self.lm, self.layers, self.docs)  # (N, L, M)
+        table = RoutingTable.from_tensors({"logits": arrow.arrow_logits(scores, self.routing.logits.shape[1])})
+        return KnowledgeBase(self.lm, self.layers, table, self.docs, self.index, self.manifest, self.augmentations)
 
     def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:
         return self.index.search(questions, k=k)
