@@ -14,7 +14,8 @@
 #   benchmarks/levers_dev.sh [explore|confirm] [LEVER...]        LEVER from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."
-METHODS=closed-book-bare,poly,poly-shuffled,poly-uniform,poly-combine
+# poly-arrow answers on poly's own KB with Arrow's rows (nothing trained): what the learned rows add beyond them
+METHODS=closed-book-bare,poly,poly-shuffled,poly-uniform,poly-combine,poly-arrow
 BRIEFS=(--corpus benchmarks/data/briefs/docs.jsonl --questions benchmarks/data/briefs/questions-dev.jsonl
         --corpus-mode closed)
 declare -A LEVERS=(
@@ -31,6 +32,7 @@ declare -A LEVERS=(
   [bf16]="--dtype bfloat16"                      # the base model in bfloat16 for training and answering (memory, speed)
   [heads4]="--heads 4"                           # multi-head routing: 4 blocks per adapter, each routed on its own
   [top15]="--top-layers 15"                      # adapters on the top 15 of 30 blocks: a shorter backward (encode time)
+  [router]="--router embedding"                  # rows from a linear map of the document's embedding, trained
 )
 action=${1:-explore}; shift || true
 names=("$@")
