@@ -10,8 +10,9 @@
 # poly-combine, averaged over the briefs and HotpotQA dev runs, is higher and poly - poly-shuffled does not fall
 # (this is where contrast 3, 2 epochs and the other defaults chosen on test questions are re-chosen).
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
-# the bare reader; each row records its encode s/doc. Resumable: rerun the same command.
-#   benchmarks/levers_dev.sh [explore|confirm] [LEVER...]        LEVER from the table below
+# the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
+# finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
+#   benchmarks/levers_dev.sh [explore|confirm|collect|restore] [LEVER...]        LEVER from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # poly-arrow answers on poly's own KB with Arrow's rows (nothing trained): what the learned rows add beyond them
@@ -47,8 +48,15 @@ for name in "${names[@]}"; do
     else
       data=(--dataset "$dataset" --split dev) n=100 seeds=0,1,2 size=n100
     fi
-    out=runs/levers-dev-$dataset-$size-smollm2-$name
-    # shellcheck disable=SC2086  # the lever's flags are words
-    .venv/bin/polyprag bench "${data[@]}" --n "$n" --seeds "$seeds" --methods "$METHODS" ${LEVERS[$name]} --out "$out"
+    case $action in
+      # shellcheck disable=SC2086  # the lever's flags are words
+      explore|confirm) .venv/bin/polyprag bench "${data[@]}" --n "$n" --seeds "$seeds" --methods "$METHODS" \
+                         ${LEVERS[$name]} --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
+      collect|restore) for size in n30 n100; do  # both stages' runs of this lever, those that exist
+                         benchmarks/results_copy.sh "$action" "levers-dev-$size" \
+                           "levers-dev-$dataset-$size-smollm2-$name"
+                       done ;;
+      *) echo "usage: $0 [explore|confirm|collect|restore] [LEVER...]" >&2; exit 2 ;;
+    esac
   done
 done

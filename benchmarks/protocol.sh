@@ -20,11 +20,7 @@ for pair in "${PAIRS[@]}"; do
   case $action in
     run) .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
            --model "${MODEL[$model]}" --methods "$METHODS" --out "runs/$name" ;;
-    collect) [ -d "runs/$name" ] || continue
-             (cd runs && find "$name" \( -name config.json -o -name 'results.*' -o -path '*/methods/*.json' \) \
-                -print0 | xargs -0 -I{} install -D -m 644 {} "../benchmarks/results/{}") ;;
-    restore) [ -d "benchmarks/results/$name" ] || continue
-             (cd benchmarks/results && find "$name" -type f -print0 | xargs -0 -I{} install -D -m 644 {} "../../runs/{}") ;;
+    collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac
 done
