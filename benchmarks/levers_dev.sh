@@ -34,6 +34,8 @@ declare -A LEVERS=(
   [heads4]="--heads 4"                           # multi-head routing: 4 blocks per adapter, each routed on its own
   [top15]="--top-layers 15"                      # adapters on the top 15 of 30 blocks: a shorter backward (encode time)
   [router]="--router embedding"                  # rows from a linear map of the document's embedding, trained
+  [knowledge]="--max-qa 6 --context-qa 1"        # qa6 and context1 together: more facts, one read from the passage
+  [dense]="--max-qa 8 --context-qa 1 --epochs 3"  # the demo's own recipe (what `polyprag demo` builds)
 )
 action=${1:-explore}; shift || true
 names=("$@")
