@@ -4,7 +4,8 @@
 
 One row per lever and dataset (runs/levers-dev-DATASET-nN-smollm2-LEVER): poly, poly-shuffled, own − shuffled
 with its paired bootstrap 95% CI (and per question type), poly-uniform, poly-combine, the bare reader, encode
-s/doc; the seeds each run has. Reads the same seed folders as benchmarks/protocol_table.py. Prints Markdown.
+s/doc; the seeds each run has. "arrow": poly-arrow, Arrow's rows on the same KB (nothing trained). Reads the
+same seed folders as benchmarks/protocol_table.py. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -32,20 +33,20 @@ def lever_row(run: Path) -> dict:
             "seeds": len(rows.get("poly", {}).get("f1_per_seed", [])), "poly": f1("poly"),
             "poly_shuffled": f1("poly-shuffled"), "own_minus_shuffled": own and own["f1_diff"],
             "ci95": own and own["ci95"], "own_minus_shuffled_by_type": by_type, "poly_uniform": f1("poly-uniform"),
-            "poly_combine": f1("poly-combine"), "bare": f1("closed-book-bare"),
+            "poly_arrow": f1("poly-arrow"), "poly_combine": f1("poly-combine"), "bare": f1("closed-book-bare"),
             "encode_s_per_doc": rows.get("poly", {}).get("encode_s_per_doc")}
 
 
 def markdown(table: list[dict]) -> str:
     cell = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-    lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | uniform | "
-             "poly-combine | bare | encode s/doc |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | uniform | arrow | "
+             "poly-combine | bare | encode s/doc |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         ci = "-" if r["ci95"] is None else f"{r['own_minus_shuffled']:+.1f} [{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"
         types = ", ".join(f"{t or 'all'} {d:+.1f}" for t, d in sorted(r["own_minus_shuffled_by_type"].items()))
         lines.append(f"| {r['dataset']} | {r['lever']} | {r['seeds']} | {cell(r['poly'])} | {cell(r['poly_shuffled'])} "
-                     f"| {ci} | {types} | {cell(r['poly_uniform'])} | {cell(r['poly_combine'])} | {cell(r['bare'])} "
-                     f"| {cell(r['encode_s_per_doc'])} |")
+                     f"| {ci} | {types} | {cell(r['poly_uniform'])} | {cell(r['poly_arrow'])} "
+                     f"| {cell(r['poly_combine'])} | {cell(r['bare'])} | {cell(r['encode_s_per_doc'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -66,7 +66,7 @@ SPEED_MODES = ("closed-book-bare", "closed-book", "rag", "poly", "prag")
 # The differences every multi-seed report gives (when both methods ran): the claims and the controls.
 COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly", "closed-book-bare"),
                ("poly", "poly-uniform"), ("poly", "dyprag"), ("poly-combine", "rag"), ("poly-combine", "prag-combine"),
-               ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"))
+               ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"))
 # own − shuffled: the knowledge that is the document's own, per question type too
 CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"))
 ABLATIONS = ("adapters", "rank", "routing")
