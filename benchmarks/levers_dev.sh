@@ -36,6 +36,7 @@ declare -A LEVERS=(
   [router]="--router embedding"                  # rows from a linear map of the document's embedding, trained
   [knowledge]="--max-qa 6 --context-qa 1"        # qa6 and context1 together: more facts, one read from the passage
   [dense]="--max-qa 8 --context-qa 1 --epochs 3"  # the demo's own recipe (what `polyprag demo` builds)
+  [distill]="--objective both"                   # + KL to the base model reading the passage, on the answer tokens
 )
 action=${1:-explore}; shift || true
 names=("$@")
