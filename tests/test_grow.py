@@ -210,3 +210,26 @@ def test_an_addition_can_train_on_fewer_passage_samples_than_the_build(built, tm
     full = kb.manifest.additions[-1]
     assert lean["context_qa"] == 0 and "context_qa" not in full  # recorded when it differs from the build's
     assert lean["n_samples"] == full["n_samples"] - CONFIG.context_qa  # the same QA pairs (max_qa 3), no passage
+
+
+def test_a_staged_build_grows_the_second_half_of_its_inventory_for_the_second_half_of_its_documents(
+        tiny_chat_model_dir, tmp_path):
+    docs = OLD + NEW  # stage 1: marlow, glass, pell on adapters 0-1; stage 2: velmark, mill, quill grow 2-3
+    lm = load_model(str(tiny_chat_model_dir))
+    kb = KnowledgeBase.build(docs, lm, replace(CONFIG, stages=2), progress=False)
+    m = kb.manifest
+    assert m.build.stages == 2 and m.inventory.n_adapters == 4 == m.built_adapters() and not m.additions
+    assert m.n_docs == 6 and [d.id for d in kb.docs] == [d.id for d in docs]  # rows in the given order
+    assert {h["stage"] for h in m.diagnostics} == {1, 2} and m.build_seconds > 0
+    w = kb.routing.inference_weights()  # (6, G, 4)
+    first, second = w[0::2], w[1::2]
+    assert (first[..., 2:] == 0).all() and (first[..., :2].sum(-1) > 0.99).all()  # never the grown adapters
+    assert (second[..., 2:].sum(-1) > 0).all()  # the later documents' rows use the adapters grown for them
+    kb.save(tmp_path / "kb")
+    again = KnowledgeBase.load(tmp_path / "kb", str(tiny_chat_model_dir))
+    assert torch.equal(again.routing.inference_weights(), w) and again.manifest.build.stages == 2
+    again.retrain(progress=False)  # re-encodes in two stages again, at the build's size
+    assert again.manifest.inventory.n_adapters == 4 and (again.routing.inference_weights()[0::2, :, 2:] == 0).all()
+    one = KnowledgeBase.build(docs[:1], load_model(str(tiny_chat_model_dir)), replace(CONFIG, stages=2),
+                              progress=False)  # a single document has no second stage
+    assert one.manifest.inventory.n_adapters == 4 and one.manifest.n_docs == 1

@@ -66,6 +66,30 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     return Encoded(layers, routing, augs, manifest)
 
 
+def encode_staged(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Path | None = None,
+                  checkpoint_dir: Path | None = None, progress: bool = True, reuse: list[Augmentation] = ()) -> Encoded:
+    """`stages` 2: half the inventory trained on every other document (`encode`), then the other half grown and
+    trained with the other documents' rows on their samples (`extend`, as `add --grow` does): the first stage's
+    adapters and rows come out as that stage left them and never weigh the grown adapters. One build of
+    `config`'s size; rows in the documents' order. The second stage keeps no epoch checkpoints."""
+    start, m = time.perf_counter(), config.inventory.n_adapters
+    base = replace(config, stages=1, inventory=replace(config.inventory, n_adapters=max(1, m // 2)))
+    first, rest = docs[0::2], docs[1::2]
+    e = encode(first, lm, base, cache, checkpoint_dir, progress, reuse)
+    log.info("stage 2: %d adapters grown for %d more documents", m - base.inventory.n_adapters, len(rest))
+    augs, record = extend(lm, e.layers, e.routing, config, rest, cache=cache, progress=progress,
+                          grow=m - base.inventory.n_adapters, reuse=reuse)
+    order = sorted(range(len(docs)), key=lambda i: (i % 2, i // 2))  # the document at each row of the table
+    e.routing.keep(torch.tensor(sorted(range(len(docs)), key=order.__getitem__)))  # row i: document i's
+    by_id = {a.doc_id: a for a in [*e.augmentations, *augs]}
+    first_m = e.manifest
+    history = [{**h, "stage": 1} for h in first_m.diagnostics] + [{**h, "stage": 2} for h in record["diagnostics"]]
+    manifest = replace(_manifest(lm, first_m.base_model.fingerprint, config, len(docs),
+                                 first_m.n_samples + record["n_samples"], history, time.perf_counter() - start),
+                       created=first_m.created)
+    return Encoded(e.layers, e.routing, [by_id[d.id] for d in docs], manifest)
+
+
 def _check_targets(lm: LoadedModel, inventory: InventoryConfig) -> None:
     try:
         target_modules(lm.model, inventory.targets, inventory.top_layers)
@@ -76,12 +100,11 @@ def _check_targets(lm: LoadedModel, inventory: InventoryConfig) -> None:
 def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable, build: BuildConfig,
            docs: list[Document], training: TrainConfig | None = None, cache: Path | None = None,
            checkpoint_dir: Path | None = None, progress: bool = True, no_train: bool = False, grow: int = 0,
-           context_qa: int | None = None) -> tuple[list[Augmentation], dict]:
+           context_qa: int | None = None, reuse: list[Augmentation] = ()) -> tuple[list[Augmentation], dict]:
     """Append routing rows for `docs` (and `grow` adapters) and train only those: the old rows and adapters
     come out exactly as they went in. Returns the new documents' augmentations and the training record
     (samples, epochs, loss and diagnostics) for the manifest's additions."""
-    augs = augment_documents(docs, build.augmenter, lm, cache=cache, progress=progress, max_qa=build.max_qa,
-                             url=build.augment_url, model_name=build.augment_model)
+    augs = _augment(docs, build, lm, cache, progress, reuse)
     n_old, m_old = routing.n_docs, layers[0].config.n_adapters
     samples = [replace(s, doc=s.doc + n_old)
                for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,

@@ -67,7 +67,10 @@ class KnowledgeBase:
         if not docs:
             raise InputError("no documents to encode; pass a corpus with at least one document.")
         check_lengths(docs)
-        e = encode.encode(docs, lm, config, cache, checkpoint_dir, progress, reuse)
+        if config.stages == 2 and len(docs) > 1:
+            e = encode.encode_staged(docs, lm, config, cache, checkpoint_dir, progress, reuse)
+        else:
+            e = encode.encode(docs, lm, config, cache, checkpoint_dir, progress, reuse)
         kb = cls(lm, e.layers, e.routing, docs, BM25Index.build(docs), e.manifest, e.augmentations)
         kb.trusted_augment_url = config.augment_url  # named by whoever built it, here
         kb._settle()

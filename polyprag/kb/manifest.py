@@ -67,6 +67,13 @@ class BuildConfig:
                                          "facts)", choices=("own", "uniform"),
                                  chosen="every build's behaviour before the setting existed; the lever is measured on "
                                         "dev (benchmarks/levers_dev.sh)")
+    # Staged (issue 32's schedule): a base inventory first, then adapters only the later documents train, as an
+    # `add --grow` would make them, within one build of the same size
+    stages: int = setting(1, "1: every document and adapter trained together; 2: half the adapters trained on every "
+                             "other document, then the other half grown for the rest, with their rows (the first "
+                             "half's rows never weigh them)", choices=(1, 2),
+                          chosen="every build's behaviour before the setting existed; the lever is measured on dev "
+                                 "(benchmarks/levers_dev.sh staged)")
     combine: str = setting("mean", "answering: mean of the retrieved documents' weights, or sum of their adapters",
                            choices=COMBINES)
     # (1: as poly mixes; measured in docs/experiments.md, "Adapter strength beside passages")
@@ -91,7 +98,7 @@ class BuildConfig:
 # Build settings newer than some KBs, with the value every build had before the setting existed.
 LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
           "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "format_routing": "own", "max_qa": 8, "context_qa": 2,
-          "rewrite": True}
+          "rewrite": True, "stages": 1}
 _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 
 
