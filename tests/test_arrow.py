@@ -58,8 +58,10 @@ def test_logits_mix_a_softmax_of_the_top_k_scores_and_nothing_else():
     assert (w[0, 1, :2] == 0).all() and w[0, 1, 2:].sum() == pytest.approx(1.0, abs=1e-5)
     coarse = masked_weights(arrow_logits(scores, groups=1, top_k=2))  # one row: the layers' scores averaged
     assert coarse.shape == (1, 1, 5) and (coarse[0, 0] > 0).tolist() == [True, False, True, False, False]
+    heads = masked_weights(arrow_logits(scores, groups=4, heads=2, top_k=3))  # each layer's 2 heads alike
+    assert torch.equal(heads[:, 0::2], w) and torch.equal(heads[:, 1::2], w)
     with pytest.raises(InputError, match="--heads"):
-        arrow_logits(scores, groups=4)
+        arrow_logits(scores, groups=3)
 
 
 def test_bench_answers_poly_arrow_from_polys_own_knowledge_base(tiny_chat_model_dir, tmp_path):

@@ -241,7 +241,8 @@ class KnowledgeBase:
         """This KB answering with Arrow's routing rows (method.arrow: from the adapters' weights and each
         document's tokens, nothing trained) instead of its learned ones; the inventory shared (bench's poly-arrow)."""
         scores = arrow.document_scores(self.lm, self.layers, self.docs)  # (N, L, M)
-        table = RoutingTable.from_tensors({"logits": arrow.arrow_logits(scores, self.routing.logits.shape[1])})
+        logits = arrow.arrow_logits(scores, self.routing.logits.shape[1], self.layers[0].config.heads)
+        table = RoutingTable.from_tensors({"logits": logits})
         return KnowledgeBase(self.lm, self.layers, table, self.docs, self.index, self.manifest, self.augmentations)
 
     def retrieve(self, questions: list[str], k: int) -> list[list[Hit]]:

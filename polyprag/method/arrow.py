@@ -64,17 +64,19 @@ def document_scores(lm: LoadedModel, layers: list[PolyLoRALinear], docs: list[Do
     return torch.cat(out)
 
 
-def arrow_logits(scores: torch.Tensor, groups: int, top_k: int = TOP_K, temperature: float = TEMPERATURE
-                 ) -> torch.Tensor:
-    """Routing logits (N, G, M) whose inference weights normalize(σ(z)) are softmax(top-k scores / temperature):
+def arrow_logits(scores: torch.Tensor, groups: int, heads: int = 1, top_k: int = TOP_K,
+                 temperature: float = TEMPERATURE) -> torch.Tensor:
+    """Routing logits (N, G·H, M) whose inference weights normalize(σ(z)) are softmax(top-k scores / temperature):
     z = logit(w / 2) for the kept adapters (σ(z) = w / 2 sums to 1/2; normalize restores w), MASKED elsewhere.
-    `groups` = L (a row per layer, "fine") or 1 (one row per document: the layers' scores averaged)."""
+    `groups` = L·H (a row per layer, "fine") or H (one per document: the layers' scores averaged). With H
+    routing heads (--heads) every head takes its layer's weights: a prototype is the whole adapter's."""
     n, n_layers, m = scores.shape
-    if groups not in (1, n_layers):
-        raise InputError(f"Arrow routing gives one weight vector per adapted layer ({n_layers}) or per document; "
-                         f"this routing table has {groups} groups per document: multi-head routing (--heads) has "
-                         "no Arrow prototypes here.")
-    s = scores if groups == n_layers else scores.mean(1, keepdim=True)  # (N, G, M)
+    if groups not in (heads, n_layers * heads):
+        raise InputError(f"Arrow routing gives one weight vector per adapted layer ({n_layers}) or per document, "
+                         f"for each of {heads} routing head(s); this routing table has {groups} groups per "
+                         "document: pass the KB's own --heads.")
+    s = scores if groups == n_layers * heads else scores.mean(1, keepdim=True)  # (N, G, M)
+    s = s.repeat_interleave(heads, dim=1)  # (N, G·H, M): a layer's heads in turn, as adapters.per_layer reads them
     k = min(top_k, m)
     top, idx = s.topk(k, dim=-1)  # (N, G, k)
     w = torch.softmax(top / temperature, dim=-1)  # (N, G, k)
