@@ -19,7 +19,7 @@ from polyprag.eval import compare
 from polyprag.eval.bench import COMPARISONS, CONTROLS
 
 ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
-        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "dyprag")
+        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag")
 
 
 def seed_results(run: Path) -> list[dict]:
