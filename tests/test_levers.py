@@ -1,6 +1,7 @@
 """Routing that can specialise: document embeddings and k-means, cluster init, distillation, diagnostics."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
 from polyprag.lm.models import load_model
 from polyprag.method.routing import Router, RoutingTable, entropy_stats
 from polyprag.method.config import TrainConfig
-from polyprag.method.train import encode, encode_distill, teacher_targets, train
+from polyprag.method.train import _hidden_loss, encode, encode_distill, teacher_targets, train
 
 DOCS = [Document("marlow", "Marlow Bridge", "Marlow Bridge was finished in 1862 by the engineer Ada Feld."),
         Document("velmark", "Velmark", "Velmark is a town on the river Tesk. It was founded in 1412 by Orrin Pell."),
@@ -153,6 +154,24 @@ def test_distillation_training_lowers_the_kl_to_the_teacher(lm, objective):
     samples = [Sample(i, q, a, source=DOCS[i].content()) for i, (q, a) in enumerate(FACTS)]
     history = train(lm.model, lm.tokenizer, layers, routing, samples,
                     TrainConfig(epochs=8, batch_size=4, lr_adapters=1e-2, objective=objective), progress=False)
+    assert history[-1]["loss"] < history[0]["loss"]
+
+
+def test_hidden_state_alignment_reads_the_teachers_answer_positions_and_trains(lm):
+    tok = lm.tokenizer
+    student, teacher = encode_distill(tok, Sample(0, "Who built it?", "Ada Feld", source=DOCS[0].content()), 512)
+    teacher_targets(lm.model, [(student, teacher)], top_k=5, progress=False, hidden=True)
+    n = len(student.ids) - student.answer_from
+    with torch.no_grad():  # the teacher's own sequence: its hidden states at the positions that predict the answer
+        own = lm.model(input_ids=torch.tensor([teacher]), output_hidden_states=True).hidden_states[-1][0]
+    assert torch.allclose(student.teacher_hidden, own[len(teacher) - n - 1:len(teacher) - 1], atol=1e-5)
+    as_teacher = replace(student, ids=teacher, answer_from=len(teacher) - n)
+    assert float(_hidden_loss(own[None], [as_teacher])) == pytest.approx(0.0, abs=1e-5)  # its own states: aligned
+    layers = inject(lm.model, InventoryConfig(n_adapters=2, rank=4))
+    samples = [Sample(i, q, a, source=DOCS[i].content()) for i, (q, a) in enumerate(FACTS)]
+    history = train(lm.model, lm.tokenizer, layers, RoutingTable(4, len(layers), 2), samples,
+                    TrainConfig(epochs=8, batch_size=4, lr_adapters=1e-2, objective="distill", distill_hidden=1.0),
+                    progress=False)
     assert history[-1]["loss"] < history[0]["loss"]
 
 

@@ -32,6 +32,11 @@ class TrainConfig:
     objective: str = setting("nll", "nll, distill (from the base model reading the document), or both",
                              choices=OBJECTIVES)
     distill_top_k: int = setting(32, "teacher tokens kept per answer position", at_least=1, cli=False)
+    # DistilledPRAG (arXiv 2509.01088) aligns hidden states as well as logits: the student reads no passage, so
+    # matching the teacher's last hidden state at each answer position asks for the passage's effect, not a token
+    distill_hidden: float = setting(0.0, "with --objective distill or both: weight of 1 - cosine between the "
+                                         "student's and the passage-reading teacher's last hidden states on the "
+                                         "answer tokens (0: logits only)", at_least=0)
     routing_entropy: float = setting(0.0, "weight of a routing-entropy penalty in the loss (sparser routing; 0: "
                                           "none)", at_least=0)
     # With --routing-entropy at the same weight: the mutual information between document and adapter

@@ -48,6 +48,7 @@ class Encoded:
     loss_from: int  # tokens before this index (system turn / bos) are not in the loss
     answer_from: int = 0  # distillation: index of the first answer token in ids
     teacher: tuple[torch.Tensor, torch.Tensor] | None = None  # (n_answer, k) log-probs and token ids
+    teacher_hidden: torch.Tensor | None = None  # (n_answer, d): the teacher's last hidden states (--distill-hidden)
     routed: bool = True  # False: mixed by uniform weights, not the document's routing (Sample.routed)
 
 
@@ -82,13 +83,19 @@ def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded,
 
 
 @torch.no_grad()
-def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, progress: bool) -> None:
+def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, progress: bool,
+                    hidden: bool = False) -> None:
     """Fill each student's `teacher` with the base model's top-k log-probs on the answer tokens, reading its
-    own sequence (the document in context). One row at a time: only the answer positions' logits are kept."""
+    own sequence (the document in context), and with `hidden` its last hidden states there too. One row at a
+    time: only the answer positions' logits are kept."""
     model.eval()
     for enc, ids in tqdm(pairs, desc="teacher", unit="sample", disable=not progress):
         n = len(enc.ids) - enc.answer_from
-        logits = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=n + 1).logits[0, :n]  # (n, V)
+        out = model(input_ids=torch.tensor([ids], device=model.device), logits_to_keep=n + 1,
+                    output_hidden_states=hidden)
+        logits = out.logits[0, :n]  # (n, V): the positions that predict the answer's n tokens
+        if hidden:
+            enc.teacher_hidden = out.hidden_states[-1][0, -(n + 1):-1].float()  # (n, d), the same positions
         logp = torch.log_softmax(logits.float(), -1)
         values, index = logp.topk(min(top_k, logp.shape[-1]), -1)  # (n, k)
         enc.teacher = (values, index)
@@ -242,7 +249,7 @@ def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, pr
             raise InputError("objective 'distill' needs samples without a passage in the prompt (with their "
                              "document as the teacher's context); use --objective nll or both.")
     teacher_targets(model, [p for p, t in zip(pairs, taught) if t] if config.objective == "both" else pairs,
-                    config.distill_top_k, progress)
+                    config.distill_top_k, progress, hidden=config.distill_hidden > 0)
     return [enc for enc, _ in pairs]
 
 
@@ -286,14 +293,14 @@ def _backward(run: _Run, rows: list[Encoded]) -> float:
     passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
     entropy = _routing_penalty(routing, docs, config)
     if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
-        loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config.objective)
+        loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config)
         loss = loss + entropy if entropy is not None else loss
         loss.backward()
         return loss.item()
     w = weights.detach().requires_grad_()  # each pass frees its activations; the routing gets their sum below
     total = 0.0
     for rows_in_pass in passes:
-        part = _pass_loss(model, layers, rows, rows_in_pass, w, pad_id, config.objective)
+        part = _pass_loss(model, layers, rows, rows_in_pass, w, pad_id, config)
         part = part * _loss_tokens([rows[i] for i in rows_in_pass]) / _loss_tokens(rows)
         part.backward()
         total += part.item()
@@ -323,12 +330,12 @@ def _rows_per_pass(rows: list[Encoded], config: TrainConfig, multiple: int = 1) 
 
 
 def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
-               pad_id: int, objective: str) -> torch.Tensor:
+               pad_id: int, config: TrainConfig) -> torch.Tensor:
     """The mean loss of rows[which], each mixed by its row of weights (B, G, M)."""
     part = [rows[i] for i in which]
     batch = {k: v.to(model.device) for k, v in collate(part, pad_id, width_multiple(model)).items() if k != "doc"}
     with mixing(layers, weights[which[0]:which[-1] + 1]):  # `which` is a run of consecutive rows
-        return _loss(model, batch, part, objective)
+        return _loss(model, batch, part, config)
 
 
 def _loss_tokens(rows: list[Encoded]) -> int:
@@ -363,17 +370,20 @@ def _head_nll(head: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, cap: floa
     return torch.nn.functional.cross_entropy(logits, y, reduction="sum")
 
 
-def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], objective: str) -> torch.Tensor:
-    if objective == "nll":
+def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], config: TrainConfig) -> torch.Tensor:
+    if config.objective == "nll":
         return nll_loss(model, batch)
     labels = batch.pop("labels")
-    logits = model(**batch).logits  # (B, T, V)
+    out = model(**batch, output_hidden_states=config.distill_hidden > 0)
+    logits = out.logits  # (B, T, V)
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                             ignore_index=-100)
     kl = _distill_loss(logits, rows)
     if kl is None:  # no row with a teacher (every sample showed its passage): NLL alone
         return nll
-    return kl if objective == "distill" else nll + kl
+    if config.distill_hidden:
+        kl = kl + config.distill_hidden * _hidden_loss(out.hidden_states[-1], rows)
+    return kl if config.objective == "distill" else nll + kl
 
 
 def _distill_loss(logits: torch.Tensor, rows: list[Encoded]) -> torch.Tensor | None:
@@ -388,6 +398,18 @@ def _distill_loss(logits: torch.Tensor, rows: list[Encoded]) -> torch.Tensor | N
         p = torch.softmax(t_logp, -1)  # (n, k): the teacher's top-k mass renormalised
         terms.append((p * (p.clamp_min(1e-12).log() - s_logp.gather(-1, index))).sum(-1))  # (n,)
     return torch.cat(terms).mean() if terms else None
+
+
+def _hidden_loss(hidden: torch.Tensor, rows: list[Encoded]) -> torch.Tensor:
+    """Mean over answer tokens of 1 − cos(student's, teacher's last hidden state) at the positions predicting
+    them, for the rows that have a teacher; hidden (B, T, d)."""
+    terms = []
+    for i, e in enumerate(rows):
+        if e.teacher_hidden is not None:
+            n = len(e.ids) - e.answer_from
+            h = hidden[i, e.answer_from - 1:e.answer_from - 1 + n].float()  # (n, d)
+            terms.append(1 - torch.nn.functional.cosine_similarity(h, e.teacher_hidden.to(h.device), dim=-1))
+    return torch.cat(terms).mean()
 
 
 def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
