@@ -38,6 +38,7 @@ declare -A LEVERS=(
   [dense]="--max-qa 8 --context-qa 1 --epochs 3"  # the demo's own recipe (what `polyprag demo` builds)
   [distill]="--objective both"                   # + KL to the base model reading the passage, on the answer tokens
   [distill-hidden]="--objective both --distill-hidden 1"  # + its last hidden states aligned too (DistilledPRAG)
+  [paraphrase]="--paraphrases 1"                 # each QA pair asked once more, as a cloze of its sentence
   [staged]="--stages 2"                          # half the adapters on half the documents, then the rest grown
   [adapters40]="--adapters 40"                   # twice the inventory: what growth's extra adapters alone give
 )

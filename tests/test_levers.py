@@ -294,6 +294,24 @@ def test_contrast_questions_ask_yes_no_and_either_or_from_the_documents_own_fact
     assert len(training_samples(DOCS[:2], augs, context_qa=0, rewrite=False)) == 4  # off by default
 
 
+def test_paraphrases_ask_each_fact_as_a_cloze_then_as_a_sentence_to_complete():
+    from polyprag.text.augment import paraphrased, training_samples
+    from polyprag.text.augment_rules import Augmentation, QAPair
+
+    qa = QAPair("When was Marlow Bridge finished?", "1862", "Marlow Bridge was finished in 1862.")
+    assert paraphrased(qa, "Marlow Bridge") == [
+        "Marlow Bridge: Marlow Bridge was finished in ___. What fills the blank?",
+        "Marlow Bridge: complete the sentence: Marlow Bridge was finished in …"]
+    cloze = QAPair("Marlow Bridge was finished in ___. What fills the blank?", "1862", qa.full_answer)
+    assert paraphrased(cloze, "") == ["complete the sentence: Marlow Bridge was finished in …"]  # never itself
+    assert paraphrased(QAPair("Who?", "Ada Feld", "It was built in 1862."), "X") == []  # answer not in its sentence
+    augs = [Augmentation(d.id, d.text, (qa,), "rules") for d in DOCS[:2]]
+    for n in (0, 1, 2):
+        samples = training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, paraphrases=n)
+        assert len(samples) == 2 * (1 + n) and {s.answer for s in samples} == {"1862"}
+        assert all(s.routed and s.passage is None for s in samples)  # facts, asked bare, through the routing
+
+
 def test_format_samples_apart_from_facts_train_the_adapters_but_never_the_routing(lm):
     from polyprag.text.augment import training_samples
     from polyprag.text.augment_rules import Augmentation, QAPair

@@ -295,7 +295,7 @@ class Bench:
                                  model_name=b.augment_model)
         if recipe == "prag":
             return prag_samples(work.docs, augs)
-        return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast, b.format_routing)
+        return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast, b.format_routing, b.paraphrases)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag

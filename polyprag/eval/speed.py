@@ -72,7 +72,8 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     build = BuildConfig(inventory=InventoryConfig(top_layers=config.top_layers),
                         training=TrainConfig(epochs=config.poly_epochs))
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
-    samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast)  # as the build makes them
+    samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast, build.format_routing,
+                               build.paraphrases)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
         kb, poly_s = _encode_poly(docs, lm, build)
         prag, prag_s = _encode_prag(docs, samples, config, Path(tmp))

@@ -56,7 +56,8 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
         routing.init_from_clusters(assign, config.routing_strength)
     if config.router == "embedding":
         routing.attach_router(embeddings)
-    samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast, config.format_routing)
+    samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast, config.format_routing,
+                               config.paraphrases)
     log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
              len(samples), len(docs))
     history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
@@ -108,7 +109,7 @@ def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable,
     n_old, m_old = routing.n_docs, layers[0].config.n_adapters
     samples = [replace(s, doc=s.doc + n_old)
                for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,
-                                         build.rewrite, build.contrast, build.format_routing)]
+                                         build.rewrite, build.contrast, build.format_routing, build.paraphrases)]
     torch.manual_seed(build.training.seed + n_old)  # the grown adapters' and new rows' init: part of the seeded run
     if grow:
         grow_inventory(layers, grow)

@@ -62,6 +62,10 @@ class BuildConfig:
     contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0,
                             chosen="dev: 0 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
                                    "\"Levers on dev\"); first chosen on test")
+    paraphrases: int = setting(0, "other phrasings of each QA pair also trained (a cloze of its sentence, then the "
+                                  "sentence's start to complete): its fact asked as users may ask it", at_least=0,
+                               at_most=2, chosen="every build's behaviour before the setting existed; the lever is "
+                                                 "measured on dev (benchmarks/levers_dev.sh paraphrase)")
     format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
                                          "routing, as its facts) or uniform (every adapter alike: format apart from "
                                          "facts)", choices=("own", "uniform"),
@@ -98,7 +102,7 @@ class BuildConfig:
 # Build settings newer than some KBs, with the value every build had before the setting existed.
 LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
           "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "format_routing": "own", "max_qa": 8, "context_qa": 2,
-          "rewrite": True, "stages": 1}
+          "rewrite": True, "stages": 1, "paraphrases": 0}
 _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 
 

@@ -188,14 +188,16 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
 
 
 def training_samples(docs: list[Document], augs: list[Augmentation], context_qa: int = 2,
-                     rewrite: bool = True, contrast: int = 0, format_routing: str = "own") -> list[Sample]:
+                     rewrite: bool = True, contrast: int = 0, format_routing: str = "own",
+                     paraphrases: int = 0) -> list[Sample]:
     """PRAG's samples: the first `context_qa` QA pairs (PRAG: 2) each with the passage and with the rewrite
     in context; every QA pair alone too (the parametric modes ask the bare question, so it must be trained).
     Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage.
     `contrast`: that many yes/no and either-or questions per document, made from its QA pairs
     (`contrast_pairs`), so that the adapters keep the reader's yes/no and comparison answers; with
     `format_routing` "uniform" they are trained through every adapter alike, so that the routing learns from
-    the document's facts only and the answer format lives in what all documents share."""
+    the document's facts only and the answer format lives in what all documents share. `paraphrases`: up to
+    that many other phrasings of each QA pair (`paraphrased`), bare: the same fact asked as users may ask it."""
     samples = []
     answers = [qa.answer for aug in augs for qa in aug.qa]  # distractors for the contrast questions
     for i, (doc, aug) in enumerate(zip(docs, augs)):
@@ -207,6 +209,7 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
                 if rewrite:
                     samples.append(Sample(i, qa.question, qa.answer, rewritten, source))
             samples.append(Sample(i, qa.question, qa.answer, source=source))
+            samples += [Sample(i, q, qa.answer, source=source) for q in paraphrased(qa, doc.title)[:paraphrases]]
         samples += [Sample(i, q, a, source=source, routed=format_routing == "own")
                     for q, a in contrast_pairs(aug.qa, answers, contrast, seed=i)]
     return samples
@@ -225,6 +228,21 @@ def prag_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]
             passages = (source, rewritten) if j < with_passage else (None,)
             samples += [Sample(i, qa.question, qa.answer, p, source) for p in passages]
     return samples
+
+
+def paraphrased(qa: QAPair, title: str) -> list[str]:
+    """Other questions for the same answer, from the sentence it came from (none if the answer is not in it):
+    a cloze of the sentence ("<title>: ... ___ .... What fills the blank?"), then the sentence up to the
+    answer to complete; the QA pair's own question is never repeated. Rules only: any augmenter's pairs."""
+    at = qa.full_answer.find(qa.answer) if qa.answer else -1
+    if at < 0:
+        return []
+    sentence = qa.full_answer.strip()
+    about = f"{title}: " if title else ""
+    cloze = f"{about}{sentence[:at]}___{sentence[at + len(qa.answer):]}".rstrip(" .!?") + ". What fills the blank?"
+    start = sentence[:at].rstrip()
+    forms = [cloze] + ([f"{about}complete the sentence: {start} …"] if len(start.split()) >= 2 else [])
+    return [q for q in forms if q.strip().lower() != qa.question.strip().lower()]
 
 
 def contrast_pairs(qa: tuple[QAPair, ...], answers: list[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
