@@ -34,6 +34,7 @@ declare -A LEVERS=(
   [heads4]="--heads 4"                           # multi-head routing: 4 blocks per adapter, each routed on its own
   [top15]="--top-layers 15"                      # adapters on the top 15 of 30 blocks: a shorter backward (encode time)
   [router]="--router embedding"                  # rows from a linear map of the document's embedding, trained
+  [router-lr]="--router embedding --lr-router 1e-2"  # the same router at 10x its learning rate
   [knowledge]="--max-qa 6 --context-qa 1"        # qa6 and context1 together: more facts, one read from the passage
   [dense]="--max-qa 8 --context-qa 1 --epochs 3"  # the demo's own recipe (what `polyprag demo` builds)
   [distill]="--objective both"                   # + KL to the base model reading the passage, on the answer tokens
