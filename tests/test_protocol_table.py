@@ -90,3 +90,24 @@ def test_the_levers_rule_sends_on_only_a_higher_score_whose_own_knowledge_does_n
     assert levers_table.verdicts([row("better", "briefs", 1, 1, 1)]) == []  # no defaults: no rule to apply
     assert "| better | 33.5 | +1.0 | - | briefs 3, hotpotqa 3 | yes |" in levers_table.verdict_markdown(
         list(got.values()), 32.5)
+
+
+def test_collect_and_restore_round_trip_a_runs_rows_and_leave_its_kb_behind(tmp_path):
+    import shutil
+    import subprocess
+
+    root = tmp_path / "repo"  # the scripts work from the folder above their own: a copy keeps the checkout clean
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    run = root / "runs" / "levers-dev-briefs-n30-smollm2-qa6"
+    _seed(run, 0, {"poly": ["Orla Pell", "1871", "x", "yes"]})
+    (run / "seed-0" / "kb").mkdir()
+    (run / "seed-0" / "kb" / "inventory.safetensors").write_bytes(b"weights")
+    script = root / "benchmarks" / "levers_dev.sh"
+    assert subprocess.run(["bash", str(script), "collect", "qa6"], capture_output=True).returncode == 0
+    kept = root / "benchmarks" / "results" / "levers-dev-n30" / run.name / "seed-0"
+    assert sorted(p.name for p in kept.rglob("*") if p.is_file()) == ["config.json", "poly.json"]  # no KB
+    shutil.rmtree(root / "runs")
+    assert subprocess.run(["bash", str(script), "restore", "qa6"], capture_output=True).returncode == 0
+    assert (run / "seed-0" / "methods" / "poly.json").read_text() == (kept / "methods" / "poly.json").read_text()
+    bad = subprocess.run(["bash", str(script), "collect", "nosuch"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown lever nosuch" in bad.stderr
