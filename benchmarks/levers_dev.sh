@@ -49,7 +49,8 @@ names=("$@")
 for name in "${names[@]}"; do
   [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever $name: choose from ${!LEVERS[*]}" >&2; exit 2; }
   for dataset in briefs hotpotqa; do
-    if [ "$dataset" = briefs ]; then
+    if [ "$dataset" = briefs ]; then  # its exploration runs are already the confirmation's (no KB kept to reuse)
+      [ "$action" = confirm ] && continue
       data=("${BRIEFS[@]}") n=30 seeds=0,1,2 size=n30
     elif [ "$action" = explore ]; then
       data=(--dataset "$dataset" --split dev) n=30 seeds=0 size=n30

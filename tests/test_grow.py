@@ -233,3 +233,5 @@ def test_a_staged_build_grows_the_second_half_of_its_inventory_for_the_second_ha
     one = KnowledgeBase.build(docs[:1], load_model(str(tiny_chat_model_dir)), replace(CONFIG, stages=2),
                               progress=False)  # a single document has no second stage
     assert one.manifest.inventory.n_adapters == 4 and one.manifest.n_docs == 1
+    with pytest.raises(InputError, match="--adapters 2 or more"):
+        replace(CONFIG, stages=2, inventory=InventoryConfig(n_adapters=1, rank=2))

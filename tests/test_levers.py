@@ -183,6 +183,8 @@ def test_distill_alone_needs_samples_without_a_passage(lm):
               TrainConfig(epochs=1, objective="distill"), progress=False)
     with pytest.raises(InputError, match="objective='kl'"):
         TrainConfig(objective="kl")
+    with pytest.raises(InputError, match="--objective both"):
+        TrainConfig(distill_hidden=1.0)  # alignment needs a teacher
 
 
 def test_diagnostics_per_epoch_say_whether_adapters_and_routing_moved(lm):
@@ -305,6 +307,8 @@ def test_paraphrases_ask_each_fact_as_a_cloze_then_as_a_sentence_to_complete():
     cloze = QAPair("Marlow Bridge was finished in ___. What fills the blank?", "1862", qa.full_answer)
     assert paraphrased(cloze, "") == ["complete the sentence: Marlow Bridge was finished in …"]  # never itself
     assert paraphrased(QAPair("Who?", "Ada Feld", "It was built in 1862."), "X") == []  # answer not in its sentence
+    assert paraphrased(QAPair("Who?", "Ada Feld", "Ada Feld."), "X") == []  # the whole sentence: nothing to ask
+    assert paraphrased(QAPair("Who?", "Ada", "Ada met Ada Feld in 1862."), "X") == []  # there twice: a giveaway
     augs = [Augmentation(d.id, d.text, (qa,), "rules") for d in DOCS[:2]]
     for n in (0, 1, 2):
         samples = training_samples(DOCS[:2], augs, context_qa=0, rewrite=False, paraphrases=n)

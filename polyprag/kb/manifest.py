@@ -94,6 +94,9 @@ class BuildConfig:
         if self.augment_url and (self.augmenter != "llm" or not self.augment_url.startswith(("http://", "https://"))):
             raise InputError(f"augment_url={self.augment_url!r}: an http(s) URL, with the llm augmenter "
                              "(--augmenter llm --augment-url http://host:8000).")
+        if self.stages == 2 and self.inventory.n_adapters < 2:
+            raise InputError(f"stages=2 (--stages) grows half of the inventory for the later documents, and "
+                             f"{self.inventory.n_adapters} adapter has no half; use --adapters 2 or more, or --stages 1.")
         if self.router == "embedding" and self.routing_init != "cluster":
             raise InputError("router='embedding' is fitted to the cluster table before training; pass "
                              "--routing-init cluster with --router embedding.")

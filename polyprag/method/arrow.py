@@ -36,7 +36,7 @@ def document_scores(lm: LoadedModel, layers: list[PolyLoRALinear], docs: list[Do
     """(N, L, M): mean over each document's first `max_length` tokens of |x·v_m| at each adapted layer, x the
     layer's input with no adapter mixed (call it outside `mixing(...)`), v_m its prototypes."""
     protos = [prototypes(layer) for layer in layers]
-    scores: list[torch.Tensor] = []  # one (B, M) per layer for the batch in progress
+    scores: list[torch.Tensor | None] = []  # one (B, M) per layer for the batch in progress
     mask = torch.zeros(0)
 
     def hook(i: int):
@@ -44,7 +44,7 @@ def document_scores(lm: LoadedModel, layers: list[PolyLoRALinear], docs: list[Do
             x = args[0].float()  # (B, T, d_in)
             s = (x @ protos[i].T.to(x.device)).abs()  # (B, T, M)
             m = mask.to(s.device)  # (B, T, 1)
-            scores.append(((s * m).sum(1) / m.sum(1).clamp_min(1)).cpu())  # (B, M)
+            scores[i] = ((s * m).sum(1) / m.sum(1).clamp_min(1)).cpu()  # (B, M)
         return record
 
     handles = [layer.register_forward_pre_hook(hook(i)) for i, layer in enumerate(layers)]
@@ -55,9 +55,11 @@ def document_scores(lm: LoadedModel, layers: list[PolyLoRALinear], docs: list[Do
                                padding=True, padding_side="right", truncation=True,
                                max_length=max_length).to(lm.model.device)
             mask = enc["attention_mask"].unsqueeze(-1).float()  # (B, T, 1)
-            scores.clear()
+            scores[:] = [None] * len(layers)
             lm.model.base_model(**enc)
-            out.append(torch.stack(scores, 1))  # (B, L, M): the hooks run in the layers' order
+            if any(s is None for s in scores):
+                raise ValueError("an adapted layer is outside the decoder: Arrow scores read the decoder's layers")
+            out.append(torch.stack(scores, 1))  # (B, L, M)
     finally:
         for h in handles:
             h.remove()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
 from ..settings import check, setting
 
 OBJECTIVES = ("nll", "distill", "both")
@@ -59,3 +60,6 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
+        if self.distill_hidden and self.objective == "nll":
+            raise InputError(f"distill_hidden={self.distill_hidden} (--distill-hidden) aligns the student with a "
+                             "teacher, which objective 'nll' has none of; add --objective both (or distill).")

@@ -95,7 +95,8 @@ def teacher_targets(model, pairs: list[tuple[Encoded, list[int]]], top_k: int, p
                     output_hidden_states=hidden)
         logits = out.logits[0, :n]  # (n, V): the positions that predict the answer's n tokens
         if hidden:
-            enc.teacher_hidden = out.hidden_states[-1][0, -(n + 1):-1].float()  # (n, d), the same positions
+            # (n, d), the same positions; a copy: a view would keep the whole (T, d) sequence alive all training
+            enc.teacher_hidden = out.hidden_states[-1][0, -(n + 1):-1].float().clone()
         logp = torch.log_softmax(logits.float(), -1)
         values, index = logp.topk(min(top_k, logp.shape[-1]), -1)  # (n, k)
         enc.teacher = (values, index)

@@ -231,16 +231,18 @@ def prag_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]
 
 
 def paraphrased(qa: QAPair, title: str) -> list[str]:
-    """Other questions for the same answer, from the sentence it came from (none if the answer is not in it):
+    """Other questions for the same answer, from the sentence it came from (none if the answer is not in it
+    once, with at least 3 other words):
     a cloze of the sentence ("<title>: ... ___ .... What fills the blank?"), then the sentence up to the
     answer to complete; the QA pair's own question is never repeated. Rules only: any augmenter's pairs."""
-    at = qa.full_answer.find(qa.answer) if qa.answer else -1
-    if at < 0:
-        return []
     sentence = qa.full_answer.strip()
+    at = sentence.find(qa.answer) if qa.answer else -1
+    before, after = (sentence[:at], sentence[at + len(qa.answer):]) if at >= 0 else ("", "")
+    if at < 0 or len(f"{before} {after}".split()) < 3 or qa.answer in before + after:
+        return []  # not in its sentence, nearly the whole sentence, or there twice: no question left to ask
     about = f"{title}: " if title else ""
-    cloze = f"{about}{sentence[:at]}___{sentence[at + len(qa.answer):]}".rstrip(" .!?") + ". What fills the blank?"
-    start = sentence[:at].rstrip()
+    cloze = f"{about}{before}___{after}".rstrip(" .!?") + ". What fills the blank?"
+    start = before.rstrip()
     forms = [cloze] + ([f"{about}complete the sentence: {start} …"] if len(start.split()) >= 2 else [])
     return [q for q in forms if q.strip().lower() != qa.question.strip().lower()]
 
