@@ -37,6 +37,13 @@ def lever_row(run: Path) -> dict:
             "encode_s_per_doc": rows.get("poly", {}).get("encode_s_per_doc")}
 
 
+def briefs_explored(root: Path) -> list[Path]:
+    """The briefs exploration runs beside `root`'s: in it (runs/) or in its sibling levers-dev-n30
+    (benchmarks/results)."""
+    folders = dict.fromkeys([root, root.parent / "levers-dev-n30"])
+    return [r for f in folders for r in f.glob("levers-dev-briefs-n30-smollm2-*") if NAME.fullmatch(r.name)]
+
+
 def markdown(table: list[dict]) -> str:
     cell = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
     lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | uniform | arrow | "
@@ -86,10 +93,13 @@ def verdict_markdown(rows: list[dict], defaults: float | None) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", nargs="?", default="runs")
-    p.add_argument("--n", type=int, default=30, help="the exploration (30) or the confirmation (100) runs")
+    p.add_argument("--n", type=int, default=30, help="the exploration (30) or the confirmation (100, with the "
+                                                      "briefs exploration runs) runs")
     p.add_argument("--json", help="also write the table as JSON here")
     args = p.parse_args()
     runs = sorted(r for r in Path(args.root).glob(f"levers-dev-*-n{args.n}-smollm2-*") if NAME.fullmatch(r.name))
+    if args.n != 30:  # the confirmation reuses the briefs exploration runs (all 30 dev questions, 3 seeds already)
+        runs = sorted(runs + briefs_explored(Path(args.root)))
     table = [lever_row(r) for r in runs if any(r.glob("seed-*/methods/*.json"))]
     print(markdown(table), end="")
     rules = verdicts(table)
