@@ -7,7 +7,10 @@
 #   benchmarks/protocol.sh [run|collect|restore] [PAIR...]     e.g. benchmarks/protocol.sh run hotpotqa-cf:smollm2
 set -euo pipefail
 cd "$(dirname "$0")/.."
-METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared,prag-shared-combine
+METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
+METHODS+=,prag-shared-combine
+# DyPRAG's translator trains on other questions' paragraphs: a counterfactual world has none (datasets.held_out)
+REAL_ONLY=,dyprag
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)
 declare -A MODEL=([smollm2]=smollm2-135m-instruct [gemma3]=gemma3-270m)
@@ -18,8 +21,9 @@ for pair in "${PAIRS[@]}"; do
   dataset=${pair%%:*} model=${pair##*:}
   name=protocol-$dataset-test-n100-$model
   case $action in
-    run) .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-           --model "${MODEL[$model]}" --methods "$METHODS" --out "runs/$name" ;;
+    run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
+         .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
+           --model "${MODEL[$model]}" --methods "$methods" --out "runs/$name" ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac
