@@ -9,6 +9,9 @@
 # The rule, fixed before any confirm run: a default moves only if the other value's mean F1 over poly and
 # poly-combine, averaged over the briefs and HotpotQA dev runs, is higher and poly - poly-shuffled does not fall
 # (this is where contrast 3, 2 epochs and the other defaults chosen on test questions are re-chosen).
+# Confirmation candidates: bf16 and format-uniform (passed the exploration's rule); qa6, epochs3, context1 and
+# heads4 (held back only by a one-seed HotpotQA fall while own - shuffled rose on briefs; added 2026-12-04,
+# before any confirmation ran).
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
