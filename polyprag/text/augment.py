@@ -24,7 +24,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import distributed
-from .augment_rules import Augmentation, QAPair, from_json, rule_augment, to_json
+from .augment_rules import Augmentation, QAPair, cloze_question, from_json, rule_augment, to_json
+from .spans import span_at
 from .corpus import Document
 from ..errors import InputError
 
@@ -241,9 +242,9 @@ def paraphrased(qa: QAPair, title: str) -> list[str]:
     if at < 0 or len(f"{before} {after}".split()) < 3 or qa.answer in before + after:
         return []  # not in its sentence, nearly the whole sentence, or there twice: no question left to ask
     about = f"{title}: " if title else ""
-    cloze = f"{about}{before}___{after}".rstrip(" .!?") + ". What fills the blank?"
     start = before.rstrip()
-    forms = [cloze] + ([f"{about}complete the sentence: {start} …"] if len(start.split()) >= 2 else [])
+    forms = [cloze_question(sentence, span_at(sentence, at, at + len(qa.answer), "answer"), title)]  # the rules' cloze
+    forms += [f"{about}complete the sentence: {start} …"] if len(start.split()) >= 2 else []
     return [q for q in forms if q.strip().lower() != qa.question.strip().lower()]
 
 

@@ -343,7 +343,7 @@ _WH_BUILDERS = {
 }
 
 
-def _cloze(sent: str, span: Span, title: str) -> str:
+def cloze_question(sent: str, span: Span, title: str) -> str:
     """ "<title>: <sentence with ___>. What fills the blank?"."""
     body = re.sub(r"[.!?]+$", "", (sent[: span.start] + "___" + sent[span.end :]).strip())
     return f"{title}: {body}. What fills the blank?" if title else f"{body}. What fills the blank?"
@@ -384,7 +384,7 @@ def _candidates(doc: Document, sentences: list[str], topic: Topic) -> list[_Cand
             question = _with_topic(_wh_question(sent, span, topic), doc.title)
             cloze = not question or _leaks(question, span.text)
             if cloze:
-                question = _cloze(sent, span, doc.title)
+                question = cloze_question(sent, span, doc.title)
             if _leaks(question, span.text):
                 continue  # the answer appears twice, or in the title: a giveaway
             out.append(_Candidate(QAPair(question, span.text, sent), i, span.kind, cloze, len(out)))
@@ -413,12 +413,12 @@ def _fallback(doc: Document, sentences: list[str]) -> QAPair:
     at = sent.find(core) if core else -1
     if at >= 0:
         span = span_at(sent, at, at + len(core), "name")
-        return QAPair(_cloze(sent, span, ""), span.text, sent)
+        return QAPair(cloze_question(sent, span, ""), span.text, sent)
     words = list(re.finditer(r"\w+", sent))
     if not words:
         return QAPair(f"{doc.title or 'The document'} says what?", sent, sent)
     word = max(words, key=lambda m: len(m.group()))  # max keeps the first on ties
-    return QAPair(_cloze(sent, span_at(sent, word.start(), word.end(), "word"), doc.title),
+    return QAPair(cloze_question(sent, span_at(sent, word.start(), word.end(), "word"), doc.title),
                   word.group(), sent)
 
 
