@@ -19,7 +19,7 @@ def main() -> None:
     p.add_argument("--strengths", default="0.5,0.25", help="comma-separated scales of the mixing weights")
     p.add_argument("--modes", default="poly-combine")
     args = p.parse_args()
-    run = finished_run(args.run, args.data_dir)
+    run = finished_run(args)
     kb, work, by_id = run.kb, run.work, {d.id: d for d in run.kb.docs}
     rows = []
     for mode in args.modes.split(","):

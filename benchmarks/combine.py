@@ -17,7 +17,7 @@ def main() -> None:
     p.add_argument("--combine", choices=COMBINES, default="sum")
     p.add_argument("--modes", default="poly,poly-combine")
     args = p.parse_args()
-    run = finished_run(args.run, args.data_dir)
+    run = finished_run(args)
     rows = []
     for mode in args.modes.split(","):
         timings: list[float] = []

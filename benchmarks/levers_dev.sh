@@ -45,6 +45,12 @@ declare -A LEVERS=(
   [paraphrase]="--paraphrases 1"                 # each QA pair asked once more, as a cloze of its sentence
   [staged]="--stages 2"                          # half the adapters on half the documents, then the rest grown
   [adapters40]="--adapters 40"                   # twice the inventory: what growth's extra adapters alone give
+  # the defaults first chosen on test questions, re-chosen here (added 2026-12-04, before any of these ran)
+  [uniform-init]="--routing-init uniform"        # rows start level instead of from the embeddings' clusters
+  [lr1e-3]="--lr-adapters 1e-3"                  # the adapters' learning rate halved ...
+  [lr4e-3]="--lr-adapters 4e-3"                  # ... and doubled
+  [lr-routing3e-2]="--lr-routing 3e-2"           # the routing rows' learning rate at a third
+  [e1-lr4e-3]="--epochs 1 --lr-adapters 4e-3"    # half the sample passes at twice the step (encode time, issue 33)
 )
 action=${1:-explore}; shift || true
 names=("$@")

@@ -11,7 +11,8 @@ from pathlib import Path
 from polyprag.lm.answer import Answer
 from polyprag.eval.bench import Workload, workload
 from polyprag.eval.bench_report import breakdown
-from polyprag.text.datasets import Split, load_dataset
+from polyprag.text.corpus import load_corpus
+from polyprag.text.datasets import Split, load_dataset, load_questions
 from polyprag.eval.evaluate import prediction, score_row
 from polyprag.lm.generate import GenerationConfig
 from polyprag.kb.knowledge import KnowledgeBase
@@ -30,13 +31,22 @@ def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("run", help="a bench run folder (config.json, kb/)")
     p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--corpus", help="a run on your own files (bench --corpus): the same DOCS.jsonl")
+    p.add_argument("--questions", help="... and the same Q.jsonl")
     return p
 
 
-def finished_run(folder: str | Path, data_dir: str) -> FinishedRun:
-    folder = Path(folder)
+def finished_run(args: argparse.Namespace) -> FinishedRun:
+    """`args` from `parser`: the run folder, and where its questions and documents are."""
+    folder = Path(args.run)
     config = json.loads((folder / "config.json").read_text())
-    questions, corpus = load_dataset(config["dataset"], data_dir, config["n"], split=Split(config.get("split", "test")))
+    if config["dataset"] == "custom":  # the run's files are not recorded by name: the user names them again
+        if not (args.corpus and args.questions):
+            raise SystemExit(f"{folder} is a run on your own files: pass the same --corpus and --questions")
+        questions, corpus = load_questions(args.questions)[: config["n"]], load_corpus(args.corpus)
+    else:
+        questions, corpus = load_dataset(config["dataset"], args.data_dir, config["n"],
+                                         split=Split(config.get("split", "test")))
     work = workload(questions, corpus, config["corpus_mode"], config["k"])
     return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
 

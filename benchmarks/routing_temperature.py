@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--temperatures", default="1,0.5,0.25", help="comma-separated T")
     p.add_argument("--forms", default="sigmoid", help="sigmoid (the trained form) and/or softmax")
     args = p.parse_args()
-    run = finished_run(args.run, args.data_dir)
+    run = finished_run(args)
     kb, work = run.kb, run.work
     z = kb.routing.logits.detach().float()  # (N, G, M); this script assumes no grown (masked) adapters
     rows = []

@@ -21,7 +21,7 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16,int8", help="inventory precisions (routing in fp16 unless fp32)")
     p.add_argument("--modes", default="poly,poly-combine")
     args = p.parse_args()
-    run = finished_run(args.run, args.data_dir)
+    run = finished_run(args)
     kb = run.kb
     if kb.manifest.build.storage != "fp32":
         p.error(f"{args.run}: its KB is stored in {kb.manifest.build.storage}, so its fp32 row would not be fp32; "
