@@ -84,7 +84,7 @@ class BuildConfig:
     combine_strength: float = setting(0.75, "poly-combine: scale the mixing weights (< 1: the passages weigh more)",
                                       above=0, at_most=4,
                                       chosen="test (best mean over HotpotQA n = 100, 2Wiki n = 100 and the demo): to "
-                                             "re-choose on dev (benchmarks/adapter_strength.py on the dev runs)")
+                                             "re-choose on dev (benchmarks/strength_dev.sh, its rule in its header)")
     storage: str = setting(storage.DEFAULT, "the inventory's stored precision (routing in fp16 unless fp32; bf16: "
                                             "half the bytes of fp32 at the same F1)", choices=storage.PRECISIONS)
     training: TrainConfig = field(default_factory=TrainConfig)
