@@ -11,8 +11,8 @@ from pathlib import Path
 from polyprag.lm.answer import Answer
 from polyprag.eval.bench import Workload, workload
 from polyprag.eval.bench_report import breakdown
-from polyprag.text.corpus import load_corpus
-from polyprag.text.datasets import Split, load_dataset, load_questions
+from polyprag.text.corpus import Document, load_corpus
+from polyprag.text.datasets import Question, Split, load_dataset, load_questions
 from polyprag.eval.evaluate import prediction, score_row
 from polyprag.lm.generate import GenerationConfig
 from polyprag.kb.knowledge import KnowledgeBase
@@ -40,15 +40,18 @@ def finished_run(args: argparse.Namespace) -> FinishedRun:
     """`args` from `parser`: the run folder, and where its questions and documents are."""
     folder = Path(args.run)
     config = json.loads((folder / "config.json").read_text())
+    questions, corpus = run_data(folder, config, args)
+    work = workload(questions, corpus, config["corpus_mode"], config["k"])
+    return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
+
+
+def run_data(folder: Path, config: dict, args: argparse.Namespace) -> tuple[list[Question], list[Document]]:
+    """The questions and corpus a run (its config.json) read: a dataset by name, or the user's files again."""
     if config["dataset"] == "custom":  # the run's files are not recorded by name: the user names them again
         if not (args.corpus and args.questions):
             raise SystemExit(f"{folder} is a run on your own files: pass the same --corpus and --questions")
-        questions, corpus = load_questions(args.questions)[: config["n"]], load_corpus(args.corpus)
-    else:
-        questions, corpus = load_dataset(config["dataset"], args.data_dir, config["n"],
-                                         split=Split(config.get("split", "test")))
-    work = workload(questions, corpus, config["corpus_mode"], config["k"])
-    return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
+        return load_questions(args.questions)[: config["n"]], load_corpus(args.corpus)
+    return load_dataset(config["dataset"], args.data_dir, config["n"], split=Split(config.get("split", "test")))
 
 
 def scored(name: str, run: FinishedRun, answers: list[Answer], timings: list[float]) -> dict:
