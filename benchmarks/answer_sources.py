@@ -68,12 +68,19 @@ def report(run: Path, found: dict[str, np.ndarray]) -> str:
         lines.append(f"| {method} | {len(s)} | " + " | ".join(cells) + " |")
     lines += ["", "| a | b | source | a − b (points) | 95% CI |", "|---|---|---|---|---|"]
     for a, b, what in PAIRS:
-        if a in found and b in found and len(found[a]) == len(found[b]):
-            i = SOURCES.index(what)
-            diff = 100 * ((found[a] == i).mean(0) - (found[b] == i).mean(0))  # (Q,): seed-averaged per question
-            lo, hi = bootstrap_ci(diff)
-            lines.append(f"| {a} | {b} | {what} | {diff.mean():+.1f} | [{lo:+.1f}, {hi:+.1f}] |")
+        if (d := difference(found, a, b, what)) is not None:
+            lines.append(f"| {a} | {b} | {what} | {d[0]:+.1f} | [{d[1]:+.1f}, {d[2]:+.1f}] |")
     return "\n".join(lines) + "\n"
+
+
+def difference(found: dict[str, np.ndarray], a: str, b: str, what: str) -> tuple[float, float, float] | None:
+    """a − b in points of answers from `what`, with its paired bootstrap 95% CI; None unless both ran every seed."""
+    if a not in found or b not in found or len(found[a]) != len(found[b]):
+        return None
+    i = SOURCES.index(what)
+    diff = 100 * ((found[a] == i).mean(0) - (found[b] == i).mean(0))  # (Q,): seed-averaged per question
+    lo, hi = bootstrap_ci(diff)
+    return float(diff.mean()), lo, hi
 
 
 def main() -> None:

@@ -4,8 +4,10 @@
 
 One row per lever and dataset (runs/levers-dev-DATASET-nN-smollm2-LEVER): poly, poly-shuffled, own − shuffled
 with its paired bootstrap 95% CI (and per question type), poly-uniform, poly-combine, the bare reader, encode
-s/doc; the seeds each run has. "arrow": poly-arrow, Arrow's rows on the same KB (nothing trained). Reads the
-same seed folders as benchmarks/protocol_table.py. Prints Markdown.
+s/doc; the seeds each run has. "arrow": poly-arrow, Arrow's rows on the same KB (nothing trained). "recall":
+own − shuffled in points of answers drawn from the retrieved documents' words (benchmarks/answer_sources.py; it
+reads the runs' questions and documents, so "-" where ../shared/data is missing). Reads the same seed folders as
+benchmarks/protocol_table.py. Prints Markdown.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import json
 import re
 from pathlib import Path
 
+import answer_sources
+from polyprag.errors import InputError
 from protocol_table import summarise  # the same per-seed reading and comparisons as the protocol's table
 
 NAME = re.compile(r"levers-dev-(?P<dataset>.+)-n(?P<n>\d+)-smollm2-(?P<lever>.+)")
+BRIEFS = Path(__file__).parent / "data" / "briefs"  # levers_dev.sh's invented corpus and its dev questions
 
 
 def lever_row(run: Path) -> dict:
@@ -37,6 +42,16 @@ def lever_row(run: Path) -> dict:
             "encode_s_per_doc": rows.get("poly", {}).get("encode_s_per_doc")}
 
 
+def recall(run: Path, data_dir: str) -> tuple[float, float, float] | None:
+    """poly − poly-shuffled in points of answers recalled from the retrieved documents, with its CI."""
+    files = argparse.Namespace(data_dir=data_dir, corpus=str(BRIEFS / "docs.jsonl"),
+                               questions=str(BRIEFS / "questions-dev.jsonl"))
+    try:
+        return answer_sources.difference(answer_sources.sources(run, files), "poly", "poly-shuffled", "retrieved")
+    except (InputError, FileNotFoundError):  # the dataset is not on this machine
+        return None
+
+
 def briefs_explored(root: Path) -> list[Path]:
     """The briefs exploration runs beside `root`'s: in it (runs/) or in its sibling levers-dev-n30
     (benchmarks/results)."""
@@ -46,13 +61,15 @@ def briefs_explored(root: Path) -> list[Path]:
 
 def markdown(table: list[dict]) -> str:
     cell = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
-    lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | uniform | arrow | "
-             "poly-combine | bare | encode s/doc |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | lever | seeds | poly | shuffled | own − shuffled [95% CI] | by type | recall [95% CI] | "
+             "uniform | arrow | poly-combine | bare | encode s/doc |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table:
         ci = "-" if r["ci95"] is None else f"{r['own_minus_shuffled']:+.1f} [{r['ci95'][0]:+.1f}, {r['ci95'][1]:+.1f}]"
         types = ", ".join(f"{t or 'all'} {d:+.1f}" for t, d in sorted(r["own_minus_shuffled_by_type"].items()))
+        rc = r.get("recall")
+        rc = "-" if rc is None else f"{rc[0]:+.1f} [{rc[1]:+.1f}, {rc[2]:+.1f}]"
         lines.append(f"| {r['dataset']} | {r['lever']} | {r['seeds']} | {cell(r['poly'])} | {cell(r['poly_shuffled'])} "
-                     f"| {ci} | {types} | {cell(r['poly_uniform'])} | {cell(r['poly_arrow'])} "
+                     f"| {ci} | {types} | {rc} | {cell(r['poly_uniform'])} | {cell(r['poly_arrow'])} "
                      f"| {cell(r['poly_combine'])} | {cell(r['bare'])} | {cell(r['encode_s_per_doc'])} |")
     return "\n".join(lines) + "\n"
 
@@ -97,11 +114,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=30, help="the exploration (30) or the confirmation (100, with the "
                                                       "briefs exploration runs) runs")
     p.add_argument("--json", help="also write the table as JSON here")
+    p.add_argument("--data-dir", default="../shared/data", help="the shared datasets (the recall column)")
     args = p.parse_args()
     runs = sorted(r for r in Path(args.root).glob(f"levers-dev-*-n{args.n}-smollm2-*") if NAME.fullmatch(r.name))
     if args.n != 30:  # the confirmation reuses the briefs exploration runs (all 30 dev questions, 3 seeds already)
         runs = sorted(runs + briefs_explored(Path(args.root)))
-    table = [lever_row(r) for r in runs if any(r.glob("seed-*/methods/*.json"))]
+    table = [{**lever_row(r), "recall": recall(r, args.data_dir)} for r in runs if any(r.glob("seed-*/methods/*.json"))]
     print(markdown(table), end="")
     rules = verdicts(table)
     if rules:
