@@ -55,6 +55,7 @@ declare -A LEVERS=(
   [lr4e-3]="--lr-adapters 4e-3"                  # ... and doubled
   [lr-routing3e-2]="--lr-routing 3e-2"           # the routing rows' learning rate at a third
   [e1-lr4e-3]="--epochs 1 --lr-adapters 4e-3"    # half the sample passes at twice the step (encode time, issue 33)
+  [title1]="--title-qa 1"                        # one question per paragraph whose answer is its own name
 )
 action=${1:-explore}; shift || true
 names=("$@")

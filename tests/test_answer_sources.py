@@ -60,15 +60,20 @@ def test_own_minus_shuffled_counts_answers_recalled_from_the_retrieved_documents
 def test_coverage_counts_questions_whose_answer_a_qa_pair_teaches(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     import answer_coverage
+    from polyprag.text.augment import title_questions
     from polyprag.text.augment_rules import rule_augment
     from polyprag.text.corpus import load_corpus
     from polyprag.text.datasets import Question
 
     docs = load_corpus(SAMPLE / "docs.jsonl")
     taught = rule_augment(docs[0], max_qa=1).qa[0]
+    named = title_questions(docs[0], 1)[0]  # (its first sentence with the name blanked, the name)
     questions = [Question("a", taught.question, [taught.answer], [docs[0].id], "bridge"),
-                 Question("b", taught.question, ["no such answer"], [docs[0].id], "bridge")]
+                 Question("b", taught.question, ["no such answer"], [docs[0].id], "bridge"),
+                 Question("c", named[0], [named[1]], [docs[0].id], "bridge")]
     row = answer_coverage.coverage(questions, docs, max_qa=1)
-    assert row["answer_is_a_target"] == 50.0 and row["answer_in_retrieved_text"] == 50.0
-    assert row["qa_per_doc"] == 1.0 and row["questions"] == 2
+    assert row["answer_is_a_target"] == pytest.approx(100 / 3, abs=0.1)
+    assert row["answer_is_a_target_with_title_qa"] == pytest.approx(200 / 3, abs=0.1)
+    assert row["answer_in_retrieved_text"] == pytest.approx(200 / 3, abs=0.1)
+    assert row["qa_per_doc"] == 1.0 and row["questions"] == 3
     sys.modules.pop("answer_coverage", None)

@@ -316,6 +316,25 @@ def test_paraphrases_ask_each_fact_as_a_cloze_then_as_a_sentence_to_complete():
         assert all(s.routed and s.passage is None for s in samples)  # facts, asked bare, through the routing
 
 
+def test_title_questions_ask_for_the_documents_own_name_from_what_it_says():
+    from polyprag.text.augment import title_questions, training_samples
+    from polyprag.text.augment_rules import Augmentation, QAPair
+
+    doc = Document("bbm", "The Bye Bye Man (film)", "The Bye Bye Man is a 2017 horror film directed by Stacy Title. "
+                   "It stars Douglas Smith. The Bye Bye Man grossed $26 million. The Bye Bye Man is not The Bye Bye Man.")
+    assert title_questions(doc, 3) == [  # no parenthesis; a sentence without the name, or with it twice, is skipped
+        ("___ is a 2017 horror film directed by Stacy Title. What fills the blank?", "The Bye Bye Man"),
+        ("___ grossed $26 million. What fills the blank?", "The Bye Bye Man")]
+    assert title_questions(doc, 1) == title_questions(doc, 3)[:1] and title_questions(doc, 0) == []
+    assert title_questions(Document("x", "", "No title here at all."), 2) == []
+    qa = (QAPair("Who directed The Bye Bye Man?", "Stacy Title", doc.text.split(". ")[0] + "."),)
+    augs = [Augmentation(doc.id, doc.text, qa, "rules")]
+    samples = training_samples([doc], augs, context_qa=0, rewrite=False, title_qa=2)
+    assert [s.answer for s in samples] == ["Stacy Title", "The Bye Bye Man", "The Bye Bye Man"]
+    assert all(s.routed and s.passage is None and s.source == doc.content() for s in samples)  # facts, bare
+    assert len(training_samples([doc], augs, context_qa=0, rewrite=False)) == 1  # off by default
+
+
 def test_format_samples_apart_from_facts_train_the_adapters_but_never_the_routing(lm):
     from polyprag.text.augment import training_samples
     from polyprag.text.augment_rules import Augmentation, QAPair

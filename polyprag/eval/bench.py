@@ -27,11 +27,12 @@ from ..kb import lifecycle, plots
 from ..lm.answer import Answer
 from ..lm.generate import GenerationConfig
 from .bench_report import ADDED, breakdown, markdown, routing_report, storage_claims
-from ..text.augment import Sample, augment_documents, prag_samples, training_samples
+from ..text.augment import Sample, augment_documents, prag_samples
 from ..text.corpus import Document
 from ..text.datasets import Question
 from ..errors import InputError
 from .evaluate import code_version, prediction, score_row
+from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
 from ..kb.manifest import LEGACY
@@ -293,9 +294,7 @@ class Bench:
         augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
                                  progress=self.progress, max_qa=b.max_qa, url=b.augment_url,
                                  model_name=b.augment_model)
-        if recipe == "prag":
-            return prag_samples(work.docs, augs)
-        return training_samples(work.docs, augs, b.context_qa, b.rewrite, b.contrast, b.format_routing, b.paraphrases)
+        return prag_samples(work.docs, augs) if recipe == "prag" else build_samples(work.docs, augs, b)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag

@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..lm.adapters import InventoryConfig
-from ..text.augment import augment_documents, training_samples
+from ..text.augment import augment_documents
 from ..text.corpus import Document, write_jsonl
 from .evaluate import percentile
 from ..lm.generate import GenerationConfig
+from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase
 from ..lm.models import SERVE_DTYPE, LoadedModel, load_model, resolve_dtype
 from ..baselines.prag import PragAdapters, PragConfig
@@ -72,8 +73,7 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     build = BuildConfig(inventory=InventoryConfig(top_layers=config.top_layers),
                         training=TrainConfig(epochs=config.poly_epochs))
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
-    samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast, build.format_routing,
-                               build.paraphrases)  # as the build makes them
+    samples = build_samples(docs, augs, build)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
         kb, poly_s = _encode_poly(docs, lm, build)
         prag, prag_s = _encode_prag(docs, samples, config, Path(tmp))

@@ -17,7 +17,7 @@ import torch
 from . import store
 from ..lm.adapters import (InventoryConfig, PolyLoRALinear, grow_inventory, inject, inventory_state, old_part,
                            target_modules)
-from ..text.augment import Augmentation, augment_documents, training_samples
+from ..text.augment import Augmentation, Sample, augment_documents, training_samples
 from ..text.corpus import Document
 from ..method.embed import embed_documents, kmeans
 from ..errors import InputError
@@ -38,6 +38,13 @@ class Encoded:
     manifest: Manifest
 
 
+
+def build_samples(docs: list[Document], augs: list[Augmentation], build: BuildConfig,
+                  context_qa: int | None = None) -> list[Sample]:
+    """The training samples of the build's recipe (`context_qa`: another count for documents added later)."""
+    return training_samples(docs, augs, build.context_qa if context_qa is None else context_qa, build.rewrite,
+                            build.contrast, build.format_routing, build.paraphrases, build.title_qa)
+
 def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Path | None = None,
            checkpoint_dir: Path | None = None, progress: bool = True, reuse: list[Augmentation] = ()) -> Encoded:
     """Augment, inject a fresh inventory into lm.model, initialise routing and train both on every document.
@@ -56,8 +63,7 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
         routing.init_from_clusters(assign, config.routing_strength)
     if config.router == "embedding":
         routing.attach_router(embeddings)
-    samples = training_samples(docs, augs, config.context_qa, config.rewrite, config.contrast, config.format_routing,
-                               config.paraphrases)
+    samples = build_samples(docs, augs, config)
     log.info("training %d adapters on %d samples from %d documents", config.inventory.n_adapters,
              len(samples), len(docs))
     history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
@@ -107,9 +113,7 @@ def extend(lm: LoadedModel, layers: list[PolyLoRALinear], routing: RoutingTable,
     (samples, epochs, loss and diagnostics) for the manifest's additions."""
     augs = _augment(docs, build, lm, cache, progress, reuse)
     n_old, m_old = routing.n_docs, layers[0].config.n_adapters
-    samples = [replace(s, doc=s.doc + n_old)
-               for s in training_samples(docs, augs, build.context_qa if context_qa is None else context_qa,
-                                         build.rewrite, build.contrast, build.format_routing, build.paraphrases)]
+    samples = [replace(s, doc=s.doc + n_old) for s in build_samples(docs, augs, build, context_qa)]
     torch.manual_seed(build.training.seed + n_old)  # the grown adapters' and new rows' init: part of the seeded run
     if grow:
         grow_inventory(layers, grow)

@@ -66,6 +66,10 @@ class BuildConfig:
                                   "sentence's start to complete): its fact asked as users may ask it", at_least=0,
                                at_most=2, chosen="every build's behaviour before the setting existed; the lever is "
                                                  "measured on dev (benchmarks/levers_dev.sh paraphrase)")
+    title_qa: int = setting(0, "questions per document whose answer is its own name (a sentence naming it, the name "
+                               "blanked): the reverse direction of its facts, which two-hop questions ask", at_least=0,
+                            at_most=3, chosen="every build's behaviour before the setting existed; the lever is measured "
+                                              "on dev (benchmarks/levers_dev.sh title1)")
     format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
                                          "routing, as its facts) or uniform (every adapter alike: format apart from "
                                          "facts)", choices=("own", "uniform"),
@@ -105,7 +109,7 @@ class BuildConfig:
 # Build settings newer than some KBs, with the value every build had before the setting existed.
 LEGACY = {"routing_init": "uniform", "routing_strength": 3.0, "router": "table", "combine": "mean",
           "combine_strength": 1.0, "storage": storage.LEGACY, "contrast": 0, "format_routing": "own", "max_qa": 8, "context_qa": 2,
-          "rewrite": True, "stages": 1, "paraphrases": 0}
+          "rewrite": True, "stages": 1, "paraphrases": 0, "title_qa": 0}
 _BUILD_KEYS = tuple(f.name for f in fields(BuildConfig))
 
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .. import distributed
 from .augment_rules import Augmentation, QAPair, cloze_question, from_json, rule_augment, to_json
-from .spans import span_at
+from .spans import span_at, split_sentences, title_core
 from .corpus import Document
 from ..errors import InputError
 
@@ -190,7 +190,7 @@ def parse_qa(text: str, passage: str) -> list[QAPair] | None:
 
 def training_samples(docs: list[Document], augs: list[Augmentation], context_qa: int = 2,
                      rewrite: bool = True, contrast: int = 0, format_routing: str = "own",
-                     paraphrases: int = 0) -> list[Sample]:
+                     paraphrases: int = 0, title_qa: int = 0) -> list[Sample]:
     """PRAG's samples: the first `context_qa` QA pairs (PRAG: 2) each with the passage and with the rewrite
     in context; every QA pair alone too (the parametric modes ask the bare question, so it must be trained).
     Samples with a passage cost ~3× a bare one: `context_qa` and `rewrite` trade build time for coverage.
@@ -198,7 +198,8 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
     (`contrast_pairs`), so that the adapters keep the reader's yes/no and comparison answers; with
     `format_routing` "uniform" they are trained through every adapter alike, so that the routing learns from
     the document's facts only and the answer format lives in what all documents share. `paraphrases`: up to
-    that many other phrasings of each QA pair (`paraphrased`), bare: the same fact asked as users may ask it."""
+    that many other phrasings of each QA pair (`paraphrased`), bare: the same fact asked as users may ask it.
+    `title_qa`: up to that many questions whose answer is the document's own name (`title_questions`)."""
     samples = []
     answers = [qa.answer for aug in augs for qa in aug.qa]  # distractors for the contrast questions
     for i, (doc, aug) in enumerate(zip(docs, augs)):
@@ -213,7 +214,26 @@ def training_samples(docs: list[Document], augs: list[Augmentation], context_qa:
             samples += [Sample(i, q, qa.answer, source=source) for q in paraphrased(qa, doc.title)[:paraphrases]]
         samples += [Sample(i, q, a, source=source, routed=format_routing == "own")
                     for q, a in contrast_pairs(aug.qa, answers, contrast, seed=i)]
+        samples += [Sample(i, q, a, source=source) for q, a in title_questions(doc, title_qa)]
     return samples
+
+
+def title_questions(doc: Document, n: int) -> list[tuple[str, str]]:
+    """Up to n (question, answer) pairs whose answer is the document's own name (its title without a
+    parenthesis): its first sentences that name it once, as clozes with the name blanked. Every other sample
+    asks from the name to a fact; a two-hop question often asks from a fact to the name ("which film did Stacy
+    Title direct?"), and a model trained on "A is B" does not learn "B is A" (the reversal curse, Berglund et
+    al. 2023)."""
+    name = title_core(doc.title)
+    out = []
+    for sentence in split_sentences(doc.text) if name and n > 0 else []:
+        at = sentence.find(name)
+        if at < 0 or sentence.count(name) > 1 or len(sentence.split()) - len(name.split()) < 3:
+            continue  # not named, named twice (the other would give it away), or nothing else to go on
+        out.append((cloze_question(sentence, span_at(sentence, at, at + len(name), "name"), ""), name))
+        if len(out) == n:
+            break
+    return out
 
 
 def prag_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]:
