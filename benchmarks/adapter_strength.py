@@ -1,7 +1,8 @@
 """Answer a finished `polyprag bench` run's questions again with its adapters scaled: mixing weights s · w.
 
-s = 1 is the run's own poly / poly-combine; s < 1 lets the passages (poly-combine) or the base reader
-(poly) weigh more against the adapters. Answering only, on the same KB, questions, retrieval and decoding.
+s is absolute: s = 1 mixes as poly does, and the run's own poly-combine is s = its --combine-strength (0.75 by
+default); s < 1 lets the passages (poly-combine) or the base reader (poly) weigh more against the adapters.
+Answering only, on the same KB, questions, retrieval and decoding.
 
     .venv/bin/python benchmarks/adapter_strength.py runs/hotpotqa-n100-gemma3-cluster-c3 --strengths 0.5,0.25
 """

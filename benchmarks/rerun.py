@@ -42,7 +42,11 @@ def finished_run(args: argparse.Namespace) -> FinishedRun:
     config = json.loads((folder / "config.json").read_text())
     questions, corpus = run_data(folder, config, args)
     work = workload(questions, corpus, config["corpus_mode"], config["k"])
-    return FinishedRun(folder, config, work, KnowledgeBase.load(folder / "kb"), GenerationConfig(**config["generation"]))
+    kb = KnowledgeBase.load(folder / "kb")
+    if {d.id for d in work.docs} != {d.id for d in kb.docs}:  # e.g. a corpus chunked otherwise (--chunk-words)
+        raise SystemExit(f"{folder}/kb holds other documents than these questions retrieve: pass the run's own "
+                         "data (the same --corpus, --questions, --data-dir)")
+    return FinishedRun(folder, config, work, kb, GenerationConfig(**config["generation"]))
 
 
 def run_data(folder: Path, config: dict, args: argparse.Namespace) -> tuple[list[Question], list[Document]]:

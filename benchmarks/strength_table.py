@@ -28,7 +28,11 @@ def per_strength(run: Path) -> dict[float, list[float]]:
 def main() -> None:
     runs = [Path(r) for r in sys.argv[1:]]
     table = {r.name: per_strength(r) for r in runs}
-    strengths = sorted(set.intersection(*(set(t) for t in table.values())))
+    strengths = sorted(set.union(*(set(t) for t in table.values())))
+    for name, t in table.items():  # the rule chooses among every strength, each over the run's same seeds
+        if len({len(t.get(s, [])) for s in strengths}) > 1:
+            raise SystemExit(f"{name}: seeds per strength {({s: len(t.get(s, [])) for s in strengths})}; "
+                             "rerun benchmarks/strength_dev.sh run")
     print("| strength | " + " | ".join(f"{name} (seeds)" for name in table) + " | mean |")
     print("|---|" + "---|" * (len(table) + 1))
     means = {}

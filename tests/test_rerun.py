@@ -52,4 +52,8 @@ def test_the_strength_rule_averages_seeds_then_corpora(monkeypatch, tmp_path, ca
     out = capsys.readouterr().out
     assert "| 0.5 | 50.0 (2) | 30.0 (1) | 40.0 |" in out and "| 1 | 50.0 (2) | 34.0 (1) | 42.0 |" in out
     assert out.rstrip().endswith("The rule's choice: 1")
+    (tmp_path / "hotpotqa" / "seed-0" / "adapter-strength.json").write_text(json.dumps(
+        [{"method": "poly-combine (s=0.5)", "f1": 30.0}]))  # a strength missing from a seed: no choice
+    with pytest.raises(SystemExit, match="seeds per strength"):
+        strength_table.main()
     sys.modules.pop("strength_table", None)
