@@ -6,7 +6,9 @@ Poly learns a document through its augmented samples; a question whose answer is
 documents retrieved for it can only be answered from what the reader already knows or associates. For each dev
 split (the invented briefs' 30 dev questions and each shared dataset's dev n = 100; never test), BM25 top-3 as
 bench retrieves, and each `--max-qa` (0: every pair the rules find), the share of questions whose normalised gold
-answer is the answer of a QA pair of a retrieved document, beside the share whose answer is in the retrieved text
+answer is the answer of a QA pair of a retrieved document (questions whose answer the question itself names, as
+"X or Y?" does, are counted apart: a pair whose answer is X teaches no comparison; yes/no answers, which the
+--contrast samples train, count in neither), beside the share whose answer is in the retrieved text
 at all (what RAG can read), and the first share again with one title question per document (`--title-qa 1`,
 augment.title_questions: the document's name as the answer). No model runs: the rules only (seconds).
 """
@@ -34,17 +36,20 @@ def coverage(questions: list[Question], docs: list[Document], max_qa: int, k: in
     wanted = {h.doc_id for hs in hits for h in hs}
     pairs = {i: rule_augment(by_id[i], max_qa=max_qa or 10_000).qa for i in wanted}
     named = {i: {normalize_answer(a) for _, a in title_questions(by_id[i], 1)} for i in wanted}  # --title-qa 1
-    targets = titled = read = 0
+    targets = titled = read = in_question = 0
     for q, hs in zip(questions, hits):
-        golds = {normalize_answer(a) for a in q.answers} - {""}
+        golds = {normalize_answer(a) for a in q.answers} - {"", "yes", "no"}  # yes/no: the --contrast samples'
+        text = f" {normalize_answer(' '.join(by_id[h.doc_id].content() for h in hs))} "
+        read += any(f" {g} " in text for g in golds)
+        if any(f" {g} " in f" {normalize_answer(q.question)} " for g in golds):
+            in_question += 1  # "X or Y?": a target named X teaches no comparison; counted apart
+            continue
         taught = any(normalize_answer(p.answer) in golds for h in hs for p in pairs[h.doc_id])
         targets += taught
         titled += taught or any(golds & named[h.doc_id] for h in hs)
-        text = f" {normalize_answer(' '.join(by_id[h.doc_id].content() for h in hs))} "
-        read += any(f" {g} " in text for g in golds)
     n = len(questions)
     return {"max_qa": max_qa, "qa_per_doc": round(sum(map(len, pairs.values())) / len(pairs), 1),
-            "answer_is_a_target": round(100 * targets / n, 1),
+            "answer_in_question": round(100 * in_question / n, 1), "answer_is_a_target": round(100 * targets / n, 1),
             "answer_is_a_target_with_title_qa": round(100 * titled / n, 1),
             "answer_in_retrieved_text": round(100 * read / n, 1), "questions": n}
 
@@ -61,13 +66,13 @@ def main() -> None:
         data[name] = load_dataset(name, args.data_dir, 100, split=Split("dev"))
     rows = [{"dataset": name, **coverage(qs, docs, int(m))} for name, (qs, docs) in data.items()
             for m in args.max_qa.split(",")]
-    print("| dataset (dev) | --max-qa | QA pairs per document | answer is a QA target | ... or, with --title-qa 1, "
-          "a title question's | answer in the retrieved text |")
-    print("|---|---|---|---|---|---|")
+    print("| dataset (dev) | --max-qa | QA pairs per document | answer named in the question | answer is a QA target "
+          "| ... or, with --title-qa 1, a title question's | answer in the retrieved text |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} ({r['questions']} q) | {r['max_qa'] or 'all'} | {r['qa_per_doc']} "
-              f"| {r['answer_is_a_target']:.0f}% | {r['answer_is_a_target_with_title_qa']:.0f}% "
-              f"| {r['answer_in_retrieved_text']:.0f}% |")
+              f"| {r['answer_in_question']:.0f}% | {r['answer_is_a_target']:.0f}% "
+              f"| {r['answer_is_a_target_with_title_qa']:.0f}% | {r['answer_in_retrieved_text']:.0f}% |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")
 

@@ -16,56 +16,77 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from polyprag.eval.bench import shuffled_hits, workload
 from polyprag.eval.compare import bootstrap_ci
 from polyprag.eval.metrics import normalize_answer
 from protocol_table import seed_results
 from rerun import run_data
 
-SOURCES = ("question", "retrieved", "elsewhere", "nowhere", "yes/no")
-PAIRS = (("poly", "poly-shuffled", "retrieved"), ("poly-shuffled", "poly", "elsewhere"),
-         ("prag", "prag-shuffled", "retrieved"))
+SOURCES = ("question", "retrieved", "routed", "elsewhere", "nowhere", "yes/no")
+PAIRS = (("poly", "poly-shuffled", "retrieved"), ("prag", "prag-shuffled", "retrieved"))
 
 
-def source(prediction: str, question: str, retrieved: str, corpus: str) -> str:
-    """The first of SOURCES whose normalised text holds the normalised prediction as whole words."""
+@dataclass
+class Found:
+    """Each seed's answer sources for one method: (S, Q) indices into SOURCES, and the seeds in that order."""
+    sources: np.ndarray
+    seeds: list[int]
+
+
+def source(prediction: str, texts: dict[str, str]) -> str:
+    """The first of SOURCES whose normalised text (`texts`, by source) holds the normalised prediction as whole
+    words."""
     p = normalize_answer(prediction)
     if p in ("yes", "no"):
         return "yes/no"
-    if not p:
-        return "nowhere"
-    for name, text in (("question", question), ("retrieved", retrieved), ("elsewhere", corpus)):
-        if f" {p} " in f" {text} ":
-            return name
+    if p:
+        for name in SOURCES[:4]:
+            if name in texts and f" {p} " in f" {texts[name]} ":
+                return name
     return "nowhere"
 
 
-def sources(run: Path, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """method -> (S, Q) array of each seed's answer sources (as indices into SOURCES)."""
+def sources(run: Path, args: argparse.Namespace) -> dict[str, Found]:
+    """method -> its answers' sources over the run's seeds. The questions' retrieval is rerun as bench ran it and
+    checked against the predictions'; a *-shuffled method's "routed" documents are the ones whose routing row or
+    LoRA it was given (bench.shuffled_hits, seeded as bench seeds it)."""
     results = seed_results(run)
-    questions, corpus = run_data(run, results[0]["config"], args)
+    config = results[0]["config"]
+    questions, corpus = run_data(run, config, args)
+    work = workload(questions, corpus, config["corpus_mode"], config["k"])
     text = {d.id: normalize_answer(d.content()) for d in corpus}
     everything = " | ".join(text.values())  # " | " keeps a match from spanning two documents
-    asked = {q.question: normalize_answer(q.question) for q in questions}
-    out: dict[str, list[list[int]]] = {}
+    joined = lambda ids: " | ".join(text[i] for i in ids)  # noqa: E731
+    out: dict[str, Found] = {}
     for r in results:
+        seed = r["config"]["build"]["training"]["seed"]
+        donors = shuffled_hits(work.hits, [d.id for d in work.docs], seed)
         for method, predictions in r["predictions"].items():
-            out.setdefault(method, []).append([
-                SOURCES.index(source(p["prediction"], asked.get(p["question"], normalize_answer(p["question"])),
-                                     " | ".join(text.get(i, "") for i in p["retrieved"]), everything))
-                for p in predictions])
-    return {m: np.array(v) for m, v in out.items()}
+            if [p["id"] for p in predictions] != [q.id for q in questions] or any(
+                    p["retrieved"] != [h.doc_id for h in hs] for p, hs in zip(predictions, work.hits)):
+                raise SystemExit(f"{run} {method}: its questions or retrieved documents are not these (other data "
+                                 "or --chunk-words?): pass the run's own data (--data-dir, --corpus, --questions)")
+            found = out.setdefault(method, Found(np.zeros((0, len(questions)), int), []))
+            row = [SOURCES.index(source(p["prediction"], {
+                       "question": normalize_answer(q.question), "retrieved": joined(p["retrieved"]),
+                       **({"routed": joined(h.doc_id for h in d)} if method.endswith("-shuffled") else {}),
+                       "elsewhere": everything}))
+                   for p, q, d in zip(predictions, questions, donors)]
+            found.sources, found.seeds = np.vstack([found.sources, row]), [*found.seeds, r["config"]["seed"]]
+    return out
 
 
-def report(run: Path, found: dict[str, np.ndarray]) -> str:
+def report(run: Path, found: dict[str, Found]) -> str:
     lines = [f"**{run.name}** (% of answers, mean over the seeds each method has)", "",
              "| method | seeds | " + " | ".join(SOURCES) + " |", "|---|---|" + "---|" * len(SOURCES)]
-    for method, s in sorted(found.items()):
-        cells = [f"{100 * (s == i).mean():.1f}" for i in range(len(SOURCES))]
-        lines.append(f"| {method} | {len(s)} | " + " | ".join(cells) + " |")
+    for method, f in sorted(found.items()):
+        cells = [f"{100 * (f.sources == i).mean():.1f}" for i in range(len(SOURCES))]
+        lines.append(f"| {method} | {len(f.seeds)} | " + " | ".join(cells) + " |")
     lines += ["", "| a | b | source | a − b (points) | 95% CI |", "|---|---|---|---|---|"]
     for a, b, what in PAIRS:
         if (d := difference(found, a, b, what)) is not None:
@@ -73,12 +94,13 @@ def report(run: Path, found: dict[str, np.ndarray]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def difference(found: dict[str, np.ndarray], a: str, b: str, what: str) -> tuple[float, float, float] | None:
-    """a − b in points of answers from `what`, with its paired bootstrap 95% CI; None unless both ran every seed."""
-    if a not in found or b not in found or len(found[a]) != len(found[b]):
+def difference(found: dict[str, Found], a: str, b: str, what: str) -> tuple[float, float, float] | None:
+    """a − b in points of answers from `what`, with its paired bootstrap 95% CI; None unless both ran the same
+    seeds."""
+    if a not in found or b not in found or found[a].seeds != found[b].seeds:
         return None
     i = SOURCES.index(what)
-    diff = 100 * ((found[a] == i).mean(0) - (found[b] == i).mean(0))  # (Q,): seed-averaged per question
+    diff = 100 * ((found[a].sources == i).mean(0) - (found[b].sources == i).mean(0))  # (Q,): seed-averaged
     lo, hi = bootstrap_ci(diff)
     return float(diff.mean()), lo, hi
 
@@ -95,8 +117,8 @@ def main() -> None:
     for run in map(Path, args.runs):
         found = sources(run, args)
         print(report(run, found))
-        table[run.name] = {m: {name: round(100 * float((s == i).mean()), 2) for i, name in enumerate(SOURCES)}
-                           for m, s in found.items()}
+        table[run.name] = {m: {name: round(100 * float((f.sources == i).mean()), 2) for i, name in enumerate(SOURCES)}
+                           for m, f in found.items()}
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1), encoding="utf-8")
 

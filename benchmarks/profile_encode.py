@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from polyprag.text.augment import augment_documents, training_samples
+from polyprag.text.augment import augment_documents
+from polyprag.kb.encode import build_samples
 from polyprag.commands import SAMPLE
 from polyprag.text.corpus import load_corpus
 from polyprag.kb.knowledge import BuildConfig, KnowledgeBase
@@ -78,7 +79,7 @@ def main() -> None:
     lm = load_model(args.model)
     vocab = lm.model.get_output_embeddings().weight.shape[0]
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
-    samples = training_samples(docs, augs, build.context_qa, build.rewrite, build.contrast)
+    samples = build_samples(docs, augs, build)
     result = {"model": args.model, "docs": len(docs), "samples": len(samples), "vocab": vocab,
               "threads": torch.get_num_threads()}
     result["poly"] = run(lambda: KnowledgeBase.build(docs, lm, build, progress=False, reuse=augs), vocab)

@@ -25,36 +25,55 @@ def answer_sources(monkeypatch):
 
 def test_each_answer_is_placed_by_the_first_text_that_holds_it(answer_sources):
     source = answer_sources.source
-    assert source("Yes.", "is it?", "yes", "yes") == "yes/no"
-    assert source("the Dravoss", "where is the dravoss", "dravoss", "") == "question"  # articles dropped
-    assert source("1412", "when?", "granted a charter in 1412 by", "1412") == "retrieved"
-    assert source("Teodor Vask", "who?", "teodor vasko", "clock by teodor vask") == "elsewhere"  # whole words
-    assert source("Marlow", "who?", "", "") == "nowhere" and source("...", "q", "", "") == "nowhere"
+    texts = {"question": "where is the dravoss", "retrieved": "granted a charter in 1412 by teodor vasko",
+             "elsewhere": "clock by teodor vask | yes"}
+    assert source("Yes.", texts) == "yes/no"
+    assert source("the Dravoss", texts) == "question"  # articles dropped
+    assert source("1412", texts) == "retrieved"
+    assert source("Teodor Vask", texts) == "elsewhere"  # whole words: not inside "vasko"
+    assert source("Teodor Vask", {**texts, "routed": "teodor vask"}) == "routed"  # before elsewhere
+    assert source("Marlow", texts) == "nowhere" and source("...", texts) == "nowhere"
+
+
+def _run(tmp_path, answers: dict[str, list[str]], retrieved: list[list[str]]):
+    """A one-seed bench run folder on the sample's first two questions, as bench writes it."""
+    questions = load_questions(SAMPLE / "questions.jsonl")[:2]
+    seed = tmp_path / "run" / "seed-0"
+    (seed / "methods").mkdir(parents=True)
+    (seed / "config.json").write_text(json.dumps({"dataset": "custom", "n": 2, "split": "questions",
+                                                  "corpus_mode": "closed", "k": 3, "build": {"training": {"seed": 0}}}))
+    for method, said in answers.items():
+        predictions = [{"id": q.id, "question": q.question, "prediction": a, "answers": q.answers, "retrieved": r}
+                       for q, a, r in zip(questions, said, retrieved)]
+        (seed / "methods" / f"{method}.json").write_text(json.dumps({"row": {"method": method, "f1": 0.0},
+                                                                     "predictions": predictions}))
+    return seed.parent
 
 
 def test_own_minus_shuffled_counts_answers_recalled_from_the_retrieved_documents(answer_sources, tmp_path):
-    questions = load_questions(SAMPLE / "questions.jsonl")[:2]
-    run = tmp_path / "run"
-    seed = run / "seed-0"
-    (seed / "methods").mkdir(parents=True)
-    (seed / "config.json").write_text(json.dumps({"dataset": "custom", "n": 2, "split": "questions"}))
-    town, river = "quellmoor-town", "dravoss-river"
-    answers = {"poly": ["Teodor Vask", "Lantern Wool Fair"], "poly-shuffled": ["Teodor Vask", "Marlow"]}
-    for method, said in answers.items():
-        predictions = [{"question": q.question, "prediction": a, "answers": q.answers, "retrieved": [town]}
-                       for q, a in zip(questions, said)]
-        predictions[0]["retrieved"] = [river]  # the first question's answer is then in another document
-        row = {"method": method, "f1": 0.0}
-        (seed / "methods" / f"{method}.json").write_text(json.dumps({"row": row, "predictions": predictions}))
+    from polyprag.eval.bench import shuffled_hits, workload
+    from polyprag.text.corpus import load_corpus
 
+    questions, docs = load_questions(SAMPLE / "questions.jsonl")[:2], load_corpus(SAMPLE / "docs.jsonl")
+    work = workload(questions, docs, "closed", 3)
+    retrieved = [[h.doc_id for h in hs] for hs in work.hits]
+    by_id = {d.id: d for d in docs}
+    donor = by_id[shuffled_hits(work.hits, [d.id for d in work.docs], 0)[1][0].doc_id]  # seed 0's draw
+    assert retrieved[0][0] == "quellmoor-town" and "Teodor Vask" in by_id["quellmoor-town"].text
+    assert donor.title.lower() not in questions[1].question.lower()
+    run = _run(tmp_path, {"poly": ["Teodor Vask", "Marlow"], "poly-shuffled": ["Marlow", donor.title]}, retrieved)
     args = argparse.Namespace(data_dir="unused", corpus=str(SAMPLE / "docs.jsonl"),
                               questions=str(SAMPLE / "questions.jsonl"))
     found = answer_sources.sources(run, args)
-    names = [[answer_sources.SOURCES[i] for i in row] for row in found["poly"]]
-    assert names == [["elsewhere", "retrieved"]]
+    assert found["poly"].seeds == [0]
+    assert [answer_sources.SOURCES[i] for i in found["poly-shuffled"].sources[0]] == ["nowhere", "routed"]
     report = answer_sources.report(run, found)
-    assert "| poly | 1 | 0.0 | 50.0 | 50.0 | 0.0 | 0.0 |" in report
+    assert "| poly | 1 | 0.0 | 50.0 | 0.0 | 0.0 | 50.0 | 0.0 |" in report
     assert "| poly | poly-shuffled | retrieved | +50.0 |" in report
+
+    wrong = _run(tmp_path / "other", {"poly": ["x", "y"]}, [retrieved[1], retrieved[0]])
+    with pytest.raises(SystemExit, match="retrieved documents are not these"):
+        answer_sources.sources(wrong, args)
 
 
 def test_coverage_counts_questions_whose_answer_a_qa_pair_teaches(monkeypatch):

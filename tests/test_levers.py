@@ -327,6 +327,8 @@ def test_title_questions_ask_for_the_documents_own_name_from_what_it_says():
         ("___ grossed $26 million. What fills the blank?", "The Bye Bye Man")]
     assert title_questions(doc, 1) == title_questions(doc, 3)[:1] and title_questions(doc, 0) == []
     assert title_questions(Document("x", "", "No title here at all."), 2) == []
+    lamp = Document("k", "Kerosene lamp", "Kerosene lamps have a wick. A Kerosene lamp burns paraffin oil.")
+    assert title_questions(lamp, 2) == [("A ___ burns paraffin oil. What fills the blank?", "Kerosene lamp")]
     qa = (QAPair("Who directed The Bye Bye Man?", "Stacy Title", doc.text.split(". ")[0] + "."),)
     augs = [Augmentation(doc.id, doc.text, qa, "rules")]
     samples = training_samples([doc], augs, context_qa=0, rewrite=False, title_qa=2)

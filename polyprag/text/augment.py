@@ -225,11 +225,13 @@ def title_questions(doc: Document, n: int) -> list[tuple[str, str]]:
     Title direct?"), and a model trained on "A is B" does not learn "B is A" (the reversal curse, Berglund et
     al. 2023)."""
     name = title_core(doc.title)
+    whole = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")  # the name as words, not inside a longer one
     out = []
     for sentence in split_sentences(doc.text) if name and n > 0 else []:
-        at = sentence.find(name)
-        if at < 0 or sentence.count(name) > 1 or len(sentence.split()) - len(name.split()) < 3:
+        named = list(whole.finditer(sentence))
+        if len(named) != 1 or len(sentence.split()) - len(name.split()) < 3:
             continue  # not named, named twice (the other would give it away), or nothing else to go on
+        at = named[0].start()
         out.append((cloze_question(sentence, span_at(sentence, at, at + len(name), "name"), ""), name))
         if len(out) == n:
             break
