@@ -73,8 +73,9 @@ for name in "${names[@]}"; do
     fi
     case $action in
       # shellcheck disable=SC2086  # the lever's flags are words
+      # poly-combine at the strength every lever's exploration ran with (re-chosen apart: strength_dev.sh)
       explore|confirm) .venv/bin/polyprag bench "${data[@]}" --n "$n" --seeds "$seeds" --methods "$METHODS" \
-                         ${LEVERS[$name]} --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
+                         --combine-strength 0.75 ${LEVERS[$name]} --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
       collect|restore) for size in n30 n100; do  # both stages' runs of this lever, those that exist
                          benchmarks/results_copy.sh "$action" "levers-dev-$size" \
                            "levers-dev-$dataset-$size-smollm2-$name"

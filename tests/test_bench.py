@@ -86,9 +86,9 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, ti
     config["build"].pop("combine_strength")  # a nested setting newer than the run, too
     (rerun / "config.json").write_text(json.dumps(config))
     kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
-    # it counts as the value runs had before it existed (1), not as today's default (0.75)
+    # it counts as the value runs had before it existed (1), not as today's default (0.5)
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 2
-    assert "build.combine_strength: 1.0 in the run, 0.75 now" in " ".join(capsys.readouterr().out.split())
+    assert "build.combine_strength: 1.0 in the run, 0.5 now" in " ".join(capsys.readouterr().out.split())
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1") == 0
     assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--dtype", "bfloat16") == 2

@@ -52,4 +52,4 @@ def test_benchmarks_md_says_where_each_default_was_chosen_as_the_configs_do():
 
     text = (Path(__file__).resolve().parents[1] / "BENCHMARKS.md").read_text()
     assert defaults_table(*CONFIGS) in text, "rerun benchmarks/defaults_table.py into BENCHMARKS.md"
-    assert "| `--combine-strength` | 0.75 |" in text  # the table is not empty
+    assert "| `--combine-strength` | 0.5 |" in text  # the table is not empty
