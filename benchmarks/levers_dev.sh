@@ -12,7 +12,8 @@
 # Confirmation candidates: bf16 and format-uniform (passed the exploration's rule); qa6, epochs3, context1 and
 # heads4 (held back only by a one-seed HotpotQA fall while own - shuffled rose on briefs; added 2026-12-04,
 # before any confirmation ran). Their order: defaults, bf16 (the memory and demo goals wait on it), context1, qa6
-# (the exploration's two highest gains on the invented briefs), heads4, format-uniform, epochs3.
+# (the exploration's two highest gains on the invented briefs), heads4, format-uniform, epochs3; then title1 (passed
+# the exploration's rule on 2026-12-04 afternoon).
 # Then, fixed before any confirmation finished: the levers that pass, together, are one more candidate confirmed the
 # same way against the defaults (levers need not add up); the defaults become that set if it passes, else the
 # single best lever that passed.
