@@ -7,7 +7,8 @@
 # The rule, fixed before any run: the variant with the highest mean F1 of prag-tuned and prag-tuned-combine,
 # averaged over both corpora, becomes bench's prag-tuned (--prag-tuned-lr, --prag-tuned-epochs) if it beats the
 # published recipe's same mean; the protocol then reports both, and every "poly beats PRAG" is made against the
-# stronger. Resumable: rerun the same command. `collect` copies the finished rows into benchmarks/results/prag-dev.
+# stronger. Resumable: rerun the same command. `collect` copies the finished rows into benchmarks/results/prag-dev;
+# `.venv/bin/python benchmarks/prag_table.py runs` prints the variants and the rule's choice.
 #   benchmarks/prag_dev.sh [run|collect|restore] [VARIANT...]     VARIANT from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -36,11 +36,11 @@ def seed_results(run: Path) -> list[dict]:
     return out
 
 
-def summarise(run: Path) -> dict:
+def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
     """compare.summarise per method over the seeds that finished it (a method may have fewer seeds)."""
     results = seed_results(run)
     rows, comparisons = {}, []
-    for method in ROWS:
+    for method in methods:
         have = [r for r in results if method in r["predictions"]]
         if have:
             rows[method] = _row(have, method)

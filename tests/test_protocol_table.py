@@ -111,3 +111,24 @@ def test_collect_and_restore_round_trip_a_runs_rows_and_leave_its_kb_behind(tmp_
     assert (run / "seed-0" / "methods" / "poly.json").read_text() == (kept / "methods" / "poly.json").read_text()
     bad = subprocess.run(["bash", str(script), "collect", "nosuch"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown lever nosuch" in bad.stderr
+
+
+def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import prag_table
+
+    right, half, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["Orla Pell", "1871", "x", "no"], ["x"] * 4
+    for corpus, seeds in (("briefs", (0, 1)), ("hotpotqa", (0,))):
+        for seed in seeds:
+            _seed(tmp_path / f"prag-dev-{corpus}-n30-smollm2-published", seed, {"prag": wrong, "prag-combine": half})
+            _seed(tmp_path / f"prag-dev-{corpus}-n30-smollm2-lr1e-3-e1", seed,
+                  {"prag-tuned": half, "prag-tuned-combine": right})
+    _seed(tmp_path / "prag-dev-briefs-n30-smollm2-lr3e-3-e2", 0, {"prag-tuned": right, "prag-tuned-combine": right})
+    table = prag_table.cells(tmp_path)
+    score = prag_table.scores(table)
+    assert score == {"published": pytest.approx(25.0), "lr1e-3-e1": pytest.approx(75.0)}  # lr3e-3-e2: one seed, one corpus
+    text = prag_table.markdown(table, score)
+    assert "| lr3e-3-e2 | 100.0 / 100.0 (1) | - | incomplete |" in text
+    assert text.endswith("lr1e-3-e1 (75.0, published 25.0)")
+    sys.modules.pop("prag_table", None)
+    sys.modules.pop("protocol_table", None)
