@@ -7,8 +7,11 @@
 # The rule, fixed before any run: the variant with the highest mean F1 of prag-tuned and prag-tuned-combine,
 # averaged over both corpora, becomes bench's prag-tuned (--prag-tuned-lr, --prag-tuned-epochs) if it beats the
 # published recipe's same mean; the protocol then reports both, and every "poly beats PRAG" is made against the
-# stronger. Resumable: rerun the same command. `collect` copies the finished rows into benchmarks/results/prag-dev;
-# `.venv/bin/python benchmarks/prag_table.py runs` prints the variants and the rule's choice.
+# stronger. Changed 2026-12-04 (evening), before the remaining variants landed, for the protocol's cost (PRAG's
+# encode is ~47 min per seed of a pair): the protocol trains only the chosen recipe, as its `prag` rows (PRAG's
+# data recipe at the chosen lr and epochs; prag-shared the same on poly's samples); the published recipe where it
+# is the choice. Resumable: rerun the same command. `collect` copies the finished rows into
+# benchmarks/results/prag-dev; `.venv/bin/python benchmarks/prag_table.py runs` prints the variants and the choice.
 #   benchmarks/prag_dev.sh [run|collect|restore] [VARIANT...]     VARIANT from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."

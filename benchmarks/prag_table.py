@@ -2,7 +2,9 @@
 the highest mean of PRAG's F1 and its -combine F1 (each a mean over the run's seeds), averaged over the corpora,
 chosen only if it beats the published recipe's same mean.
 
-    .venv/bin/python benchmarks/prag_table.py [runs] [--json OUT.json]
+    .venv/bin/python benchmarks/prag_table.py [runs] [--json OUT.json] [--flags]
+
+--flags prints only the chosen variant's `bench` flags for the `prag` rows (benchmarks/protocol.sh reads them).
 
 Reads runs/prag-dev-CORPUS-n30-smollm2-VARIANT (the same seed folders as benchmarks/protocol_table.py). A variant
 missing a corpus, or with fewer seeds than the published recipe has there, is listed but not scored. Prints Markdown.
@@ -16,14 +18,14 @@ import re
 import statistics
 from pathlib import Path
 
-from protocol_table import summarise
+from protocol_table import seed_results, summarise
 
 NAME = re.compile(r"prag-dev-(?P<corpus>.+)-n30-smollm2-(?P<variant>.+)")
 PUBLISHED = "published"  # prag_dev.sh's row for PRAG as published: methods prag and prag-combine
 
 
 def cells(runs: Path) -> dict[str, dict[str, dict]]:
-    """{variant: {corpus: {"prag", "combine", "seeds"}}} of every landed run."""
+    """{variant: {corpus: {"prag", "combine", "seeds", "lr", "epochs"}}} of every landed run."""
     table: dict[str, dict[str, dict]] = {}
     for run in sorted(p for p in runs.iterdir() if NAME.fullmatch(p.name)):
         m = NAME.fullmatch(run.name)
@@ -32,8 +34,10 @@ def cells(runs: Path) -> dict[str, dict[str, dict]]:
         if stem not in rows or f"{stem}-combine" not in rows:
             continue
         seeds = min(len(rows[stem]["f1_per_seed"]), len(rows[f"{stem}-combine"]["f1_per_seed"]))
+        trained = next(r for r in seed_results(run)[0]["rows"] if r["method"] == stem)  # what the run trained with
         table.setdefault(m["variant"], {})[m["corpus"]] = {
-            "prag": rows[stem]["f1"], "combine": rows[f"{stem}-combine"]["f1"], "seeds": seeds}
+            "prag": rows[stem]["f1"], "combine": rows[f"{stem}-combine"]["f1"], "seeds": seeds,
+            "lr": trained["lr"], "epochs": trained["epochs"]}
     return table
 
 
@@ -48,6 +52,15 @@ def scores(table: dict[str, dict[str, dict]]) -> dict[str, float]:
             out[variant] = statistics.mean(statistics.mean((by_corpus[c]["prag"], by_corpus[c]["combine"]))
                                            for c in need)
     return out
+
+
+def flags(table: dict[str, dict[str, dict]], score: dict[str, float]) -> str:
+    """`bench` flags that train the `prag` rows (PRAG's data recipe and PRAG on poly's samples) as the choice did."""
+    trained = {(c["lr"], c["epochs"]) for c in table[max(score, key=score.get)].values()}
+    if len(trained) != 1:
+        raise SystemExit(f"the chosen variant trained with several settings across corpora: {sorted(trained)}")
+    (lr, epochs), = trained
+    return f"--prag-lr {lr:g} --prag-epochs {epochs}"
 
 
 def markdown(table: dict[str, dict[str, dict]], score: dict[str, float]) -> str:
@@ -69,9 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="?", default="runs", type=Path)
     parser.add_argument("--json", type=Path, help="also write the table and the scores here")
+    parser.add_argument("--flags", action="store_true", help="print only the choice's --prag-lr and --prag-epochs")
     args = parser.parse_args()
     table = cells(args.runs)
     score = scores(table)
+    if args.flags:
+        print(flags(table, score))
+        return
     print(markdown(table, score))
     if args.json:
         args.json.write_text(json.dumps({"variants": table, "scores": score}, indent=2) + "\n", encoding="utf-8")

@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
 METHODS+=,prag-shared-combine
+# `prag` is PRAG's published data recipe at the lr and epochs chosen on dev questions by benchmarks/prag_dev.sh's
+# rule (benchmarks/prag_table.py reads its committed runs); prag-shared and prag-shuffled train the same way
 # DyPRAG's translator trains on other questions' paragraphs: a counterfactual world has none (datasets.held_out)
 REAL_ONLY=,dyprag
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
@@ -22,8 +24,9 @@ for pair in "${PAIRS[@]}"; do
   name=protocol-$dataset-test-n100-$model
   case $action in
     run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
+         read -ra prag <<< "$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-           --model "${MODEL[$model]}" --methods "$methods" --out "runs/$name" ;;
+           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --out "runs/$name" ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac

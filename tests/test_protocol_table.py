@@ -22,7 +22,7 @@ def scripts(monkeypatch):
     sys.modules.pop("protocol_table", None)
 
 
-def _seed(run: Path, seed: int, answers: dict[str, list[str]]) -> None:
+def _seed(run: Path, seed: int, answers: dict[str, list[str]], **row_fields) -> None:
     folder = run / f"seed-{seed}"
     (folder / "methods").mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"dataset": "hotpotqa-cf", "model": "m", "split": "dev"}))
@@ -31,7 +31,8 @@ def _seed(run: Path, seed: int, answers: dict[str, list[str]]) -> None:
         preds = [{"prediction": p, "answers": [g], "qtype": "bridge" if i < 2 else "comparison"}
                  for i, (p, g) in enumerate(zip(predicted, gold))]
         f1 = 100 * sum(score(p["prediction"], p["answers"]).f1 for p in preds) / len(preds)  # as bench scores a row
-        row = {"method": method, "f1": f1, "em": 0.0, "recall_at_k": None, "f1_by_type": {}, "encode_s_per_doc": 2.5}
+        row = {"method": method, "f1": f1, "em": 0.0, "recall_at_k": None, "f1_by_type": {}, "encode_s_per_doc": 2.5,
+               **row_fields}
         (folder / "methods" / f"{method}.json").write_text(json.dumps({"row": row, "predictions": preds}))
 
 
@@ -120,15 +121,18 @@ def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monk
     right, half, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["Orla Pell", "1871", "x", "no"], ["x"] * 4
     for corpus, seeds in (("briefs", (0, 1)), ("hotpotqa", (0,))):
         for seed in seeds:
-            _seed(tmp_path / f"prag-dev-{corpus}-n30-smollm2-published", seed, {"prag": wrong, "prag-combine": half})
+            _seed(tmp_path / f"prag-dev-{corpus}-n30-smollm2-published", seed, {"prag": wrong, "prag-combine": half},
+                  lr=3e-4, epochs=1)
             _seed(tmp_path / f"prag-dev-{corpus}-n30-smollm2-lr1e-3-e1", seed,
-                  {"prag-tuned": half, "prag-tuned-combine": right})
-    _seed(tmp_path / "prag-dev-briefs-n30-smollm2-lr3e-3-e2", 0, {"prag-tuned": right, "prag-tuned-combine": right})
+                  {"prag-tuned": half, "prag-tuned-combine": right}, lr=1e-3, epochs=1)
+    _seed(tmp_path / "prag-dev-briefs-n30-smollm2-lr3e-3-e2", 0, {"prag-tuned": right, "prag-tuned-combine": right},
+          lr=3e-3, epochs=2)
     table = prag_table.cells(tmp_path)
     score = prag_table.scores(table)
     assert score == {"published": pytest.approx(25.0), "lr1e-3-e1": pytest.approx(75.0)}  # lr3e-3-e2: one seed, one corpus
     text = prag_table.markdown(table, score)
     assert "| lr3e-3-e2 | 100.0 / 100.0 (1) | - | incomplete |" in text
     assert text.endswith("lr1e-3-e1 (75.0, published 25.0)")
+    assert prag_table.flags(table, score) == "--prag-lr 0.001 --prag-epochs 1"  # what the protocol's prag rows train with
     sys.modules.pop("prag_table", None)
     sys.modules.pop("protocol_table", None)
