@@ -20,6 +20,9 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     assert all(v["n"] == 2 and v["p95_s"] >= v["p50_s"] > 0 for v in lat.values())
     assert r["batched"]["questions"] == 4 and r["batched"]["distinct_mixtures"] >= 1
     assert r["encode"]["poly_s_per_doc"] > 0 and r["encode"]["prag_s_per_doc"] > 0
+    enc = r["encode"]  # PRAG on its own data recipe too (augment.prag_samples): at least a sample per document
+    assert enc["prag_recipe_s_per_doc"] > 0 and enc["prag_recipe_samples"] >= 3
+    assert r["ratios"]["encode_s_per_doc_poly_over_prag_recipe"] == enc["poly_s_per_doc"] / enc["prag_recipe_s_per_doc"]
     assert set(r["retrieval_p50_ms"]) == {"50", "200"} and r["retrieval"]["200"]["build_s"] > 0
     assert all(20 * 2**20 < r["peak_rss_bytes"][k] < 8 * 2**30 for k in ("build", "serve"))  # a real process
     shown = capsys.readouterr().out
@@ -28,7 +31,8 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     assert r["config"]["serve_dtype"] == "auto" and r["peak_rss_dtype"] == {"build": "float32", "serve": serving}
     assert f"peak RSS of `serve` (base model in {serving})" in shown
     assert r["encode"]["poly_epochs"] == 1 and r["encode"]["prag_epochs"] == 1 and r["config"]["top_layers"] == 1
-    assert "poly (1 epochs, last 1 blocks) vs prag (1)" in shown
+    assert "poly (1 epochs, last 1 blocks) vs prag (1), its own data recipe" in shown
+    assert "poly vs prag on poly's samples" in shown
 
 
 def test_bench_speed_refuses_bad_sizes(tiny_chat_model_dir, capsys):
