@@ -74,32 +74,39 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def verdicts(table: list[dict], datasets: tuple[str, ...] = ("briefs", "hotpotqa")) -> list[dict]:
+def verdicts(table: list[dict], datasets: tuple[str, ...] = ("briefs", "hotpotqa"),
+             reference: str = "defaults") -> list[dict]:
     """levers_dev.sh's rule per lever that ran on every dataset: its score (mean F1 of poly and poly-combine,
-    averaged over the datasets) against the defaults', and whether own − shuffled fell on any dataset."""
+    averaged over the datasets) against the reference's, and whether own − shuffled fell on any dataset. A
+    reference other than the defaults (a confirmed lever, e.g. bf16) is compared with its compositions only
+    (bf16+context1)."""
     done = ("poly", "poly_combine", "own_minus_shuffled")
     at = {(r["lever"], r["dataset"]): r for r in table if all(r.get(k) is not None for k in done)}  # landed rows
-    if not all(("defaults", d) in at for d in datasets):
+    if not all((reference, d) in at for d in datasets):
         return []
 
     def score(lever: str) -> float:
         return sum((at[lever, d]["poly"] + at[lever, d]["poly_combine"]) / 2 for d in datasets) / len(datasets)
 
     out = []
-    for lever in sorted({r["lever"] for r in table} - {"defaults"}):
+    levers = {r["lever"] for r in table} - {reference}
+    if reference != "defaults":
+        levers = {lever for lever in levers if lever.startswith(f"{reference}+")}
+    for lever in sorted(levers):
         if not all((lever, d) in at for d in datasets):
             continue
-        fell = [d for d in datasets if at[lever, d]["own_minus_shuffled"] < at["defaults", d]["own_minus_shuffled"]]
-        gain = score(lever) - score("defaults")
+        fell = [d for d in datasets if at[lever, d]["own_minus_shuffled"] < at[reference, d]["own_minus_shuffled"]]
+        gain = score(lever) - score(reference)
         out.append({"lever": lever, "score": score(lever), "gain": gain, "own_fell_on": fell,
                     "seeds": {d: at[lever, d]["seeds"] for d in datasets},
                     "passes": gain > 0 and not fell})
     return out
 
 
-def verdict_markdown(rows: list[dict], defaults: float | None, verdict: str = "to confirm") -> str:
+def verdict_markdown(rows: list[dict], defaults: float | None, verdict: str = "to confirm",
+                     reference: str = "defaults") -> str:
     """`verdict`: the last column's title: "to confirm" (the exploration) or "confirmed" (n = 100)."""
-    lines = [f"| lever | score (defaults {defaults:.1f}) | gain | own − shuffled fell on | seeds | {verdict} |",
+    lines = [f"| lever | score ({reference} {defaults:.1f}) | gain | own − shuffled fell on | seeds | {verdict} |",
              "|---|---|---|---|---|---|"]
     for v in rows:
         seeds = ", ".join(f"{d} {n}" for d, n in v["seeds"].items())
@@ -115,19 +122,22 @@ def main() -> None:
                                                       "briefs exploration runs) runs")
     p.add_argument("--json", help="also write the table as JSON here")
     p.add_argument("--data-dir", default="../shared/data", help="the shared datasets (the recall column)")
+    p.add_argument("--reference", default="defaults", help="the run the rule compares with (default %(default)s; "
+                   "a confirmed lever such as bf16: then only its compositions, bf16+LEVER)")
     args = p.parse_args()
     runs = sorted(r for r in Path(args.root).glob(f"levers-dev-*-n{args.n}-smollm2-*") if NAME.fullmatch(r.name))
     if args.n != 30:  # the confirmation reuses the briefs exploration runs (all 30 dev questions, 3 seeds already)
         runs = sorted(runs + briefs_explored(Path(args.root)))
     table = [{**lever_row(r), "recall": recall(r, args.data_dir)} for r in runs if any(r.glob("seed-*/methods/*.json"))]
     print(markdown(table), end="")
-    rules = verdicts(table)
+    rules = verdicts(table, reference=args.reference)
     if rules:
         defaults = rules[0]["score"] - rules[0]["gain"]
         step = "goes on to confirmation" if args.n == 30 else "is confirmed (on HotpotQA dev n = 100, 3 seeds)"
-        print(f"\nThe rule (levers_dev.sh): a lever {step} when its score is higher than the defaults' and "
-              "own − shuffled falls nowhere.\n")
-        print(verdict_markdown(rules, defaults, "to confirm" if args.n == 30 else "confirmed"), end="")
+        print(f"\nThe rule (levers_dev.sh): a lever {step} when its score is higher than the {args.reference} run's "
+              "and own − shuffled falls nowhere.\n")
+        print(verdict_markdown(rules, defaults, "to confirm" if args.n == 30 else "confirmed", args.reference),
+              end="")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1), encoding="utf-8")
 

@@ -91,6 +91,10 @@ def test_the_levers_rule_sends_on_only_a_higher_score_whose_own_knowledge_does_n
     assert levers_table.verdicts([row("better", "briefs", 1, 1, 1)]) == []  # no defaults: no rule to apply
     assert "| better | 33.5 | +1.0 | - | briefs 3, hotpotqa 3 | yes |" in levers_table.verdict_markdown(
         list(got.values()), 32.5)
+    on_bf16 = table + [row("better+more", "briefs", 13, 63, 6), row("better+more", "hotpotqa", 30, 30, 11)]
+    got = {v["lever"]: v for v in levers_table.verdicts(on_bf16, reference="better")}
+    assert set(got) == {"better+more"} and got["better+more"]["passes"]  # against its reference, compositions only
+    assert got["better+more"]["gain"] == 0.5
 
 
 def test_collect_and_restore_round_trip_a_runs_rows_and_leave_its_kb_behind(tmp_path):
