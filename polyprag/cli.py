@@ -24,7 +24,7 @@ from .errors import InputError
 from .eval.evaluate import MODES
 from .kb.knowledge import BuildConfig
 from .kb.lifecycle import KEEP_VERSIONS
-from .lm.models import BUNDLED, DEFAULT_MODEL, DTYPE_CHOICES, SERVE_DTYPE
+from .lm.models import BUNDLED, DEFAULT_DTYPE, DEFAULT_MODEL, DTYPE_CHOICES, SERVE_DTYPE
 from .baselines.prag import PragConfig
 from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
@@ -152,9 +152,9 @@ def _bench_parsers(sub) -> None:
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
     _build_args(demo)
     _common(demo)
-    # Measured to fit ~15 minutes on a 2-core CPU (docs/experiments.md): up to 8 QA pairs and one passage sample per
-    # document (invented facts, dense), 3 epochs. Answers as long as `ask`'s (one default for new tokens).
-    demo.set_defaults(func=cmd_demo, max_qa=8, context_qa=1, rewrite=False, epochs=3, lr_adapters=2e-3)
+    # the build's own defaults, as `build` + `ask` run them (until 2026-12-04 the demo trained a denser recipe of its
+    # own: 8 QA pairs, one with its passage, 3 epochs, ~14 minutes; `--max-qa 8 --context-qa 1 --epochs 3` still does)
+    demo.set_defaults(func=cmd_demo)
 
 
 def _tool_parsers(sub) -> None:
@@ -333,7 +333,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     _device_args(p)
 
 
-def _device_args(p: argparse.ArgumentParser, dtype: str = "float32") -> None:
+def _device_args(p: argparse.ArgumentParser, dtype: str = DEFAULT_DTYPE) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps, or auto (a GPU when one is visible; "
                    "default cpu)")
     p.add_argument("--dtype", default=dtype, choices=DTYPE_CHOICES,

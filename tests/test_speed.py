@@ -28,7 +28,7 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     shown = capsys.readouterr().out
     assert "poly answer p50" in shown and "peak RSS of `serve`" in shown
     serving = resolve_dtype("auto", "cpu")  # serve's default dtype, as the serve child ran it
-    assert r["config"]["serve_dtype"] == "auto" and r["peak_rss_dtype"] == {"build": "float32", "serve": serving}
+    assert r["config"]["serve_dtype"] == "auto" and r["peak_rss_dtype"] == {"build": serving, "serve": serving}
     assert f"peak RSS of `serve` (base model in {serving})" in shown
     assert r["encode"]["poly_epochs"] == 1 and r["encode"]["prag_epochs"] == 1 and r["config"]["top_layers"] == 1
     assert "poly (1 epochs, last 1 blocks) vs prag (1), its own data recipe" in shown

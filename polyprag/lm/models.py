@@ -199,6 +199,9 @@ DTYPE_CHOICES = (*DTYPES, AUTO)
 # serve answers in 16 bits where that is native: 25-30 of 30 dev answers identical to fp32 per mode, F1 within
 # a 95% CI that holds 0, peak under 1 GB (benchmarks/dtype_agreement.sh, BENCHMARKS.md "Serving in 16 bits")
 SERVE_DTYPE = AUTO
+# every other command's default too: bf16 confirmed on dev against float32 (benchmarks/levers_dev.sh confirm bf16,
+# HotpotQA dev n = 100 x 3 seeds, and the briefs; BENCHMARKS.md "Levers on dev"), in 1.5 GB and faster on a CPU
+DEFAULT_DTYPE = AUTO
 
 
 def resolve_dtype(dtype: str, device: str) -> str:
