@@ -17,10 +17,16 @@
 # Then, fixed before any confirmation finished: the levers that pass, together, are one more candidate confirmed the
 # same way against the defaults (levers need not add up); the defaults become that set if it passes, else the
 # single best lever that passed.
+# Changed 2026-12-04 (evening), after bf16's confirmation passed and before any other lever's confirmation ran: bf16
+# becomes the build's default at once (issue 33's memory and demo goals wait on it; it is the base model's precision,
+# not a recipe), so the remaining candidates are confirmed on top of it, as compositions LEVER+LEVER (flags of
+# each): bf16+context1 against bf16, on HotpotQA dev n = 100 and on the briefs (3 seeds each; a composition has no
+# exploration run, so confirm runs its briefs too), in the order above; the set that passes is bf16+... the same way.
+# The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
-#   benchmarks/levers_dev.sh [explore|confirm|collect|restore] [LEVER...]        LEVER from the table below
+#   benchmarks/levers_dev.sh [explore|confirm|collect|restore] [LEVER[+LEVER...]...]   LEVER from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # poly-arrow answers on poly's own KB with Arrow's rows (nothing trained): what the learned rows add beyond them
@@ -62,10 +68,15 @@ action=${1:-explore}; shift || true
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(defaults qa6 context1 epochs3 bf16 format-uniform epochs1 contrast0 shared entropy mi)
 for name in "${names[@]}"; do
-  [ -n "${LEVERS[$name]+x}" ] || { echo "unknown lever $name: choose from ${!LEVERS[*]}" >&2; exit 2; }
+  flags=""
+  IFS=+ read -ra parts <<< "$name"
+  for part in "${parts[@]}"; do
+    [ -n "${LEVERS[$part]+x}" ] || { echo "unknown lever $part: choose from ${!LEVERS[*]}" >&2; exit 2; }
+    flags+=" ${LEVERS[$part]}"
+  done
   for dataset in briefs hotpotqa; do
-    if [ "$dataset" = briefs ]; then  # its exploration runs are already the confirmation's (no KB kept to reuse)
-      [ "$action" = confirm ] && continue
+    if [ "$dataset" = briefs ]; then  # a lever's exploration runs are already its confirmation's (no KB kept)
+      [ "$action" = confirm ] && [ ${#parts[@]} -eq 1 ] && continue
       data=("${BRIEFS[@]}") n=30 seeds=0,1,2 size=n30
     elif [ "$action" = explore ]; then
       data=(--dataset "$dataset" --split dev) n=30 seeds=0 size=n30
@@ -73,15 +84,16 @@ for name in "${names[@]}"; do
       data=(--dataset "$dataset" --split dev) n=100 seeds=0,1,2 size=n100
     fi
     case $action in
+      # poly-combine at the strength every lever's exploration ran with (re-chosen apart: strength_dev.sh); float32
+      # as every run before 2026-12-05 (the CLI's default then): a lever's own --dtype comes later and wins
       # shellcheck disable=SC2086  # the lever's flags are words
-      # poly-combine at the strength every lever's exploration ran with (re-chosen apart: strength_dev.sh)
       explore|confirm) .venv/bin/polyprag bench "${data[@]}" --n "$n" --seeds "$seeds" --methods "$METHODS" \
-                         --combine-strength 0.75 ${LEVERS[$name]} --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
+                         --combine-strength 0.75 --dtype float32 $flags --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
       collect|restore) for size in n30 n100; do  # both stages' runs of this lever, those that exist
                          benchmarks/results_copy.sh "$action" "levers-dev-$size" \
                            "levers-dev-$dataset-$size-smollm2-$name"
                        done ;;
-      *) echo "usage: $0 [explore|confirm|collect|restore] [LEVER...]" >&2; exit 2 ;;
+      *) echo "usage: $0 [explore|confirm|collect|restore] [LEVER[+LEVER...]...]" >&2; exit 2 ;;
     esac
   done
 done

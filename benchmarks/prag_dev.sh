@@ -34,10 +34,10 @@ for name in "${names[@]}"; do
     [ "$dataset" = hotpotqa ] && data=(--dataset hotpotqa --split dev) seeds=0
     run=prag-dev-$dataset-n30-smollm2-$name
     case $action in
-      # float32, as every variant ran from the start (the CLI's default until 2026-12-05)
+      # float32 and combine strength 0.75 (poly's alone: no PRAG row reads it), the defaults every variant began with
       # shellcheck disable=SC2086  # the variant's flags are words; a later --methods wins
       run) .venv/bin/polyprag bench "${data[@]}" --n 30 --seeds "$seeds" --methods prag-tuned,prag-tuned-combine \
-             --dtype float32 ${VARIANTS[$name]} --out "runs/$run" ;;
+             --dtype float32 --combine-strength 0.75 ${VARIANTS[$name]} --out "runs/$run" ;;
       collect|restore) benchmarks/results_copy.sh "$action" prag-dev "$run" ;;
       *) echo "usage: $0 [run|collect|restore] [VARIANT...]" >&2; exit 2 ;;
     esac
