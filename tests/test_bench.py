@@ -10,6 +10,7 @@ import numpy as np
 from polyprag.eval.bench import METHODS, workload
 from polyprag.eval.bench_report import routing_similarity, storage_claims
 from polyprag.cli import main
+from polyprag.lm.models import resolve_dtype
 from polyprag.text.datasets import Question
 from polyprag.text.corpus import Document
 
@@ -82,23 +83,25 @@ def test_a_rerun_with_other_settings_is_refused(rerun, tiny_chat_model_dir, caps
 
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
     config = json.loads((rerun / "config.json").read_text())
-    assert (config.pop("device"), config.pop("dtype")) == ("cpu", "float32")
+    assert (config.pop("device"), config.pop("dtype")) == ("cpu", resolve_dtype("auto", "cpu"))  # bench's default
     config["build"].pop("combine_strength")  # a nested setting newer than the run, too
     (rerun / "config.json").write_text(json.dumps(config))
     kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
     # it counts as the value runs had before it existed (1), not as today's default (0.5)
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 2
     assert "build.combine_strength: 1.0 in the run, 0.5 now" in " ".join(capsys.readouterr().out.split())
-    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1") == 0
+    # a run without a dtype ran in float32 (the default before auto)
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--dtype", "float32") == 0
     assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--dtype", "bfloat16") == 2
     assert "(dtype: 'float32' in the run, 'bfloat16' now)" in " ".join(capsys.readouterr().out.split())
     # A run made before bf16 storage stored its KBs in fp32: resumed only as such, and the message says so
     config["build"].pop("storage")
     (rerun / "config.json").write_text(json.dumps(config))
-    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1") == 2
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--dtype", "float32") == 2
     assert "build.storage: 'fp32' in the run, 'bf16' now" in " ".join(capsys.readouterr().out.split())
-    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--storage", "fp32") == 0
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag", "--combine-strength", "1", "--storage", "fp32",
+                  "--dtype", "float32") == 0
 
 
 def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(rerun, tiny_chat_model_dir):

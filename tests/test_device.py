@@ -141,9 +141,10 @@ def test_auto_dtype_is_bfloat16_only_where_it_is_native(monkeypatch):
     assert resolve_dtype("auto", "mps") == "float32"
 
 
-def test_serve_answers_in_auto_dtype_unless_told(tmp_path):
+def test_every_command_runs_in_auto_dtype_unless_told(tmp_path):
     from polyprag.cli import _parser as build_parser
 
     assert build_parser().parse_args(["serve", str(tmp_path)]).dtype == "auto"
-    assert build_parser().parse_args(["ask", "Who?", "--kb", str(tmp_path)]).dtype == "float32"
+    assert build_parser().parse_args(["ask", "Who?", "--kb", str(tmp_path)]).dtype == "auto"
+    assert build_parser().parse_args(["build", "c.jsonl", "--out", str(tmp_path)]).dtype == "auto"
     assert build_parser().parse_args(["serve", str(tmp_path), "--dtype", "float32"]).dtype == "float32"

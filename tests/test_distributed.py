@@ -18,8 +18,9 @@ DOCS = [Document(f"d{i}", f"Place {i}", f"Place {i} is a town on the river Tesk.
                  f"by the engineer Ada Feld {i}, and it has {i + 2} mills.") for i in range(7)]
 # 7 documents × (QA + contrast) samples: the last batch of 4 has an odd row count, so one process's share
 # is shorter; --routing-init cluster makes both embed their share of the documents and gather them.
+# float32: one process and two must agree to 1e-3, and bf16's rounding depends on how the rows are split
 BUILD = ["--adapters", "3", "--rank", "2", "--epochs", "2", "--train-batch-size", "4", "--storage", "fp32",
-         "--routing-init", "cluster", "--contrast", "1"]
+         "--routing-init", "cluster", "--contrast", "1", "--dtype", "float32"]
 POLYPRAG = [sys.executable, "-c", "import sys; from polyprag.cli import main; sys.exit(main())"]
 
 
@@ -45,7 +46,8 @@ def builds(tiny_chat_model_dir, tmp_path_factory):
         kb = tmp / f"kb{n}"
         launch(n, ["-q", "build", str(tmp / "docs.jsonl"), "--out", str(kb), "--model", str(tiny_chat_model_dir), *BUILD])
         out[f"build{n}"] = snapshot(kb)
-        launch(n, ["-q", "add", str(kb), str(tmp / "more.jsonl"), "--grow", "1", "--model", str(tiny_chat_model_dir)])
+        launch(n, ["-q", "add", str(kb), str(tmp / "more.jsonl"), "--grow", "1", "--model", str(tiny_chat_model_dir),
+                   "--dtype", "float32"])
         out[f"add{n}"] = snapshot(kb)
         out[f"folder{n}"] = kb
     return out

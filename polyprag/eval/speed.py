@@ -77,9 +77,9 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     samples = build_samples(docs, augs, build)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
         kb, poly_s = _encode_poly(docs, lm, build)
-        prag, prag_s = _encode_prag(samples, len(docs), config, Path(tmp) / "prag-shared")
+        prag, prag_s = _encode_prag(samples, len(docs), config, Path(tmp) / "loras-on-poly-samples")
         recipe = prag_samples(docs, augs)  # PRAG's own data: what its published recipe trains on
-        recipe_s = _encode_prag(recipe, len(docs), config, Path(tmp) / "prag")[1]
+        recipe_s = _encode_prag(recipe, len(docs), config, Path(tmp) / "loras-on-own-recipe")[1]
         qs = (questions * (1 + config.batch // max(len(questions), 1)))[:max(config.batch, config.n_questions + 1)]
         latency = _latency(kb, prag, docs, qs[:config.n_questions + 1], config)
         batched = _batched(kb, qs[:config.batch], config)
