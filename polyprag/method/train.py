@@ -14,8 +14,6 @@ number of adapters per document, and the mean cosine between the inventory's ada
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import logging
 import random
@@ -31,6 +29,7 @@ from .. import atomic, distributed
 from ..lm.adapters import (PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part,
                        recompute_context)
 from ..lm.prompts import answer_completion, build_prompt, prompt_prefix
+from ..lm.models import release_heap
 from ..text.augment import Sample
 from ..errors import InputError
 from .routing import MASKED, RoutingTable, entropy_stats
@@ -186,11 +185,7 @@ def _release(run: _Run) -> None:
     learned = [p for l in run.layers for p in l.named_adapters().values()] + list(run.routing.parameters())
     for p in learned:  # the routing's own rows too: under a router they get gradients the optimiser never steps
         p.grad = None
-    gc.collect()
-    try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_heap()
 
 
 @dataclass
