@@ -133,8 +133,12 @@ def apart(fn: Callable, *args):
     import multiprocessing
 
     log.info("preparing the bundled model once, in a child process (%s)", fn.__name__)
-    with multiprocessing.get_context("spawn").Pool(1) as pool:  # spawn: no fork of a process torch has threaded
+    pool = multiprocessing.get_context("spawn").Pool(1)  # spawn: no fork of a process torch has threaded
+    try:
         return pool.apply(fn, args)
+    finally:  # close and join, not terminate: a worker killed mid-exit leaks a semaphore (and a warning says so)
+        pool.close()
+        pool.join()
 
 
 def release_heap() -> None:
