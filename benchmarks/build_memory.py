@@ -21,11 +21,12 @@ from pathlib import Path
 from polyprag.eval.speed import child_peak
 
 VARIANTS = {  # name: (build flags, environment)
-    "float32": ([], {}),
+    "float32": (["--dtype", "float32"], {}),  # the default until 2026-12-04; `auto` (bf16 here) since
     "bfloat16": (["--dtype", "bfloat16"], {}),
     "bfloat16 with oneDNN's own cache (1024)": (["--dtype", "bfloat16"], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"}),
     "bfloat16 with a cache of 64": (["--dtype", "bfloat16"], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
     "bfloat16 with --checkpoint-activations": (["--dtype", "bfloat16", "--checkpoint-activations"], {}),
+    "bfloat16 with --pass-tokens 256": (["--dtype", "bfloat16", "--pass-tokens", "256"], {}),  # smaller saved passes
 }
 
 
