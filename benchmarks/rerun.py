@@ -42,7 +42,7 @@ def finished_run(args: argparse.Namespace) -> FinishedRun:
     config = json.loads((folder / "config.json").read_text())
     questions, corpus = run_data(folder, config, args)
     work = workload(questions, corpus, config["corpus_mode"], config["k"])
-    kb = KnowledgeBase.load(folder / "kb")
+    kb = KnowledgeBase.load(folder / "kb", dtype=config.get("dtype", "float32"))  # the base model as the run had it
     if {d.id for d in work.docs} != {d.id for d in kb.docs}:  # e.g. a corpus chunked otherwise (--chunk-words)
         raise SystemExit(f"{folder}/kb holds other documents than these questions retrieve: pass the run's own "
                          "data (the same --corpus, --questions, --data-dir)")
