@@ -27,6 +27,12 @@ VARIANTS = {  # name: (build flags, environment)
     "bfloat16 with a cache of 64": (["--dtype", "bfloat16"], {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "64"}),
     "bfloat16 with --checkpoint-activations": (["--dtype", "bfloat16", "--checkpoint-activations"], {}),
     "bfloat16 with --pass-tokens 256": (["--dtype", "bfloat16", "--pass-tokens", "256"], {}),  # smaller saved passes
+    # glibc's allocator: one arena for every thread (torch's intra-op threads otherwise free into arenas of their
+    # own), and large blocks always mapped apart (the dynamic threshold otherwise keeps freed activations in the heap)
+    "bfloat16 with MALLOC_ARENA_MAX=1": (["--dtype", "bfloat16"], {"MALLOC_ARENA_MAX": "1"}),
+    "bfloat16 with MALLOC_MMAP_THRESHOLD_=65536": (["--dtype", "bfloat16"], {"MALLOC_MMAP_THRESHOLD_": "65536"}),
+    "bfloat16 with MALLOC_MMAP_THRESHOLD_=1048576": (["--dtype", "bfloat16"], {"MALLOC_MMAP_THRESHOLD_": "1048576"}),
+    "bfloat16 with MALLOC_MMAP_THRESHOLD_=4194304": (["--dtype", "bfloat16"], {"MALLOC_MMAP_THRESHOLD_": "4194304"}),
 }
 
 

@@ -24,7 +24,7 @@ from .errors import InputError
 from .eval.evaluate import MODES
 from .kb.knowledge import BuildConfig
 from .kb.lifecycle import KEEP_VERSIONS
-from .lm.models import BUNDLED, DEFAULT_DTYPE, DEFAULT_MODEL, DTYPE_CHOICES, SERVE_DTYPE
+from .lm.models import BUNDLED, DEFAULT_DTYPE, DEFAULT_MODEL, DTYPE_CHOICES, SERVE_DTYPE, fix_mmap_threshold
 from .baselines.prag import PragConfig
 from .modes import EVAL_DEFAULT, SERVED
 from .settings import add_flags
@@ -40,6 +40,7 @@ ONEDNN_CACHE = 16
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
+    fix_mmap_threshold()  # the process's allocator, as the cache above: the program's choice, not the library's
     args = _parser().parse_args(argv)
     console.quiet = not distributed.is_main()  # under torchrun, process 0 speaks for all
     logging.basicConfig(level=logging.INFO if not args.quiet and distributed.is_main() else logging.WARNING,

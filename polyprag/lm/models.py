@@ -151,6 +151,26 @@ def release_heap() -> None:
         pass
 
 
+# glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the first large pass a
+# build's activations are carved from the heap, and the heap's freed blocks stay in the RSS under the next pass.
+# Fixed at 4 MiB, every tensor that large is mapped apart and returned when freed: a build's peak −60 to −110 MiB
+# at no cost in time (benchmarks/build_memory.py; BENCHMARKS.md "The allocator's threshold"); at 64 KiB −130 MiB
+# but +49 % time (page faults on every mapped block).
+MMAP_THRESHOLD = 4 * 2**20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc's malloc.h)
+
+
+def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
+    """Fix glibc's mmap threshold at `nbytes` for this process (why above) unless the user set
+    MALLOC_MMAP_THRESHOLD_; True where it was set here."""
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the user's own value, read by glibc at start, wins
+        return False
+    try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
+        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
+        return False
+
+
 def _assemble_gguf(model: BundledModel, home: Path, out: Path) -> None:
     digest = hashlib.sha256()
     with out.open("wb") as f:
