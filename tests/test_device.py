@@ -39,7 +39,7 @@ def test_a_bf16_model_trains_fp32_adapters(bf16_kb):
 
 def test_a_kb_built_in_bf16_loads_in_fp32_and_answers_alike(bf16_kb, tiny_chat_model_dir):
     kb, folder = bf16_kb
-    fp32 = KnowledgeBase.load(folder, load_model(str(tiny_chat_model_dir)))
+    fp32 = KnowledgeBase.load(folder, load_model(str(tiny_chat_model_dir), dtype="float32"))
     assert fp32.lm.model.dtype == torch.float32
     hits = kb.retrieve(QUESTIONS, 2)
     ids = kb.lm.tokenizer(QUESTIONS[0], return_tensors="pt").input_ids
@@ -57,7 +57,7 @@ def test_a_kb_built_in_bf16_loads_in_fp32_and_answers_alike(bf16_kb, tiny_chat_m
 def test_a_kb_written_with_the_legacy_fingerprint_loads_in_fp32_only(bf16_kb, tiny_chat_model_dir, tmp_path):
     _, folder = bf16_kb
     manifest = json.loads((folder / "manifest.json").read_text())
-    old = load_model(str(tiny_chat_model_dir))
+    old = load_model(str(tiny_chat_model_dir), dtype="float32")
     manifest["base_model"]["fingerprint"] = model_fingerprint(old.model, legacy=True)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / "manifest.sha256").unlink(missing_ok=True)  # as a KB saved before manifests were sealed
@@ -76,7 +76,7 @@ def test_the_fingerprint_ignores_the_folder_and_kbs_that_named_theirs_still_load
                                                                                 tmp_path):
     moved = tmp_path / "elsewhere"
     shutil.copytree(tiny_chat_model_dir, moved)  # the same model on another machine, or a bundled 16-bit copy
-    here, there = load_model(str(tiny_chat_model_dir)), load_model(str(moved))
+    here, there = load_model(str(tiny_chat_model_dir), dtype="float32"), load_model(str(moved))
     assert model_fingerprint(here.model) == model_fingerprint(there.model)
     assert model_fingerprint(here.model, with_folder=True) != model_fingerprint(there.model, with_folder=True)
     _, folder = bf16_kb
@@ -127,7 +127,7 @@ def test_a_kb_trains_and_answers_on_cuda_in_bf16_and_loads_on_the_cpu(tiny_chat_
     answers = gpu.answer(QUESTIONS, "poly-combine", k=2, generation=GEN, progress=False)
     assert len(answers) == 2
     gpu.save(tmp_path / "kb")
-    cpu = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    cpu = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir), dtype="float32"))
     saved, trained = inventory_state(cpu.layers), inventory_state(gpu.layers)
     assert all(torch.equal(saved[k], trained[k]) for k in trained)
 

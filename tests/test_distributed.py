@@ -117,7 +117,7 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
 
     config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
                          training=TrainConfig(epochs=2, batch_size=4, routing_entropy=0.5))
-    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
+    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir), dtype="float32"),
                                replace(config, training=replace(config.training, **m)), progress=False)
            for m in ({"pass_tokens": 0}, split)]
     assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)
@@ -157,7 +157,7 @@ def test_checkpointed_activations_give_the_same_training(tiny_chat_model_dir, mi
 
     config = BuildConfig(inventory=InventoryConfig(n_adapters=3, rank=2), contrast=1, storage="fp32",
                          training=TrainConfig(epochs=2, batch_size=4, micro_batch=micro_batch))
-    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir)),
+    kbs = [KnowledgeBase.build(DOCS[:5], load_model(str(tiny_chat_model_dir), dtype="float32"),
                                replace(config, training=replace(config.training, checkpoint_activations=c)),
                                progress=False) for c in (False, True)]
     assert kbs[1].manifest.loss_per_epoch == pytest.approx(kbs[0].manifest.loss_per_epoch, rel=1e-4)

@@ -28,7 +28,7 @@ QUESTION = "Who finished Marlow Bridge?"
 def test_the_exported_lora_gives_polyprags_logits(tiny_chat_model_dir, tmp_path, inventory, combine):
     from peft import PeftModel
 
-    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), replace(CONFIG, inventory=inventory,
+    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir), dtype="float32"), replace(CONFIG, inventory=inventory,
                                                                                   combine=combine), progress=False)
     with torch.no_grad():  # adapters far from zero, so that a wrong export cannot pass unnoticed
         for layer in kb.layers:
@@ -40,7 +40,7 @@ def test_the_exported_lora_gives_polyprags_logits(tiny_chat_model_dir, tmp_path,
     ids = kb.lm.tokenizer(build_prompt(kb.lm.tokenizer, QUESTION, shots=False), return_tensors="pt").input_ids
     with torch.no_grad(), mixing(kb.layers, weights):
         ours = kb.lm.model(ids).logits
-    peft = PeftModel.from_pretrained(load_model(str(tiny_chat_model_dir)).model, str(tmp_path / "lora")).eval()
+    peft = PeftModel.from_pretrained(load_model(str(tiny_chat_model_dir), dtype="float32").model, str(tmp_path / "lora")).eval()
     with torch.no_grad():
         theirs = peft(ids).logits
         with peft.disable_adapter():
@@ -52,7 +52,7 @@ def test_the_exported_lora_gives_polyprags_logits(tiny_chat_model_dir, tmp_path,
 
 
 def test_cli_exports_for_a_question_or_documents_and_names_unknown_ids(tiny_chat_model_dir, tmp_path, capsys):
-    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), CONFIG, progress=False)
+    kb = KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir), dtype="float32"), CONFIG, progress=False)
     kb.save(tmp_path / "kb")
     base = ["-q", "export-lora", str(tmp_path / "kb"), "--model", str(tiny_chat_model_dir)]
     assert main([*base, "--question", QUESTION, "--out", str(tmp_path / "q")]) == 0

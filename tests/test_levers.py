@@ -29,7 +29,7 @@ FACTS = [("Who built the Marlow Bridge?", "Ada Feld"), ("Where is Velmark?", "on
 
 @pytest.fixture()
 def lm(tiny_chat_model_dir):
-    return load_model(str(tiny_chat_model_dir))
+    return load_model(str(tiny_chat_model_dir), dtype="float32")
 
 
 def test_kmeans_separates_two_clear_groups_and_is_seeded():
@@ -79,7 +79,7 @@ def test_a_cluster_build_records_its_init_and_leaves_uniform(lm, tiny_chat_model
     assert kb.manifest.build.routing_init == "cluster" and kb.manifest.build.routing_strength == 3.0
     assert kb.manifest.diagnostics[0]["entropy"] < 0.9
     kb.save(tmp_path / "kb")
-    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir), dtype="float32"))
     assert torch.equal(loaded.routing.centroids, kb.routing.centroids)
     # Poly-z on a cluster KB: a new row starts on its nearest centroid's adapter, as a built row did
     nearest = loaded.routing.nearest_cluster(embed_documents(loaded.lm, DOCS[3:]))
@@ -107,7 +107,7 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster", router="embedding",
                          training=TrainConfig(epochs=2, batch_size=2, lr_router=1e-2))
     kb = KnowledgeBase.build(DOCS[:3], lm, config, progress=False)
-    x = embed_documents(load_model(str(tiny_chat_model_dir)), DOCS[:3])
+    x = embed_documents(load_model(str(tiny_chat_model_dir), dtype="float32"), DOCS[:3])
     assert kb.routing.embeddings is None  # materialised: answering reads the table ...
     # ... which holds the router's rows, as stored (fp16: 2^-9 apart near 3)
     assert torch.allclose(kb.routing.logits, kb.routing.router(x), atol=2e-3)
@@ -117,7 +117,7 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     assert not torch.allclose(start.router.linear.weight, kb.routing.router.linear.weight)  # training moved it
     assert kb.manifest.build.router == "embedding" and kb.manifest.diagnostics[-1]["routing_grad_norm"] > 0
     kb.save(tmp_path / "kb")
-    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir)))
+    loaded = KnowledgeBase.load(tmp_path / "kb", load_model(str(tiny_chat_model_dir), dtype="float32"))
     assert torch.equal(loaded.routing.router.linear.weight, kb.routing.router.linear.weight)
     # Added without training: a new document's row is the router's for its embedding
     loaded.add(DOCS[3:], progress=False, no_train=True)
@@ -127,7 +127,7 @@ def test_an_embedding_router_trains_then_writes_its_rows_and_routes_new_document
     assert loaded.manifest.additions[-1]["epochs"] == 0 and loaded.manifest.additions[-1]["diagnostics"] == []
     with pytest.raises(InputError, match="--routing-init cluster with --router embedding"):
         BuildConfig(routing_init="uniform", router="embedding")
-    plain = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir)),
+    plain = KnowledgeBase.build(DOCS[:3], load_model(str(tiny_chat_model_dir), dtype="float32"),
                                 BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="uniform",
                                             training=TrainConfig(epochs=1, batch_size=4)), progress=False)
     with pytest.raises(InputError, match="adding without training needs content-based routing"):
@@ -274,7 +274,7 @@ def test_a_seeded_build_is_reproducible_byte_for_byte(tiny_chat_model_dir, tmp_p
     config = BuildConfig(inventory=InventoryConfig(n_adapters=2, rank=2), routing_init="cluster",
                          training=TrainConfig(epochs=1, batch_size=2, objective="both"))
     for name in ("a", "b"):
-        KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir)), config, progress=False).save(tmp_path / name)
+        KnowledgeBase.build(DOCS, load_model(str(tiny_chat_model_dir), dtype="float32"), config, progress=False).save(tmp_path / name)
     for file in ("inventory.safetensors", "routing.safetensors"):
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
 

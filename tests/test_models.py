@@ -111,7 +111,7 @@ def test_a_bundled_model_in_16_bits_loads_from_its_narrow_copy(tiny_chat_model_d
     shutil.copytree(tiny_chat_model_dir, fp32)
     monkeypatch.setattr(models, "resolve_model", lambda spec: str(fp32))
     assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == str(fp32) + "-bfloat16"
-    assert load_model("smollm2-135m-instruct").path == str(fp32)  # fp32 reads the converted folder itself
+    assert load_model("smollm2-135m-instruct", dtype="float32").path == str(fp32)  # fp32 reads the converted folder itself
     assert load_model(str(fp32), dtype="bfloat16").path == str(fp32)  # a user's own folder is never copied
 
 

@@ -13,7 +13,7 @@ from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, nll_loss, tra
 
 @pytest.fixture
 def lm(tiny_chat_model_dir):
-    return load_model(str(tiny_chat_model_dir))
+    return load_model(str(tiny_chat_model_dir), dtype="float32")
 
 
 def _ids(lm, n=3, t=7):
@@ -190,7 +190,7 @@ def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir,
     samples = [Sample(i, q, a) for i, (q, a) in enumerate(FACTS)]
 
     def run(epochs, ckpt):
-        m = load_model(str(tiny_chat_model_dir))
+        m = load_model(str(tiny_chat_model_dir), dtype="float32")
         torch.manual_seed(0)
         layers = inject(m.model, InventoryConfig(n_adapters=2, rank=2))
         routing = RoutingTable(4, len(layers), 2)

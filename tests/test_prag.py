@@ -18,7 +18,7 @@ def _delta(prag, layer, x, docs):
 
 
 def test_each_document_gets_its_own_saved_adapter_and_cat_sums_them(tiny_chat_model_dir, tmp_path):
-    prag = PragAdapters(load_model(str(tiny_chat_model_dir)), CONFIG, tmp_path / "prag")
+    prag = PragAdapters(load_model(str(tiny_chat_model_dir), dtype="float32"), CONFIG, tmp_path / "prag")
     per_doc = prag.encode(SAMPLES, n_docs=2, progress=False)
     assert per_doc > 0
     assert all((tmp_path / "prag" / str(d) / "adapter_model.safetensors").exists() for d in (0, 1))
@@ -34,7 +34,7 @@ def test_each_document_gets_its_own_saved_adapter_and_cat_sums_them(tiny_chat_mo
 
 
 def test_encoding_resumes_without_retraining_saved_documents(tiny_chat_model_dir, tmp_path):
-    prag = PragAdapters(load_model(str(tiny_chat_model_dir)), CONFIG, tmp_path / "prag")
+    prag = PragAdapters(load_model(str(tiny_chat_model_dir), dtype="float32"), CONFIG, tmp_path / "prag")
     prag.encode(SAMPLES, n_docs=2, progress=False)
     saved = (tmp_path / "prag" / "0" / "adapter_model.safetensors").stat().st_mtime_ns
     prag.encode(SAMPLES, n_docs=2, progress=False)
@@ -42,7 +42,7 @@ def test_encoding_resumes_without_retraining_saved_documents(tiny_chat_model_dir
 
 
 def test_answers_come_back_per_question_with_latencies(tiny_chat_model_dir, tmp_path):
-    prag = PragAdapters(load_model(str(tiny_chat_model_dir)), CONFIG, tmp_path / "prag")
+    prag = PragAdapters(load_model(str(tiny_chat_model_dir), dtype="float32"), CONFIG, tmp_path / "prag")
     prag.encode(SAMPLES, n_docs=2, progress=False)
     timings = []
     answers = prag.answer(["Who built Marlow Bridge?", "Who founded Velmark?"], [[0], [1, 0]], None,

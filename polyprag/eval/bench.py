@@ -36,7 +36,7 @@ from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
 from ..kb.manifest import LEGACY
-from ..lm.models import LoadedModel, load_model
+from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
@@ -94,7 +94,7 @@ class BenchConfig:
     add_lr: float | None = None  # poly-grow: the new adapters' learning rate (None: the build's)
     add_context_qa: int | None = None  # poly-z / poly-grow: passage samples per added document (None: the build's)
     device: str = "cpu"  # every method's model: cpu, cuda, mps or auto (models.resolve_device)
-    dtype: str = "float32"  # the base model's weights (adapters train in fp32 either way)
+    dtype: str = DEFAULT_DTYPE  # the base model's weights (adapters train in fp32 either way)
 
     def __post_init__(self):
         bad = [m for m in self.methods if m not in METHODS + OPTIONAL]
@@ -234,9 +234,10 @@ class Bench:
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
             # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"),
-            # or as the value runs had before it existed where the default is not that (manifest.LEGACY).
+            # or as the value runs had before it existed where the default is not that (manifest.LEGACY; a run
+            # saved without a dtype ran in float32, bench's default before auto).
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
-            saved = _with_defaults(_with_defaults(saved, {"build": LEGACY}), defaults)
+            saved = _with_defaults(_with_defaults(saved, {"build": LEGACY, "dtype": "float32"}), defaults)
             diff = [d for k in current if k not in PLAN_KEYS for d in _differences(k, saved.get(k), current[k])]
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({'; '.join(diff)}); "

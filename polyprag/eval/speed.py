@@ -37,7 +37,7 @@ from .evaluate import percentile
 from ..lm.generate import GenerationConfig
 from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase
-from ..lm.models import SERVE_DTYPE, LoadedModel, load_model, resolve_dtype
+from ..lm.models import DEFAULT_DTYPE, SERVE_DTYPE, LoadedModel, load_model, resolve_dtype
 from ..baselines.prag import PragAdapters, PragConfig
 from ..modes import KB_DEFAULT
 from ..readers import reader
@@ -63,7 +63,7 @@ class SpeedConfig:
     retrieval_queries: int = 50
     rss: bool = True  # the two child processes (build, serve): the slowest part on a small corpus
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = DEFAULT_DTYPE
     serve_dtype: str = SERVE_DTYPE  # the serve child's: serve's own default unless asked otherwise
 
 

@@ -22,7 +22,7 @@ from .encode import growth_for
 from ..errors import InputError
 from ..lm.generate import GenerationConfig, Routing
 from .manifest import COMBINES, FORMAT_VERSION, BuildConfig, Manifest  # noqa: F401 (re-exported)
-from ..lm.models import BUNDLED, LoadedModel, load_model
+from ..lm.models import BUNDLED, DEFAULT_DTYPE, LoadedModel, load_model
 from ..modes import KB_DEFAULT, KB_MODES, MODES
 from ..text.retrieve import TOP_K, BM25Index, Hit, passages
 from ..method import arrow
@@ -218,7 +218,7 @@ class KnowledgeBase:
 
     @classmethod
     def load(cls, folder: str | Path, lm: LoadedModel | str | None = None, device: str = "cpu",
-             dtype: str = "float32") -> KnowledgeBase:
+             dtype: str = DEFAULT_DTYPE) -> KnowledgeBase:
         """`lm`: a loaded model, a model spec, or None for the KB's own base model (loaded after the KB's
         files are checked, so a damaged KB fails fast, on `device` in `dtype`)."""
         folder = Path(folder)

@@ -286,7 +286,7 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = DEFAULT_DTYPE) -> LoadedModel:
     """The model in `dtype` on `device` (adapters keep fp32 master weights; see adapters.PolyLoRALinear)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -30,6 +30,7 @@ from ..errors import InputError
 from .guards import DRAIN_FACTOR, LOOPBACK_HOSTS, BodyLimit, HostAllowlist, Throttle, host_name
 from ..kb.knowledge import KnowledgeBase
 from ..kb.lifecycle import KEEP_VERSIONS
+from ..lm.models import SERVE_DTYPE
 from ..lm.prompts import ANSWER_PREFIX, build_prompt
 from ..modes import KB_DEFAULT, MODES, SERVED
 from ..text.retrieve import Hit
@@ -94,7 +95,7 @@ def _key_matches(request: Request, *keys: str) -> bool:
 
 def create_app(kb_folder: str | Path, model: str | None = None, limits: Limits = Limits(),
                guard_reads: bool = False, watch_s: float = WATCH_S, device: str = "cpu",
-               dtype: str = "float32", allowed_hosts: tuple[str, ...] = (),
+               dtype: str = SERVE_DTYPE, allowed_hosts: tuple[str, ...] = (),
                keep_versions: int = KEEP_VERSIONS, augment_url: str = "") -> FastAPI:
     """`allowed_hosts`: Host names answered besides the loopback ones ("*": any)."""
     if (guard_reads or os.environ.get(GUARD_READS_ENV) == "1") and not read_keys(True):
@@ -289,7 +290,7 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def serve(kb_folder: str | Path, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-          guard_reads: bool = False, device: str = "cpu", dtype: str = "float32",
+          guard_reads: bool = False, device: str = "cpu", dtype: str = SERVE_DTYPE,
           allowed_hosts: tuple[str, ...] = (), keep_versions: int = KEEP_VERSIONS, augment_url: str = "") -> None:
     import uvicorn
 

@@ -34,6 +34,7 @@ from .api import ApiError, JobOut, Limits
 from ..text.corpus import Document
 from ..errors import ConflictError, InputError
 from ..lm.generate import GenerationConfig
+from ..lm.models import SERVE_DTYPE
 from ..kb.knowledge import KnowledgeBase, growth_for
 from ..modes import KB_MODES, MODES
 from ..kb.lifecycle import KEEP_VERSIONS, read_manifest
@@ -94,7 +95,7 @@ def kb_version(kb: KnowledgeBase) -> int:
 
 class Service:
     def __init__(self, folder: str | Path, model: str | None, watch_s: float = WATCH_S, device: str = "cpu",
-                 dtype: str = "float32", max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs,
+                 dtype: str = SERVE_DTYPE, max_waiting: int = Limits.max_waiting, max_jobs: int = Limits.max_jobs,
                  keep_versions: int = KEEP_VERSIONS, augment_url: str = ""):
         self.folder, self.model, self.device, self.dtype = Path(folder), model, device, dtype
         self.augment_url = augment_url  # the augmentation server the operator named (`--augment-url`)
