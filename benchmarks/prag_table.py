@@ -70,11 +70,12 @@ def markdown(table: dict[str, dict[str, dict]], score: dict[str, float]) -> str:
     for variant, by_corpus in table.items():
         row = [f"{by_corpus[c]['prag']:.1f} / {by_corpus[c]['combine']:.1f} ({by_corpus[c]['seeds']})"
                if c in by_corpus else "-" for c in corpora]
-        lines.append(f"| {variant} | " + " | ".join(row) + f" | {score[variant]:.1f} |" if variant in score
+        lines.append(f"| {variant} | " + " | ".join(row) + f" | {score[variant]:.2f} |" if variant in score
                      else f"| {variant} | " + " | ".join(row) + " | incomplete |")
     best = max(score, key=score.get)
-    verdict = (f"the published recipe stays ({score[PUBLISHED]:.1f})" if best == PUBLISHED else
-               f"{best} ({score[best]:.1f}, published {score[PUBLISHED]:.1f})")
+    # two decimals: variants level at one decimal are told apart (or shown level), as the rule compares them
+    verdict = (f"the published recipe stays ({score[PUBLISHED]:.2f})" if best == PUBLISHED else
+               f"{best} ({score[best]:.2f}, published {score[PUBLISHED]:.2f})")
     return "\n".join(lines) + f"\n\nThe rule's choice among the complete variants: {verdict}"
 
 

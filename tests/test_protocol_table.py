@@ -136,7 +136,7 @@ def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monk
     assert score == {"published": pytest.approx(25.0), "lr1e-3-e1": pytest.approx(75.0)}  # lr3e-3-e2: one seed, one corpus
     text = prag_table.markdown(table, score)
     assert "| lr3e-3-e2 | 100.0 / 100.0 (1) | - | incomplete |" in text
-    assert text.endswith("lr1e-3-e1 (75.0, published 25.0)")
+    assert text.endswith("lr1e-3-e1 (75.00, published 25.00)")
     assert prag_table.flags(table, score) == "--prag-lr 0.001 --prag-epochs 1"  # what the protocol's prag rows train with
     sys.modules.pop("prag_table", None)
     sys.modules.pop("protocol_table", None)
