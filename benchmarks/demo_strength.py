@@ -20,7 +20,7 @@ SAMPLE = Path(__file__).resolve().parents[1] / "polyprag" / "data" / "sample"
 
 
 def main() -> None:
-    kb = KnowledgeBase.load(sys.argv[1])
+    kb = KnowledgeBase.load(sys.argv[1], dtype="float32")  # what its recorded results ran in
     questions, docs = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
     config = EvalConfig(modes=("poly-combine",), k=3, generation=GenerationConfig(max_new_tokens=16))  # the demo's
     for s in map(float, sys.argv[2:]):

@@ -56,7 +56,12 @@ def scores(table: dict[str, dict[str, dict]]) -> dict[str, float]:
 
 def flags(table: dict[str, dict[str, dict]], score: dict[str, float]) -> str:
     """`bench` flags that train the `prag` rows (PRAG's data recipe and PRAG on poly's samples) as the choice did."""
-    trained = {(c["lr"], c["epochs"]) for c in table[max(score, key=score.get)].values()}
+    ranked = sorted(score, key=score.get, reverse=True)
+    seeds = [{corpus: c["seeds"] for corpus, c in table[name].items()} for name in ranked[:2]]
+    if len(seeds) == 2 and seeds[0] != seeds[1]:  # a choice over its runner-up is made on the same seeds
+        raise SystemExit(f"the choice {ranked[0]} (seeds {seeds[0]}) and the runner-up {ranked[1]} (seeds {seeds[1]}) "
+                         "ran on unequal seeds: run both on the same seeds (benchmarks/prag_dev.sh) first")
+    trained = {(c["lr"], c["epochs"]) for c in table[ranked[0]].values()}
     if len(trained) != 1:
         raise SystemExit(f"the chosen variant trained with several settings across corpora: {sorted(trained)}")
     (lr, epochs), = trained

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("kb", help="a knowledge base folder")
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
-    kb = KnowledgeBase.load(args.kb)
+    kb = KnowledgeBase.load(args.kb, dtype="float32")  # what its recorded results ran in
     with open(SAMPLE_QUESTIONS, encoding="utf-8") as f:
         questions = [json.loads(line)["question"] for line in f][:args.batch]
     timed = _batched(kb, questions, SpeedConfig(model=kb.lm.spec, batch=len(questions), max_new_tokens=16))  # as bench-speed times it

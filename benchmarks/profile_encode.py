@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     docs = load_corpus(SAMPLE / "docs.jsonl")[:args.docs]
     build = BuildConfig(training=TrainConfig(epochs=1))
-    lm = load_model(args.model)
+    lm = load_model(args.model, dtype="float32")  # float32: what its recorded results ran in
     vocab = lm.model.get_output_embeddings().weight.shape[0]
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
     samples = build_samples(docs, augs, build)
@@ -84,7 +84,7 @@ def main() -> None:
               "threads": torch.get_num_threads()}
     result["poly"] = run(lambda: KnowledgeBase.build(docs, lm, build, progress=False, reuse=augs), vocab)
     with tempfile.TemporaryDirectory() as tmp:
-        prag = PragAdapters(load_model(args.model), PragConfig(epochs=1), Path(tmp))
+        prag = PragAdapters(load_model(args.model, dtype="float32"), PragConfig(epochs=1), Path(tmp))
         result["prag"] = run(lambda: prag.encode(samples, len(docs), progress=False), vocab)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile-encode.json").write_text(json.dumps(result, indent=1))

@@ -26,7 +26,7 @@ def main(kb: str, out: str, question: str, mode: str = "poly") -> None:
         shutil.copytree(kb, folder)
         browser = chromium("1000,1000")
         try:
-            with live_server(create_app(folder)) as url:
+            with live_server(create_app(folder, dtype="float32")) as url:
                 browser.get(url + "/")
                 find, wait = browser.find_element, WebDriverWait(browser, 300)
                 wait.until(lambda d: "documents" in find(By.ID, "health").text)

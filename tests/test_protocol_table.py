@@ -138,5 +138,10 @@ def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monk
     assert "| lr3e-3-e2 | 100.0 / 100.0 (1) | - | incomplete |" in text
     assert text.endswith("lr1e-3-e1 (75.00, published 25.00)")
     assert prag_table.flags(table, score) == "--prag-lr 0.001 --prag-epochs 1"  # what the protocol's prag rows train with
+    _seed(tmp_path / "prag-dev-hotpotqa-n30-smollm2-lr1e-3-e1", 1, {"prag-tuned": half, "prag-tuned-combine": right},
+          lr=1e-3, epochs=1)  # the choice on more seeds than its runner-up: not a choice yet
+    table = prag_table.cells(tmp_path)
+    with pytest.raises(SystemExit, match="unequal seeds"):
+        prag_table.flags(table, prag_table.scores(table))
     sys.modules.pop("prag_table", None)
     sys.modules.pop("protocol_table", None)

@@ -36,7 +36,7 @@ from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
 from ..kb.manifest import LEGACY
-from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model
+from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model, resolve_device, resolve_dtype
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
@@ -196,6 +196,8 @@ class Bench:
                  readers_from: Path | None = None):
         """`readers_from`: another seed's run folder of the same questions, whose finished reader rows (nothing
         trained, greedy: the same every seed) are copied instead of recomputed."""
+        # the dtype the run computes in, not "auto": a run resumed on other hardware must not mix bf16 and fp32 rows
+        config = replace(config, dtype=resolve_dtype(config.dtype, resolve_device(config.device)))
         self.model, self.config, self.out, self.progress = model, config, Path(out), progress
         self.readers_from = readers_from
         self._lms: dict[str, LoadedModel] = {}

@@ -153,22 +153,31 @@ def release_heap() -> None:
 
 # glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the first large pass a
 # build's activations are carved from the heap, and the heap's freed blocks stay in the RSS under the next pass.
-# Fixed at 4 MiB, every tensor that large is mapped apart and returned when freed: a build's peak −60 to −110 MiB
-# at no cost in time (benchmarks/build_memory.py; BENCHMARKS.md "The allocator's threshold"); at 64 KiB −130 MiB
-# but +49 % time (page faults on every mapped block).
+# Fixed at 4 MiB, every tensor that large is mapped apart and returned when freed: a build's peak 50-100 MiB lower
+# at no cost in time (benchmarks/build_memory.py; BENCHMARKS.md "The allocator's threshold"); at 64 KiB 130-180 MiB
+# lower but +49 % time (page faults on every mapped block).
 MMAP_THRESHOLD = 4 * 2**20
 _M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc's malloc.h)
+THRESHOLD_ENV = "POLYPRAG_MMAP_THRESHOLD"  # bytes, or "glibc" for glibc's own (dynamic) policy
 
 
-def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold at `nbytes` for this process (why above) unless the user set
-    MALLOC_MMAP_THRESHOLD_; True where it was set here."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:  # the user's own value, read by glibc at start, wins
+def fix_mmap_threshold() -> bool:
+    """Fix glibc's mmap threshold for this process (why above): at $POLYPRAG_MMAP_THRESHOLD bytes if set, else
+    MMAP_THRESHOLD; left alone under "glibc", or where the user tuned glibc's threshold (MALLOC_MMAP_THRESHOLD_,
+    GLIBC_TUNABLES). True where it was set here."""
+    value = os.environ.get(THRESHOLD_ENV, str(MMAP_THRESHOLD))
+    if value == "glibc" or "MALLOC_MMAP_THRESHOLD_" in os.environ \
+            or "glibc.malloc.mmap_threshold" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
+    if not value.isdigit() or not 0 < int(value) < 2**31:
+        raise InputError(f"{THRESHOLD_ENV}={value!r} (the environment): give a byte count such as {MMAP_THRESHOLD} "
+                         "(below 2 GiB), or glibc for glibc's own policy.")
     try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, nbytes))
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(value)))
 
 
 def _assemble_gguf(model: BundledModel, home: Path, out: Path) -> None:
