@@ -196,9 +196,8 @@ class Bench:
                  readers_from: Path | None = None):
         """`readers_from`: another seed's run folder of the same questions, whose finished reader rows (nothing
         trained, greedy: the same every seed) are copied instead of recomputed."""
-        # the dtype the run computes in, not "auto": a run resumed on other hardware must not mix bf16 and fp32 rows
-        config = replace(config, dtype=resolve_dtype(config.dtype, resolve_device(config.device)))
-        self.model, self.config, self.out, self.progress = model, config, Path(out), progress
+        dtype = resolve_dtype(config.dtype, resolve_device(config.device))  # not "auto": resumed elsewhere, rows must not mix dtypes
+        self.model, self.config, self.out, self.progress = model, replace(config, dtype=dtype), Path(out), progress
         self.readers_from = readers_from
         self._lms: dict[str, LoadedModel] = {}
         self._prag_adapters: dict[tuple | str, PragAdapters] = {}  # "dyprag": the translator's training set
@@ -235,9 +234,8 @@ class Bench:
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
             # Which methods run may change between reruns (each has its own file); how they run may not.
-            # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"),
-            # or as the value runs had before it existed where the default is not that (manifest.LEGACY; a run
-            # saved without a dtype ran in float32, bench's default before auto).
+            # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"), or
+            # as runs' value before it existed (manifest.LEGACY; the dtype float32, stored resolved, never "auto").
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
             saved = _with_defaults(_with_defaults(saved, {"build": LEGACY, "dtype": "float32"}), defaults)
             diff = [d for k in current if k not in PLAN_KEYS for d in _differences(k, saved.get(k), current[k])]
