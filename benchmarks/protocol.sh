@@ -24,7 +24,8 @@ for pair in "${PAIRS[@]}"; do
   name=protocol-$dataset-test-n100-$model
   case $action in
     run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
-         read -ra prag <<< "$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)"
+         flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
+         read -ra prag <<< "$flags"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
            --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --out "runs/$name" ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
