@@ -29,7 +29,7 @@ from .eval.evaluate import EvalConfig, EvalResult, evaluate
 from .kb.knowledge import BuildConfig, KnowledgeBase
 from .kb import store
 from .kb.lifecycle import KEEP_VERSIONS
-from .lm.models import DEFAULT_MODEL, load_model, polyprag_home, resolve_device, resolve_dtype
+from .lm.models import DEFAULT_MODEL, load_model, polyprag_home
 from .baselines.prag import PragConfig
 from .modes import KB_DEFAULT, KB_MODES, MODEL_DEFAULT, MODES, SERVED, needs
 from .readers import reader
@@ -223,7 +223,7 @@ def cmd_bench(args) -> None:
                          dyprag_tuned=DypragConfig(lr=args.dyprag_tuned_lr, epochs=args.dyprag_tuned_epochs, seed=args.seed),
                          dyprag_train_n=args.dyprag_train_n, generation=_generation(args), ablations=ablations, add_epochs=args.add_epochs,
                          add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device,
-                         dtype=resolve_dtype(args.dtype, resolve_device(args.device)))  # a run records what it ran in
+                         dtype=args.dtype)  # Bench records the resolved dtype
     questions, corpus, note = _bench_data(args)
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     held = ([], [])

@@ -145,10 +145,17 @@ def release_heap() -> None:
     """Hand freed memory back to the OS: glibc keeps freed blocks in the heap, so a step that follows a large
     one in the same process (answering after a build, a build after the first use's conversion) peaks on top."""
     gc.collect()
-    try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, whose allocator polyprag tunes; None elsewhere (macOS, musl, Windows keep their own policy)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
 
 
 # glibc raises its mmap threshold to the largest block freed so far (up to 32 MiB): after the first large pass a
@@ -172,12 +179,10 @@ def fix_mmap_threshold() -> bool:
     if not value.isdigit() or not 0 < int(value) < 2**31:
         raise InputError(f"{THRESHOLD_ENV}={value!r} (the environment): give a byte count such as {MMAP_THRESHOLD} "
                          "(below 2 GiB), or glibc for glibc's own policy.")
-    try:  # glibc only (Linux); elsewhere the allocator keeps its own policy
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
+    if (libc := _glibc()) is None:
         return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, int(value)))
+    libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(value)))
 
 
 def _assemble_gguf(model: BundledModel, home: Path, out: Path) -> None:
