@@ -6,7 +6,8 @@ For each run (benchmarks/protocol.sh names them protocol-DATASET-test-n100-MODEL
 finished methods (seed-S/methods/*.json: rows and predictions) and summarises them as `bench --seeds` does
 (polyprag.eval.compare: mean ± sd per method over the seeds that have it, paired bootstrap CIs over questions for
 the standard comparisons). A method counts for a seed only once its row is written; a method missing from
-some seeds is reported over the seeds that have it, and the table says how many. Prints Markdown.
+some seeds is reported over the seeds that have it, and the table says how many. Prints Markdown, ending with
+each pair's reading against the knowledge issue's goals (`goals`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from pathlib import Path
 
 from polyprag.eval import compare
 from polyprag.eval.bench import COMPARISONS, CONTROLS
+
+# The knowledge issue's goals per dataset × model pair (test split, 3 seeds): own − shuffled and poly-combine − rag
+# at least this much with the CI above 0, real / counterfactual data; on counterfactual data poly ≥ 0.9 × rag.
+OWN_MIN = {"real": 5.0, "counterfactual": 10.0}
+COMBINE_MIN = {"real": 2.0, "counterfactual": 5.0}
+RAG_SHARE = 0.9
+SEEDS = 3
 
 ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
         "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag")
@@ -61,6 +69,42 @@ def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
             "own_minus_shuffled_by_type": own}
 
 
+def goals(summary: dict) -> list[dict]:
+    """The pair's reading against each goal: {goal, value, target, met}; met is None while a goal's methods have
+    fewer than SEEDS seeds (or did not run), else whether the value reaches its target."""
+    kind = "counterfactual" if str(summary["dataset"]).endswith("-cf") else "real"
+    rows, pairs = summary["rows"], {(c["a"], c["b"]): c for c in summary["comparisons"]}
+    out = [_difference(pairs.get(("poly", "poly-shuffled")), "poly − poly-shuffled", OWN_MIN[kind]),
+           _difference(pairs.get(("poly-combine", "rag")), "poly-combine − rag", COMBINE_MIN[kind])]
+    prags = [m for m in ("prag", "prag-shared") if m in rows]
+    stronger = max(prags, key=lambda m: rows[m]["f1"]) if prags else "prag"  # by mean F1 over its seeds
+    versus = pairs.get(("poly", stronger))
+    out.append({"goal": f"poly ≥ the stronger PRAG ({stronger})", "target": "≥ 0 on the mean", "value": _signed(versus),
+                "met": _decided(versus, versus and versus["f1_diff"] >= 0)
+                if len(prags) == 2 and all(len(rows[m]["seeds"]) >= SEEDS for m in prags) else None})
+    if kind == "counterfactual":
+        poly, rag = rows.get("poly"), rows.get("rag")
+        done = poly and rag and min(len(poly["seeds"]), len(rag["seeds"])) >= SEEDS
+        out.append({"goal": f"poly ≥ {RAG_SHARE} × rag", "target": f"≥ {RAG_SHARE:.2f}",
+                    "value": f"{poly['f1'] / rag['f1']:.2f} × ({poly['f1']:.1f} / {rag['f1']:.1f})"
+                    if poly and rag and rag["f1"] else "-",
+                    "met": (poly["f1"] >= RAG_SHARE * rag["f1"]) if done else None})
+    return out
+
+
+def _difference(c: dict | None, goal: str, least: float) -> dict:
+    return {"goal": goal, "target": f"≥ {least:+.0f}, CI above 0", "value": _signed(c),
+            "met": _decided(c, c and c["f1_diff"] >= least and c["ci95"][0] > 0)}
+
+
+def _signed(c: dict | None) -> str:
+    return "-" if c is None else f"{c['f1_diff']:+.1f} [{c['ci95'][0]:+.1f}, {c['ci95'][1]:+.1f}] ({len(c['seeds'])})"
+
+
+def _decided(c: dict | None, met) -> bool | None:
+    return bool(met) if c is not None and len(c["seeds"]) >= SEEDS else None
+
+
 def _row(results: list[dict], method: str) -> dict:
     row = compare._row(method, [next(r for r in x["rows"] if r["method"] == method) for x in results])
     return {**row, "seeds": [r["config"]["seed"] for r in results]}
@@ -93,6 +137,12 @@ def markdown(summaries: list[dict]) -> str:
                 lines.append(f"| {c['a']} − {c['b']} | {c['qtype'] or 'all'} | {c['n_questions']} | "
                              f"{c['f1_diff']:+.1f} | [{lo:+.1f}, {hi:+.1f}] | {compare.verdict(c)} |")
         lines.append("")
+    lines += ["Against the knowledge issue's goals (value: a − b [95% CI] (seeds); met only at 3 seeds):", "",
+              "| pair | goal | target | value | met |", "|---|---|---|---|---|"]
+    for s in summaries:
+        for g in s["goals"]:
+            met = "pending" if g["met"] is None else ("yes" if g["met"] else "**no**")
+            lines.append(f"| {s['dataset']}, {s['model']} | {g['goal']} | {g['target']} | {g['value']} | {met} |")
     return "\n".join(lines)
 
 
@@ -102,7 +152,7 @@ def main() -> None:
     p.add_argument("--json", dest="json_out")
     args = p.parse_args()
     runs = sorted(d for d in Path(args.root).glob("protocol-*") if d.is_dir() and list(d.glob("seed-*/methods/*.json")))
-    summaries = [summarise(r) for r in runs]
+    summaries = [{**s, "goals": goals(s)} for s in map(summarise, runs)]
     print(markdown(summaries))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(summaries, indent=1))

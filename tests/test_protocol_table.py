@@ -145,3 +145,31 @@ def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monk
         prag_table.flags(table, prag_table.scores(table))
     sys.modules.pop("prag_table", None)
     sys.modules.pop("protocol_table", None)
+
+
+def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path):
+    protocol_table, _ = scripts
+    right, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["x", "y", "z", "no"]
+    half = ["Orla Pell", "1871", "z", "no"]
+    answers = {"poly": right, "poly-shuffled": wrong, "poly-combine": half, "rag": half, "prag": half,
+               "prag-shared": ["Orla Pell", "y", "z", "no"]}
+    real = tmp_path / "protocol-hotpotqa-test-n100-m"
+    for seed in (0, 1, 2):
+        _seed(real, seed, answers)
+        (real / f"seed-{seed}" / "config.json").write_text(json.dumps({"dataset": "hotpotqa", "model": "m"}))
+    cf = tmp_path / "protocol-hotpotqa-cf-test-n100-m"
+    for seed in (0, 1):
+        _seed(cf, seed, answers)
+    got = {g["goal"]: g for g in protocol_table.goals(protocol_table.summarise(real))}
+    assert got["poly − poly-shuffled"]["met"] is True and got["poly − poly-shuffled"]["value"].startswith("+100.0")
+    assert got["poly-combine − rag"]["met"] is False  # level: below +2 and the interval holds 0
+    assert got["poly ≥ the stronger PRAG (prag)"]["met"] is True
+    assert not any("× rag" in g for g in got)  # a goal of the counterfactual data only
+    pending = protocol_table.goals(protocol_table.summarise(cf))
+    assert [g["met"] for g in pending] == [None] * 4 and pending[3]["value"].startswith("2.00 ×")
+    _seed(cf, 2, {**answers, "poly": half})
+    done = {g["goal"]: g["met"] for g in protocol_table.goals(protocol_table.summarise(cf))}
+    assert done["poly ≥ 0.9 × rag"] is True  # 83.3 of 50.0 on average over the three seeds
+    summaries = [{**s, "goals": protocol_table.goals(s)} for s in map(protocol_table.summarise, (real, cf))]
+    assert "| hotpotqa, m | poly-combine − rag | ≥ +2, CI above 0 | +0.0 [+0.0, +0.0] (3) | **no** |" in \
+        protocol_table.markdown(summaries)
