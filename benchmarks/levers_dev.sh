@@ -22,6 +22,12 @@
 # not a recipe), so the remaining candidates are confirmed on top of it, as compositions LEVER+LEVER (flags of
 # each): bf16+context1 against bf16, on HotpotQA dev n = 100 and on the briefs (3 seeds each; a composition has no
 # exploration run, so confirm runs its briefs too), in the order above; the set that passes is bf16+... the same way.
+# Added 2026-12-04 (late), before it ran: e1-lr4e-3, issue 33's encode lever (one epoch at twice the adapters'
+# step: half the sample passes). It trades time for F1, so its rule is not-worse: explored on top of bf16
+# (`explore bf16+e1-lr4e-3`: briefs 3 seeds, HotpotQA dev n = 30 seed 0, against bf16's exploration rows), it goes on
+# if its score is at most 2 F1 below bf16's (an n = 100 row's seed spread) and own − shuffled, averaged over the
+# two datasets, falls by at most 2; then it is confirmed the same way on top of the set the rule above makes the
+# defaults, and becomes the default schedule if it holds there.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
