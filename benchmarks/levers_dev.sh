@@ -28,6 +28,12 @@
 # if its score is at most 2 F1 below bf16's (an n = 100 row's seed spread) and own − shuffled, averaged over the
 # two datasets, falls by at most 2; then it is confirmed the same way on top of the set the rule above makes the
 # defaults, and becomes the default schedule if it holds there.
+# Added 2026-12-04 (late), before any of them ran: the levers built since the exploration (issue 32's distillation,
+# paraphrases, the staged schedule, twice the inventory, the embedding router at two learning rates) are explored
+# on top of bf16 the same way (`explore bf16+LEVER`, against bf16's exploration rows, the exploration's rule), after
+# e1-lr4e-3 and before the remaining confirmations, so that every candidate is known before the set is formed; one
+# that passes joins the confirmations. Order: distill, paraphrase, staged, adapters40, router-lr, router,
+# distill-hidden. (dense, the demo's recipe, is left out: 3 epochs of 8 pairs is the cost issue 33 removed.)
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
