@@ -200,6 +200,9 @@ def _tool_parsers(sub) -> None:
     speed.add_argument("--epochs", type=int, help="training epochs of both poly and prag (default: each method's own, "
                        "poly 2 and prag 1)")
     speed.add_argument("--poly-epochs", type=int, help="poly's training epochs alone (default: --epochs, or 2)")
+    speed.add_argument("--prag-protocol-epochs", type=int, default=0,
+                       help="also time PRAG's own recipe at N epochs: the protocol's dev choice, printed by "
+                       "benchmarks/prag_table.py --flags (default 0: not timed)")
     speed.add_argument("--top-layers", type=int, default=0, help="poly's adapters on the last N blocks (default 0: all)")
     speed.add_argument("--max-new-tokens", type=int, default=GenerationConfig().max_new_tokens,
                        help="per answer (default: ask's; the committed bench-speed results used 16)")
