@@ -34,6 +34,11 @@
 # e1-lr4e-3 and before the remaining confirmations, so that every candidate is known before the set is formed; one
 # that passes joins the confirmations. Order: distill, paraphrase, staged, adapters40, router-lr, router,
 # distill-hidden. (dense, the demo's recipe, is left out: 3 epochs of 8 pairs is the cost issue 33 removed.)
+# Added 2026-12-04 (night), before any of them ran: the four defaults still marked "to re-choose on dev" in
+# BENCHMARKS.md "Where each default was chosen" (registered in the table below on 2026-12-04 but never queued),
+# explored on top of bf16 the same way right after distill-hidden and before the remaining confirmations:
+# uniform-init (the cluster init was chosen on test questions), lr1e-3, lr4e-3, lr-routing3e-2. One that passes
+# joins the confirmations; otherwise the default stands, now chosen on dev.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
