@@ -38,7 +38,10 @@
 # BENCHMARKS.md "Where each default was chosen" (registered in the table below on 2026-12-04 but never queued),
 # explored on top of bf16 the same way right after distill-hidden and before the remaining confirmations:
 # uniform-init (the cluster init was chosen on test questions), lr1e-3, lr4e-3, lr-routing3e-2. One that passes
-# joins the confirmations; otherwise the default stands, now chosen on dev.
+# joins the confirmations; otherwise the default stands, now chosen on dev. And the fifth, rewrite (the --context-qa
+# pairs also trained with the document's rewrite in context; chosen on test): it does nothing without context1, so it
+# is explored as bf16+context1+rewrite against bf16+context1's exploration rows (whose HotpotQA n = 30 row runs
+# first: `explore bf16+context1`), after lr-routing3e-2.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
@@ -80,6 +83,7 @@ declare -A LEVERS=(
   [lr-routing3e-2]="--lr-routing 3e-2"           # the routing rows' learning rate at a third
   [e1-lr4e-3]="--epochs 1 --lr-adapters 4e-3"    # half the sample passes at twice the step (encode time, issue 33)
   [title1]="--title-qa 1"                        # one question per paragraph whose answer is its own name
+  [rewrite]="--rewrite"                          # the context pairs also with the rewrite in context (needs context1)
 )
 action=${1:-explore}; shift || true
 names=("$@")
