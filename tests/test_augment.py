@@ -93,6 +93,8 @@ def test_prag_trains_on_its_published_recipe_and_prag_shared_on_polys_samples():
     assert [(s.question, s.passage) for s in prag] == [
         ("q0?", doc.content()), ("q0?", "Title\nRewritten text."), ("q1?", doc.content()),
         ("q1?", "Title\nRewritten text."), ("q2?", None)]
+    more = Augmentation("d", "Rewritten text.", tuple(QAPair(f"q{i}?", f"a{i}", f"Full a{i}.") for i in range(6)), "rules")
+    assert prag_samples([doc], [more]) == prag  # a build's --max-qa 6 is poly's recipe: PRAG keeps its 3 pairs
     b = BuildConfig()
     poly = training_samples([doc], [aug], b.context_qa, b.rewrite, b.contrast)
     assert all(s.passage is None for s in poly) and [s.question for s in poly][:3] == ["q0?", "q1?", "q2?"]

@@ -272,6 +272,24 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
     assert "rows whose seeds ran different code: poly" in markdown(mixed)
 
 
+def test_comparisons_refuse_runs_of_other_questions():
+    """Pairing is by position: seeds or methods that answered other questions (or in another order) must stop it."""
+    import pytest
+    from polyprag.eval.compare import compare
+
+    def run(seed: int, ids: list[str]) -> dict:
+        preds = [{"id": i, "prediction": "x", "answers": ["x"]} for i in ids]
+        return {"config": {"seed": seed}, "predictions": {"poly": preds, "rag": preds}}
+
+    assert compare([run(0, ["q1", "q2"]), run(1, ["q1", "q2"])], "poly", "rag")["n_questions"] == 2
+    with pytest.raises(ValueError, match="poly: the seeds' runs answered different questions"):
+        compare([run(0, ["q1", "q2"]), run(1, ["q2", "q1"])], "poly", "rag")
+    other = run(0, ["q1", "q2"])
+    other["predictions"]["rag"] = [{**p, "id": "q9"} for p in other["predictions"]["rag"]]
+    with pytest.raises(ValueError, match="poly and rag answered different questions"):
+        compare([other], "poly", "rag")
+
+
 def test_shuffled_hits_never_give_a_question_its_own_documents():
     from polyprag.eval.bench import shuffled_hits
     from polyprag.text.retrieve import Hit

@@ -27,7 +27,7 @@ from ..kb import lifecycle, plots
 from ..lm.answer import Answer
 from ..lm.generate import GenerationConfig
 from .bench_report import ADDED, breakdown, markdown, routing_report, storage_claims
-from ..text.augment import Sample, augment_documents, prag_samples
+from ..text.augment import PRAG_QA, Sample, augment_documents, prag_samples
 from ..text.corpus import Document
 from ..text.datasets import Question
 from ..errors import InputError
@@ -293,7 +293,7 @@ class Bench:
         """The augmented documents' training samples: poly's (the build's settings) or PRAG's published recipe."""
         b = self.config.build
         augs = augment_documents(work.docs, b.augmenter, lm, cache=self.out / "augment-cache.jsonl",
-                                 progress=self.progress, max_qa=b.max_qa, url=b.augment_url,
+                                 progress=self.progress, max_qa=PRAG_QA if recipe == "prag" else b.max_qa, url=b.augment_url,
                                  model_name=b.augment_model)
         return prag_samples(work.docs, augs) if recipe == "prag" else build_samples(work.docs, augs, b)
 

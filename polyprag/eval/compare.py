@@ -25,14 +25,26 @@ def bootstrap_ci(diff: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) ->
     return float(lo), float(hi)
 
 
+def question_ids(results: list[dict], method: str) -> list:
+    """The method's question ids in order, the same in every seed's run (else pairing by position would lie)."""
+    ids = [[p.get("id") for p in r["predictions"][method]] for r in results]
+    if any(x != ids[0] for x in ids[1:]):
+        raise ValueError(f"{method}: the seeds' runs answered different questions or in another order; they "
+                         "cannot be paired (rerun them on the same questions)")
+    return ids[0]
+
+
 def per_question_f1(results: list[dict], method: str) -> np.ndarray:
-    """(Q,) F1 × 100 of each question, averaged over the seeds' runs."""
+    """(Q,) F1 × 100 of each question, averaged over the seeds' runs (checked to be the same questions)."""
+    question_ids(results, method)
     runs = [[score(p["prediction"], p["answers"]).f1 for p in r["predictions"][method]] for r in results]
     return 100 * np.mean(np.array(runs, dtype=float), axis=0)
 
 
 def compare(results: list[dict], a: str, b: str, qtypes: list[str] | None = None) -> dict:
     """a − b in F1 over the questions (or those of one type), with its paired bootstrap 95% CI."""
+    if question_ids(results, a) != question_ids(results, b):
+        raise ValueError(f"{a} and {b} answered different questions or in another order: they cannot be paired")
     keep = np.ones(len(results[0]["predictions"][a]), bool) if qtypes is None else np.array(qtypes)
     diff = (per_question_f1(results, a) - per_question_f1(results, b))[keep]
     lo, hi = bootstrap_ci(diff)

@@ -32,6 +32,7 @@ from ..errors import InputError
 log = logging.getLogger("polyprag")
 
 AUGMENTERS = ("rules", "llm")
+PRAG_QA = 3  # QA pairs per document in PRAG's published recipe, whatever poly's --max-qa
 RULES_MAX_QA = 8  # default: more QA pairs ⇒ more facts learned (facts in no QA pair are not learned)
 LLM_RETRIES = 2
 LLM_PARSE = 2  # in the cache key: LLM outputs cached under an older parse_qa are asked again
@@ -241,13 +242,14 @@ def title_questions(doc: Document, n: int) -> list[tuple[str, str]]:
 def prag_samples(docs: list[Document], augs: list[Augmentation]) -> list[Sample]:
     """PRAG's published recipe (oneal2000/PRAG src/encode.py, get_train_data): of a document's QA pairs, the first
     half (rounded up) each with the passage and with the rewrite in context, the rest as bare questions; nothing
-    else (3 pairs: 5 sequences)."""
+    else (3 pairs: 5 sequences). Only the first PRAG_QA pairs: a build's larger --max-qa is poly's recipe, not PRAG's."""
     samples = []
     for i, (doc, aug) in enumerate(zip(docs, augs)):
         rewritten = f"{doc.title}\n{aug.rewrite}" if doc.title else aug.rewrite
         source = doc.content()
-        with_passage = (len(aug.qa) + 1) // 2
-        for j, qa in enumerate(aug.qa):
+        pairs = aug.qa[:PRAG_QA]
+        with_passage = (len(pairs) + 1) // 2
+        for j, qa in enumerate(pairs):
             passages = (source, rewritten) if j < with_passage else (None,)
             samples += [Sample(i, qa.question, qa.answer, p, source) for p in passages]
     return samples
