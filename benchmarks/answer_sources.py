@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polyprag.eval.bench import shuffled_hits, workload
+from polyprag.eval.bench import workload
+from polyprag.text.retrieve import shuffled_hits
 from polyprag.eval.compare import bootstrap_ci
 from polyprag.eval.metrics import normalize_answer
 from protocol_table import seed_results
@@ -54,7 +55,7 @@ def source(prediction: str, texts: dict[str, str]) -> str:
 def sources(run: Path, args: argparse.Namespace) -> dict[str, Found]:
     """method -> its answers' sources over the run's seeds. The questions' retrieval is rerun as bench ran it and
     checked against the predictions'; a *-shuffled method's "routed" documents are the ones whose routing row or
-    LoRA it was given (bench.shuffled_hits, seeded as bench seeds it)."""
+    LoRA it was given (retrieve.shuffled_hits, seeded as bench seeds it)."""
     results = seed_results(run)
     config = results[0]["config"]
     questions, corpus = run_data(run, config, args)

@@ -11,7 +11,13 @@ METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,p
 METHODS+=,prag-shared-combine
 # `prag` is PRAG's published data recipe at the lr and epochs chosen on dev questions by benchmarks/prag_dev.sh's
 # rule (benchmarks/prag_table.py reads its committed runs); prag-shared and prag-shuffled train the same way
-# DyPRAG's translator trains on other questions' paragraphs: a counterfactual world has none (datasets.held_out)
+# DyPRAG's translator trains on other questions' paragraphs: a counterfactual world has none (datasets.held_out).
+# Its LoRAs to imitate are PRAG's published ones (lr 3e-4, 1 epoch), as DyPRAG's train_projector.sh makes them.
+# DyPRAG at its best, the rule fixed 2026-12-04 (night) before its run: its published translator (lr 1e-5, 1 epoch)
+# was set for ~10k training documents, here there are ~300; dyprag-tuned (lr 1e-3, 2 epochs) joins the real pairs
+# if on HotpotQA dev (n = 30, seed 0: `polyprag bench --dataset hotpotqa --split dev --n 30 --methods
+# closed-book-bare,dyprag,dyprag-tuned --out runs/dyprag-dev-hotpotqa-n30-smollm2`) its F1 is not below dyprag's,
+# and every claim against DyPRAG is made against the stronger of the rows run.
 REAL_ONLY=,dyprag
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)

@@ -27,7 +27,9 @@ RAG_SHARE = 0.9
 SEEDS = 3
 
 ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
-        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag")
+        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag", "dyprag-tuned")
+# settings every pair of one table must share (the pairs differ only in dataset and model)
+SHARED = ("n", "split", "corpus_mode", "k", "build", "prag", "dyprag", "dyprag_tuned", "generation", "dtype")
 
 
 def seed_results(run: Path) -> list[dict]:
@@ -66,7 +68,8 @@ def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
     first = results[0]["config"] if results else {}
     return {"run": run.name, "dataset": first.get("dataset"), "model": first.get("model"), "split": first.get("split"),
             "n_questions": first.get("n_questions"), "rows": rows, "comparisons": comparisons,
-            "own_minus_shuffled_by_type": own}
+            "own_minus_shuffled_by_type": own, "settings": {k: first.get(k) for k in SHARED},
+            "commits": sorted({c for row in rows.values() for c in row["commits"]})}
 
 
 def goals(summary: dict) -> list[dict]:
@@ -110,21 +113,37 @@ def _row(results: list[dict], method: str) -> dict:
     return {**row, "seeds": [r["config"]["seed"] for r in results]}
 
 
-def _cell(row: dict | None) -> str:
+def _cell(row: dict | None, em: bool = False) -> str:
     if row is None:
         return ""
     spread = f" ± {row['f1_sd']:.1f}" if len(row["seeds"]) > 1 else ""
-    return f"{row['f1']:.1f}{spread} ({len(row['seeds'])})"
+    exact = f", EM {row['em']:.1f}" if em else ""  # counterfactual: F1 alone credits kept words of the real answer
+    return f"{row['f1']:.1f}{spread}{exact} ({len(row['seeds'])})"
+
+
+def _agreement(summaries: list[dict]) -> list[str]:
+    """Lines naming the settings and code that are not the same across the table's rows (none: all agree)."""
+    lines = []
+    differ = [k for k in SHARED if len({json.dumps(s["settings"][k], sort_keys=True) for s in summaries}) > 1]
+    if differ:
+        lines.append(f"**Settings differ between pairs: {', '.join(differ)}** (a table's pairs must share them).")
+    for s in summaries:
+        if len(s["commits"]) > 1 or any(c.endswith("+changes") for c in s["commits"]):
+            lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version** "
+                         f"({', '.join(s['commits'])}).")
+    return lines
 
 
 def markdown(summaries: list[dict]) -> str:
     head = [f"{s['dataset']}, {s['model'].split('-')[0]}" for s in summaries]
     lines = ["| method | " + " | ".join(head) + " |", "|---|" + "---|" * len(summaries)]
     for method in ROWS:
-        cells = [_cell(s["rows"].get(method)) for s in summaries]
+        cells = [_cell(s["rows"].get(method), str(s["dataset"]).endswith("-cf")) for s in summaries]
         if any(cells):
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "F1 mean ± sd over seeds (number of seeds).", ""]
+    commits = sorted({c for s in summaries for c in s["commits"]})
+    lines += ["", "F1 mean ± sd over seeds (number of seeds); exact match beside it on counterfactual data. Code: "
+              + (", ".join(commits) or "not recorded") + ".", *_agreement(summaries), ""]
     for s in summaries:
         lines += [f"**{s['dataset']}, {s['model']}** ({s['n_questions']} questions, {s['split']} split): a − b, "
                   "paired bootstrap 95% CI over questions", "", "| a | b | a − b | 95% CI | a − b per seed | reading |",

@@ -51,7 +51,8 @@ def _run(tmp_path, answers: dict[str, list[str]], retrieved: list[list[str]]):
 
 
 def test_own_minus_shuffled_counts_answers_recalled_from_the_retrieved_documents(answer_sources, tmp_path):
-    from polyprag.eval.bench import shuffled_hits, workload
+    from polyprag.eval.bench import workload
+    from polyprag.text.retrieve import shuffled_hits
     from polyprag.text.corpus import load_corpus
 
     questions, docs = load_questions(SAMPLE / "questions.jsonl")[:2], load_corpus(SAMPLE / "docs.jsonl")

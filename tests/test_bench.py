@@ -192,6 +192,7 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     from polyprag.text.corpus import load_corpus
     from polyprag.text.datasets import load_questions
     from polyprag.baselines.dyprag import DypragConfig
+    from polyprag.baselines.prag import PragConfig
     from polyprag.kb.knowledge import BuildConfig
     from polyprag.lm.generate import GenerationConfig
     from polyprag.commands import SAMPLE
@@ -199,7 +200,7 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     questions, corpus = load_questions(SAMPLE / "questions.jsonl"), load_corpus(SAMPLE / "docs.jsonl")
     config = BenchConfig(dataset="sample", n=2, methods=("dyprag", "dyprag-combine", "dyprag-tuned"), corpus_mode="per-question", k=1,
                          build=BuildConfig(max_qa=1, contrast=0), dyprag=DypragConfig(lr=1e-2),
-                         generation=GenerationConfig(max_new_tokens=3))
+                         prag=PragConfig(lr=1e-3, epochs=2), generation=GenerationConfig(max_new_tokens=3))
     held = questions[10:13]
     result = Bench(str(tiny_chat_model_dir), config, tmp_path / "run", progress=False).run(
         questions[:2], corpus, held_out=(held, corpus))
@@ -210,6 +211,8 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     trained = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "train.json").read_text())
     tuned = json.loads((tmp_path / "run" / "dyprag" / "translator-lr0.001-e2" / "train.json").read_text())
     assert trained["questions"] == 3 and trained["docs"] >= 1 and len(trained["history"]) == 1
+    # the LoRAs it learns from are PRAG's published ones (DyPRAG's recipe), whatever the run's own prag settings
+    assert (trained["prag_lr"], trained["prag_epochs"]) == (3e-4, 1) and by["dyprag"]["translator_prag_epochs"] == 1
     assert len(tuned["history"]) == 2 and by["dyprag-tuned"]["lr"] == 1e-3
     prag_tally = json.loads((tmp_path / "run" / "dyprag" / "prag" / "timing.json").read_text())
     assert prag_tally["docs"] == trained["docs"]  # PRAG's adapters of the training paragraphs: trained once, shared
@@ -291,7 +294,7 @@ def test_comparisons_refuse_runs_of_other_questions():
 
 
 def test_shuffled_hits_never_give_a_question_its_own_documents():
-    from polyprag.eval.bench import shuffled_hits
+    from polyprag.text.retrieve import shuffled_hits
     from polyprag.text.retrieve import Hit
 
     hits = [[Hit("a", 3.0), Hit("b", 2.0)], [Hit("c", 1.0), Hit("a", 0.5)], []]

@@ -25,7 +25,7 @@ SAMPLES = [Sample(0, "Who built Marlow Bridge?", "Ada Feld"), Sample(0, "When wa
 def prag(tiny_chat_model_dir, tmp_path_factory):
     adapters = PragAdapters(load_model(str(tiny_chat_model_dir)), PragConfig(lr=1e-2, epochs=2),
                             tmp_path_factory.mktemp("dyprag") / "prag")
-    adapters.encode(SAMPLES, n_docs=len(DOCS), progress=False)
+    adapters.encode(SAMPLES, DOCS, progress=False)
     return adapters
 
 

@@ -173,3 +173,22 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     summaries = [{**s, "goals": protocol_table.goals(s)} for s in map(protocol_table.summarise, (real, cf))]
     assert "| hotpotqa, m | poly-combine − rag | ≥ +2, CI above 0 | +0.0 [+0.0, +0.0] (3) | **no** |" in \
         protocol_table.markdown(summaries)
+
+
+def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_flags_disagreement(scripts, tmp_path):
+    protocol_table, _ = scripts
+    answers = {"poly": ["Orla Pell", "1871", "z", "no"], "rag": ["Orla Pell", "y", "z", "no"]}
+    code = {"polyprag": "0.1", "commit": "abc", "dirty": False}
+    real, cf = tmp_path / "protocol-hotpotqa-test-n100-m", tmp_path / "protocol-hotpotqa-cf-test-n100-m"
+    _seed(real, 0, answers, code=code)
+    (real / "seed-0" / "config.json").write_text(json.dumps({"dataset": "hotpotqa", "model": "m", "build": {"epochs": 2}}))
+    _seed(cf, 0, answers, code=code)
+    _seed(cf, 1, answers, code={**code, "commit": "def"})
+    agree = [protocol_table.summarise(real)]
+    shown = protocol_table.markdown([{**s, "goals": []} for s in agree])
+    assert "Code: abc." in shown and "Settings differ" not in shown and "EM" not in shown.split("F1 mean")[0]
+    both = [{**protocol_table.summarise(r), "goals": []} for r in (real, cf)]
+    shown = protocol_table.markdown(both)
+    assert "| poly | 50.0 (1) | 50.0 ± 0.0, EM 0.0 (2) |" in shown  # exact match beside F1 where the data is invented
+    assert "**Settings differ between pairs: split, build**" in shown  # the cf run's seeds have split dev, no build
+    assert "**hotpotqa-cf, m: rows from more than one code version** (abc, def)" in shown

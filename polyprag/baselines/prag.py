@@ -4,11 +4,13 @@ PRAG (Su et al. 2025): r=2, α=32 on the MLP projections, AdamW lr 3e-4, 1 epoch
 same augmented samples as Poly-PRAG; at question time the top-k documents' adapters are combined with
 PEFT's `add_weighted_adapter(..., combination_type="cat")` (weights 1: a sum of the k LoRA updates).
 Adapters are saved one folder per document (PEFT's safetensors format) under `folder/<doc index>/`;
-encoding skips documents whose folder already exists, so an interrupted run resumes.
+encoding skips documents whose folder already exists, so an interrupted run resumes: `folder/docs.json` names the
+document each index was trained on and `prag_config.json` the settings, and a resume that disagrees is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -22,10 +24,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import atomic
+from ..errors import InputError
 from ..lm.adapters import target_modules
 from ..lm.answer import Answer, answer_questions
 from ..lm.generate import GenerationConfig
 from ..text.augment import Sample
+from ..text.corpus import Document
 from ..lm.models import LoadedModel
 from ..method.train import collate, encode, nll_loss, width_multiple
 
@@ -60,15 +64,16 @@ class PragAdapters:
     def doc_dir(self, doc: int) -> Path:
         return self.folder / str(doc)
 
-    def encode(self, samples: list[Sample], n_docs: int, progress: bool = True) -> float:
-        """Train and save every document's adapter not saved yet; returns training seconds per document,
-        counted over every run that trained some of them (timing.json keeps the tally across resumes)."""
+    def encode(self, samples: list[Sample], docs: list[Document], progress: bool = True) -> float:
+        """Train and save the adapter of every document (samples' `doc` indexes `docs`) not saved yet; returns
+        training seconds per document, counted over every run that trained some of them (timing.json keeps the
+        tally across resumes)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "prag_config.json").write_text(json.dumps(asdict(self.config)))
+        self._check_resume(docs)
         by_doc: dict[int, list[Sample]] = {}
         for s in samples:
             by_doc.setdefault(s.doc, []).append(s)
-        todo = [d for d in range(n_docs) if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
+        todo = [d for d in range(len(docs)) if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
         start = time.perf_counter()
         timing = self.folder / "timing.json"
         tally = json.loads(timing.read_text()) if timing.exists() else {"seconds": 0.0, "docs": 0}
@@ -78,6 +83,22 @@ class PragAdapters:
             start = time.perf_counter()
             atomic.write_text(timing, json.dumps(tally))
         return tally["seconds"] / max(tally["docs"], 1)
+
+    def _check_resume(self, docs: list[Document]) -> None:
+        """Saved adapters are reused by index: refuse a folder trained with other settings or on other documents
+        (a changed data file or retrieval would otherwise attach old LoRAs to new documents without a word)."""
+        config, keys = json.loads(json.dumps(asdict(self.config))), [doc_key(d) for d in docs]
+        saved_config, saved_keys = self.folder / "prag_config.json", self.folder / "docs.json"
+        if saved_config.exists() and {**config, **json.loads(saved_config.read_text())} != config:
+            raise InputError(f"{self.folder} holds PRAG adapters trained with other settings ({saved_config.read_text()}, "
+                             f"now {json.dumps(config)}); use another folder or delete it to retrain.")
+        old = json.loads(saved_keys.read_text()) if saved_keys.exists() else []
+        changed = [i for i, (a, b) in enumerate(zip(old, keys)) if a != b and self.doc_dir(i).exists()]
+        if changed:
+            raise InputError(f"{self.folder}: the adapters of document indices {changed[:5]} were trained on other "
+                             "documents (the data or the retrieval changed); use another folder or delete it to retrain.")
+        atomic.write_text(saved_config, json.dumps(config))
+        atomic.write_text(saved_keys, json.dumps(keys + old[len(keys):]))
 
     def _train_one(self, doc: int, samples: list[Sample]) -> None:
         torch.manual_seed(self.config.seed * 100_003 + doc)
@@ -158,3 +179,8 @@ class PragAdapters:
 
     def storage_bytes(self, n_docs: int) -> int:
         return sum(f.stat().st_size for d in range(n_docs) for f in self.doc_dir(d).iterdir())
+
+
+def doc_key(doc: Document) -> str:
+    """The document an adapter was trained on: its id and a hash of its title and text."""
+    return f"{doc.id}:{hashlib.sha256(json.dumps([doc.title, doc.text]).encode()).hexdigest()[:16]}"

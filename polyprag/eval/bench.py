@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -40,7 +39,7 @@ from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model, resolve_device, 
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
-from ..text.retrieve import TOP_K, BM25Index, Hit
+from ..text.retrieve import TOP_K, BM25Index, Hit, shuffled_hits
 
 log = logging.getLogger("polyprag")
 
@@ -67,7 +66,8 @@ SPEED_MODES = ("closed-book-bare", "closed-book", "rag", "poly", "prag")
 # The differences every multi-seed report gives (when both methods ran): the claims and the controls.
 COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly", "closed-book-bare"),
                ("poly", "poly-uniform"), ("poly", "dyprag"), ("poly-combine", "rag"), ("poly-combine", "prag-combine"),
-               ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"))
+               ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"),
+               ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"))
 # own − shuffled: the knowledge that is the document's own, per question type too
 CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"))
 ABLATIONS = ("adapters", "rank", "routing")
@@ -307,7 +307,7 @@ class Bench:
         self._prag_adapters[key] = adapters
         t0 = time.perf_counter()
         samples = self._samples(work, lm, recipe)
-        per_doc = adapters.encode(samples, len(work.docs), self.progress)
+        per_doc = adapters.encode(samples, work.docs, self.progress)
         encode_seconds = time.perf_counter() - t0
         mode = name.replace("-tuned", "").replace("-shared", "").replace("-shuffled", "")
         hits = self._shuffled(work) if name in SHUFFLED else work.hits
@@ -345,7 +345,9 @@ class Bench:
             return self._translators[config]
         questions, corpus = self.held_out
         folder, lm = self.out / "dyprag", self._lm("dyprag")
-        prag = self._prag_adapters.get("dyprag") or PragAdapters(lm, self.config.prag, folder / "prag")
+        # its LoRAs at PRAG's published settings (lr 3e-4, 1 epoch), as DyPRAG's train_projector.sh makes them
+        recipe = PragConfig(seed=self.config.prag.seed)
+        prag = self._prag_adapters.get("dyprag") or PragAdapters(lm, recipe, folder / "prag")
         self._prag_adapters["dyprag"] = prag
         train = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         where = folder / f"translator-lr{config.lr:g}-e{config.epochs}"
@@ -354,13 +356,14 @@ class Bench:
             trained = json.loads((where / "train.json").read_text(encoding="utf-8"))
         else:
             samples = self._samples(train, lm, recipe="prag")  # the PRAG adapters it learns from, as published
-            prag_per_doc = prag.encode(samples, len(train.docs), self.progress)  # its tally survives resumes
+            prag_per_doc = prag.encode(samples, train.docs, self.progress)  # its tally survives resumes
             t0 = time.perf_counter()
             dy = Dyprag(prag, config)
             history = dy.train(train.docs, samples, self.progress)
             seconds = time.perf_counter() - t0
             trained = {"seconds": round(prag_per_doc * len(train.docs) + seconds, 1), "questions": len(questions),
-                       "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3),
+                       "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3), "prag_lr": recipe.lr,
+                       "prag_epochs": recipe.epochs,
                        "translator_s": round(seconds, 1), "history": history}
             dy.translator.save(where)
             atomic.write_text(where / "train.json", json.dumps(trained, indent=1))
@@ -485,16 +488,3 @@ class Bench:
         atomic.write_text(self.out / "results.md", markdown(result))
         plots.f1_bars(rows, self.out / "f1.png", title=f"{self.config.dataset}: F1 per method")
         return result
-
-
-def shuffled_hits(hits: list[list[Hit]], doc_ids: list[str], seed: int) -> list[list[Hit]]:
-    """Each question's hits with every document replaced by one drawn (seeded, without repeats within the
-    question) from the encoded documents it did not retrieve; the order and scores stay."""
-    rng = random.Random(seed)
-    out = []
-    for hs in hits:
-        own = {h.doc_id for h in hs}
-        others = [d for d in doc_ids if d not in own]
-        drawn = rng.sample(others, min(len(hs), len(others)))
-        out.append([Hit(d, h.score) for d, h in zip(drawn, hs)])
-    return out

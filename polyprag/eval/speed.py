@@ -79,10 +79,10 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     samples = build_samples(docs, augs, build)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
         kb, poly_s = _encode_poly(docs, lm, build)
-        prag, prag_s = _encode_prag(samples, len(docs), config, Path(tmp) / "loras-on-poly-samples")
+        prag, prag_s = _encode_prag(samples, docs, config, Path(tmp) / "loras-on-poly-samples")
         recipe = prag_samples(docs, augs)  # PRAG's own data: what its published recipe trains on
-        recipe_s = _encode_prag(recipe, len(docs), config, Path(tmp) / "loras-on-own-recipe")[1]
-        protocol = _protocol_prag(recipe, len(docs), config, Path(tmp) / "loras-at-protocol-epochs")
+        recipe_s = _encode_prag(recipe, docs, config, Path(tmp) / "loras-on-own-recipe")[1]
+        protocol = _protocol_prag(recipe, docs, config, Path(tmp) / "loras-at-protocol-epochs")
         qs = (questions * (1 + config.batch // max(len(questions), 1)))[:max(config.batch, config.n_questions + 1)]
         latency = _latency(kb, prag, docs, qs[:config.n_questions + 1], config)
         batched = _batched(kb, qs[:config.batch], config)
@@ -120,19 +120,19 @@ def _encode_poly(docs: list[Document], lm: LoadedModel, build: BuildConfig) -> t
     return kb, time.perf_counter() - start
 
 
-def _encode_prag(samples, n_docs: int, config: SpeedConfig, tmp: Path) -> tuple[PragAdapters, float]:
+def _encode_prag(samples, docs: list[Document], config: SpeedConfig, tmp: Path) -> tuple[PragAdapters, float]:
     prag = PragAdapters(load_model(config.model, config.device, config.dtype), PragConfig(epochs=config.prag_epochs),
                         tmp)
     start = time.perf_counter()
-    prag.encode(samples, n_docs, progress=False)
+    prag.encode(samples, docs, progress=False)
     return prag, time.perf_counter() - start
 
 
-def _protocol_prag(recipe, n_docs: int, config: SpeedConfig, tmp: Path) -> float:
+def _protocol_prag(recipe, docs: list[Document], config: SpeedConfig, tmp: Path) -> float:
     """Seconds PRAG's own recipe takes at the protocol's epochs (0: not asked for)."""
     if not config.prag_protocol_epochs:
         return 0.0
-    return _encode_prag(recipe, n_docs, replace(config, prag_epochs=config.prag_protocol_epochs), tmp)[1]
+    return _encode_prag(recipe, docs, replace(config, prag_epochs=config.prag_protocol_epochs), tmp)[1]
 
 
 def _latency(kb: KnowledgeBase, prag: PragAdapters, docs: list[Document], questions: list[str],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,16 @@ class BM25Index:
             raise InputError(f"{folder} is not a polyprag BM25 index ({IDS_FILE} missing); rebuild it.")
         retriever = bm25s.BM25.load(str(folder), allow_pickle=False)
         return cls(retriever, json.loads((folder / IDS_FILE).read_text(encoding="utf-8")))
+
+
+def shuffled_hits(hits: list[list[Hit]], doc_ids: list[str], seed: int) -> list[list[Hit]]:
+    """Each question's hits with every document replaced by one drawn (seeded, without repeats within the
+    question) from the encoded documents it did not retrieve; the order and scores stay."""
+    rng = random.Random(seed)
+    out = []
+    for hs in hits:
+        own = {h.doc_id for h in hs}
+        others = [d for d in doc_ids if d not in own]
+        drawn = rng.sample(others, min(len(hs), len(others)))
+        out.append([Hit(d, h.score) for d, h in zip(drawn, hs)])
+    return out
