@@ -81,6 +81,18 @@ def test_a_rerun_with_other_settings_is_refused(rerun, tiny_chat_model_dir, caps
     assert "other settings (k: 3 in the run, 2 now)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_a_rerun_on_other_questions_or_documents_is_refused(rerun, tiny_chat_model_dir, capsys):
+    config = json.loads((rerun / "config.json").read_text())
+    data = config["data"]  # the fingerprint of the questions and documents the run read
+    (rerun / "config.json").write_text(json.dumps({**config, "data": "0" * 16}))
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 2
+    assert "a benchmark run of other questions or documents" in " ".join(capsys.readouterr().out.split())
+    config.pop("data")  # a run from before the fingerprint: resumed unchecked, and fingerprinted from now on
+    (rerun / "config.json").write_text(json.dumps(config))
+    assert _bench(tiny_chat_model_dir, rerun, "--methods", "rag") == 0
+    assert json.loads((rerun / "config.json").read_text())["data"] == data
+
+
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
     config = json.loads((rerun / "config.json").read_text())
     assert (config.pop("device"), config.pop("dtype")) == ("cpu", resolve_dtype("auto", "cpu"))  # bench's default

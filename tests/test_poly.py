@@ -194,14 +194,17 @@ def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir,
         torch.manual_seed(0)
         layers = inject(m.model, InventoryConfig(n_adapters=2, rank=2))
         routing = RoutingTable(4, len(layers), 2)
-        train(m.model, m.tokenizer, layers, routing, samples, TrainConfig(epochs=epochs, batch_size=2), ckpt,
-              progress=False)
-        return routing.logits.detach().clone()
+        history = train(m.model, m.tokenizer, layers, routing, samples, TrainConfig(epochs=epochs, batch_size=2),
+                        ckpt, progress=False)
+        return routing.logits.detach().clone(), history
 
-    straight = run(4, None)
-    run(2, tmp_path / "ckpt")  # "interrupted" after 2 epochs
-    resumed = run(4, tmp_path / "ckpt")
+    straight, _ = run(4, None)
+    _, first = run(2, tmp_path / "ckpt")  # "interrupted" after 2 epochs
+    resumed, history = run(4, tmp_path / "ckpt")
     assert torch.allclose(straight, resumed, atol=1e-5)
+    # the restored epochs are marked and keep their own time, so that the build's seconds count them (kb.encode)
+    assert [h.get("resumed", False) for h in history] == [True, True, False, False]
+    assert [h["seconds"] for h in history[:2]] == [h["seconds"] for h in first] and all(h["seconds"] > 0 for h in history)
 
 
 def test_gpt2_style_models_get_mlp_adapters_and_b0_keeps_their_logits():

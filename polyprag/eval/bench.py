@@ -30,7 +30,7 @@ from ..text.augment import PRAG_QA, Sample, augment_documents, prag_samples
 from ..text.corpus import Document
 from ..text.datasets import Question
 from ..errors import InputError
-from .evaluate import code_version, prediction, score_row
+from .evaluate import code_version, data_fingerprint, prediction, score_row
 from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
@@ -212,7 +212,7 @@ class Bench:
         if any(m.startswith("dyprag") for m in self.config.methods) and not held_out[0]:
             raise InputError("dyprag needs questions beyond the evaluated ones to train its translator: use "
                              "--dataset NAME with a file holding more than --n questions (--dyprag-train-n more).")
-        self._check_config()
+        self._check_config(data_fingerprint(questions, corpus, held_out))
         work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
                  self.config.corpus_mode)
@@ -228,11 +228,14 @@ class Bench:
         return self.report(work, notes or {})
 
     # --- the run's folder -------------------------------------------------------------------------------
-    def _check_config(self) -> None:
+    def _check_config(self, data: str) -> None:
         path = self.out / "config.json"
         current = json.loads(json.dumps({"model": self.model, **asdict(self.config)}))
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.pop("data", data) != data:  # runs from before the fingerprint was kept are not checked
+                raise InputError(f"{self.out} holds a benchmark run of other questions or documents (the data file, "
+                                 "split or counterfactual rewrite changed since); pass a new --out folder.")
             # Which methods run may change between reruns (each has its own file); how they run may not.
             # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"), or
             # as runs' value before it existed (manifest.LEGACY; the dtype float32, stored resolved, never "auto").
@@ -244,7 +247,7 @@ class Bench:
                                  "rerun with the run's settings to resume it (e.g. --storage fp32 for a run "
                                  "made before bf16 storage), or pass a new --out folder.")
             log.info("resuming %s: %d method(s) already done", self.out, len(list((self.out / "methods").glob("*.json"))))
-        atomic.write_text(path, json.dumps(current, indent=1))
+        atomic.write_text(path, json.dumps({**current, "data": data}, indent=1))
 
     def _done(self, name: str) -> Path:
         return self.out / "methods" / f"{name.replace('/', '_')}.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import statistics
@@ -126,3 +128,11 @@ def _pct(s: Scores) -> dict:
 def prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
     return {"id": q.id, "question": q.question, "answers": q.answers, "prediction": a.answer,
             "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved, "qtype": q.qtype}
+
+
+def data_fingerprint(questions: list[Question], corpus: list[Document],
+                     held_out: tuple[list[Question], list[Document]] = ([], [])) -> str:
+    """A hash of what a run reads (questions, answers, documents, DyPRAG's held-out set): a resume must read the same."""
+    parts = [[(q.id, q.question, q.answers) for q in qs] + [(d.id, d.title, d.text) for d in ds]
+             for qs, ds in ((questions, corpus), held_out)]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -69,7 +69,9 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
                     progress=progress)
     routing.materialise()
-    manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history, time.perf_counter() - start)
+    earlier = sum(h.get("seconds", 0.0) for h in history if h.get("resumed"))  # epochs a checkpoint brought back
+    manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history,
+                         time.perf_counter() - start + earlier)
     return Encoded(layers, routing, augs, manifest)
 
 
@@ -83,6 +85,7 @@ def encode_staged(docs: list[Document], lm: LoadedModel, config: BuildConfig, ca
     base = replace(config, stages=1, inventory=replace(config.inventory, n_adapters=max(1, m // 2)))
     first, rest = docs[0::2], docs[1::2]
     e = encode(first, lm, base, cache, checkpoint_dir, progress, reuse)
+    start = time.perf_counter() - e.manifest.build_seconds  # the first stage's time, resumed epochs included
     log.info("stage 2: %d adapters grown for %d more documents", m - base.inventory.n_adapters, len(rest))
     augs, record = extend(lm, e.layers, e.routing, config, rest, cache=cache, progress=progress,
                           grow=m - base.inventory.n_adapters, reuse=reuse)

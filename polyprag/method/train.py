@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -209,9 +210,10 @@ class _Run:
 def _epochs(run: _Run, start: int, history: list[dict]) -> list[dict]:
     config, layers, routing = run.config, run.layers, run.routing
     for epoch in range(start, config.epochs):
+        began = time.perf_counter()
         loss, grad = _epoch(run, epoch)
         history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in run.encoded),
-                        **diagnostics(layers, routing, grad)})
+                        "seconds": round(time.perf_counter() - began, 2), **diagnostics(layers, routing, grad)})
         log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
                  "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
                  history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
@@ -443,7 +445,8 @@ def _resume(run: _Run) -> tuple[int, list[dict]]:
     run.routing.load_tensors(load_file(folder / "routing.safetensors"))
     _load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
     log.info("resuming after epoch %d from %s", state["epoch"], folder)
-    return state["epoch"], state["history"]
+    # marked, so that the build's time counts them: their seconds were spent by an earlier process
+    return state["epoch"], [{**h, "resumed": True} for h in state["history"]]
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
