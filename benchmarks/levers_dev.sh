@@ -42,7 +42,7 @@
 # pairs also trained with the document's rewrite in context; chosen on test): it does nothing without context1, so it
 # is explored as bf16+context1+rewrite against bf16+context1's exploration rows (whose HotpotQA n = 30 row runs
 # first: `explore bf16+context1`), after lr-routing3e-2.
-# Added 2026-12-05 (00:10), after paraphrase's exploration (the only one of these seen) and before any other ran: as
+# Added 2026-12-04 (23:55), after paraphrase's exploration (the only one of these seen) and before any other ran: as
 # decided for the first exploration, a lever that the rule holds back only because own − shuffled fell on HotpotQA's
 # single seed of 30 questions while it rose on the briefs' three seeds also goes to confirmation (paraphrase is the
 # first: briefs +11.3 vs +8.0, HotpotQA +17.6 vs +22.4), after title1.
