@@ -99,13 +99,17 @@ declare -A LEVERS=(
 action=${1:-explore}; shift || true
 names=("$@")
 if [ "$action" = forward ]; then  # forward SET LEVER...: each lever confirmed on top of the set kept so far
+  [ ${#names[@]} -ge 2 ] || { echo "usage: $0 forward SET LEVER..." >&2; exit 2; }
+  for part in ${names[*]//+/ }; do  # every name known before hours of runs
+    [ -n "${LEVERS[$part]+x}" ] || { echo "unknown lever $part: choose from ${!LEVERS[*]}" >&2; exit 2; }
+  done
   kept=${names[0]}
   for lever in "${names[@]:1}"; do
-    "$0" confirm "$kept+$lever"
+    benchmarks/levers_dev.sh confirm "$kept+$lever"
+    table=$(.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference "$kept")
     # the rule's verdict row: "| SET+LEVER | score | gain | fell on | seeds | yes |" (grep's basic regex: + is literal)
-    if .venv/bin/python benchmarks/levers_table.py runs --n 100 --reference "$kept" | grep -q "^| $kept+$lever | .*| yes |\$"; then
-      kept=$kept+$lever
-    fi
+    row=$(grep "^| $kept+$lever | " <<< "$table") || { echo "no verdict for $kept+$lever (its reference's rows?)" >&2; exit 1; }
+    [[ $row == *"| yes |" ]] && kept=$kept+$lever
     echo "after $lever: the set is $kept"
   done
   exit 0

@@ -85,7 +85,7 @@ def main() -> None:
     result["poly"] = run(lambda: KnowledgeBase.build(docs, lm, build, progress=False, reuse=augs), vocab)
     with tempfile.TemporaryDirectory() as tmp:
         prag = PragAdapters(load_model(args.model, dtype="float32"), PragConfig(epochs=1), Path(tmp))
-        result["prag"] = run(lambda: prag.encode(samples, len(docs), progress=False), vocab)
+        result["prag"] = run(lambda: prag.encode(samples, docs, progress=False), vocab)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile-encode.json").write_text(json.dumps(result, indent=1))
     for name in ("poly", "prag"):

@@ -129,8 +129,8 @@ def _agreement(summaries: list[dict]) -> list[str]:
         lines.append(f"**Settings differ between pairs: {', '.join(differ)}** (a table's pairs must share them).")
     for s in summaries:
         if len(s["commits"]) > 1 or any(c.endswith("+changes") for c in s["commits"]):
-            lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version** "
-                         f"({', '.join(s['commits'])}).")
+            lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version or from uncommitted "
+                         f"changes** ({', '.join(s['commits'])}).")
     return lines
 
 

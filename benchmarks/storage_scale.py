@@ -48,7 +48,7 @@ def prag_bytes_per_doc(model: str, doc, work: Path) -> int:
     lm = load_model(model, dtype="float32")  # float32: what its recorded results ran in
     samples = training_samples([doc], augment_documents([doc], "rules", max_qa=3, progress=False), 0, False)
     adapters = PragAdapters(lm, PragConfig(), work / "prag")
-    adapters.encode(samples, 1, progress=False)
+    adapters.encode(samples, [doc], progress=False)
     return adapters.storage_bytes(1)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
@@ -238,6 +239,10 @@ def test_dyprag_rows_train_a_translator_on_other_questions_and_reuse_it(tiny_cha
     Bench(str(tiny_chat_model_dir), config, tmp_path / "run", progress=False).run(questions[:2], corpus,
                                                                                   held_out=(held, corpus))
     assert (tmp_path / "run" / "dyprag" / "translator-lr0.01-e1" / "translator.safetensors").stat().st_mtime_ns == saved
+    # without a dyprag method the held-out set is not read: the same folder resumes with other methods
+    Bench(str(tiny_chat_model_dir), replace(config, methods=("closed-book-bare",)), tmp_path / "run",
+          progress=False).run(questions[:2], corpus)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["held_out"]  # still the one it was trained on
 
 
 def test_dyprag_without_other_questions_says_what_it_needs(tiny_chat_model_dir, tmp_path, capsys):

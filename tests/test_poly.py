@@ -205,6 +205,8 @@ def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir,
     # the restored epochs are marked and keep their own time, so that the build's seconds count them (kb.encode)
     assert [h.get("resumed", False) for h in history] == [True, True, False, False]
     assert [h["seconds"] for h in history[:2]] == [h["seconds"] for h in first] and all(h["seconds"] > 0 for h in history)
+    from polyprag.kb.encode import resumed_seconds
+    assert resumed_seconds(history) == sum(h["seconds"] for h in first)  # what a resumed build adds to its own time
 
 
 def test_gpt2_style_models_get_mlp_adapters_and_b0_keeps_their_logits():

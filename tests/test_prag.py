@@ -57,6 +57,9 @@ def test_a_resume_on_other_documents_or_settings_is_refused(tiny_chat_model_dir,
         PragAdapters(lm, PragConfig(lr=1e-3, epochs=2), tmp_path / "prag").encode(SAMPLES, DOCS, progress=False)
     PragAdapters(lm, CONFIG, tmp_path / "prag").encode(SAMPLES, [*DOCS, other[1]], progress=False)  # more: fine
     assert (tmp_path / "prag" / "2" / "adapter_model.safetensors").exists()
+    (tmp_path / "prag" / "docs.json").unlink()  # adapters whose documents were never recorded: not trusted either
+    with pytest.raises(InputError, match="without a record of their documents"):
+        PragAdapters(lm, CONFIG, tmp_path / "prag").encode(SAMPLES, DOCS, progress=False)
 
 
 def test_answers_come_back_per_question_with_latencies(tiny_chat_model_dir, tmp_path):

@@ -191,4 +191,4 @@ def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_f
     shown = protocol_table.markdown(both)
     assert "| poly | 50.0 (1) | 50.0 ± 0.0, EM 0.0 (2) |" in shown  # exact match beside F1 where the data is invented
     assert "**Settings differ between pairs: split, build**" in shown  # the cf run's seeds have split dev, no build
-    assert "**hotpotqa-cf, m: rows from more than one code version** (abc, def)" in shown
+    assert "**hotpotqa-cf, m: rows from more than one code version or from uncommitted changes** (abc, def)" in shown

@@ -92,6 +92,9 @@ class PragAdapters:
         if saved_config.exists() and {**config, **json.loads(saved_config.read_text())} != config:
             raise InputError(f"{self.folder} holds PRAG adapters trained with other settings ({saved_config.read_text()}, "
                              f"now {json.dumps(config)}); use another folder or delete it to retrain.")
+        if not saved_keys.exists() and any(self.folder.glob("*/adapter_model.safetensors")):
+            raise InputError(f"{self.folder} holds PRAG adapters without a record of their documents (docs.json, "
+                             "kept since 2026-12-05); use another folder or delete it to retrain.")
         old = json.loads(saved_keys.read_text()) if saved_keys.exists() else []
         changed = [i for i, (a, b) in enumerate(zip(old, keys)) if a != b and self.doc_dir(i).exists()]
         if changed:

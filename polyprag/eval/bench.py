@@ -212,7 +212,7 @@ class Bench:
         if any(m.startswith("dyprag") for m in self.config.methods) and not held_out[0]:
             raise InputError("dyprag needs questions beyond the evaluated ones to train its translator: use "
                              "--dataset NAME with a file holding more than --n questions (--dyprag-train-n more).")
-        self._check_config(data_fingerprint(questions, corpus, held_out))
+        self._check_config(data_fingerprint(questions, corpus), data_fingerprint(*held_out) if held_out[0] else None)
         work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
                  self.config.corpus_mode)
@@ -228,14 +228,17 @@ class Bench:
         return self.report(work, notes or {})
 
     # --- the run's folder -------------------------------------------------------------------------------
-    def _check_config(self, data: str) -> None:
+    def _check_config(self, data: str, held: str | None) -> None:
+        """`data`, `held`: fingerprints of the questions and corpus and of DyPRAG's held-out set (None: unread)."""
         path = self.out / "config.json"
         current = json.loads(json.dumps({"model": self.model, **asdict(self.config)}))
         if path.exists():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.pop("data", data) != data:  # runs from before the fingerprint was kept are not checked
+            old_data, old_held = saved.pop("data", data), saved.pop("held_out", None)  # none kept before 2026-12-05
+            if old_data != data or None not in (old_held, held) and old_held != held:
                 raise InputError(f"{self.out} holds a benchmark run of other questions or documents (the data file, "
                                  "split or counterfactual rewrite changed since); pass a new --out folder.")
+            held = held or old_held
             # Which methods run may change between reruns (each has its own file); how they run may not.
             # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"), or
             # as runs' value before it existed (manifest.LEGACY; the dtype float32, stored resolved, never "auto").
@@ -247,7 +250,7 @@ class Bench:
                                  "rerun with the run's settings to resume it (e.g. --storage fp32 for a run "
                                  "made before bf16 storage), or pass a new --out folder.")
             log.info("resuming %s: %d method(s) already done", self.out, len(list((self.out / "methods").glob("*.json"))))
-        atomic.write_text(path, json.dumps({**current, "data": data}, indent=1))
+        atomic.write_text(path, json.dumps({**current, "data": data, "held_out": held}, indent=1))
 
     def _done(self, name: str) -> Path:
         return self.out / "methods" / f"{name.replace('/', '_')}.json"
@@ -357,6 +360,10 @@ class Bench:
         if (where / "translator.json").exists():
             dy = Dyprag(prag, config, Translator.load(where))
             trained = json.loads((where / "train.json").read_text(encoding="utf-8"))
+            learned = trained.get("prag_lr", self.config.prag.lr), trained.get("prag_epochs", self.config.prag.epochs)
+            if learned != (recipe.lr, recipe.epochs):  # before 2026-12-05 it learned from the run's own PRAG settings
+                raise InputError(f"{where}: its translator learned from PRAG adapters at {learned}, not PRAG's "
+                                 "published lr and epochs; use a new --out folder.")
         else:
             samples = self._samples(train, lm, recipe="prag")  # the PRAG adapters it learns from, as published
             prag_per_doc = prag.encode(samples, train.docs, self.progress)  # its tally survives resumes

@@ -130,9 +130,7 @@ def prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
             "prediction_prag": a.answer_prag, "raw": a.raw, "retrieved": retrieved, "qtype": q.qtype}
 
 
-def data_fingerprint(questions: list[Question], corpus: list[Document],
-                     held_out: tuple[list[Question], list[Document]] = ([], [])) -> str:
-    """A hash of what a run reads (questions, answers, documents, DyPRAG's held-out set): a resume must read the same."""
-    parts = [[(q.id, q.question, q.answers) for q in qs] + [(d.id, d.title, d.text) for d in ds]
-             for qs, ds in ((questions, corpus), held_out)]
+def data_fingerprint(questions: list[Question], corpus: list[Document]) -> str:
+    """A hash of what a run reads (questions, answers, documents): a resume must read the same."""
+    parts = [(q.id, q.question, q.answers) for q in questions] + [(d.id, d.title, d.text) for d in corpus]
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -69,10 +69,14 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
     history = train(lm.model, lm.tokenizer, layers, routing, samples, config.training, checkpoint_dir,
                     progress=progress)
     routing.materialise()
-    earlier = sum(h.get("seconds", 0.0) for h in history if h.get("resumed"))  # epochs a checkpoint brought back
     manifest = _manifest(lm, fingerprint, config, len(docs), len(samples), history,
-                         time.perf_counter() - start + earlier)
+                         time.perf_counter() - start + resumed_seconds(history))
     return Encoded(layers, routing, augs, manifest)
+
+
+def resumed_seconds(history: list[dict]) -> float:
+    """The seconds an earlier process spent on the epochs a checkpoint brought back (train marks them)."""
+    return sum(h.get("seconds", 0.0) for h in history if h.get("resumed"))
 
 
 def encode_staged(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Path | None = None,

@@ -101,7 +101,7 @@ class KnowledgeBase:
                                      checkpoint_dir, progress, no_train, grow, context_qa)
         self._settle()  # the new rows and adapters; the old ones are already at stored precision
         self._set_docs(self.docs + docs, self.augmentations + augs)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start + encode.resumed_seconds(record["diagnostics"])
         addition = {"n_docs": len(docs), **record, "adapters_grown": grow, "n_adapters": m_old + grow,
                     **({"context_qa": context_qa} if context_qa is not None else {}),
                     "tensor_bytes_added": self._tensor_bytes() - bytes_before,
@@ -177,7 +177,7 @@ class KnowledgeBase:
         except BaseException:
             reinstate(taken)  # a failed retrain leaves this KB as it was
             raise
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start + encode.resumed_seconds(fresh.manifest.diagnostics)
         m = self.manifest
         origin = self.origin
         vars(self).update(vars(fresh))

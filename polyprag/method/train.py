@@ -213,7 +213,7 @@ def _epochs(run: _Run, start: int, history: list[dict]) -> list[dict]:
         began = time.perf_counter()
         loss, grad = _epoch(run, epoch)
         history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in run.encoded),
-                        "seconds": round(time.perf_counter() - began, 2), **diagnostics(layers, routing, grad)})
+                        "seconds": round(time.perf_counter() - began, 4), **diagnostics(layers, routing, grad)})
         log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
                  "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
                  history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
