@@ -42,6 +42,10 @@
 # pairs also trained with the document's rewrite in context; chosen on test): it does nothing without context1, so it
 # is explored as bf16+context1+rewrite against bf16+context1's exploration rows (whose HotpotQA n = 30 row runs
 # first: `explore bf16+context1`), after lr-routing3e-2.
+# Added 2026-12-05 (00:20), after distill's exploration showed its teacher answering in sentences and before it ran:
+# distill-shots, the same distillation with the teacher reading the reader's answer examples (short answers), run
+# from a checkout with --distill-shots (the build's code otherwise unchanged), after context1+rewrite; the
+# exploration's rule.
 # Changed 2026-12-04 (midnight), before any of the remaining confirmations ran: instead of each candidate on top of
 # bf16 and then the set that passes confirmed once more, each candidate is confirmed on top of the set passed so far
 # (`forward SET LEVER...`: bf16+context1+qa6 against bf16+context1; if it passes, the next on top of
@@ -84,6 +88,7 @@ declare -A LEVERS=(
   [dense]="--max-qa 8 --context-qa 1 --epochs 3"  # the demo's own recipe (what `polyprag demo` builds)
   [distill]="--objective both"                   # + KL to the base model reading the passage, on the answer tokens
   [distill-hidden]="--objective both --distill-hidden 1"  # + its last hidden states aligned too (DistilledPRAG)
+  [distill-shots]="--objective both --distill-shots"  # distill's teacher reading the answer examples too (short answers)
   [paraphrase]="--paraphrases 1"                 # each QA pair asked once more, as a cloze of its sentence
   [staged]="--stages 2"                          # half the adapters on half the documents, then the rest grown
   [adapters40]="--adapters 40"                   # twice the inventory: what growth's extra adapters alone give

@@ -141,6 +141,13 @@ def test_distillation_sequences_end_in_the_same_answer_tokens(lm):
     assert teacher[-len(answer):] == answer and len(teacher) > len(student.ids)  # the teacher also reads the doc
     _, long_teacher = encode_distill(tok, Sample(0, "Who built it?", "Ada Feld", source=DOCS[0].content() * 40), 64)
     assert len(long_teacher) <= 64 and long_teacher[-len(answer):] == answer  # cut from the passage, not the answer
+    # --distill-shots: the teacher reads the reader's answer examples before the document, as rag does
+    from polyprag.lm.prompts import EXAMPLES
+    _, shown = encode_distill(tok, Sample(0, "Who built it?", "Ada Feld", source=DOCS[0].content()), 512, shots=True)
+    text = tok.decode(shown)
+    assert shown[-len(answer):] == answer and EXAMPLES[0][1] in text and DOCS[0].text[:30] in text
+    with pytest.raises(InputError, match="--distill-shots"):
+        TrainConfig(distill_shots=True)  # objective nll: no teacher to shape
     teacher_targets(lm.model, [(student, teacher)], top_k=5, progress=False)
     values, index = student.teacher
     assert values.shape == index.shape == (len(answer), 5) and (values <= 0).all()

@@ -38,6 +38,10 @@ class TrainConfig:
     distill_hidden: float = setting(0.0, "with --objective distill or both: weight of 1 - cosine between the "
                                          "student's and the passage-reading teacher's last hidden states on the "
                                          "answer tokens (0: logits only)", at_least=0)
+    # The teacher is the same small reader: without its answer examples it answers in sentences, and the KL taught
+    # that form (BENCHMARKS.md, "distill is held back"); with them it answers as briefly as the rules' answers
+    distill_shots: bool = setting(False, "with --objective distill or both: the teacher also reads the reader's "
+                                         "answer examples (as rag does), so that its answers are short")
     routing_entropy: float = setting(0.0, "weight of a routing-entropy penalty in the loss (sparser routing; 0: "
                                           "none)", at_least=0)
     # With --routing-entropy at the same weight: the mutual information between document and adapter
@@ -60,6 +64,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check(self)
-        if self.distill_hidden and self.objective == "nll":
-            raise InputError(f"distill_hidden={self.distill_hidden} (--distill-hidden) aligns the student with a "
-                             "teacher, which objective 'nll' has none of; add --objective both (or distill).")
+        if (self.distill_hidden or self.distill_shots) and self.objective == "nll":
+            raise InputError(f"distill_hidden={self.distill_hidden}, distill_shots={self.distill_shots} "
+                             "(--distill-hidden, --distill-shots) shape a teacher, which objective 'nll' has none of; "
+                             "add --objective both (or distill).")

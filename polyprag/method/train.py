@@ -63,23 +63,23 @@ def encode(tokenizer, sample: Sample, max_length: int) -> Encoded:
     return Encoded(sample.doc, ids, n_prefix, routed=sample.routed)
 
 
-def encode_distill(tokenizer, sample: Sample, max_length: int) -> tuple[Encoded, list[int]]:
-    """The student's sequence (no passage) and the teacher's (the document in context), both ending in the
-    same answer token ids, so position j of the answer lines up in both."""
+def encode_distill(tokenizer, sample: Sample, max_length: int, shots: bool = False) -> tuple[Encoded, list[int]]:
+    """The student's sequence (no passage) and the teacher's (the document in context; with `shots` after the
+    reader's answer examples too), both ending in the same answer token ids, so position j of the answer lines up."""
     n_prefix = len(tokenizer(prompt_prefix(tokenizer), add_special_tokens=False).input_ids)
     answer = tokenizer(answer_completion(tokenizer, sample.answer), add_special_tokens=False).input_ids
 
-    def ids_for(passage: str | None) -> list[int]:
-        prompt = tokenizer(build_prompt(tokenizer, sample.question, [passage] if passage else None, shots=False),
+    def ids_for(passage: str | None, shots: bool, limit: int) -> list[int]:
+        prompt = tokenizer(build_prompt(tokenizer, sample.question, [passage] if passage else None, shots=shots),
                            add_special_tokens=False).input_ids
-        keep = max(max_length - len(answer), n_prefix + 1)
+        keep = max(limit - len(answer), n_prefix + 1)
         if len(prompt) > keep:  # drop passage tokens after the prefix, never the question's end or the answer
             prompt = prompt[:n_prefix] + prompt[len(prompt) - (keep - n_prefix):]
         return prompt + answer
 
-    student = ids_for(sample.passage)
-    return (Encoded(sample.doc, student, n_prefix, len(student) - len(answer), routed=sample.routed),
-            ids_for(sample.source))
+    student = ids_for(sample.passage, False, max_length)
+    teacher = ids_for(sample.source, True, 2 * max_length) if shots else ids_for(sample.source, False, max_length)
+    return Encoded(sample.doc, student, n_prefix, len(student) - len(answer), routed=sample.routed), teacher
 
 
 @torch.no_grad()
@@ -239,7 +239,7 @@ def diagnostics(layers: list[PolyLoRALinear], routing: RoutingTable, grad_norm: 
 def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, progress: bool) -> list[Encoded]:
     if config.objective == "nll":
         return [encode(tokenizer, s, config.max_length) for s in samples]
-    pairs = [encode_distill(tokenizer, s, config.max_length) for s in samples]
+    pairs = [encode_distill(tokenizer, s, config.max_length, config.distill_shots) for s in samples]
     taught = [s.source is not None and not s.passage for s in samples]  # a passage shown: nothing to distil
     if config.objective == "distill":  # the KL is the whole loss: samples without a teacher would add nothing
         pairs = [p for p, t in zip(pairs, taught) if t]
