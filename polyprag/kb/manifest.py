@@ -38,8 +38,8 @@ class BuildConfig:
     # (docs/experiments.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
     routing_init: str = setting("cluster", "cluster (from k-means over the base model's document embeddings) or "
                                            "uniform (Z ≈ 0)", choices=ROUTING_INITS,
-                                chosen="test (HotpotQA n = 30 / 100, Gemma; docs/experiments.md \"Routing that "
-                                       "specialises\"): to re-choose on dev")
+                                chosen="dev: uniform held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                       "\"Levers on dev\": bf16+uniform-init 32.5 vs bf16 38.3); first chosen on test")
     routing_strength: float = setting(3.0, "cluster init: logit +s on the document's cluster, -s on the others",
                                       at_least=0)
     router: str = setting("table", "table (a free routing row per document) or embedding (rows computed from the "
