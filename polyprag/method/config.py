@@ -18,10 +18,11 @@ class TrainConfig:
                                  "\"Levers on dev\"); first the first runs' budget")
     batch_size: int = setting(4, "training samples per optimiser step", flag="--train-batch-size", at_least=1)
     lr_adapters: float = setting(2e-3, "the adapters' learning rate", above=0,
-                                 chosen="the first runs' budget, kept after test runs at other values: to re-choose "
-                                        "on dev")
+                                 chosen="dev: 1e-3 and 4e-3 held back by the rule of benchmarks/levers_dev.sh "
+                                        "(BENCHMARKS.md, \"Levers on dev\"); first the first runs' budget")
     lr_routing: float = setting(1e-1, "the routing rows' learning rate", at_least=0,
-                                chosen="the first runs' budget: to re-choose on dev")
+                                chosen="dev: 3e-2 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
+                                       "\"Levers on dev\"); first the first runs' budget")
     # a linear map of d inputs moves ~√d times faster than a row
     lr_router: float = setting(1e-3, "--router embedding: the router's learning rate", above=0)
     tau: float = setting(1.0, "routing temperature in training", above=0, cli=False)
