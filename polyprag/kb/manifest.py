@@ -55,8 +55,9 @@ class BuildConfig:
                           chosen="dev: 6 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
                                  "\"Levers on dev\"); first chosen on test")
     context_qa: int = setting(0, "QA pairs also trained with the passage in context (PRAG: 2)", at_least=0,
-                              chosen="dev: 1 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
-                                     "\"Levers on dev\"); first chosen on test")
+                              chosen="dev: 1 confirmed on top of bf16 by the rule of benchmarks/levers_dev.sh "
+                                     "(BENCHMARKS.md, \"The confirmation\"), the default once the forward "
+                                     "confirmations fix the set; first chosen on test")
     rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
                                    "(PRAG's protocol)", chosen="test (HotpotQA n = 100): to re-choose on dev")
     contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0,
