@@ -59,7 +59,8 @@ class BuildConfig:
                                      "(BENCHMARKS.md, \"The confirmation\"), the default once the forward "
                                      "confirmations fix the set; first chosen on test")
     rewrite: bool = setting(False, "also train the --context-qa pairs with the document's rewrite in context "
-                                   "(PRAG's protocol)", chosen="test (HotpotQA n = 100): to re-choose on dev")
+                                   "(PRAG's protocol)", chosen="dev: on held back by the rule of benchmarks/levers_dev.sh on top of "
+                                                           "bf16+context1 (BENCHMARKS.md, \"Levers on dev\"); first chosen on test")
     contrast: int = setting(3, "yes/no and either-or questions per document made from its QA pairs", at_least=0,
                             chosen="dev: 0 held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
                                    "\"Levers on dev\"); first chosen on test")
