@@ -34,8 +34,8 @@ class BuildConfig:
     inventory: InventoryConfig = field(default_factory=InventoryConfig)
     routing: str = setting("fine", "fine: one routing vector per target layer; coarse: one per document",
                            choices=("fine", "coarse"))
-    # The defaults below routing_init, contrast and combine_strength were measured on HotpotQA and 2Wiki n = 100
-    # (docs/experiments.md, "The best levers at n = 100" and "The same levers on 2WikiMultihopQA")
+    # routing_init, contrast and combine_strength were first measured on test questions (docs/experiments.md); each
+    # `chosen` note below says where its default was re-chosen on dev
     routing_init: str = setting("cluster", "cluster (from k-means over the base model's document embeddings) or "
                                            "uniform (Z ≈ 0)", choices=ROUTING_INITS,
                                 chosen="dev: uniform held back by the rule of benchmarks/levers_dev.sh (BENCHMARKS.md, "
