@@ -1,6 +1,7 @@
 """Dataset loaders: PRAG's per-type sampling, a deduplicated closed corpus, gold ids; user question files."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,13 +75,16 @@ needs_shared = pytest.mark.skipif(not (SHARED / HOTPOTQA_FILE).exists(),
 
 
 def test_held_out_questions_and_paragraphs_are_never_the_evaluated_ones(tmp_path):
-    rows = [_row(i, "bridge") for i in range(8)] + [_row(i, "comparison") for i in range(8)]  # 4 test rows each
+    rows = [_row(i, "bridge") for i in range(8)] + [_row(i, "comparison") for i in range(8)]  # 4 test, 4 dev each
     (tmp_path / "hotpotqa").mkdir()
     (tmp_path / DATASET_FILES["hotpotqa"]).write_text("\n".join(json.dumps(r) for r in rows))
-    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=4, split=ALL)
-    assert [q.id for q in questions] == ["bridge1", "bridge2", "comparison1", "comparison2"]  # per type, after n
-    assert sorted(d.title for d in docs) == ["Gold bridge 1", "Gold bridge 2", "Gold comparison 1", "Gold comparison 2"]
+    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=4, split=ALL)  # test: the dev split's first m
+    assert [q.id for q in questions] == ["bridge4", "bridge5", "comparison4", "comparison5"]
+    assert sorted(d.title for d in docs) == ["Gold bridge 4", "Gold bridge 5", "Gold comparison 4", "Gold comparison 5"]
     # the shared distractor is one of the evaluated questions' paragraphs: held back from training
+    questions, docs = held_out("hotpotqa", tmp_path, n=2, m=2, split=replace(ALL, name="dev"))  # dev: after n
+    assert [q.id for q in questions] == ["bridge5", "comparison5"]
+    assert sorted(d.title for d in docs) == ["Gold bridge 5", "Gold comparison 5"]
 
 
 @needs_shared

@@ -55,7 +55,7 @@ SHUFFLED = ("poly-shuffled", "prag-shuffled")
 # poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
 # --routing-init cluster).
 # dyprag, dyprag-combine: DyPRAG's translator, trained on PRAG adapters of `dyprag_train_n` other questions'
-# paragraphs of the same dataset (datasets.held_out).
+# paragraphs of the same dataset (datasets.held_out: on the test split, dev questions).
 # dyprag-tuned(-combine): the same at a higher lr and more epochs (DyPRAG's lr 1e-5 was set for ~10k documents).
 OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "poly-arrow", "dyprag", "dyprag-combine",
             "dyprag-tuned", "dyprag-tuned-combine")

@@ -128,14 +128,19 @@ def load_counterfactual(base: str, path: Path, n: int, split: Split) -> tuple[li
 
 def held_out(name: str, data_dir: str | Path, n: int, m: int, path: str | Path | None = None,
              split: Split = Split()) -> tuple[list[Question], list[Document]]:
-    """m more questions of the same split, chosen as load_dataset chooses (per type), none of the first n, with
-    their paragraphs that are not also the first n's (same title and text): training data for a method that
-    learns across documents (DyPRAG's translator) without seeing the evaluated ones."""
+    """m questions that are not the n evaluated ones, chosen as load_dataset chooses (per type), with their
+    paragraphs that are not also the evaluated ones' (same title and text): training data for a method that learns
+    across documents (DyPRAG's translator) without seeing the evaluated ones. On the test split they are the dev
+    split's first m (test rows are for evaluation only, and 2Wiki's test split holds 150 questions: 50 beyond
+    n = 100); on the dev split, its rows after the first n."""
     if name in COUNTERFACTUAL:  # n and n + m questions make two different invented worlds: no clean hold-out
         raise InputError(f"--dataset {name}: DyPRAG's held-out training questions are not available for the "
                          "counterfactual variants yet; run the dyprag rows on the real dataset.")
     questions, docs = load_dataset(name, data_dir, n, path, split)
-    more, more_docs = load_dataset(name, data_dir, n + m, path, split)
+    if split.name == "test":
+        more, more_docs = load_dataset(name, data_dir, m, path, replace(split, name="dev"))
+    else:
+        more, more_docs = load_dataset(name, data_dir, n + m, path, split)
     asked, seen = {q.question for q in questions}, {(d.title, d.text) for d in docs}
     return ([q for q in more if q.question not in asked],
             [d for d in more_docs if (d.title, d.text) not in seen])
