@@ -8,6 +8,7 @@
 #   benchmarks/dtype_agreement.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 out=runs/dtype-agreement
 MODES=closed-book,rag,poly,poly-combine,poly-uniform
 mkdir -p "$out"

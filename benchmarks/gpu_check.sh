@@ -7,6 +7,7 @@
 #   GPU host:  bash benchmarks/gpu_check.sh run CARRY OUT      (logs and results -> OUT)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 step=$1 carry=$2
 models=(smollm2-135m-instruct gemma3-270m)
 if [ "$step" = prepare ]; then

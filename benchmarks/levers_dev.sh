@@ -64,6 +64,7 @@
 #   benchmarks/levers_dev.sh forward SET LEVER...   e.g. forward bf16+context1 qa6 heads4
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 # poly-arrow answers on poly's own KB with Arrow's rows (nothing trained): what the learned rows add beyond them
 METHODS=closed-book-bare,poly,poly-shuffled,poly-uniform,poly-combine,poly-arrow
 BRIEFS=(--corpus benchmarks/data/briefs/docs.jsonl --questions benchmarks/data/briefs/questions-dev.jsonl

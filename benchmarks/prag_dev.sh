@@ -17,6 +17,7 @@
 #   benchmarks/prag_dev.sh [run|collect|restore] [VARIANT...]     VARIANT from the table below
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 BRIEFS=(--corpus benchmarks/data/briefs/docs.jsonl --questions benchmarks/data/briefs/questions-dev.jsonl
         --corpus-mode closed)
 declare -A VARIANTS=(

@@ -5,8 +5,10 @@
 # (and whenever you stop), `benchmarks/protocol.sh collect` copies the finished rows into benchmarks/results/
 # to commit; on a fresh checkout `benchmarks/protocol.sh restore` puts them back into runs/ first.
 #   benchmarks/protocol.sh [run|collect|restore] [PAIR...]     e.g. benchmarks/protocol.sh run hotpotqa-cf:smollm2
+# A pair that fails is reported and the next one runs (rerun the script for it once fixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
 METHODS+=,prag-shared-combine
 # `prag` is PRAG's published data recipe at the lr and epochs chosen on dev questions by benchmarks/prag_dev.sh's
@@ -23,6 +25,7 @@ PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)
 declare -A MODEL=([smollm2]=smollm2-135m-instruct [gemma3]=gemma3-270m)
 action=${1:-run}; shift || true
+failed=()
 [ $# -gt 0 ] && PAIRS=("$@")
 
 for pair in "${PAIRS[@]}"; do
@@ -33,8 +36,10 @@ for pair in "${PAIRS[@]}"; do
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --out "runs/$name" ;;
+           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --out "runs/$name" \
+           || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; } ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac
 done
+[ ${#failed[@]} -eq 0 ] || { echo "protocol.sh: failed pairs: ${failed[*]}" >&2; exit 1; }

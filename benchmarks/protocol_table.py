@@ -69,7 +69,8 @@ def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
     return {"run": run.name, "dataset": first.get("dataset"), "model": first.get("model"), "split": first.get("split"),
             "n_questions": first.get("n_questions"), "rows": rows, "comparisons": comparisons,
             "own_minus_shuffled_by_type": own, "settings": {k: first.get(k) for k in SHARED},
-            "commits": sorted({c for row in rows.values() for c in row["commits"]})}
+            "commits": sorted({c for row in rows.values() for c in row["commits"]}),
+            "code": sorted({c for row in rows.values() for c in row.get("code", row["commits"])})}
 
 
 def goals(summary: dict) -> list[dict]:
@@ -128,7 +129,7 @@ def _agreement(summaries: list[dict]) -> list[str]:
     if differ:
         lines.append(f"**Settings differ between pairs: {', '.join(differ)}** (a table's pairs must share them).")
     for s in summaries:
-        if len(s["commits"]) > 1 or any(c.endswith("+changes") for c in s["commits"]):
+        if len(s["code"]) > 1 or any(c.endswith("+changes") for c in s["code"]):  # package trees: docs commits differ
             lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version or from uncommitted "
                          f"changes** ({', '.join(s['commits'])}).")
     return lines

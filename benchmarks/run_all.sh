@@ -6,6 +6,7 @@
 # Usage: bash benchmarks/run_all.sh [DATA_DIR]   (default ../shared/data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 data=${1:-../shared/data}
 work=${BENCH_OUT:-runs}
 # Every run made with `run` was recorded with fp32 storage and the build defaults of before 2026-11-30's

@@ -6,6 +6,7 @@
 #   benchmarks/same_predictions.sh REV
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 rev=$(git rev-parse --short "${1:?usage: benchmarks/same_predictions.sh REV}")
 out=runs/same-predictions-$rev
 old=$(mktemp -d)/polyprag-$rev

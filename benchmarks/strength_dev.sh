@@ -10,6 +10,7 @@
 #   benchmarks/strength_dev.sh [run|table|collect]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 STRENGTHS=0.25,0.5,0.75,1
 BRIEFS=(--corpus benchmarks/data/briefs/docs.jsonl --questions benchmarks/data/briefs/questions-dev.jsonl)
 briefs=runs/strength-dev-briefs-n30-smollm2 hotpotqa=runs/levers-dev-hotpotqa-n100-smollm2-defaults

@@ -28,8 +28,9 @@ def real(folder: str | Path) -> Path:
 
 
 @contextmanager
-def folder_lock(folder: str | Path, shared: bool = False, timeout_s: float = LOCK_TIMEOUT_S):
-    """Hold `folder`'s lock (a sibling file `.NAME.lock`): shared to read it, exclusive to replace it.
+def folder_lock(folder: str | Path, shared: bool = False, timeout_s: float = LOCK_TIMEOUT_S, busy: str = ""):
+    """Hold `folder`'s lock (a sibling file `.NAME.lock`): shared to read it, exclusive to replace it; `busy`:
+    the error when another process holds it past `timeout_s` (default: a stuck writer).
     fcntl.flock rather than a lock-file library: it has shared locks, and the kernel drops a lock when its
     holder dies (SIGKILL too), so a dead writer never blocks the folder."""
     folder = real(folder)
@@ -53,9 +54,9 @@ def folder_lock(folder: str | Path, shared: bool = False, timeout_s: float = LOC
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise InputError(f"{folder} stayed locked by another process for {timeout_s:.0f} s; a writer "
-                                     "is stuck: find it (`fuser` on the folder's .lock file) and stop it, then "
-                                     "try again.") from None
+                    raise InputError(busy or f"{folder} stayed locked by another process for {timeout_s:.0f} s; a "
+                                     "writer is stuck: find it (`fuser` on the folder's .lock file) and stop it, "
+                                     "then try again.") from None
                 time.sleep(0.02)
         yield
     finally:

@@ -225,6 +225,14 @@ def cmd_bench(args) -> None:
                          add_lr=args.add_lr, add_context_qa=args.add_context_qa, device=args.device,
                          dtype=args.dtype)  # Bench records the resolved dtype
     questions, corpus, note = _bench_data(args)
+    # one bench per --out: two would train into the same seed folders, and each would spoil the other's timings
+    with atomic.folder_lock(args.out, timeout_s=0, busy=f"--out {args.out}: another polyprag bench is writing "
+                            f"there (the holder of {atomic.lock_path(atomic.real(args.out))}); wait for it to end "
+                            "or stop it (`fuser` names it), or give another --out."):
+        _bench_run(args, config, seeds, questions, corpus, note)
+
+
+def _bench_run(args, config: BenchConfig, seeds: list[int] | None, questions, corpus, note: str) -> None:
     notes = {"command": "polyprag " + " ".join(sys.argv[1:]), "corpus_note": note}
     held = ([], [])
     if any(needs(m) == "translator" for m in config.methods) and args.dataset not in (None, "sample"):

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -274,13 +275,28 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
     assert all(len(r["commits"]) == 1 for r in by.values())  # every row names the code it ran (one version here)
 
 
+def test_the_code_a_row_ran_is_named_by_commit_and_by_the_package_tree():
+    import subprocess
+
+    from polyprag.eval.evaluate import code_version
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        tree = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD:polyprag"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout: rows name the installed version only")
+    code = code_version()
+    assert code["tree"] == tree and len(code["commit"]) == 40 and isinstance(code["dirty"], bool)
+
+
 def test_rows_whose_seeds_ran_different_code_are_flagged():
     from polyprag.eval.compare import markdown, summarise
 
-    def run(seed: int, commit: str) -> dict:
+    def run(seed: int, commit: str, tree: str | None = None) -> dict:
         preds = [{"prediction": "x", "answers": ["x"]}, {"prediction": "y", "answers": ["z"]}]
         row = {"method": "poly", "f1": 50.0, "em": 50.0, "recall_at_k": None, "f1_by_type": {},
-               "code": {"polyprag": "0.1.0", "commit": commit, "dirty": False}}
+               "code": {"polyprag": "0.1.0", "commit": commit, "tree": tree, "dirty": False}}
         config = {"seed": seed, "dataset": "d", "n_questions": 2, "model": "m", "k": 3,
                   "generation": {"max_new_tokens": 32}}
         return {"config": config, "rows": [row], "predictions": {"poly": preds}}
@@ -289,7 +305,10 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
     assert same["rows"][0]["commits"] == ["abc"] and "different code" not in markdown(same)
     mixed = summarise([run(0, "abc"), run(1, "def")], [0, 1])
     assert mixed["rows"][0]["commits"] == ["abc", "def"]
-    assert "rows whose seeds ran different code: poly" in markdown(mixed)
+    assert "rows whose seeds ran different package code: poly" in markdown(mixed)
+    docs_only = summarise([run(0, "abc", "t1"), run(1, "def", "t1")], [0, 1])  # commits that left polyprag/ alone
+    assert docs_only["rows"][0]["commits"] == ["abc", "def"] and "different package code" not in markdown(docs_only)
+    assert "different package code: poly" in markdown(summarise([run(0, "abc", "t1"), run(1, "def", "t2")], [0, 1]))
 
 
 def test_comparisons_refuse_runs_of_other_questions():
@@ -330,3 +349,16 @@ def test_a_verdict_needs_the_interval_and_every_seed():
     assert "seeds disagree" in verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [5, 4, -6]})
     assert verdict({"a": "poly", "b": "prag", "ci95": [-1.0, 3.0], "f1_diff_per_seed": [2.0]}) == "not separated"
     assert verdict({"a": "poly", "b": "prag", "ci95": [-3.0, -1.0], "f1_diff_per_seed": [-2.0]}) == "prag better"
+
+
+def test_a_second_bench_on_the_same_out_folder_is_refused_at_once(tmp_path, capsys):
+    """Two benches in one folder would train into the same seed folders and spoil each other's timings."""
+    from polyprag import atomic
+
+    out = tmp_path / "run"
+    with atomic.folder_lock(out):  # another bench holds the folder
+        assert main(["-q", "bench", "--dataset", "sample", "--model", "no-such-model", "--out", str(out), "--n", "2",
+                     "--methods", "closed-book-bare"]) == 2
+    said = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"--out {out}: another polyprag bench is writing there" in said and "another --out" in said
+    assert not out.exists()  # nothing written, no model loaded

@@ -24,7 +24,7 @@ def scripts(monkeypatch):
 
 def _seed(run: Path, seed: int, answers: dict[str, list[str]], **row_fields) -> None:
     folder = run / f"seed-{seed}"
-    (folder / "methods").mkdir(parents=True)
+    (folder / "methods").mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"dataset": "hotpotqa-cf", "model": "m", "split": "dev"}))
     gold = ["Orla Pell", "1871", "Velmark", "yes"]
     for method, predicted in answers.items():
@@ -192,3 +192,10 @@ def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_f
     assert "| poly | 50.0 (1) | 50.0 ± 0.0, EM 0.0 (2) |" in shown  # exact match beside F1 where the data is invented
     assert "**Settings differ between pairs: split, build**" in shown  # the cf run's seeds have split dev, no build
     assert "**hotpotqa-cf, m: rows from more than one code version or from uncommitted changes** (abc, def)" in shown
+    _seed(cf, 1, answers, code={**code, "commit": "def", "tree": "t1"})  # another commit, the same package code
+    _seed(cf, 0, answers, code={**code, "commit": "abc", "tree": "t1"})
+    shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
+    assert "hotpotqa-cf, m: rows from more than one" not in shown and "abc, def" in shown  # commits still named
+    _seed(cf, 1, answers, code={**code, "commit": "def", "tree": "t2"})  # the package changed between the seeds
+    shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
+    assert "**hotpotqa-cf, m: rows from more than one code version" in shown

@@ -82,8 +82,14 @@ def _row(method: str, runs: list[dict]) -> dict:
             "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 2) for t in types},
             **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "encode_s_per_doc", "samples",
                                        "samples_per_doc") if k in runs[0]},
-            "commits": sorted({str(r["code"]["commit"]) + ("+changes" if r["code"]["dirty"] else "")
-                               for r in runs if r.get("code")})}
+            "commits": sorted({code_label(r["code"], "commit") for r in runs if r.get("code")}),
+            "code": sorted({code_label(r["code"], "tree") for r in runs if r.get("code")})}
+
+
+def code_label(code: dict, key: str) -> str:
+    """A row's commit (key "commit") or package tree (key "tree"; the commit for rows recorded before trees
+    were), "+changes" where its files differed from it."""
+    return str(code.get(key) or code["commit"]) + ("+changes" if code["dirty"] else "")
 
 
 def _sd(values: list[float]) -> float:
@@ -111,10 +117,10 @@ def markdown(summary: dict) -> str:
             lo, hi = x["ci95"]
             lines.append(f"| {x['a']} | {x['b']} | {x['qtype'] or 'all'} | {x['n_questions']} | {x['f1_diff']:+.1f} | "
                          f"[{lo:+.1f}, {hi:+.1f}] | {verdict(x)} |")
-    mixed = [r["method"] for r in summary["rows"] if len(r.get("commits", [])) > 1]
+    mixed = [r["method"] for r in summary["rows"] if len(r.get("code", r.get("commits", []))) > 1]
     commits = sorted({c for r in summary["rows"] for c in r.get("commits", [])})
     if commits:
-        lines += ["", f"Code: {', '.join(commits)}" + (f"; **rows whose seeds ran different code: {', '.join(mixed)}**"
+        lines += ["", f"Code: {', '.join(commits)}" + (f"; **rows whose seeds ran different package code: {', '.join(mixed)}**"
                                                         if mixed else ".")]
     return "\n".join(lines) + "\n"
 

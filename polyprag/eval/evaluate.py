@@ -34,8 +34,9 @@ MODES = tuple(name for name, m in READER_MODES.items() if m.needs in ("model", "
 
 @cache
 def code_version() -> dict:
-    """The code a result came from: polyprag's version and, in a git checkout, the commit and whether the
-    package's files differed from it (rows computed by different code must not be averaged unawares)."""
+    """The code a result came from: polyprag's version and, in a git checkout, the commit, the package folder's
+    tree at it (the same across commits that change only docs or benchmarks) and whether the package's files
+    differed from it (rows computed by different code must not be averaged unawares)."""
     try:
         __version__ = version("polyprag")
     except PackageNotFoundError:  # the source tree on sys.path, not installed
@@ -44,11 +45,13 @@ def code_version() -> dict:
     try:
         commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
+        tree = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD:./"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
         changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
                                  text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):  # an installed wheel, or no git: the version says it
-        return {"polyprag": __version__, "commit": None, "dirty": None}
-    return {"polyprag": __version__, "commit": commit, "dirty": bool(changed)}
+        return {"polyprag": __version__, "commit": None, "tree": None, "dirty": None}
+    return {"polyprag": __version__, "commit": commit, "tree": tree, "dirty": bool(changed)}
 
 
 @dataclass(frozen=True)
