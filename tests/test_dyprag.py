@@ -74,6 +74,31 @@ def test_save_then_load_gives_identical_loras(prag, tmp_path):
     assert any(v.abs().max() > 1e-4 for v in a.values())  # trained: not the near-zero start
 
 
+def test_an_interrupted_training_resumes_from_its_last_epoch_to_the_same_translator(prag, tmp_path, monkeypatch):
+    config = DypragConfig(lr=1e-2, epochs=3)
+    whole = Dyprag(prag, config)
+    whole.train(DOCS, SAMPLES, progress=False)
+    step, calls = Dyprag._step, []
+
+    def dies_in_epoch_3(self, *args):
+        calls.append(1)
+        if len(calls) > 2 * len(DOCS):
+            raise KeyboardInterrupt
+        return step(self, *args)
+
+    monkeypatch.setattr(Dyprag, "_step", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        Dyprag(prag, config).train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
+    monkeypatch.setattr(Dyprag, "_step", step)
+    with pytest.raises(InputError, match="other settings"):  # a checkpoint of other settings is not resumed
+        Dyprag(prag, DypragConfig(lr=1e-3, epochs=3)).train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
+    resumed = Dyprag(prag, config)
+    history = resumed.train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
+    assert [h.get("resumed", False) for h in history] == [True, True, False]
+    assert all(torch.equal(x, y) for x, y in zip(whole.translator.parameters(), resumed.translator.parameters()))
+    assert not (tmp_path / "ckpt").exists()  # trained: its checkpoint is gone
+
+
 def test_the_same_seed_gives_the_same_translator(prag):
     a, b = Dyprag(prag, DypragConfig(seed=3)), Dyprag(prag, DypragConfig(seed=3))
     assert all(torch.equal(x, y) for x, y in zip(a.translator.parameters(), b.translator.parameters()))

@@ -23,6 +23,8 @@ import json
 import logging
 import random
 import re
+import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from ..text.corpus import Document
 from ..errors import InputError
 from ..lm.generate import GenerationConfig
 from .prag import SLOT, PragAdapters
-from ..method.train import collate, encode, width_multiple
+from ..method.train import collate, encode, load_optimizer_tensors, optimizer_tensors, width_multiple
 
 log = logging.getLogger("polyprag")
 FILES = ("translator.safetensors", "translator.json")
@@ -159,9 +161,11 @@ class Dyprag:
     def lora(self, doc: Document) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.translator(self.embed(doc)).items()}
 
-    def train(self, docs: list[Document], samples: list[Sample], progress: bool = True) -> list[dict]:
+    def train(self, docs: list[Document], samples: list[Sample], progress: bool = True,
+              checkpoint: Path | None = None) -> list[dict]:
         """One step per document per epoch, on PRAG adapters already saved for `docs` (prag.encode first).
-        Returns each epoch's mean losses."""
+        Returns each epoch's mean losses and seconds. `checkpoint`: a folder written after every epoch, from which
+        an interrupted training resumes (the translator, its optimizer and the order's random state)."""
         by_doc: dict[int, list[Sample]] = {}
         for s in samples:
             by_doc.setdefault(s.doc, []).append(s)
@@ -174,19 +178,46 @@ class Dyprag:
         torch.manual_seed(self.config.seed)
         rng = random.Random(self.config.seed)
         opt = torch.optim.AdamW(self.translator.parameters(), lr=self.config.lr)
-        history = []
-        for epoch in range(self.config.epochs):
-            totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "mse": 0.0}
+        history = self._resume(checkpoint, opt, rng)
+        for epoch in range(len(history), self.config.epochs):
+            start, totals = time.perf_counter(), {"loss": 0.0, "ce": 0.0, "kl": 0.0, "mse": 0.0}
             for d in tqdm(rng.sample(order, len(order)), desc=f"DyPRAG translator, epoch {epoch + 1}",
                           unit="doc", disable=not progress):
                 parts = self._step(embeddings[d], by_doc[d], load_file(self.prag.doc_dir(d) / "adapter_model.safetensors"),
                                    opt)
                 for k, v in parts.items():
                     totals[k] += v / len(order)
-            history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in totals.items()}})
+            history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in totals.items()},
+                            "seconds": round(time.perf_counter() - start, 1)})
             log.info("DyPRAG translator epoch %d: %s", epoch + 1, history[-1])
+            if checkpoint is not None and epoch + 1 < self.config.epochs:
+                with atomic.staged_dir(checkpoint) as tmp:
+                    self.translator.save(tmp / "translator")
+                    save_file(optimizer_tensors(opt), tmp / "optimizer.safetensors")
+                    (tmp / "state.json").write_text(json.dumps({"history": history, "rng": rng.getstate()}))
+        if checkpoint is not None:  # trained: the caller saves the translator itself
+            shutil.rmtree(checkpoint, ignore_errors=True)
         self.translator.eval()
         return history
+
+    def _resume(self, checkpoint: Path | None, opt: torch.optim.Optimizer, rng: random.Random) -> list[dict]:
+        """The epochs a checkpoint holds (marked resumed: an earlier process spent their seconds), the
+        translator, optimizer and order's random state put back; none without one."""
+        if checkpoint is None:
+            return []
+        atomic.recover_dir(checkpoint)
+        if not (checkpoint / "state.json").exists():
+            return []
+        state, saved = json.loads((checkpoint / "state.json").read_text()), Translator.load(checkpoint / "translator")
+        if saved.config != self.config:
+            raise InputError(f"{checkpoint} holds a translator training with other settings ({asdict(saved.config)}, "
+                             f"now {asdict(self.config)}); delete it to start over.")
+        self.translator.load_state_dict(saved.state_dict())
+        load_optimizer_tensors(opt, load_file(checkpoint / "optimizer.safetensors"))
+        version, internal, gauss = state["rng"]
+        rng.setstate((version, tuple(internal), gauss))
+        log.info("DyPRAG translator: resuming after epoch %d from %s", len(state["history"]), checkpoint)
+        return [{**h, "resumed": True} for h in state["history"]]
 
     def _step(self, e: torch.Tensor, samples: list[Sample], target: dict[str, torch.Tensor],
               opt: torch.optim.Optimizer) -> dict[str, float]:

@@ -367,10 +367,9 @@ class Bench:
         else:
             samples = self._samples(train, lm, recipe="prag")  # the PRAG adapters it learns from, as published
             prag_per_doc = prag.encode(samples, train.docs, self.progress)  # its tally survives resumes
-            t0 = time.perf_counter()
-            dy = Dyprag(prag, config)
-            history = dy.train(train.docs, samples, self.progress)
-            seconds = time.perf_counter() - t0
+            t0, dy = time.perf_counter(), Dyprag(prag, config)
+            history = dy.train(train.docs, samples, self.progress, where.with_name(where.name + ".checkpoint"))
+            seconds = time.perf_counter() - t0 + sum(h["seconds"] for h in history if h.get("resumed"))  # earlier runs'
             trained = {"seconds": round(prag_per_doc * len(train.docs) + seconds, 1), "questions": len(questions),
                        "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3), "prag_lr": recipe.lr,
                        "prag_epochs": recipe.epochs,

@@ -428,7 +428,7 @@ def _save_checkpoint(run: _Run, epoch: int, history: list[dict]) -> None:
     with atomic.staged_dir(run.checkpoint_dir) as tmp:
         save_file(inventory_state(run.layers), tmp / "inventory.safetensors")
         save_file(run.routing.tensors(), tmp / "routing.safetensors")
-        save_file(_optimizer_tensors(run.opt), tmp / "optimizer.safetensors")
+        save_file(optimizer_tensors(run.opt), tmp / "optimizer.safetensors")
         (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history,
                                                     "config": asdict(run.config)}))
 
@@ -443,13 +443,13 @@ def _resume(run: _Run) -> tuple[int, list[dict]]:
     state = json.loads((folder / "state.json").read_text())
     load_inventory_state(run.layers, load_file(folder / "inventory.safetensors"))
     run.routing.load_tensors(load_file(folder / "routing.safetensors"))
-    _load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
+    load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
     log.info("resuming after epoch %d from %s", state["epoch"], folder)
     # marked, so that the build's time counts them: their seconds were spent by an earlier process
     return state["epoch"], [{**h, "resumed": True} for h in state["history"]]
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     out = {}
     for g, group in enumerate(opt.param_groups):
         for p_i, p in enumerate(group["params"]):
@@ -458,7 +458,7 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     return out
 
 
-def _load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     for g, group in enumerate(opt.param_groups):
         for p_i, p in enumerate(group["params"]):
             state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{g}.{p_i}.")}
