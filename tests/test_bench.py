@@ -309,6 +309,10 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
     docs_only = summarise([run(0, "abc", "t1"), run(1, "def", "t1")], [0, 1])  # commits that left polyprag/ alone
     assert docs_only["rows"][0]["commits"] == ["abc", "def"] and "different package code" not in markdown(docs_only)
     assert "different package code: poly" in markdown(summarise([run(0, "abc", "t1"), run(1, "def", "t2")], [0, 1]))
+    timed = [run(0, "abc"), run(1, "abc")]
+    for r, seconds in zip(timed, (2.0, 4.0)):
+        r["rows"][0]["encode_s_per_doc"] = seconds
+    assert summarise(timed, [0, 1])["rows"][0]["encode_s_per_doc"] == 3.0  # every seed trains: their mean
 
 
 def test_comparisons_refuse_runs_of_other_questions():

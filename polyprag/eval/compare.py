@@ -80,8 +80,10 @@ def _row(method: str, runs: list[dict]) -> dict:
     return {"method": method, "f1": round(statistics.fmean(f1), 2), "f1_sd": round(_sd(f1), 2),
             "f1_per_seed": f1, "em": round(statistics.fmean(em), 2), "recall_at_k": runs[0]["recall_at_k"],
             "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 2) for t in types},
-            **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "encode_s_per_doc", "samples",
-                                       "samples_per_doc") if k in runs[0]},
+            **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "samples", "samples_per_doc")
+               if k in runs[0]},
+            **({"encode_s_per_doc": round(statistics.fmean(r["encode_s_per_doc"] for r in runs), 3)}  # each seed trains
+               if all("encode_s_per_doc" in r for r in runs) else {}),
             "commits": sorted({code_label(r["code"], "commit") for r in runs if r.get("code")}),
             "code": sorted({code_label(r["code"], "tree") for r in runs if r.get("code")})}
 
