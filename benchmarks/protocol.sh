@@ -20,6 +20,7 @@ METHODS+=,prag-shared-combine
 # if on HotpotQA dev (n = 30, seed 0: `polyprag bench --dataset hotpotqa --split dev --n 30 --methods
 # closed-book-bare,dyprag,dyprag-tuned --out runs/dyprag-dev-hotpotqa-n30-smollm2`) its F1 is not below dyprag's,
 # and every claim against DyPRAG is made against the stronger of the rows run.
+# Applied 2026-12-05: dyprag 18.7, dyprag-tuned 10.7 (benchmarks/results/dyprag-dev/): dyprag-tuned stays out.
 REAL_ONLY=,dyprag
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)
