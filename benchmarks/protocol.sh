@@ -33,7 +33,13 @@ for pair in "${PAIRS[@]}"; do
   dataset=${pair%%:*} model=${pair##*:}
   name=protocol-$dataset-test-n100-$model
   case $action in
-    run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
+    run) # a bench still holding this pair's folder (one left running by a killed script) must end first: the
+         # next pair would run beside it and spoil both runs' timings
+         if [ -e "runs/.$name.lock" ] && ! flock -n "runs/.$name.lock" true; then
+           echo "protocol.sh: another polyprag bench holds runs/$name (fuser runs/.$name.lock names it); stop it first" >&2
+           exit 1
+         fi
+         methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \

@@ -199,3 +199,19 @@ def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_f
     _seed(cf, 1, answers, code={**code, "commit": "def", "tree": "t2"})  # the package changed between the seeds
     shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
     assert "**hotpotqa-cf, m: rows from more than one code version" in shown
+
+
+def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):
+    """A bench left running by a killed protocol.sh: the restarted script must not run the next pair beside it."""
+    import shutil
+    import subprocess
+
+    from polyprag import atomic
+
+    root = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    with atomic.folder_lock(root / "runs" / "protocol-hotpotqa-test-n100-smollm2"):  # what a running bench holds
+        held = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "run", "hotpotqa:smollm2",
+                               "2wiki:smollm2"], capture_output=True, text=True, timeout=60)
+    assert held.returncode == 1 and "another polyprag bench holds runs/protocol-hotpotqa-test-n100-smollm2" in held.stderr
+    assert not (root / "runs" / "protocol-2wiki-test-n100-smollm2").exists()  # stopped: the next pair never started
