@@ -29,17 +29,19 @@ action=${1:-run}; shift || true
 failed=()
 [ $# -gt 0 ] && PAIRS=("$@")
 
+# A bench still holding any pair's folder (one left running by a killed script) must end first: a pair run beside
+# it would spoil both runs' timings. (flock exits 1 when the lock is held; any other failure checks nothing.)
+for pair in "${PAIRS[@]}"; do
+  name=protocol-${pair%%:*}-test-n100-${pair##*:} rc=0
+  [ "$action" = run ] && [ -e "runs/.$name.lock" ] && { flock -n "runs/.$name.lock" true || rc=$?; }
+  [ $rc -eq 1 ] && { echo "protocol.sh: another polyprag bench holds runs/$name (fuser runs/.$name.lock names it);" \
+                          "stop it first" >&2; exit 1; }
+done
 for pair in "${PAIRS[@]}"; do
   dataset=${pair%%:*} model=${pair##*:}
   name=protocol-$dataset-test-n100-$model
   case $action in
-    run) # a bench still holding this pair's folder (one left running by a killed script) must end first: the
-         # next pair would run beside it and spoil both runs' timings
-         if [ -e "runs/.$name.lock" ] && ! flock -n "runs/.$name.lock" true; then
-           echo "protocol.sh: another polyprag bench holds runs/$name (fuser runs/.$name.lock names it); stop it first" >&2
-           exit 1
-         fi
-         methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
+    run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \

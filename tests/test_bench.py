@@ -282,8 +282,8 @@ def test_the_code_a_row_ran_is_named_by_commit_and_by_the_package_tree():
 
     root = Path(__file__).resolve().parents[1]
     try:
-        tree = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD:polyprag"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        tree = "+".join(subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD:polyprag", "HEAD:pyproject.toml"],
+                                       capture_output=True, text=True, check=True).stdout.split())
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout: rows name the installed version only")
     code = code_version()

@@ -74,29 +74,36 @@ def test_save_then_load_gives_identical_loras(prag, tmp_path):
     assert any(v.abs().max() > 1e-4 for v in a.values())  # trained: not the near-zero start
 
 
-def test_an_interrupted_training_resumes_from_its_last_epoch_to_the_same_translator(prag, tmp_path, monkeypatch):
-    config = DypragConfig(lr=1e-2, epochs=3)
+@pytest.mark.parametrize("epochs, dies_after, every_s, resumed", [(3, 2 * len(DOCS), 600.0, [True, True, False]),
+                                                                  (2, len(DOCS) + 2, 0.0, [True, False])])
+def test_an_interrupted_training_resumes_where_it_was_to_the_same_translator(prag, tmp_path, monkeypatch, epochs,
+                                                                               dies_after, every_s, resumed):
+    """Killed after two epochs of 3, or two documents into the second of 2 (a checkpoint after every document):
+    the resumed translator is the uninterrupted one, bit for bit, and the time spent before the kill is kept."""
+    config = DypragConfig(lr=1e-2, epochs=epochs)
     whole = Dyprag(prag, config)
     whole.train(DOCS, SAMPLES, progress=False)
     step, calls = Dyprag._step, []
 
-    def dies_in_epoch_3(self, *args):
+    def dies(self, *args):
         calls.append(1)
-        if len(calls) > 2 * len(DOCS):
+        if len(calls) > dies_after:
             raise KeyboardInterrupt
         return step(self, *args)
 
-    monkeypatch.setattr(Dyprag, "_step", dies_in_epoch_3)
+    monkeypatch.setattr(Dyprag, "_step", dies)
     with pytest.raises(KeyboardInterrupt):
-        Dyprag(prag, config).train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
+        Dyprag(prag, config).train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt", every_s=every_s)
     monkeypatch.setattr(Dyprag, "_step", step)
     with pytest.raises(InputError, match="other settings"):  # a checkpoint of other settings is not resumed
-        Dyprag(prag, DypragConfig(lr=1e-3, epochs=3)).train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
-    resumed = Dyprag(prag, config)
-    history = resumed.train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt")
-    assert [h.get("resumed", False) for h in history] == [True, True, False]
-    assert all(torch.equal(x, y) for x, y in zip(whole.translator.parameters(), resumed.translator.parameters()))
-    assert not (tmp_path / "ckpt").exists()  # trained: its checkpoint is gone
+        Dyprag(prag, DypragConfig(lr=1e-3, epochs=config.epochs)).train(DOCS, SAMPLES, progress=False,
+                                                                        checkpoint=tmp_path / "ckpt")
+    again = Dyprag(prag, config)
+    history = again.train(DOCS, SAMPLES, progress=False, checkpoint=tmp_path / "ckpt", every_s=every_s)
+    assert [h.get("resumed", False) for h in history] == resumed
+    assert all(h["seconds"] >= h["seconds_before"] >= 0 for h in history)
+    assert history[1]["seconds_before"] > 0  # the second epoch: the earlier process's time on it is kept
+    assert all(torch.equal(x, y) for x, y in zip(whole.translator.parameters(), again.translator.parameters()))
 
 
 def test_the_same_seed_gives_the_same_translator(prag):

@@ -210,8 +210,9 @@ def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):
 
     root = tmp_path / "repo"
     shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
-    with atomic.folder_lock(root / "runs" / "protocol-hotpotqa-test-n100-smollm2"):  # what a running bench holds
+    with atomic.folder_lock(root / "runs" / "protocol-2wiki-test-n100-smollm2"):  # what a running bench holds
         held = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "run", "hotpotqa:smollm2",
                                "2wiki:smollm2"], capture_output=True, text=True, timeout=60)
-    assert held.returncode == 1 and "another polyprag bench holds runs/protocol-hotpotqa-test-n100-smollm2" in held.stderr
-    assert not (root / "runs" / "protocol-2wiki-test-n100-smollm2").exists()  # stopped: the next pair never started
+    assert held.returncode == 1 and "another polyprag bench holds runs/protocol-2wiki-test-n100-smollm2 " in held.stderr
+    assert "Traceback" not in held.stderr and not (root / "runs" / "protocol-hotpotqa-test-n100-smollm2").exists()
+    # stopped before any pair: not even the first ran beside the bench that holds the second

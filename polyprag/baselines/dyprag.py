@@ -23,7 +23,6 @@ import json
 import logging
 import random
 import re
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +43,9 @@ from ..method.train import collate, encode, load_optimizer_tensors, optimizer_te
 
 log = logging.getLogger("polyprag")
 FILES = ("translator.safetensors", "translator.json")
+LOSSES = ("loss", "ce", "kl", "mse")
+# A long epoch (~50 min over 300 paragraphs with Gemma) is saved part way, so that a restart loses at most this
+CHECKPOINT_EVERY_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,12 @@ class Dyprag:
         return {k: v.detach() for k, v in self.translator(self.embed(doc)).items()}
 
     def train(self, docs: list[Document], samples: list[Sample], progress: bool = True,
-              checkpoint: Path | None = None) -> list[dict]:
+              checkpoint: Path | None = None, every_s: float = CHECKPOINT_EVERY_S) -> list[dict]:
         """One step per document per epoch, on PRAG adapters already saved for `docs` (prag.encode first).
-        Returns each epoch's mean losses and seconds. `checkpoint`: a folder written after every epoch, from which
-        an interrupted training resumes (the translator, its optimizer and the order's random state)."""
+        Returns each epoch's mean losses and seconds ("seconds_before": those an earlier process spent on it).
+        `checkpoint`: a folder written every `every_s` seconds and after every epoch, from which an interrupted
+        training resumes where it was (the translator, its optimizer, the epoch's order and the random state);
+        the caller deletes it once the translator is saved."""
         by_doc: dict[int, list[Sample]] = {}
         for s in samples:
             by_doc.setdefault(s.doc, []).append(s)
@@ -178,36 +182,49 @@ class Dyprag:
         torch.manual_seed(self.config.seed)
         rng = random.Random(self.config.seed)
         opt = torch.optim.AdamW(self.translator.parameters(), lr=self.config.lr)
-        history = self._resume(checkpoint, opt, rng)
+        history, partial = self._resume(checkpoint, opt, rng)
         for epoch in range(len(history), self.config.epochs):
-            start, totals = time.perf_counter(), {"loss": 0.0, "ce": 0.0, "kl": 0.0, "mse": 0.0}
-            for d in tqdm(rng.sample(order, len(order)), desc=f"DyPRAG translator, epoch {epoch + 1}",
-                          unit="doc", disable=not progress):
+            # the epoch's order and how far it got: a checkpoint's, else a fresh shuffle
+            shuffled, done, totals, before = partial or (rng.sample(order, len(order)), 0, dict.fromkeys(LOSSES, 0.0), 0.0)
+            partial, start, saved = None, time.perf_counter(), time.monotonic()
+            for i in tqdm(range(done, len(shuffled)), desc=f"DyPRAG translator, epoch {epoch + 1}", unit="doc",
+                          initial=done, total=len(shuffled), disable=not progress):
+                d = shuffled[i]
                 parts = self._step(embeddings[d], by_doc[d], load_file(self.prag.doc_dir(d) / "adapter_model.safetensors"),
                                    opt)
                 for k, v in parts.items():
                     totals[k] += v / len(order)
+                if checkpoint is not None and time.monotonic() - saved > every_s and i + 1 < len(shuffled):
+                    spent = before + time.perf_counter() - start
+                    self._save(checkpoint, opt, rng, history, {"order": shuffled, "done": i + 1, "totals": totals,
+                                                               "seconds": spent})
+                    saved = time.monotonic()
             history.append({"epoch": epoch + 1, **{k: round(v, 6) for k, v in totals.items()},
-                            "seconds": round(time.perf_counter() - start, 1)})
+                            "seconds": round(before + time.perf_counter() - start, 3),
+                            "seconds_before": round(before, 3)})
             log.info("DyPRAG translator epoch %d: %s", epoch + 1, history[-1])
             if checkpoint is not None and epoch + 1 < self.config.epochs:
-                with atomic.staged_dir(checkpoint) as tmp:
-                    self.translator.save(tmp / "translator")
-                    save_file(optimizer_tensors(opt), tmp / "optimizer.safetensors")
-                    (tmp / "state.json").write_text(json.dumps({"history": history, "rng": rng.getstate()}))
-        if checkpoint is not None:  # trained: the caller saves the translator itself
-            shutil.rmtree(checkpoint, ignore_errors=True)
+                self._save(checkpoint, opt, rng, history, None)
         self.translator.eval()
         return history
 
-    def _resume(self, checkpoint: Path | None, opt: torch.optim.Optimizer, rng: random.Random) -> list[dict]:
-        """The epochs a checkpoint holds (marked resumed: an earlier process spent their seconds), the
-        translator, optimizer and order's random state put back; none without one."""
+    def _save(self, checkpoint: Path, opt: torch.optim.Optimizer, rng: random.Random, history: list[dict],
+              partial: dict | None) -> None:
+        with atomic.staged_dir(checkpoint) as tmp:
+            self.translator.save(tmp / "translator")
+            save_file(optimizer_tensors(opt), tmp / "optimizer.safetensors")
+            (tmp / "state.json").write_text(json.dumps({"history": history, "rng": rng.getstate(), "partial": partial}))
+
+    def _resume(self, checkpoint: Path | None, opt: torch.optim.Optimizer,
+                rng: random.Random) -> tuple[list[dict], tuple | None]:
+        """The epochs a checkpoint holds (marked resumed: an earlier process spent their seconds) and the epoch it
+        was in (its order, documents done, loss totals, seconds spent), the translator, optimizer and random state
+        put back; nothing without one."""
         if checkpoint is None:
-            return []
+            return [], None
         atomic.recover_dir(checkpoint)
         if not (checkpoint / "state.json").exists():
-            return []
+            return [], None
         state, saved = json.loads((checkpoint / "state.json").read_text()), Translator.load(checkpoint / "translator")
         if saved.config != self.config:
             raise InputError(f"{checkpoint} holds a translator training with other settings ({asdict(saved.config)}, "
@@ -216,8 +233,11 @@ class Dyprag:
         load_optimizer_tensors(opt, load_file(checkpoint / "optimizer.safetensors"))
         version, internal, gauss = state["rng"]
         rng.setstate((version, tuple(internal), gauss))
-        log.info("DyPRAG translator: resuming after epoch %d from %s", len(state["history"]), checkpoint)
-        return [{**h, "resumed": True} for h in state["history"]]
+        p = state.get("partial")
+        log.info("DyPRAG translator: resuming from %s (%d epochs done%s)", checkpoint, len(state["history"]),
+                 f", {p['done']} documents into the next" if p else "")
+        history = [{**h, "resumed": True, "seconds_before": h["seconds"]} for h in state["history"]]
+        return history, (p["order"], p["done"], p["totals"], p["seconds"]) if p else None
 
     def _step(self, e: torch.Tensor, samples: list[Sample], target: dict[str, torch.Tensor],
               opt: torch.optim.Optimizer) -> dict[str, float]:

@@ -357,7 +357,7 @@ class Bench:
         self._prag_adapters["dyprag"] = prag
         train = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         where = folder / f"translator-lr{config.lr:g}-e{config.epochs}"
-        if (where / "translator.json").exists():
+        if (where / "train.json").exists():  # written last: the translator is whole
             dy = Dyprag(prag, config, Translator.load(where))
             trained = json.loads((where / "train.json").read_text(encoding="utf-8"))
             learned = trained.get("prag_lr", self.config.prag.lr), trained.get("prag_epochs", self.config.prag.epochs)
@@ -367,15 +367,16 @@ class Bench:
         else:
             samples = self._samples(train, lm, recipe="prag")  # the PRAG adapters it learns from, as published
             prag_per_doc = prag.encode(samples, train.docs, self.progress)  # its tally survives resumes
-            t0, dy = time.perf_counter(), Dyprag(prag, config)
-            history = dy.train(train.docs, samples, self.progress, where.with_name(where.name + ".checkpoint"))
-            seconds = time.perf_counter() - t0 + sum(h["seconds"] for h in history if h.get("resumed"))  # earlier runs'
+            t0, dy, checkpoint = time.perf_counter(), Dyprag(prag, config), where.with_name(where.name + ".checkpoint")
+            history = dy.train(train.docs, samples, self.progress, checkpoint)
+            seconds = time.perf_counter() - t0 + sum(h["seconds_before"] for h in history)  # and earlier processes'
             trained = {"seconds": round(prag_per_doc * len(train.docs) + seconds, 1), "questions": len(questions),
                        "docs": len(train.docs), "prag_s_per_doc": round(prag_per_doc, 3), "prag_lr": recipe.lr,
                        "prag_epochs": recipe.epochs,
                        "translator_s": round(seconds, 1), "history": history}
             dy.translator.save(where)
             atomic.write_text(where / "train.json", json.dumps(trained, indent=1))
+            shutil.rmtree(checkpoint, ignore_errors=True)
         self._translators[config] = dy, trained
         return dy, trained
 

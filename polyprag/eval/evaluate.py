@@ -35,8 +35,9 @@ MODES = tuple(name for name, m in READER_MODES.items() if m.needs in ("model", "
 @cache
 def code_version() -> dict:
     """The code a result came from: polyprag's version and, in a git checkout, the commit, the package folder's
-    tree at it (the same across commits that change only docs or benchmarks) and whether the package's files
-    differed from it (rows computed by different code must not be averaged unawares)."""
+    tree and pyproject.toml's blob at it (the same across commits that change only docs or benchmarks; the
+    dependency pins count) and whether the package's files differed from it (rows computed by different code must
+    not be averaged unawares)."""
     try:
         __version__ = version("polyprag")
     except PackageNotFoundError:  # the source tree on sys.path, not installed
@@ -45,8 +46,8 @@ def code_version() -> dict:
     try:
         commit = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        tree = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD:./"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
+        tree = "+".join(subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD:./", "HEAD:../pyproject.toml"],
+                                       capture_output=True, text=True, timeout=10, check=True).stdout.split())
         changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True,
                                  text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):  # an installed wheel, or no git: the version says it
