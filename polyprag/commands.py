@@ -25,7 +25,7 @@ from .baselines.dyprag import DypragConfig
 from .text.datasets import (CORPUS_NOTE, SPLITS, Split, held_out, load_dataset, load_questions,
                        write_questions)
 from .errors import InputError
-from .eval.evaluate import EvalConfig, EvalResult, evaluate
+from .eval.evaluate import EvalConfig, EvalResult, code_version, evaluate
 from .kb.knowledge import BuildConfig, KnowledgeBase
 from .kb import store
 from .kb.lifecycle import KEEP_VERSIONS
@@ -212,6 +212,7 @@ def diagnostics_table(epochs: list[dict]) -> Table:
 
 
 def cmd_bench(args) -> None:
+    code_version()  # read now, the code this process loaded: a day-long run's checkout may move on meanwhile
     ablations = _ablations(args)  # before any model or data is loaded: fail fast on a bad flag
     seeds = _seeds(args.seeds) if args.seeds else None
     split = Path(args.questions).stem if args.questions else args.split  # your file is its own split

@@ -359,10 +359,14 @@ def test_a_second_bench_on_the_same_out_folder_is_refused_at_once(tmp_path, caps
     """Two benches in one folder would train into the same seed folders and spoil each other's timings."""
     from polyprag import atomic
 
+    from polyprag.eval.evaluate import code_version
+
     out = tmp_path / "run"
+    code_version.cache_clear()
     with atomic.folder_lock(out):  # another bench holds the folder
         assert main(["-q", "bench", "--dataset", "sample", "--model", "no-such-model", "--out", str(out), "--n", "2",
                      "--methods", "closed-book-bare"]) == 2
     said = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
     assert f"--out {out}: another polyprag bench is writing there" in said and "another --out" in said
     assert not out.exists()  # nothing written, no model loaded
+    assert code_version.cache_info().currsize == 1  # the code was named as the process started, before any row
