@@ -22,8 +22,9 @@ METHODS+=,prag-shared-combine
 # and every claim against DyPRAG is made against the stronger of the rows run.
 # Applied 2026-12-05: dyprag 18.7, dyprag-tuned 10.7 (benchmarks/results/dyprag-dev/): dyprag-tuned stays out.
 REAL_ONLY=,dyprag
+# The eight headline pairs, then PopQA and CWQ with SmolLM2 (the evidence issue: "seeds if time allows").
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
-       2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3)
+       2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3 popqa:smollm2 cwq:smollm2)
 declare -A MODEL=([smollm2]=smollm2-135m-instruct [gemma3]=gemma3-270m)
 action=${1:-run}; shift || true
 failed=()
