@@ -104,10 +104,10 @@ def test_shares_cover_everything_once(monkeypatch):
             assert parts == list(range(n))
 
 
-@pytest.mark.parametrize("split", [{"micro_batch": 1}, {"pass_tokens": 1}])
+@pytest.mark.parametrize("split", [{"micro_batch": 1}, {"pass_tokens": 1}, {"pass_tokens": 200}])
 def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
-    """--micro-batch 1, or a --pass-tokens budget below one row: one row per forward/backward pass (less
-    memory), the same training up to rounding."""
+    """--micro-batch 1, a --pass-tokens budget below one row (one row per forward/backward pass: less memory), or
+    one that packs rows of several lengths out of their order: the same training up to rounding."""
     from dataclasses import replace
 
     from polyprag.lm.adapters import InventoryConfig, inventory_state
@@ -130,16 +130,21 @@ def test_micro_batches_give_the_whole_batch_result(tiny_chat_model_dir, split):
 
 def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
     from polyprag.method.config import TrainConfig
-    from polyprag.method.train import Encoded, _rows_per_pass
+    from polyprag.method.train import Encoded, _passes
 
     rows = [Encoded(0, list(range(n)), 1) for n in (100, 90, 80, 70)]
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=0)) == 4  # no budget: the whole batch
-    assert _rows_per_pass(rows, TrainConfig()) == 3  # the default budget, 384 tokens
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250)) == 2  # padded to the longest row: 2 × 100
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=220)) == 2
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=220), multiple=16) == 1  # a 16-bit model's: 2 × 112
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=50)) == 1  # never fewer than one row
-    assert _rows_per_pass(rows, TrainConfig(pass_tokens=250, objective="both")) == 4  # the NLL alone is split
+    every = [0, 1, 2, 3]
+    assert _passes(rows, every, TrainConfig(pass_tokens=0)) == [every]  # no budget: the whole batch
+    assert _passes(rows, every, TrainConfig()) == [[0, 1, 2], [3]]  # the default budget, 384 tokens: 3 × 100
+    assert _passes(rows, every, TrainConfig(pass_tokens=250)) == [[0, 1], [2, 3]]  # padded to each pass's longest
+    assert _passes(rows, every, TrainConfig(pass_tokens=220), multiple=16) == [[0], [1, 2], [3]]  # 16-bit: 2 × 112
+    assert _passes(rows, every, TrainConfig(pass_tokens=50)) == [[0], [1], [2], [3]]  # never fewer than one row
+    assert _passes(rows, every, TrainConfig(pass_tokens=250, objective="both")) == [every]  # the NLL alone is split
+    assert _passes(rows, every, TrainConfig(micro_batch=3)) == [[0, 1, 2], [3]]  # a fixed count, in order
+    assert _passes(rows, [2, 3], TrainConfig(pass_tokens=100)) == [[2], [3]]  # another process's share
+    # a passage row among bare questions: the bare ones share a pass, longest first, whatever their order
+    mixed = [Encoded(0, list(range(n)), 1) for n in (40, 220, 45, 30)]
+    assert _passes(mixed, [0, 1, 2, 3], TrainConfig()) == [[1], [2, 0, 3]]
     with pytest.raises(InputError, match="pass_tokens=-1"):
         TrainConfig(pass_tokens=-1)
 

@@ -54,9 +54,9 @@ class TrainConfig:
     # weighted by its share of the batch's tokens.
     micro_batch: int = setting(0, "rows per forward/backward pass (0: the whole training batch); fewer hold less "
                                   "memory, with the same gradient", at_least=0)
-    # Bare questions stay one pass; rows with a passage are split, so a build's peak memory follows this budget
-    # rather than its longest samples (and on a CPU the smaller passes run no slower: docs/experiments.md,
-    # "Memory of a build"). NLL only.
+    # Rows are packed longest first: bare questions share a pass, a row with a passage takes one of its own, so a
+    # build's peak memory follows this budget rather than its longest samples (and on a CPU the smaller passes run
+    # no slower: docs/experiments.md, "Memory of a build"). NLL only.
     pass_tokens: int = setting(384, "with --micro-batch 0: rows per pass so that a pass holds at most this many "
                                     "tokens (0: the whole batch); bounds a build's memory, with the same gradient",
                                at_least=0)

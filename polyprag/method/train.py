@@ -286,9 +286,8 @@ def _backward(run: _Run, rows: list[Encoded]) -> float:
     routed = torch.tensor([e.routed for e in rows])  # (B,)
     if not routed.all():  # format rows through every adapter alike: the routing learns from fact rows only
         weights = torch.where(routed[:, None, None], weights, torch.full_like(weights, 1 / weights.shape[-1]))
-    share = range(len(rows))[distributed.block(len(rows))]
-    step = config.micro_batch or _rows_per_pass([rows[i] for i in share], config, width_multiple(model))
-    passes = [list(share[i:i + step]) for i in range(0, len(share), step)]
+    share = list(range(len(rows))[distributed.block(len(rows))])
+    passes = _passes(rows, share, config, width_multiple(model))
     entropy = _routing_penalty(routing, docs, config)
     if len(passes) == 1 and distributed.size() == 1:  # one pass: the loss straight through the routing
         loss = _pass_loss(model, layers, rows, passes[0], weights, pad_id, config)
@@ -319,12 +318,22 @@ def _routing_penalty(routing: RoutingTable, docs: torch.Tensor, config: TrainCon
     return penalty / distributed.size()
 
 
-def _rows_per_pass(rows: list[Encoded], config: TrainConfig, multiple: int = 1) -> int:
-    """Rows per pass within `config.pass_tokens` tokens, padded as `collate` pads them (at least one; all of them
-    when no budget is set or the objective is not the NLL alone)."""
-    if not config.pass_tokens or config.objective != "nll" or not rows:
-        return max(len(rows), 1)
-    return max(1, config.pass_tokens // _width(rows, multiple))
+def _passes(rows: list[Encoded], share: list[int], config: TrainConfig, multiple: int = 1) -> list[list[int]]:
+    """The rows of `share` (indices into `rows`) in forward/backward passes: `config.micro_batch` at a time, or
+    packed longest first so that each pass holds at most `config.pass_tokens` tokens padded as `collate` pads
+    them (at least one row; all of them in one pass when no budget is set or the objective is not the NLL alone).
+    Packing by length keeps a passage row from making every bare question of its batch a pass of its own."""
+    if config.micro_batch:
+        return [share[i:i + config.micro_batch] for i in range(0, len(share), config.micro_batch)]
+    if not config.pass_tokens or config.objective != "nll" or not share:
+        return [share]
+    passes: list[list[int]] = []
+    for i in sorted(share, key=lambda i: -len(rows[i].ids)):  # the first row of a pass is its widest
+        if passes and (len(passes[-1]) + 1) * _width([rows[passes[-1][0]]], multiple) <= config.pass_tokens:
+            passes[-1].append(i)
+        else:
+            passes.append([i])
+    return passes
 
 
 def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: list[int], weights: torch.Tensor,
@@ -332,7 +341,7 @@ def _pass_loss(model, layers: list[PolyLoRALinear], rows: list[Encoded], which: 
     """The mean loss of rows[which], each mixed by its row of weights (B, G, M)."""
     part = [rows[i] for i in which]
     batch = {k: v.to(model.device) for k, v in collate(part, pad_id, width_multiple(model)).items() if k != "doc"}
-    with mixing(layers, weights[which[0]:which[-1] + 1]):  # `which` is a run of consecutive rows
+    with mixing(layers, weights[which]):  # (len(which), G, M): these rows' weights, in their order
         return _loss(model, batch, part, config)
 
 
