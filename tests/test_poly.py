@@ -1,9 +1,11 @@
 """Poly-PRAG layers, routing and training on the tiny model: the specification of the method."""
 
+import json
+
 import pytest
 import torch
 
-from polyprag.lm.adapters import InventoryConfig, inject, mixed, mixing, target_modules
+from polyprag.lm.adapters import InventoryConfig, inject, inventory_state, mixed, mixing, target_modules
 from polyprag.text.augment import Sample
 from polyprag.lm.models import load_model
 from polyprag.method.routing import RoutingTable
@@ -207,6 +209,47 @@ def test_resume_finishes_an_interrupted_run_identically(lm, tiny_chat_model_dir,
     assert [h["seconds"] for h in history[:2]] == [h["seconds"] for h in first] and all(h["seconds"] > 0 for h in history)
     from polyprag.kb.encode import resumed_seconds
     assert resumed_seconds(history) == sum(h["seconds"] for h in first)  # what a resumed build adds to its own time
+
+
+def test_a_run_interrupted_within_an_epoch_resumes_where_it_was(tiny_chat_model_dir, tmp_path, monkeypatch):
+    """A checkpoint within an epoch (every CHECKPOINT_EVERY_S; here after every batch): a rerun continues from the
+    batch it reached, with the random state it had, and ends where an uninterrupted run ends."""
+    import polyprag.method.train as train_module
+    from polyprag.kb.encode import resumed_seconds
+
+    samples = [Sample(i % 4, q, a) for i, (q, a) in enumerate(FACTS * 2)]  # 4 batches of 2 per epoch
+
+    def run(ckpt):
+        m = load_model(str(tiny_chat_model_dir), dtype="float32")
+        torch.manual_seed(0)
+        layers = inject(m.model, InventoryConfig(n_adapters=2, rank=2))
+        routing = RoutingTable(4, len(layers), 2)
+        history = train(m.model, m.tokenizer, layers, routing, samples, TrainConfig(epochs=2, batch_size=2), ckpt,
+                        progress=False)
+        return routing.logits.detach().clone(), inventory_state(layers), history
+
+    straight_z, straight_inv, _ = run(None)
+    monkeypatch.setattr(train_module, "CHECKPOINT_EVERY_S", 0.0)
+    backward, calls = train_module._backward, []
+
+    def interrupted(run_, rows):  # the 6th batch: the second epoch's second
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return backward(run_, rows)
+
+    monkeypatch.setattr(train_module, "_backward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "ckpt")
+    state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
+    assert state["epoch"] == 1 and state["partial"]["done"] == 1  # one epoch and one batch of the next were saved
+    monkeypatch.setattr(train_module, "_backward", backward)
+    z, inv, history = run(tmp_path / "ckpt")
+    torch.testing.assert_close(z, straight_z, rtol=1e-5, atol=1e-6)
+    for k in straight_inv:
+        torch.testing.assert_close(inv[k], straight_inv[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert history[0]["resumed"] and history[1]["seconds_before"] > 0 and not history[1].get("resumed")
+    assert resumed_seconds(history) == history[0]["seconds"] + history[1]["seconds_before"]
 
 
 def test_gpt2_style_models_get_mlp_adapters_and_b0_keeps_their_logits():

@@ -75,8 +75,9 @@ def encode(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Pa
 
 
 def resumed_seconds(history: list[dict]) -> float:
-    """The seconds an earlier process spent on the epochs a checkpoint brought back (train marks them)."""
-    return sum(h.get("seconds", 0.0) for h in history if h.get("resumed"))
+    """The seconds an earlier process spent on the epochs a checkpoint brought back (train marks them) and on the
+    part of an epoch it had done ("seconds_before")."""
+    return sum(h.get("seconds", 0.0) if h.get("resumed") else h.get("seconds_before", 0.0) for h in history)
 
 
 def encode_staged(docs: list[Document], lm: LoadedModel, config: BuildConfig, cache: Path | None = None,

@@ -2,7 +2,8 @@
 
 Samples of every document are shuffled together; each batch row is routed by its own document's
 weights. Adapters and routing logits are separate AdamW groups (routing learns ~100× faster).
-Checkpoints at each epoch's end (safetensors + JSON) let `resume` continue an interrupted run.
+Checkpoints at each epoch's end and every CHECKPOINT_EVERY_S within one (safetensors + JSON) let a rerun continue
+an interrupted run where it was, with the same result.
 
 Objectives: "nll" (next-token loss on the user turn and the rule answer), "distill" (the frozen base model
 reading the document is the teacher: KL from its top-k next-token distribution to the routed student's,
@@ -37,6 +38,9 @@ from .routing import MASKED, RoutingTable, entropy_stats
 from .config import TrainConfig
 
 HEAD_CHUNK_BYTES = 64 * 2**20  # fp32 logits held at once by the training loss (nll_loss)
+# A checkpoint within an epoch this often (seconds): an epoch of a large build outlasts many a session or job slot,
+# and an interrupted one then loses at most this much of it (a save costs well under a second at 20 adapters)
+CHECKPOINT_EVERY_S = 600.0
 
 log = logging.getLogger("polyprag")
 
@@ -162,13 +166,13 @@ def train(model, tokenizer, layers: list[PolyLoRALinear], routing: RoutingTable,
             p.requires_grad_(config.train_adapters)
     run = _Run(model, layers, routing, _optimizer(layers, routing, config), encoded, tokenizer.pad_token_id, config,
                trainable_docs, frozen_adapters, checkpoint_dir, progress)
-    start, history = _resume(run)
+    start, history, partial = _resume(run)
     if config.checkpoint_activations:  # the context_fn recomputes each layer with the mixing it ran forward with
         model.activation_checkpointing_enable({"use_reentrant": False, "context_fn": recompute_context})
     model.train()
     routing.train()
     try:
-        history = _epochs(run, start, history)
+        history = _epochs(run, start, history, partial)
     finally:
         if config.checkpoint_activations:
             model.activation_checkpointing_disable()
@@ -207,13 +211,14 @@ class _Run:
     progress: bool
 
 
-def _epochs(run: _Run, start: int, history: list[dict]) -> list[dict]:
+def _epochs(run: _Run, start: int, history: list[dict], partial: dict | None) -> list[dict]:
+    """The epochs from `start` on (the first from where `partial`, a checkpoint within it, left off)."""
     config, layers, routing = run.config, run.layers, run.routing
     for epoch in range(start, config.epochs):
-        began = time.perf_counter()
-        loss, grad = _epoch(run, epoch)
+        loss, grad, seconds, before = _epoch(run, epoch, history, partial if epoch == start else None)
         history.append({"epoch": epoch + 1, "loss": round(loss, 5), "tokens": sum(len(e.ids) for e in run.encoded),
-                        "seconds": round(time.perf_counter() - began, 4), **diagnostics(layers, routing, grad)})
+                        "seconds": round(seconds, 4), **({"seconds_before": round(before, 4)} if before else {}),
+                        **diagnostics(layers, routing, grad)})
         log.info("epoch %d/%d: loss %.4f; routing: max|Z| %.2f, grad norm %.3g, entropy %.3f, %.1f effective "
                  "adapters per document; adapter cosine %s", epoch + 1, config.epochs, loss,
                  history[-1]["max_abs_z"], history[-1]["routing_grad_norm"], history[-1]["entropy"],
@@ -251,16 +256,21 @@ def _encode_all(model, tokenizer, samples: list[Sample], config: TrainConfig, pr
     return [enc for enc, _ in pairs]
 
 
-def _epoch(run: _Run, epoch: int) -> tuple[float, float]:
-    """One pass; returns the mean loss and the mean norm of the routing logits' gradient."""
+def _epoch(run: _Run, epoch: int, history: list[dict], partial: dict | None) -> tuple[float, float, float, float]:
+    """One pass (the rest of one, from a checkpoint's `partial`); returns the mean loss, the mean norm of the routing
+    logits' gradient, the epoch's seconds and those of them an earlier process spent."""
     config, opt, routing, encoded = run.config, run.opt, run.routing, run.encoded
     rng = random.Random(config.seed * 100_003 + epoch)  # the same order again on resume
     torch.manual_seed(config.seed * 100_003 + epoch)
     batches = _length_bucketed_batches([len(e.ids) for e in encoded], config.batch_size, rng)
-    losses, grads = [], []
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-               disable=not run.progress or not distributed.is_main())
-    for idx in bar:
+    done, losses, grads, before = 0, [], [], 0.0
+    if partial:  # the random state (the routing's noise) as the checkpoint left it, not the epoch's start
+        done, losses, grads, before = partial["done"], partial["losses"], partial["grads"], partial["seconds"]
+        torch.set_rng_state(partial["rng"])
+    began, saved = time.perf_counter(), time.monotonic()
+    bar = tqdm(batches[done:], desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", initial=done,
+               total=len(batches), disable=not run.progress or not distributed.is_main())
+    for i, idx in enumerate(bar, start=done):
         opt.zero_grad(set_to_none=True)
         loss = _backward(run, [encoded[i] for i in idx])
         distributed.sum_gradients([p for g in opt.param_groups for p in g["params"]])
@@ -273,7 +283,12 @@ def _epoch(run: _Run, epoch: int) -> tuple[float, float]:
         opt.step()
         losses.append(distributed.total(loss))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
-    return sum(losses) / len(losses), sum(grads) / len(grads)
+        if run.checkpoint_dir and time.monotonic() - saved > CHECKPOINT_EVERY_S and i + 1 < len(batches) \
+                and distributed.is_main():
+            _save_checkpoint(run, epoch, history, {"done": i + 1, "losses": losses, "grads": grads,
+                                                   "seconds": before + time.perf_counter() - began})
+            saved = time.monotonic()
+    return sum(losses) / len(losses), sum(grads) / len(grads), before + time.perf_counter() - began, before
 
 
 def _backward(run: _Run, rows: list[Encoded]) -> float:
@@ -432,30 +447,39 @@ def _length_bucketed_batches(lengths: list[int], batch_size: int, rng: random.Ra
     return batches
 
 
-def _save_checkpoint(run: _Run, epoch: int, history: list[dict]) -> None:
-    """Tensors in safetensors, counters in JSON; the whole folder replaced atomically."""
+def _save_checkpoint(run: _Run, epoch: int, history: list[dict], partial: dict | None = None) -> None:
+    """Tensors in safetensors, counters in JSON; the whole folder replaced atomically. `epoch`: the epochs done;
+    `partial`: how far the next one got (batches done, their losses and gradient norms, seconds), whose random
+    state is saved with it."""
     with atomic.staged_dir(run.checkpoint_dir) as tmp:
         save_file(inventory_state(run.layers), tmp / "inventory.safetensors")
         save_file(run.routing.tensors(), tmp / "routing.safetensors")
         save_file(optimizer_tensors(run.opt), tmp / "optimizer.safetensors")
-        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history,
+        if partial is not None:
+            save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+        (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "partial": partial,
                                                     "config": asdict(run.config)}))
 
 
-def _resume(run: _Run) -> tuple[int, list[dict]]:
+def _resume(run: _Run) -> tuple[int, list[dict], dict | None]:
+    """The epochs a checkpoint holds, their history and how far the next one got (None: from its start)."""
     folder = run.checkpoint_dir
     if folder is not None and distributed.is_main():
         atomic.recover_dir(folder)
     distributed.barrier()  # the others read the checkpoint once it is whole
     if folder is None or not (folder / "state.json").exists():
-        return 0, []
+        return 0, [], None
     state = json.loads((folder / "state.json").read_text())
     load_inventory_state(run.layers, load_file(folder / "inventory.safetensors"))
     run.routing.load_tensors(load_file(folder / "routing.safetensors"))
     load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
-    log.info("resuming after epoch %d from %s", state["epoch"], folder)
+    partial = state.get("partial")
+    if partial:
+        partial = {**partial, "rng": load_file(folder / "rng.safetensors")["torch"]}
+    log.info("resuming after epoch %d%s from %s", state["epoch"],
+             f" and {partial['done']} batches of the next" if partial else "", folder)
     # marked, so that the build's time counts them: their seconds were spent by an earlier process
-    return state["epoch"], [{**h, "resumed": True} for h in state["history"]]
+    return state["epoch"], [{**h, "resumed": True} for h in state["history"]], partial
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
