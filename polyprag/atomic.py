@@ -27,6 +27,19 @@ def real(folder: str | Path) -> Path:
     return Path(folder).expanduser().resolve()
 
 
+def check_writable(path: str | Path, what: str) -> None:
+    """Fail before the work, not after it: the folder `path` is written in (it, its siblings' temp and checkpoint
+    folders, its lock) must exist or be creatable, and take a new file. `what` names where the path came from."""
+    parent = real(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)  # the command would create it anyway
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise InputError(f"{what} {path}: cannot write in {parent} ({e.strerror or e}); give a path in a folder you "
+                         "can write to.") from None
+
+
 @contextmanager
 def folder_lock(folder: str | Path, shared: bool = False, timeout_s: float = LOCK_TIMEOUT_S, busy: str = ""):
     """Hold `folder`'s lock (a sibling file `.NAME.lock`): shared to read it, exclusive to replace it; `busy`:

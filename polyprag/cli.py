@@ -11,7 +11,7 @@ import sys
 from rich.console import Console
 from rich.logging import RichHandler
 
-from . import distributed
+from . import atomic, distributed
 from .lm.adapters import InventoryConfig
 from .eval.bench import CORPUS_MODES, METHODS, OPTIONAL
 from .commands import (cmd_ask, cmd_augment, cmd_bench, cmd_bench_speed, cmd_build, cmd_demo, cmd_eval, cmd_export,
@@ -48,11 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     try:
         fix_mmap_threshold()  # the process's allocator, as oneDNN's cache above: the program's choice, not the library's
+        for what, path in _outputs(args):
+            atomic.check_writable(path, what)
         args.func(args)
     except InputError as e:  # a user's mistake: say what and how to fix it, no stack trace
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         return 2
+    except OSError as e:  # the machine's: a full disk, a file another program removed or locked
+        if e.filename is None:
+            raise
+        console.print(f"[bold red]error:[/] {e.filename}: {e.strerror or e}", highlight=False)
+        return 1
     return 0
+
+
+def _outputs(args) -> list[tuple[str, str]]:
+    """(where it came from, path) of everything the command will write: checked before any work starts (a build
+    that trains for an hour must not then fail to save)."""
+    named = [("--out", getattr(args, "out", None)), ("--json", getattr(args, "json_out", None)),
+             ("--augment-cache", getattr(args, "augment_cache", None))]
+    if args.func in (cmd_add, cmd_compact, cmd_remove, cmd_rollback):
+        named.append(("the knowledge base", args.kb))
+    return [(what, path) for what, path in named if path]
 
 
 def _parser() -> argparse.ArgumentParser:

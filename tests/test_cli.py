@@ -61,6 +61,39 @@ def test_bad_input_is_one_clear_error_and_exit_code_2(argv, message, capsys):
     assert message in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["build", "DOCS"], ["bench", "--dataset", "sample"], ["export", "--dataset", "sample"],
+                                     ["add", "KB", "DOCS"]])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(data, tmp_path, command, capsys, monkeypatch):
+    """An --out (or a knowledge base) under a file, not a folder: refused at once, naming it (a build used to train
+    a whole epoch, then fail to write its checkpoint with a traceback). Root may write anywhere, so not chmod."""
+    import polyprag.commands
+
+    def never(*a, **k):
+        raise AssertionError("no model may load for a path that cannot be written")
+
+    monkeypatch.setattr(polyprag.commands, "load_lm", never, raising=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "kb"
+    argv = [str(data / "docs.jsonl") if a == "DOCS" else str(out) if a == "KB" else a for a in command]
+    argv += ["--out", str(out)] if command[0] != "add" else []
+    assert main(argv) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert ("--out" if command[0] != "add" else "the knowledge base") in said and str(blocker) in said
+    assert "cannot write" in said and not out.exists()
+
+
+def test_a_file_system_error_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    import polyprag.cli as cli
+
+    def gone(args):
+        raise FileNotFoundError(2, "No such file or directory", str(tmp_path / "removed.jsonl"))
+
+    monkeypatch.setattr(cli, "cmd_export", gone)
+    assert main(["export", "--dataset", "sample", "--out", str(tmp_path / "x")]) == 1
+    assert f"{tmp_path / 'removed.jsonl'}: No such file or directory" in " ".join(capsys.readouterr().out.split())
+
+
 def test_unknown_mode_is_refused_before_loading_a_model(data, capsys):
     rc = main(["eval", "--corpus", str(data / "docs.jsonl"), "--questions", str(data / "q.jsonl"),
                "--modes", "closed-book,telepathy", "--model", "no-such-model"])
