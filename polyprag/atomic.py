@@ -3,6 +3,7 @@ that lets several processes share a folder (one swaps it while the others wait, 
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -29,15 +30,18 @@ def real(folder: str | Path) -> Path:
 
 def check_writable(path: str | Path, what: str) -> None:
     """Fail before the work, not after it: the folder `path` is written in (it, its siblings' temp and checkpoint
-    folders, its lock) must exist or be creatable, and take a new file. `what` names where the path came from."""
+    folders, its lock), or the nearest one of its parents that exists, must take a new file. Leaves nothing behind
+    (a refused command creates no folders). `what` names where the path came from."""
     parent = real(path).parent
+    nearest = next(p for p in (parent, *parent.parents) if p.exists())
     try:
-        parent.mkdir(parents=True, exist_ok=True)  # the command would create it anyway
-        with tempfile.TemporaryFile(dir=parent):
+        if not nearest.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(nearest))
+        with tempfile.TemporaryFile(dir=nearest):
             pass
     except OSError as e:
-        raise InputError(f"{what} {path}: cannot write in {parent} ({e.strerror or e}); give a path in a folder you "
-                         "can write to.") from None
+        raise InputError(f"{what} {path}: cannot write in {nearest} ({e.strerror or e}); give a path in a folder "
+                         "you can write to.") from None
 
 
 @contextmanager
