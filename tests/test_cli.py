@@ -85,7 +85,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(data, tmp_p
 
 def test_a_refused_build_leaves_no_folder_behind(data, tmp_path):
     """The check of --out creates nothing: a build refused for another reason leaves the new folders unmade."""
-    assert main(["build", str(data / "docs.jsonl"), "--out", str(tmp_path / "new" / "kb"), "--epochs", "0"]) == 2
+    assert main(["build", str(data / "docs.jsonl"), "--out", str(tmp_path / "new" / "kb"), "--adapters", "0"]) == 2
     assert not (tmp_path / "new").exists()
 
 
