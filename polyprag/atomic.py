@@ -28,12 +28,13 @@ def real(folder: str | Path) -> Path:
     return Path(folder).expanduser().resolve()
 
 
-def check_writable(path: str | Path, what: str) -> None:
+def check_writable(path: str | Path, what: str, inside: bool = False) -> None:
     """Fail before the work, not after it: the folder `path` is written in (it, its siblings' temp and checkpoint
-    folders, its lock), or the nearest one of its parents that exists, must take a new file. Leaves nothing behind
-    (a refused command creates no folders). `what` names where the path came from."""
-    parent = real(path).parent
-    nearest = next(p for p in (parent, *parent.parents) if p.exists())
+    folders, its lock; with `inside`, the folder `path` itself, for outputs written into it), or the nearest one of
+    its parents that exists, must take a new file. Leaves nothing behind (a refused command creates no folders).
+    `what` names where the path came from."""
+    start = real(path) if inside else real(path).parent
+    nearest = next(p for p in (start, *start.parents) if p.exists())
     try:
         if not nearest.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(nearest))

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG on import
     try:
         fix_mmap_threshold()  # the process's allocator, as oneDNN's cache above: the program's choice, not the library's
-        for what, path in _outputs(args):
-            atomic.check_writable(path, what)
+        for what, path, inside in _outputs(args):
+            atomic.check_writable(path, what, inside)
         args.func(args)
     except InputError as e:  # a user's mistake: say what and how to fix it, no stack trace
         console.print(f"[bold red]error:[/] {e}", highlight=False)
@@ -62,14 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _outputs(args) -> list[tuple[str, str]]:
-    """(where it came from, path) of everything the command will write: checked before any work starts (a build
-    that trains for an hour must not then fail to save)."""
-    named = [("--out", getattr(args, "out", None)), ("--json", getattr(args, "json_out", None)),
-             ("--augment-cache", getattr(args, "augment_cache", None))]
+def _outputs(args) -> list[tuple[str, str, bool]]:
+    """(where it came from, path, written inside it) of what the command will write: checked before any work starts
+    (a build that trains for an hour must not then fail to save). bench and export write files into their --out;
+    the others replace the path whole, beside it. (The augmentation cache is left out: appended to only when a
+    document is new to it, a read-only one that holds them all serves.)"""
+    named = [("--out", getattr(args, "out", None), args.func in (cmd_bench, cmd_export)),
+             ("--json", getattr(args, "json_out", None), False)]
     if args.func in (cmd_add, cmd_compact, cmd_remove, cmd_rollback):
-        named.append(("the knowledge base", args.kb))
-    return [(what, path) for what, path in named if path]
+        named.append(("the knowledge base", args.kb, False))
+    return [(what, path, inside) for what, path, inside in named if path]
 
 
 def _parser() -> argparse.ArgumentParser:

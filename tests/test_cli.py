@@ -83,6 +83,20 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(data, tmp_p
     assert "cannot write" in said and not out.exists()
 
 
+def test_outputs_written_into_a_folder_check_that_folder(tmp_path):
+    """bench and export write files into --out: the folder itself is checked (an --out in a folder whose parent a
+    user may not write, /tmp for one, works); a KB or a file is replaced beside it: its parent is checked."""
+    from polyprag.atomic import check_writable
+    from polyprag.errors import InputError
+
+    a_file = tmp_path / "results"
+    a_file.write_text("")
+    check_writable(a_file, "--out")  # replaced beside it: tmp_path takes files
+    with pytest.raises(InputError, match="--out .*cannot write in"):
+        check_writable(a_file, "--out", inside=True)  # written into: a file is no folder
+    check_writable(tmp_path / "new" / "run", "--out", inside=True)  # the nearest folder that exists
+
+
 def test_a_refused_build_leaves_no_folder_behind(data, tmp_path):
     """The check of --out creates nothing: a build refused for another reason leaves the new folders unmade."""
     assert main(["build", str(data / "docs.jsonl"), "--out", str(tmp_path / "new" / "kb"), "--adapters", "0"]) == 2

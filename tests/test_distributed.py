@@ -142,6 +142,7 @@ def test_a_pass_holds_as_many_rows_as_its_token_budget_allows():
     assert _passes(rows, every, TrainConfig(pass_tokens=250, objective="both")) == [every]  # the NLL alone is split
     assert _passes(rows, every, TrainConfig(micro_batch=3)) == [[0, 1, 2], [3]]  # a fixed count, in order
     assert _passes(rows, [2, 3], TrainConfig(pass_tokens=100)) == [[2], [3]]  # another process's share
+    assert _passes(rows, [], TrainConfig()) == [] == _passes(rows, [], TrainConfig(micro_batch=2))  # an empty share
     # a passage row among bare questions: the bare ones share a pass, longest first, whatever their order
     mixed = [Encoded(0, list(range(n)), 1) for n in (40, 220, 45, 30)]
     assert _passes(mixed, [0, 1, 2, 3], TrainConfig()) == [[1], [2, 0, 3]]

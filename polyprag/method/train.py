@@ -266,7 +266,9 @@ def _epoch(run: _Run, epoch: int, history: list[dict], partial: dict | None) -> 
     done, losses, grads, before = 0, [], [], 0.0
     if partial:  # the random state (the routing's noise) as the checkpoint left it, not the epoch's start
         done, losses, grads, before = partial["done"], partial["losses"], partial["grads"], partial["seconds"]
-        torch.set_rng_state(partial["rng"])
+        torch.set_rng_state(partial["rng"]["torch"])
+        if cuda := [partial["rng"][k] for k in sorted(partial["rng"]) if k.startswith("cuda.")]:
+            torch.cuda.set_rng_state_all(cuda)
     began, saved = time.perf_counter(), time.monotonic()
     bar = tqdm(batches[done:], desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", initial=done,
                total=len(batches), disable=not run.progress or not distributed.is_main())
@@ -338,9 +340,11 @@ def _passes(rows: list[Encoded], share: list[int], config: TrainConfig, multiple
     packed longest first so that each pass holds at most `config.pass_tokens` tokens padded as `collate` pads
     them (at least one row; all of them in one pass when no budget is set or the objective is not the NLL alone).
     Packing by length keeps a passage row from making every bare question of its batch a pass of its own."""
+    if not share:  # another process took every row of this batch
+        return []
     if config.micro_batch:
         return [share[i:i + config.micro_batch] for i in range(0, len(share), config.micro_batch)]
-    if not config.pass_tokens or config.objective != "nll" or not share:
+    if not config.pass_tokens or config.objective != "nll":
         return [share]
     passes: list[list[int]] = []
     for i in sorted(share, key=lambda i: -len(rows[i].ids)):  # the first row of a pass is its widest
@@ -455,8 +459,10 @@ def _save_checkpoint(run: _Run, epoch: int, history: list[dict], partial: dict |
         save_file(inventory_state(run.layers), tmp / "inventory.safetensors")
         save_file(run.routing.tensors(), tmp / "routing.safetensors")
         save_file(optimizer_tensors(run.opt), tmp / "optimizer.safetensors")
-        if partial is not None:
-            save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+        if partial is not None:  # the routing's noise (CPU) and a GPU's dropout
+            cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+            save_file({"torch": torch.get_rng_state(), **{f"cuda.{i}": s for i, s in enumerate(cuda)}},
+                      tmp / "rng.safetensors")
         (tmp / "state.json").write_text(json.dumps({"epoch": epoch, "history": history, "partial": partial,
                                                     "config": asdict(run.config)}))
 
@@ -475,7 +481,7 @@ def _resume(run: _Run) -> tuple[int, list[dict], dict | None]:
     load_optimizer_tensors(run.opt, load_file(folder / "optimizer.safetensors"))
     partial = state.get("partial")
     if partial:
-        partial = {**partial, "rng": load_file(folder / "rng.safetensors")["torch"]}
+        partial = {**partial, "rng": load_file(folder / "rng.safetensors")}
     log.info("resuming after epoch %d%s from %s", state["epoch"],
              f" and {partial['done']} batches of the next" if partial else "", folder)
     # marked, so that the build's time counts them: their seconds were spent by an earlier process
