@@ -39,7 +39,8 @@ from ..text.corpus import Document
 from ..errors import InputError
 from ..lm.generate import GenerationConfig
 from .prag import SLOT, PragAdapters
-from ..method.train import collate, encode, load_optimizer_tensors, optimizer_tensors, width_multiple
+from ..method.checkpoint import load_optimizer_tensors, optimizer_tensors
+from ..method.train import collate, encode, width_multiple
 
 log = logging.getLogger("polyprag")
 FILES = ("translator.safetensors", "translator.json")

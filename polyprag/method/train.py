@@ -35,6 +35,7 @@ from ..lm.models import release_heap
 from ..text.augment import Sample
 from ..errors import InputError
 from .routing import MASKED, RoutingTable, entropy_stats
+from .checkpoint import load_optimizer_tensors, optimizer_tensors
 from .config import TrainConfig
 
 HEAD_CHUNK_BYTES = 64 * 2**20  # fp32 logits held at once by the training loss (nll_loss)
@@ -486,20 +487,3 @@ def _resume(run: _Run) -> tuple[int, list[dict], dict | None]:
              f" and {partial['done']} batches of the next" if partial else "", folder)
     # marked, so that the build's time counts them: their seconds were spent by an earlier process
     return state["epoch"], [{**h, "resumed": True} for h in state["history"]], partial
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for g, group in enumerate(opt.param_groups):
-        for p_i, p in enumerate(group["params"]):
-            for key, value in opt.state.get(p, {}).items():
-                out[f"{g}.{p_i}.{key}"] = torch.as_tensor(value).detach().clone().contiguous()
-    return out
-
-
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    for g, group in enumerate(opt.param_groups):
-        for p_i, p in enumerate(group["params"]):
-            state = {k.split(".", 2)[2]: v for k, v in tensors.items() if k.startswith(f"{g}.{p_i}.")}
-            if state:
-                opt.state[p] = state
