@@ -42,9 +42,9 @@ def test_every_method_has_a_row_with_quality_storage_and_time(run):
     assert methods == [*METHODS, "poly[routing=fine]", "poly[routing=coarse]"]
     for r in result["rows"]:
         for key in ("em", "f1", "recall_at_k", "storage_bytes", "storage_bytes_per_doc", "latency_p50_s",
-                    "latency_p95_s", "seconds_per_question"):
+                    "latency_p95_s", "seconds_per_question", "cpu_per_wall"):
             assert key in r, (r["method"], key)
-        assert r["latency_p95_s"] >= r["latency_p50_s"] > 0
+        assert r["latency_p95_s"] >= r["latency_p50_s"] > 0 and 0 < r["cpu_per_wall"] < 64  # process CPU s per wall s
         assert len(result["predictions"][r["method"]]) == 3
     by = {r["method"]: r for r in result["rows"]}
     assert by["closed-book"]["storage_bytes"] == 0 and by["prag"]["storage_bytes"] > 0
@@ -313,6 +313,9 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
     for r, seconds in zip(timed, (2.0, 4.0)):
         r["rows"][0]["encode_s_per_doc"] = seconds
     assert summarise(timed, [0, 1])["rows"][0]["encode_s_per_doc"] == 3.0  # every seed trains: their mean
+    for r, ratio in zip(timed, (1.9, 0.4)):  # seed 1 was paused or shared the cores
+        r["rows"][0]["cpu_per_wall"] = ratio
+    assert summarise(timed, [0, 1])["rows"][0]["cpu_per_wall_min"] == 0.4  # the seed whose times are suspect
 
 
 def test_comparisons_refuse_runs_of_other_questions():
