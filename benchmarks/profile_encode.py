@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/profile_encode.py --model gemma3-270m --docs 12 --out benchmarks/results/profile-encode-gemma3
 
-Both train on the same samples (a default build's: 3 QA pairs and 3 contrast questions per sample document),
+Both train on the same samples (a default build's QA pairs, passage samples and contrast questions per sample document),
 for one epoch each, so the two profiles cover the same rows. Operators are grouped into what they are part of,
 by their name and (for matrix products) their shapes: the output head (vocabulary-wide products and the
 softmax), the rest of the model's matrix products, the adapters (poly's mixing einsums), the optimiser, and

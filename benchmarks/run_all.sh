@@ -146,7 +146,7 @@ for s in 1 2; do
 done
 .venv/bin/python benchmarks/seeds_table.py "$work"/hotpotqa-n100-smollm2-cluster-c3{,-seed1,-seed2} \
     --json benchmarks/results/hotpotqa-n100-smollm2-cluster-c3-seed2/seeds.json
-# The build's default recipe (3 QA pairs + 3 contrast questions, bare, 2 epochs) on the sample corpus, bf16 storage.
+# The build's default recipe (6 QA pairs, the first also with its passage, + 3 contrast questions, 2 epochs) on the sample corpus, bf16 storage.
 .venv/bin/polyprag bench --dataset sample --n 60 --corpus-mode closed --out "$work/sample-n60-build-defaults-smollm2" \
     --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
 mkdir -p benchmarks/results/sample-n60-build-defaults-smollm2

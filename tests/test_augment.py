@@ -80,7 +80,8 @@ def test_training_samples_follow_prags_protocol():
 
 def test_prag_trains_on_its_published_recipe_and_prag_shared_on_polys_samples():
     """PRAG's get_train_data: the first half of the QA pairs (rounded up) with the passage and with the rewrite,
-    the rest bare; poly's samples (the build's defaults): every QA pair bare plus contrast questions."""
+    the rest bare; poly's samples (the build's defaults): every QA pair bare, the first also with its passage,
+    plus contrast questions."""
     from polyprag.text.augment import prag_samples, training_samples
     from polyprag.text.augment_rules import Augmentation, QAPair
     from polyprag.text.corpus import Document
@@ -97,4 +98,6 @@ def test_prag_trains_on_its_published_recipe_and_prag_shared_on_polys_samples():
     assert prag_samples([doc], [more]) == prag  # a build's --max-qa 6 is poly's recipe: PRAG keeps its 3 pairs
     b = BuildConfig()
     poly = training_samples([doc], [aug], b.context_qa, b.rewrite, b.contrast)
-    assert all(s.passage is None for s in poly) and [s.question for s in poly][:3] == ["q0?", "q1?", "q2?"]
+    assert [(s.question, s.passage) for s in poly][:4] == [  # the first pair also with its passage, never a rewrite
+        ("q0?", doc.content()), ("q0?", None), ("q1?", None), ("q2?", None)]
+    assert all(s.passage is None for s in poly[4:]) and len(poly) == 4 + b.contrast
