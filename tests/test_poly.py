@@ -332,3 +332,38 @@ def test_heads_must_divide_each_adapted_layer_and_need_poly_mixing():
     with pytest.raises(ValueError, match="weights for 3 groups, but 1 adapted layers × 2 routing heads"):
         with mixing([PolyLoRALinear(nn.Linear(4, 4), InventoryConfig(heads=2))], torch.ones(1, 3, 20)):
             pass
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_training_mixes_the_fp32_inventory_without_keeping_a_16_bit_copy_of_it(heads):
+    """A bf16 model trains its fp32 adapters: the mixing must not cast the whole inventory first, or the backward
+    keeps that copy (per layer and pass: 30 MiB over a build's inventory) and its gradient. Answering (no
+    gradient) still mixes in the activations' dtype, as KBs always have."""
+    from torch import nn
+
+    from polyprag.lm.adapters import PolyLoRALinear
+    torch.manual_seed(0)
+    m = 16  # an inventory larger than any activation here: a 16-bit tensor its size is a copy of it
+    layer = PolyLoRALinear(nn.Linear(64, 32, bias=False).to(torch.bfloat16), InventoryConfig(n_adapters=m, rank=4,
+                                                                                             heads=heads))
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(2, 5, 64, dtype=torch.bfloat16)  # 640 values; the mixed pair 512 and 256 per row
+    logits = torch.randn(2, heads, m, requires_grad=True)  # (B, G·H, M)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        with mixing([layer], logits.softmax(-1)):
+            out = layer(x)
+    copies = [tuple(t.shape) for t in saved if t.dtype == torch.bfloat16 and t.numel() >= layer.lora_B.numel()]
+    assert not copies and layer.lora_B.numel() == 2048
+    out.float().sum().backward()
+    assert layer.lora_A.grad.dtype == torch.float32 and layer.lora_A.grad.abs().sum() > 0
+    assert logits.grad.abs().sum() > 0
+    w = logits.detach().softmax(-1)
+    with torch.no_grad(), mixing([layer], w):
+        answered = layer(x)
+    a = torch.einsum("bjm,mrjd->brjd", w.to(torch.bfloat16), layer.lora_A.to(torch.bfloat16).unflatten(2, (heads, -1)))
+    b = torch.einsum("bjm,mjor->bjor", w.to(torch.bfloat16), layer.lora_B.to(torch.bfloat16).unflatten(1, (heads, -1)))
+    delta = (x @ a.flatten(2, 3).mT) @ b.flatten(1, 2).mT  # (B, T, d_out), mixed in bf16
+    assert torch.equal(answered, layer.base_layer(x) + layer.scaling * delta) if heads == 1 else \
+        torch.allclose(answered.float(), (layer.base_layer(x) + layer.scaling * delta).float(), atol=1e-2)

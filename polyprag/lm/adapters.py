@@ -99,11 +99,11 @@ class PolyLoRALinear(nn.Module):
         w = mixed(self)  # (B, K, H, M'), only inside `mixing(...)`; M' ≤ M
         if w is None:
             return out
-        # Computed in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
+        # Applied in the activations' dtype and device (bf16 on a GPU); the parameters stay fp32 masters,
         # and the routing table stays on the CPU (its rows are tiny), so its weights travel here.
-        w = w.to(x.device, x.dtype)  # K mixtures whose adapters are summed; adapters past M' not mixed
+        w = w.to(x.device)  # K mixtures whose adapters are summed; adapters past M' not mixed
         if self.config.mixing == "delta":
-            delta = self._delta(x, w)
+            delta = self._delta(x, w.to(x.dtype))
         else:
             a, b = self._mixed_pair(w, x.dtype)  # (B, K·r, d_in), (B, d_out, K·r)
             delta = (x @ a.mT) @ b.mT  # (B, T, d_out); two batched matmuls, the cheapest call per generated token
@@ -119,7 +119,12 @@ class PolyLoRALinear(nn.Module):
         cache, key = _MIXED.get(), (self, dtype)
         if cache is not None and not torch.is_grad_enabled() and key in cache:
             return cache[key]
-        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(dtype), self.lora_B[:w.shape[-1]].to(dtype)  # first M'
+        # Training mixes the fp32 masters in fp32 and casts the small (B, K·r, d) result: a cast first would keep
+        # a 16-bit copy of the whole inventory per pass for the backward, and its gradient (BENCHMARKS.md, "Where
+        # a build's memory goes"). Answering mixes in `dtype`, as it always has.
+        mix = torch.float32 if torch.is_grad_enabled() else dtype
+        w = w.to(mix)
+        lora_a, lora_b = self.lora_A[:w.shape[-1]].to(mix), self.lora_B[:w.shape[-1]].to(mix)  # first M'
         h = w.shape[2]
         if h == 1:  # the single-head einsums as before heads existed: KBs answer bit for bit as they did
             w = w[:, :, 0]  # (B, K, M')
@@ -128,7 +133,7 @@ class PolyLoRALinear(nn.Module):
         else:  # head j mixes the j-th block of every adapter's inputs (A) and outputs (B) by its own weights
             a = torch.einsum("bkjm,mrjd->bkrjd", w, lora_a.unflatten(2, (h, -1))).flatten(3, 4).flatten(1, 2)
             b = torch.einsum("bkjm,mjor->bjokr", w, lora_b.unflatten(1, (h, -1))).flatten(1, 2).flatten(2, 3)
-        pair = (a, b)
+        pair = (a.to(dtype), b.to(dtype))
         if cache is not None and not torch.is_grad_enabled():
             cache[key] = pair
         return pair
