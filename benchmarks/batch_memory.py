@@ -1,7 +1,7 @@
 """Where a build's memory grows, batch by batch: the process's high-water mark (VmHWM) and RSS after each
-training batch, beside the batch's widest row, printed for every batch that raised the high-water mark.
+training batch, beside the batch's widest row, printed for every batch that raised the high-water mark and every 25th.
 
-    .venv/bin/python benchmarks/batch_memory.py [--context-qa 1] [--trim-every N] [--docs polyprag/data/sample/docs.jsonl]
+    .venv/bin/python benchmarks/batch_memory.py [--context-qa 0] [--trim-every N] [--docs polyprag/data/sample/docs.jsonl]
 
 Beside benchmarks/rss_timeline.py (a whole command's RSS every 50 ms) this names the batches: whether the peak
 comes with the passage rows (`--context-qa`) or grows between batches whatever they hold. `--trim-every N` hands

@@ -138,11 +138,12 @@ for name in "${names[@]}"; do
       data=(--dataset "$dataset" --split dev) n=100 seeds=0,1,2 size=n100
     fi
     case $action in
-      # poly-combine at the strength every lever's exploration ran with (re-chosen apart: strength_dev.sh); float32
-      # as every run before 2026-12-05 (the CLI's default then): a lever's own --dtype comes later and wins
+      # poly-combine at the strength every lever's exploration ran with (re-chosen apart: strength_dev.sh); float32,
+      # 3 QA pairs and no passage sample as every run before 2026-12-05 (the defaults then): a lever's own flags
+      # come later and win
       # shellcheck disable=SC2086  # the lever's flags are words
       explore|confirm) .venv/bin/polyprag bench "${data[@]}" --n "$n" --seeds "$seeds" --methods "$METHODS" \
-                         --combine-strength 0.75 --dtype float32 $flags --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
+                         --combine-strength 0.75 --dtype float32 --max-qa 3 --context-qa 0 $flags --out "runs/levers-dev-$dataset-$size-smollm2-$name" ;;
       collect|restore) for size in n30 n100; do  # both stages' runs of this lever, those that exist
                          benchmarks/results_copy.sh "$action" "levers-dev-$size" \
                            "levers-dev-$dataset-$size-smollm2-$name"

@@ -11,12 +11,13 @@ data=${1:-../shared/data}
 work=${BENCH_OUT:-runs}
 # Every run made with `run` was recorded with fp32 storage and the build defaults of before 2026-11-30's
 # change (uniform routing init, no contrast questions, poly-combine at full strength): it passes them, and a
-# run's own flags override them (the last value wins). `run_now` would use today's defaults (but fp32).
+# run's own flags override them (the last value wins). `run_now` runs the defaults of 2026-12-04 (3 QA pairs, no
+# passage sample, float32 storage), as every run of this script did.
 legacy=(--storage fp32 --routing-init uniform --contrast 0 --combine-strength 1)
 run() { run_now "$1" "${legacy[@]}" "${@:2}"; }
 run_now() {  # run-name, then bench flags
   local name=$1; shift
-  .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" --storage fp32 "$@"
+  .venv/bin/polyprag bench --data-dir "$data" --out "$work/$name" --storage fp32 --max-qa 3 --context-qa 0 "$@"
   mkdir -p "benchmarks/results/$name"
   cp "$work/$name"/{config.json,results.json,results.md,f1.png} "benchmarks/results/$name/"
   cp "$work/$name"/{routing_pca.png,adapter_usage.png} "benchmarks/results/$name/" 2>/dev/null || true
@@ -146,7 +147,7 @@ for s in 1 2; do
 done
 .venv/bin/python benchmarks/seeds_table.py "$work"/hotpotqa-n100-smollm2-cluster-c3{,-seed1,-seed2} \
     --json benchmarks/results/hotpotqa-n100-smollm2-cluster-c3-seed2/seeds.json
-# The build's default recipe (6 QA pairs, the first also with its passage, + 3 contrast questions, 2 epochs) on the sample corpus, bf16 storage.
+# The build's default recipe of 2026-12-04 (3 QA pairs + 3 contrast questions, bare, 2 epochs) on the sample corpus, bf16 storage.
 .venv/bin/polyprag bench --dataset sample --n 60 --corpus-mode closed --out "$work/sample-n60-build-defaults-smollm2" \
     --methods closed-book-bare,rag,poly,poly-combine,poly-uniform
 mkdir -p benchmarks/results/sample-n60-build-defaults-smollm2

@@ -16,7 +16,7 @@ BRIEFS=(--corpus benchmarks/data/briefs/docs.jsonl --questions benchmarks/data/b
 briefs=runs/strength-dev-briefs-n30-smollm2 hotpotqa=runs/levers-dev-hotpotqa-n100-smollm2-defaults
 case ${1:-run} in
   run) .venv/bin/polyprag bench "${BRIEFS[@]}" --corpus-mode closed --n 30 --seeds 0,1,2 --methods poly \
-         --dtype float32 --out "$briefs"  # float32: the default when it ran (auto since 2026-12-04)
+         --dtype float32 --max-qa 3 --context-qa 0 --out "$briefs"  # the defaults when it ran (since: auto, 6, 1)
        for seed in 0 1 2; do
          for run in "$briefs" "$hotpotqa"; do
            [ -f "$run/seed-$seed/adapter-strength.json" ] && continue

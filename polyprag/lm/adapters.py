@@ -121,8 +121,9 @@ class PolyLoRALinear(nn.Module):
             return cache[key]
         # Training mixes the fp32 masters in fp32 and casts the small (B, K·r, d) result: a cast first would keep
         # a 16-bit copy of the whole inventory per pass for the backward, and its gradient (BENCHMARKS.md, "Where
-        # a build's memory goes"). Answering mixes in `dtype`, as it always has.
-        mix = torch.float32 if torch.is_grad_enabled() else dtype
+        # a build's memory goes"). Answering (nothing that learns in the mix) mixes in `dtype`, as it always has.
+        learns = torch.is_grad_enabled() and (w.requires_grad or self.lora_A.requires_grad)
+        mix = torch.float32 if learns else dtype
         w = w.to(mix)
         lora_a, lora_b = self.lora_A[:w.shape[-1]].to(mix), self.lora_B[:w.shape[-1]].to(mix)  # first M'
         h = w.shape[2]
