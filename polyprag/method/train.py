@@ -38,7 +38,10 @@ from .routing import MASKED, RoutingTable, entropy_stats
 from .checkpoint import load_optimizer_tensors, optimizer_tensors
 from .config import TrainConfig
 
-HEAD_CHUNK_BYTES = 64 * 2**20  # fp32 logits held at once by the training loss (nll_loss)
+# fp32 logits held at once by the training loss (nll_loss): 85 positions of SmolLM2's 49k words. At 64 MiB a 384-token
+# pass's loss was one chunk whose logits, their fp32 copy and the softmax sat on top of the pass's activations: a
+# build's peak ~90 MiB higher, at the same time (BENCHMARKS.md, "Where a build's memory goes")
+HEAD_CHUNK_BYTES = 16 * 2**20
 # A checkpoint within an epoch this often (seconds): an epoch of a large build outlasts many a session or job slot,
 # and an interrupted one then loses at most this much of it (a save costs well under a second at 20 adapters)
 CHECKPOINT_EVERY_S = 600.0
