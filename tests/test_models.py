@@ -109,10 +109,10 @@ def test_a_16_bit_copy_is_written_once_and_holds_the_cast_weights(tiny_chat_mode
 def test_a_bundled_model_in_16_bits_loads_from_its_narrow_copy(tiny_chat_model_dir, tmp_path, monkeypatch):
     import shutil
 
-    fp32 = tmp_path / "models" / "smollm2-135m-instruct"
+    fp32 = tmp_path / "models" / models.BUNDLED["smollm2-135m-instruct"].name  # as if converted from its GGUF
     shutil.copytree(tiny_chat_model_dir, fp32)
-    monkeypatch.setattr(models, "resolve_model", lambda spec: str(fp32))
-    assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == str(fp32) + "-bfloat16"
+    monkeypatch.setenv("POLYPRAG_HOME", str(tmp_path))
+    assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == str(fp32) + "-bfloat16"  # in a child
     assert load_model("smollm2-135m-instruct", dtype="float32").path == str(fp32)  # fp32 reads the converted folder itself
     assert load_model(str(fp32), dtype="bfloat16").path == str(fp32)  # a user's own folder is never copied
 
@@ -175,3 +175,17 @@ def test_a_bad_threshold_names_the_variable_and_the_fix(monkeypatch):
     monkeypatch.setenv(models.THRESHOLD_ENV, "4MB")
     with pytest.raises(InputError, match="POLYPRAG_MMAP_THRESHOLD='4MB'.*byte count"):
         models.fix_mmap_threshold()
+
+
+def test_a_first_use_in_16_bits_converts_and_narrows_in_one_child_process(tiny_chat_model_dir, tmp_path, monkeypatch):
+    """Each child process imports torch and transformers anew (~6 s): the conversion and the 16-bit copy share one."""
+    import shutil
+
+    children = []
+    monkeypatch.setattr(models, "apart", lambda fn, *args: children.append(fn.__name__) or fn(*args))  # in process
+    monkeypatch.setattr(models, "convert_bundled", lambda model, home: shutil.copytree(
+        tiny_chat_model_dir, home / "models" / model.name))  # the GGUF's conversion, as its output
+    monkeypatch.setenv("POLYPRAG_HOME", str(tmp_path))
+    lm = load_model("smollm2-135m-instruct", dtype="bfloat16")
+    assert children == ["prepare_bundled"] and lm.path.endswith("-bfloat16") and str(lm.model.dtype) == "torch.bfloat16"
+    assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == lm.path and len(children) == 1  # stored

@@ -232,6 +232,12 @@ def _gguf_to_transformers(gguf: Path, out: Path) -> None:
     tok.save_pretrained(out)
 
 
+def prepare_bundled(model: BundledModel, home: Path, dtype: str) -> Path:
+    """A bundled model's first use in 16 bits: the GGUF's conversion (if not done yet), then the narrow copy, both in
+    the one child process `apart` starts (a second would import torch and transformers again: ~6 s of a first demo)."""
+    return narrow_copy(Path(convert_bundled(model, home)), dtype)
+
+
 def narrow_copy(path: Path, dtype: str) -> Path:
     """The fp32 folder's weights stored once in `dtype` beside it (`<name>-<dtype>`), written atomically.
 
@@ -310,10 +316,12 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = DEFA
                          "native bf16, float32 on other CPUs; auto picks).")
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
-    path = resolve_model(spec)
-    if dtype != "float32" and spec in BUNDLED:
-        narrow = Path(path).with_name(f"{Path(path).name}-{dtype}")
-        path = str(narrow if (narrow / "config.json").exists() else apart(narrow_copy, Path(path), dtype))
+    if dtype != "float32" and spec in BUNDLED and not Path(spec).expanduser().is_dir():
+        home, bundled = polyprag_home(), BUNDLED[spec]
+        narrow = home / "models" / f"{bundled.name}-{dtype}"
+        path = str(narrow if (narrow / "config.json").exists() else apart(prepare_bundled, bundled, home, dtype))
+    else:
+        path = resolve_model(spec)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device).eval()
     if tok.pad_token_id is None:
