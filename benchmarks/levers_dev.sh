@@ -56,6 +56,11 @@
 # decided for the first exploration, a lever that the rule holds back only because own − shuffled fell on HotpotQA's
 # single seed of 30 questions while it rose on the briefs' three seeds also goes to confirmation (paraphrase is the
 # first: briefs +11.3 vs +8.0, HotpotQA +17.6 vs +22.4), after title1.
+# Changed 2026-12-05 (10:55), before epochs3's confirmation ran (heads4's runs were lost with the last session's
+# machine and run again first): epochs3 leaves the queue. A third epoch is half again the build's training, and the
+# set kept so far already encodes 5.64 s/doc (bench-speed, 2026-12-05): ~8.5 s/doc is over issue 32's bound (2 x
+# 4.2 = 8.4) and puts `make demo` past issue 33's 5 minutes, so it could not become the default whatever it scores.
+# The forward is now: heads4 format-uniform title1 paraphrase, on top of bf16+context1+qa6.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
