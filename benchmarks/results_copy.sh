@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bench runs live in runs/ (ignored: KBs, adapters, caches); what a reader needs from them is committed under
-# benchmarks/results/. collect: each run's configs, results and per-method predictions, runs/NAME ->
+# benchmarks/results/. collect: each run's configs, results, per-method predictions and the answers of rows
+# still running (partial/: PRAG's rows resume from them on a machine without their adapters), runs/NAME ->
 # benchmarks/results/FOLDER/NAME; restore: the reverse, so that a fresh checkout resumes a run where it stopped.
 #   benchmarks/results_copy.sh collect|restore FOLDER NAME...     FOLDER relative to benchmarks/results (or .)
 set -euo pipefail
@@ -10,7 +11,9 @@ dest=benchmarks/results/$folder
 for name in "$@"; do
   case $action in
     collect) [ -d "runs/$name" ] || continue
-             (cd runs && find "$name" \( -name config.json -o -name 'results.*' -o -path '*/methods/*.json' \) \
+             # runs/ is the truth: a row finished since the last collect leaves no answers in partial/
+             rm -rf "$dest/$name"/partial "$dest/$name"/seed-*/partial
+             (cd runs && find "$name" \( -name config.json -o -name 'results.*' -o -path '*/methods/*.json' -o -path '*/partial/*.json' \) \
                 -print0 | xargs -0 -I{} install -D -m 644 {} "../$dest/{}") ;;
     restore) [ -d "$dest/$name" ] || continue
              (cd "$dest" && find "$name" -type f -print0 | xargs -0 -I{} install -D -m 644 {} "$OLDPWD/runs/{}") ;;

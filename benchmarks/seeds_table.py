@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from polyprag.eval.bench import _differences, _with_defaults  # the resume check's comparison of two run configs
+from polyprag.settings import differences, with_defaults  # the resume check's comparison of two run configs
 
 
 def _config_without_seed(config: dict) -> dict:
@@ -32,7 +32,7 @@ def load(runs: list[Path]) -> list[dict]:
     for run, result in zip(runs[1:], results[1:]):
         config = _config_without_seed(result["config"])
         # each side takes the other's value for a setting it did not record (added to polyprag in between)
-        diff = _differences("config", _with_defaults(base, config), _with_defaults(config, base))
+        diff = differences("config", with_defaults(base, config), with_defaults(config, base))
         if diff:
             raise SystemExit(f"{run}: its configuration differs from {runs[0]}'s in more than the seed "
                              f"({'; '.join(diff)}); compare runs of one configuration.")

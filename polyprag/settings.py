@@ -1,7 +1,8 @@
 """Settings as data: a config field carries its help, its command-line flag and its valid values, so that a
 default, a flag and a check are each written once, in the config (PEFT's configs keep their help in field
 metadata the same way). The CLI builds its flags from them (`add_flags`, `from_args`); every config checks its
-values on creation (`check`), whoever creates it: the CLI, the library, a manifest, the service.
+values on creation (`check`), whoever creates it: the CLI, the library, a manifest, the service. And two saved
+settings compared, setting by setting (`differences`: a run resumed with other settings is refused by name).
 """
 
 from __future__ import annotations
@@ -96,3 +97,21 @@ def defaults_table(*config_classes) -> str:
                 name = f"`{flag_of(f)}`" if f.metadata["cli"] else f"`{config.__name__}.{f.name}`"
                 lines.append(f"| {name} | {shown_default(f)} | {f.metadata['chosen']} |")
     return "\n".join(lines) + "\n"
+
+
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` with every key it lacks, at any depth, taken from `defaults`."""
+    out = dict(saved)
+    for k, v in defaults.items():
+        if k not in out:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(out[k], dict):
+            out[k] = with_defaults(out[k], v)
+    return out
+
+
+def differences(key: str, saved, current) -> list[str]:
+    """Each setting, by its dotted path, whose value in the saved run differs from this one's."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [d for k in sorted(set(saved) | set(current)) for d in differences(f"{key}.{k}", saved.get(k), current.get(k))]
+    return [] if saved == current else [f"{key}: {saved!r} in the run, {current!r} now"]

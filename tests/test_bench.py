@@ -373,3 +373,46 @@ def test_a_second_bench_on_the_same_out_folder_is_refused_at_once(tmp_path, caps
     assert f"--out {out}: another polyprag bench is writing there" in said and "another --out" in said
     assert not out.exists()  # nothing written, no model loaded
     assert code_version.cache_info().currsize == 1  # the code was named as the process started, before any row
+
+
+def test_a_prag_row_resumes_from_its_saved_chunks_on_a_machine_without_its_adapters(tiny_chat_model_dir, tmp_path,
+                                                                                   monkeypatch):
+    """PRAG's rows outlast a machine: stopped after a chunk, its adapters gone (another machine, runs/ restored from
+    the committed files), the rerun answers only the rest and gives the uninterrupted run's answers and sizes."""
+    import polyprag.eval.partial as partial
+    from polyprag.baselines.prag import PragAdapters
+
+    monkeypatch.setattr(partial, "CHUNK", 1)
+    methods = ["--methods", "prag,prag-shuffled"]
+    assert _bench(tiny_chat_model_dir, tmp_path / "whole", *methods) == 0
+    whole = json.loads((tmp_path / "whole" / "results.json").read_text())
+
+    answer, calls = PragAdapters.answer, []
+
+    def stops_at_the_third_chunk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the machine taken back mid-row
+        return answer(self, *args, **kwargs)
+
+    monkeypatch.setattr(PragAdapters, "answer", stops_at_the_third_chunk)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        _bench(tiny_chat_model_dir, out, *methods)
+    saved = json.loads((out / "partial" / "prag.json").read_text())
+    assert len(saved["ids"]) == 2 and saved["clock"]["encode"] > 0 and not (out / "methods" / "prag.json").exists()
+    for folder in out.glob("prag-*"):  # what results_copy.sh does not commit
+        shutil.rmtree(folder)
+    monkeypatch.setattr(PragAdapters, "answer", answer)
+    calls.clear()
+    assert _bench(tiny_chat_model_dir, out, *methods) == 0
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["predictions"] == whole["predictions"]
+    rows = [{r["method"]: r for r in result["rows"]} for result in (whole, resumed)]
+    for method in ("prag", "prag-shuffled"):
+        assert rows[1][method]["f1"] == rows[0][method]["f1"]
+        assert rows[1][method]["storage_bytes"] == rows[0][method]["storage_bytes"] > 0
+        assert rows[1][method]["encode_s_per_doc"] > 0 and rows[1][method]["seconds_per_question"] > 0
+    assert not (out / "partial" / "prag.json").exists()  # the row holds its answers now
+    tally = json.loads(next((out / "partial").glob("prag-prag-*.tally.json")).read_text())
+    assert tally["docs"] > resumed["config"]["n_docs"]  # the lost adapters were trained again, and counted

@@ -51,10 +51,13 @@ class PragConfig:
 class PragAdapters:
     """A base model wrapped by PEFT, able to train one document's LoRA and to answer with a sum of them."""
 
-    def __init__(self, lm: LoadedModel, config: PragConfig, folder: str | Path):
+    def __init__(self, lm: LoadedModel, config: PragConfig, folder: str | Path, tally: str | Path | None = None):
+        """`tally`: where the training seconds are counted (default FOLDER/timing.json; bench keeps it beside the
+        answers it commits, so a resume on another machine, without these adapters, keeps counting)."""
         from peft import LoraConfig, get_peft_model  # ~2 s to import: only the PRAG baseline pays it
 
         self.lm, self.config, self.folder = lm, config, Path(folder)
+        self.tally = Path(tally) if tally is not None else self.folder / "timing.json"
         suffixes = sorted({name.rsplit(".", 1)[-1] for name, _ in target_modules(lm.model, config.targets)})
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=suffixes)
         self.lora = lora
@@ -64,24 +67,27 @@ class PragAdapters:
     def doc_dir(self, doc: int) -> Path:
         return self.folder / str(doc)
 
-    def encode(self, samples: list[Sample], docs: list[Document], progress: bool = True) -> float:
-        """Train and save the adapter of every document (samples' `doc` indexes `docs`) not saved yet; returns
-        training seconds per document, counted over every run that trained some of them (timing.json keeps the
-        tally across resumes)."""
+    def encode(self, samples: list[Sample], docs: list[Document], progress: bool = True,
+               only: set[int] | None = None) -> float:
+        """Train and save the adapter of every document (samples' `doc` indexes `docs`; `only`: of these indices)
+        not saved yet; returns training seconds per document, counted over every run that trained some of them
+        (the tally file keeps them across resumes)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._check_resume(docs)
         by_doc: dict[int, list[Sample]] = {}
         for s in samples:
             by_doc.setdefault(s.doc, []).append(s)
-        todo = [d for d in range(len(docs)) if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
+        wanted = range(len(docs)) if only is None else sorted(only)
+        todo = [d for d in wanted if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
         start = time.perf_counter()
-        timing = self.folder / "timing.json"
-        tally = json.loads(timing.read_text()) if timing.exists() else {"seconds": 0.0, "docs": 0}
+        tally = json.loads(self.tally.read_text()) if self.tally.exists() else {"seconds": 0.0, "docs": 0}
         for doc in tqdm(todo, desc=f"PRAG adapters (lr {self.config.lr:g})", unit="doc", disable=not progress):
             self._train_one(doc, by_doc.get(doc, []))
-            tally = {"seconds": tally["seconds"] + time.perf_counter() - start, "docs": tally["docs"] + 1}
+            size = sum(f.stat().st_size for f in self.doc_dir(doc).iterdir())  # the same shapes for every document
+            tally = {"seconds": tally["seconds"] + time.perf_counter() - start, "docs": tally["docs"] + 1,
+                     "bytes_per_doc": size}
             start = time.perf_counter()
-            atomic.write_text(timing, json.dumps(tally))
+            atomic.write_text(self.tally, json.dumps(tally))
         return tally["seconds"] / max(tally["docs"], 1)
 
     def _check_resume(self, docs: list[Document]) -> None:
@@ -181,6 +187,11 @@ class PragAdapters:
                 self.model.delete_adapter(name)
 
     def storage_bytes(self, n_docs: int) -> int:
+        """What `n_docs` adapters take (every one has the same shapes): from the tally, since a run resumed on
+        another machine may hold only the adapters it trained itself."""
+        tally = json.loads(self.tally.read_text()) if self.tally.exists() else {}
+        if "bytes_per_doc" in tally:
+            return tally["bytes_per_doc"] * n_docs
         return sum(f.stat().st_size for d in range(n_docs) for f in self.doc_dir(d).iterdir())
 
 

@@ -7,7 +7,9 @@ Storage counts the parametric knowledge a method keeps on top of the corpus text
 
 OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them, and
 may ask for other methods: only the settings that change a method's result must match);
-the knowledge bases and PRAG adapters trained so far (a rerun continues them); and the reports:
+the knowledge bases and PRAG adapters trained so far (a rerun continues them); partial/: the answers of a PRAG
+row still running, chunk by chunk, and its adapters' training tally (eval.partial: a rerun without the adapters,
+on another machine, continues from them); and the reports:
 results.json, results.md, f1.png, routing_pca.png, adapter_usage.png.
 """
 
@@ -30,7 +32,9 @@ from ..text.augment import PRAG_QA, Sample, augment_documents, prag_samples
 from ..text.corpus import Document
 from ..text.datasets import Question
 from ..errors import InputError
+from ..settings import differences, with_defaults
 from .evaluate import code_version, data_fingerprint, prediction, score_row
+from .partial import Partial
 from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
@@ -173,24 +177,6 @@ def workload(questions: list[Question], corpus: list[Document], mode: str, k: in
     return Workload(questions, [d for d in corpus if d.id in wanted], hits, corpus)
 
 
-def _with_defaults(saved: dict, defaults: dict) -> dict:
-    """`saved` with every key it lacks, at any depth, taken from `defaults`."""
-    out = dict(saved)
-    for k, v in defaults.items():
-        if k not in out:
-            out[k] = v
-        elif isinstance(v, dict) and isinstance(out[k], dict):
-            out[k] = _with_defaults(out[k], v)
-    return out
-
-
-def _differences(key: str, saved, current) -> list[str]:
-    """Each setting, by its dotted path, whose value in the saved run differs from this one's."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        return [d for k in sorted(set(saved) | set(current)) for d in _differences(f"{key}.{k}", saved.get(k), current.get(k))]
-    return [] if saved == current else [f"{key}: {saved!r} in the run, {current!r} now"]
-
-
 class Bench:
     def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True,
                  readers_from: Path | None = None):
@@ -225,6 +211,7 @@ class Bench:
                 continue
             log.info("running %s", name)
             self._save_method(name, *self._method(name, work))
+            (self.out / "partial" / f"{name}.json").unlink(missing_ok=True)  # its answers are in the row now
         return self.report(work, notes or {})
 
     # --- the run's folder -------------------------------------------------------------------------------
@@ -243,8 +230,8 @@ class Bench:
             # A setting newer than the saved run, at any depth, counts as its default there (e.g. device "cpu"), or
             # as runs' value before it existed (manifest.LEGACY; the dtype float32, stored resolved, never "auto").
             defaults = json.loads(json.dumps(asdict(BenchConfig(dataset=self.config.dataset, n=self.config.n))))
-            saved = _with_defaults(_with_defaults(saved, {"build": LEGACY, "dtype": "float32"}), defaults)
-            diff = [d for k in current if k not in PLAN_KEYS for d in _differences(k, saved.get(k), current[k])]
+            saved = with_defaults(with_defaults(saved, {"build": LEGACY, "dtype": "float32"}), defaults)
+            diff = [d for k in current if k not in PLAN_KEYS for d in differences(k, saved.get(k), current[k])]
             if diff:
                 raise InputError(f"{self.out} holds a benchmark run with other settings ({'; '.join(diff)}); "
                                  "rerun with the run's settings to resume it (e.g. --storage fp32 for a run "
@@ -283,10 +270,13 @@ class Bench:
             answers, extra = self._dyprag_answers(name, work, timings)
         else:
             answers, extra = self._poly(name, work, timings)
-        answer_seconds = time.perf_counter() - start - extra.pop("_encode_seconds", 0.0)
+        # a row resumed from saved chunks (eval.partial) adds the clock of the processes that answered them
+        earlier = extra.pop("_earlier", {"wall": 0.0, "cpu": 0.0, "encode": 0.0})
+        wall, cpu = time.perf_counter() - start + earlier["wall"], time.process_time() - cpu + earlier["cpu"]
+        answer_seconds = wall - extra.pop("_encode_seconds", 0.0) - earlier["encode"]
         row = score_row(name, work.questions, answers, work.retrieved, timings, answer_seconds)
         # ~2 (its two threads busy) on this CPU alone; lower: paused (SIGSTOP) or sharing the cores, its times inflated
-        row.update(extra, cpu_per_wall=round((time.process_time() - cpu) / (time.perf_counter() - start), 2))
+        row.update(extra, cpu_per_wall=round(cpu / wall, 2))
         log.info("%s: F1 %.1f", name, row["f1"])
         return row, [prediction(q, a, r) for q, a, r in zip(work.questions, answers, work.retrieved)]
 
@@ -304,26 +294,35 @@ class Bench:
         return prag_samples(work.docs, augs) if recipe == "prag" else build_samples(work.docs, augs, b)
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
+        """PRAG's rows chunk by chunk (eval.partial): each chunk's documents trained, then its questions answered
+        and saved, so that a run resumes from its committed answers on a machine without these adapters."""
         cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag
         recipe = "poly" if name.startswith("prag-shared") else "prag"
-        key = (cfg, recipe)
+        key, start = (cfg, recipe), time.perf_counter()
         lm = self._lm(f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}")  # PEFT wraps its model: one per adapter set
         folder = self.out / f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}"
-        adapters = self._prag_adapters.get(key) or PragAdapters(lm, cfg, folder)
+        tally = self.out / "partial" / f"{folder.name}.tally.json"  # committed beside the answers
+        adapters = self._prag_adapters.get(key) or PragAdapters(lm, cfg, folder, tally)
         self._prag_adapters[key] = adapters
-        t0 = time.perf_counter()
         samples = self._samples(work, lm, recipe)
-        per_doc = adapters.encode(samples, work.docs, self.progress)
-        encode_seconds = time.perf_counter() - t0
+        samples_seconds = time.perf_counter() - start
         mode = name.replace("-tuned", "").replace("-shared", "").replace("-shuffled", "")
         hits = self._shuffled(work) if name in SHUFFLED else work.hits
-        answers = reader(mode, docs=work.docs, prag=adapters).answer(
-            work.texts, hits, self.config.generation, self.progress, timings)
+        answerer = reader(mode, docs=work.docs, prag=adapters)
+        index, ids = {d.id: i for i, d in enumerate(work.docs)}, [q.id for q in work.questions]
+        part = Partial.load(self.out / "partial" / f"{name}.json", ids)
+        part.answer(ids, lambda c: adapters.encode(samples, work.docs, False, {index[h.doc_id] for i in c
+                                                                                for h in hits[i]}),
+                    lambda c, t: answerer.answer([work.texts[i] for i in c], [hits[i] for i in c], self.config.generation,
+                                                 False, t), self.progress, name)
+        timings += part.timings
+        per_doc = adapters.encode(samples, work.docs, False, only=set())  # the tally, over every process that trained
         storage = adapters.storage_bytes(len(work.docs))
-        return answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
-                         "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
-                         "samples": recipe, "samples_per_doc": round(len(samples) / len(work.docs), 2),
-                         "_encode_seconds": encode_seconds}
+        return part.answers, {"storage_bytes": storage, "storage_bytes_per_doc": storage // len(work.docs),
+                              "encode_s_per_doc": round(per_doc, 3), "lr": cfg.lr, "epochs": cfg.epochs,
+                              "samples": recipe, "samples_per_doc": round(len(samples) / len(work.docs), 2),
+                              "_encode_seconds": samples_seconds + part.clock["encode"] - part.earlier["encode"],
+                              "_earlier": part.earlier}
 
     def _shuffled(self, work: Workload) -> list[list[Hit]]:
         return shuffled_hits(work.hits, [d.id for d in work.docs], self.config.build.training.seed)
