@@ -377,12 +377,12 @@ def test_a_second_bench_on_the_same_out_folder_is_refused_at_once(tmp_path, caps
 
 def test_a_prag_row_resumes_from_its_saved_chunks_on_a_machine_without_its_adapters(tiny_chat_model_dir, tmp_path,
                                                                                    monkeypatch):
-    """PRAG's rows outlast a machine: stopped after a chunk, its adapters gone (another machine, runs/ restored from
-    the committed files), the rerun answers only the rest and gives the uninterrupted run's answers and sizes."""
+    """PRAG's rows outlast a machine: stopped after two chunks of one question, resumed in a folder holding only what
+    `results_copy.sh collect` commits (no adapters, no caches), the rerun answers only the rest and gives the answers
+    and sizes of a run that trained every adapter at once (one chunk of 10)."""
     import polyprag.eval.partial as partial
     from polyprag.baselines.prag import PragAdapters
 
-    monkeypatch.setattr(partial, "CHUNK", 1)
     methods = ["--methods", "prag,prag-shuffled"]
     assert _bench(tiny_chat_model_dir, tmp_path / "whole", *methods) == 0
     whole = json.loads((tmp_path / "whole" / "results.json").read_text())
@@ -395,16 +395,20 @@ def test_a_prag_row_resumes_from_its_saved_chunks_on_a_machine_without_its_adapt
             raise KeyboardInterrupt  # the machine taken back mid-row
         return answer(self, *args, **kwargs)
 
+    monkeypatch.setattr(partial, "CHUNK", 1)
     monkeypatch.setattr(PragAdapters, "answer", stops_at_the_third_chunk)
-    out = tmp_path / "stopped"
+    stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        _bench(tiny_chat_model_dir, out, *methods)
-    saved = json.loads((out / "partial" / "prag.json").read_text())
-    assert len(saved["ids"]) == 2 and saved["clock"]["encode"] > 0 and not (out / "methods" / "prag.json").exists()
-    for folder in out.glob("prag-*"):  # what results_copy.sh does not commit
-        shutil.rmtree(folder)
+        _bench(tiny_chat_model_dir, stopped, *methods)
+    saved = json.loads((stopped / "partial" / "prag.json").read_text())
+    assert len(saved["ids"]) == 2 and saved["clock"]["encode"] > 0 and not (stopped / "methods" / "prag.json").exists()
+    out = tmp_path / "committed"  # what collect copies, then restore puts back on another machine
+    for f in stopped.rglob("*.json"):
+        rel = f.relative_to(stopped)
+        if rel.name == "config.json" or rel.parts[0] in ("methods", "partial"):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, out / rel)
     monkeypatch.setattr(PragAdapters, "answer", answer)
-    calls.clear()
     assert _bench(tiny_chat_model_dir, out, *methods) == 0
     resumed = json.loads((out / "results.json").read_text())
     assert resumed["predictions"] == whole["predictions"]
@@ -412,7 +416,25 @@ def test_a_prag_row_resumes_from_its_saved_chunks_on_a_machine_without_its_adapt
     for method in ("prag", "prag-shuffled"):
         assert rows[1][method]["f1"] == rows[0][method]["f1"]
         assert rows[1][method]["storage_bytes"] == rows[0][method]["storage_bytes"] > 0
-        assert rows[1][method]["encode_s_per_doc"] > 0 and rows[1][method]["seconds_per_question"] > 0
+        assert rows[1][method]["encode_s_per_doc"] > 0 and rows[1][method]["cpu_per_wall"] > 0
+    # the row's answering time counts the earlier process's two questions too
+    assert rows[1]["prag"]["seconds_per_question"] * 3 >= saved["clock"]["wall"] - saved["clock"]["encode"]
     assert not (out / "partial" / "prag.json").exists()  # the row holds its answers now
     tally = json.loads(next((out / "partial").glob("prag-prag-*.tally.json")).read_text())
     assert tally["docs"] > resumed["config"]["n_docs"]  # the lost adapters were trained again, and counted
+
+
+def test_answers_saved_by_another_version_of_the_code_are_not_resumed(tmp_path):
+    from polyprag.errors import InputError
+    from polyprag.eval.partial import Partial
+    from polyprag.lm.answer import Answer
+
+    part = Partial.load(tmp_path / "prag.json", ["q1", "q2"], "tree-a")
+    part.add(["q1"], [Answer("Q?", "x", "A: x")], [0.5], wall=2.0, cpu=3.0, encode=1.0)
+    again = Partial.load(tmp_path / "prag.json", ["q1", "q2"], "tree-a")
+    assert again.answers == [Answer("Q?", "x", "A: x")] and again.chunks(["q1", "q2"]) == [[1]]
+    assert again.earlier == {"wall": 2.0, "cpu": 3.0, "encode": 1.0}
+    with pytest.raises(InputError, match="another version of polyprag"):
+        Partial.load(tmp_path / "prag.json", ["q1", "q2"], "tree-b")
+    with pytest.raises(InputError, match="other questions"):
+        Partial.load(tmp_path / "prag.json", ["q2", "q1"], "tree-a")

@@ -204,6 +204,7 @@ class Bench:
                  self.config.corpus_mode)
         for name in self._plan():
             if self._done(name).exists():
+                (self.out / "partial" / f"{name}.json").unlink(missing_ok=True)  # its answers are in the row
                 continue
             other = self.readers_from / "methods" / self._done(name).name if self.readers_from else None
             if name in READERS and other is not None and other.exists():
@@ -298,19 +299,22 @@ class Bench:
         and saved, so that a run resumes from its committed answers on a machine without these adapters."""
         cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag
         recipe = "poly" if name.startswith("prag-shared") else "prag"
-        key, start = (cfg, recipe), time.perf_counter()
+        key = (cfg, recipe)
         lm = self._lm(f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}")  # PEFT wraps its model: one per adapter set
         folder = self.out / f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}"
         tally = self.out / "partial" / f"{folder.name}.tally.json"  # committed beside the answers
+        if not tally.exists() and (folder / "timing.json").exists():  # a run begun before 2026-12-05 kept it there
+            atomic.write_text(tally, (folder / "timing.json").read_text())
         adapters = self._prag_adapters.get(key) or PragAdapters(lm, cfg, folder, tally)
         self._prag_adapters[key] = adapters
+        start = time.perf_counter()
         samples = self._samples(work, lm, recipe)
         samples_seconds = time.perf_counter() - start
         mode = name.replace("-tuned", "").replace("-shared", "").replace("-shuffled", "")
         hits = self._shuffled(work) if name in SHUFFLED else work.hits
         answerer = reader(mode, docs=work.docs, prag=adapters)
         index, ids = {d.id: i for i, d in enumerate(work.docs)}, [q.id for q in work.questions]
-        part = Partial.load(self.out / "partial" / f"{name}.json", ids)
+        part = Partial.load(self.out / "partial" / f"{name}.json", ids, code_version()["tree"])
         part.answer(ids, lambda c: adapters.encode(samples, work.docs, False, {index[h.doc_id] for i in c
                                                                                 for h in hits[i]}),
                     lambda c, t: answerer.answer([work.texts[i] for i in c], [hits[i] for i in c], self.config.generation,

@@ -30,6 +30,7 @@ class Partial:
     """The answers so far (in question order) and the clock they took, this process's and earlier ones'."""
 
     path: Path
+    tree: str | None = None  # the package tree that answered (evaluate.code_version): one per row
     ids: list[str] = field(default_factory=list)  # the question each answer is for
     answers: list[Answer] = field(default_factory=list)
     timings: list[float] = field(default_factory=list)  # per-question latency, as the readers measure it
@@ -40,15 +41,20 @@ class Partial:
         self.earlier = dict(self.clock)
 
     @classmethod
-    def load(cls, path: str | Path, question_ids: list[str]) -> Partial:
-        """The saved answers of `path` (none: a fresh start); refused if they were for other questions."""
+    def load(cls, path: str | Path, question_ids: list[str], tree: str | None) -> Partial:
+        """The saved answers of `path` (none: a fresh start); refused if they were for other questions or by
+        another package tree (`tree`: this process's), since a row names one version of the code."""
         path = Path(path)
         if not path.exists():
-            return cls(path)
+            return cls(path, tree)
         saved = json.loads(path.read_text(encoding="utf-8"))
         if saved["ids"] != question_ids[:len(saved["ids"])]:
             raise InputError(f"{path} holds answers to other questions than this run's; delete it to answer again.")
-        return cls(path, saved["ids"], [Answer(**a) for a in saved["answers"]], saved["timings"], saved["clock"])
+        if saved["tree"] != tree:
+            raise InputError(f"{path} holds answers given by another version of polyprag (package tree "
+                             f"{saved['tree']}, now {tree}); resume from a checkout of that version (a worktree "
+                             "pinned at its commit), or delete the file to answer every question again.")
+        return cls(path, tree, saved["ids"], [Answer(**a) for a in saved["answers"]], saved["timings"], saved["clock"])
 
     def answer(self, question_ids: list[str], prepare: Callable[[list[int]], object],
                answer: Callable[[list[int], list[float]], list[Answer]], progress: bool = True, desc: str = "") -> None:
@@ -79,5 +85,5 @@ class Partial:
         for key, value in (("wall", wall), ("cpu", cpu), ("encode", encode)):
             self.clock[key] += value
         kept = [{k: v for k, v in asdict(a).items() if k != "passages"} for a in self.answers]  # passages: not scored
-        atomic.write_text(self.path, json.dumps({"ids": self.ids, "answers": kept, "timings": self.timings,
+        atomic.write_text(self.path, json.dumps({"tree": self.tree, "ids": self.ids, "answers": kept, "timings": self.timings,
                                                  "clock": self.clock}, ensure_ascii=False))
