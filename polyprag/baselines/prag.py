@@ -58,6 +58,8 @@ class PragAdapters:
 
         self.lm, self.config, self.folder = lm, config, Path(folder)
         self.tally = Path(tally) if tally is not None else self.folder / "timing.json"
+        if not self.tally.exists() and (self.folder / "timing.json").exists():  # where runs before 2026-12-05 kept it
+            atomic.write_text(self.tally, (self.folder / "timing.json").read_text())
         suffixes = sorted({name.rsplit(".", 1)[-1] for name, _ in target_modules(lm.model, config.targets)})
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, target_modules=suffixes)
         self.lora = lora

@@ -299,14 +299,11 @@ class Bench:
         and saved, so that a run resumes from its committed answers on a machine without these adapters."""
         cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag
         recipe = "poly" if name.startswith("prag-shared") else "prag"
-        key = (cfg, recipe)
         lm = self._lm(f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}")  # PEFT wraps its model: one per adapter set
         folder = self.out / f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}"
         tally = self.out / "partial" / f"{folder.name}.tally.json"  # committed beside the answers
-        if not tally.exists() and (folder / "timing.json").exists():  # a run begun before 2026-12-05 kept it there
-            atomic.write_text(tally, (folder / "timing.json").read_text())
-        adapters = self._prag_adapters.get(key) or PragAdapters(lm, cfg, folder, tally)
-        self._prag_adapters[key] = adapters
+        adapters = self._prag_adapters.get((cfg, recipe)) or PragAdapters(lm, cfg, folder, tally)  # one PEFT wrap
+        self._prag_adapters[(cfg, recipe)] = adapters
         start = time.perf_counter()
         samples = self._samples(work, lm, recipe)
         samples_seconds = time.perf_counter() - start
