@@ -61,6 +61,14 @@
 # set kept so far already encodes 5.64 s/doc (bench-speed, 2026-12-05): ~8.5 s/doc is over issue 32's bound (2 x
 # 4.2 = 8.4) and puts `make demo` past issue 33's 5 minutes, so it could not become the default whatever it scores.
 # The forward is now: heads4 format-uniform title1 paraphrase, on top of bf16+context1+qa6.
+# Changed 2026-12-05 (11:20), with no remaining confirmation finished: the forward stops, and the defaults are the
+# set kept so far (bf16+context1+qa6: --context-qa 1, --max-qa 6, dtype auto). This session's machine has no native
+# bf16 (AVX2 only): a training batch in bf16 took 39 s against 1.9 s in fp32
+# (benchmarks/results/dtype-build-time-avx2-2026-12-05), so heads4's first briefs build (bf16, as every run of the
+# set) was on course for ~2 h where its reference took 2 min, and a HotpotQA seed for a day. Rebasing the forward on
+# fp32 means running its reference set again (~3 h) and ~3 h per lever; the evidence protocol (issue 30) has
+# waited on the defaults for three sessions. So heads4, format-uniform, title1 and paraphrase stay explored on dev,
+# not confirmed (BENCHMARKS.md says so); the protocol's rows measure the defaults as they are.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the

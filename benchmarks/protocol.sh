@@ -22,6 +22,9 @@ METHODS+=,prag-shared-combine
 # and every claim against DyPRAG is made against the stronger of the rows run.
 # Applied 2026-12-05: dyprag 18.7, dyprag-tuned 10.7 (benchmarks/results/dyprag-dev/): dyprag-tuned stays out.
 REAL_ONLY=,dyprag
+# --dtype float32: "auto" (a user's default) is bf16 on a CPU with native bf16 and fp32 elsewhere, and the machines
+# this runs on across sessions differ (benchmarks/results/dtype-build-time-avx2-2026-12-05: bf16 20x slower without
+# it); a pair's rows must not mix dtypes (a resume resolving otherwise is refused), and fp32 runs fast on both.
 # The eight headline pairs, then PopQA and CWQ with SmolLM2 (the evidence issue: "seeds if time allows").
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3 popqa:smollm2 cwq:smollm2)
@@ -46,7 +49,7 @@ for pair in "${PAIRS[@]}"; do
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
          .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --out "runs/$name" \
+           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --dtype float32 --out "runs/$name" \
            || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; } ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;

@@ -48,6 +48,7 @@ def test_every_method_has_a_row_with_quality_storage_and_time(run):
         assert len(result["predictions"][r["method"]]) == 3
     by = {r["method"]: r for r in result["rows"]}
     assert by["closed-book"]["storage_bytes"] == 0 and by["prag"]["storage_bytes"] > 0
+    assert all(r["machine"]["cores"] >= 1 and "bf16_native" in r["machine"] for r in by.values())  # times say where
     assert by["prag"]["encode_s_per_doc"] > 0 and by["poly"]["encode_s_per_doc"] > 0
     assert by["poly[routing=coarse]"]["storage_bytes_per_doc"] < by["poly[routing=fine]"]["storage_bytes_per_doc"]
     assert by["poly-z"]["added_docs"] == result["config"]["n_docs"] // 2

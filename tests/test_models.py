@@ -189,3 +189,11 @@ def test_a_first_use_in_16_bits_converts_and_narrows_in_one_child_process(tiny_c
     lm = load_model("smollm2-135m-instruct", dtype="bfloat16")
     assert children == ["prepare_bundled"] and lm.path.endswith("-bfloat16") and str(lm.model.dtype) == "torch.bfloat16"
     assert load_model("smollm2-135m-instruct", dtype="bfloat16").path == lm.path and len(children) == 1  # stored
+
+
+def test_the_machine_a_time_was_measured_on_is_named():
+    from polyprag.lm.models import machine, resolve_dtype
+
+    m = machine()
+    assert m["cores"] >= 1 and m["threads"] >= 1 and m["torch"]
+    assert m["bf16_native"] == (resolve_dtype("auto", "cpu") == "bfloat16")  # the same check "auto" makes

@@ -39,7 +39,7 @@ from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
 from ..kb.manifest import LEGACY
-from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model, resolve_device, resolve_dtype
+from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model, machine, resolve_device, resolve_dtype
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
@@ -244,8 +244,8 @@ class Bench:
         return self.out / "methods" / f"{name.replace('/', '_')}.json"
 
     def _save_method(self, name: str, row: dict, predictions: list[dict]) -> None:
-        atomic.write_text(self._done(name), json.dumps({"row": {**row, "code": code_version()}, "predictions": predictions},
-                                                       ensure_ascii=False))
+        row = {**row, "code": code_version(), "machine": machine()}  # times differ by CPU: say which
+        atomic.write_text(self._done(name), json.dumps({"row": row, "predictions": predictions}, ensure_ascii=False))
 
     def _plan(self) -> list[str]:
         ablation = [f"poly[{key}={value}]" for key, values in self.config.ablations for value in values]

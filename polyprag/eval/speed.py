@@ -38,7 +38,7 @@ from .evaluate import percentile
 from ..lm.generate import GenerationConfig
 from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase
-from ..lm.models import DEFAULT_DTYPE, SERVE_DTYPE, LoadedModel, load_model, resolve_dtype
+from ..lm.models import DEFAULT_DTYPE, SERVE_DTYPE, LoadedModel, load_model, machine, resolve_dtype
 from ..baselines.prag import PragAdapters, PragConfig
 from ..modes import KB_DEFAULT
 from ..readers import reader
@@ -108,6 +108,7 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
            "encode_s_per_doc_poly_over_prag_recipe": poly_s / recipe_s}
         | ({"encode_s_per_doc_poly_over_prag_protocol": poly_s / protocol} if protocol else {}),
         "retrieval_p50_ms": {n: r["p50_ms"] for n, r in retrieval.items()},
+        "machine": machine(),  # times from another CPU are not comparable (bf16 ~20x apart)
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
