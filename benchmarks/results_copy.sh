@@ -12,10 +12,10 @@ for name in "$@"; do
   case $action in
     collect) [ -d "runs/$name" ] || continue
              # a row finished since the last collect: its committed answers in partial/ are in its row now
-             (cd "$dest" 2>/dev/null && find "$name" -path '*/partial/*.json' ! -name '*.tally.json' -print0 |
+             [ -d "$dest/$name" ] && (cd "$dest" && find "$name" -path '*/partial/*.json' ! -name '*.tally.json' -print0 |
                while IFS= read -r -d '' f; do
                  run=${f%/partial/*}; [ -e "$OLDPWD/runs/$run/methods/${f##*/}" ] && rm "$f"; true
-               done) || true
+               done)
              (cd runs && find "$name" \( -name config.json -o -name 'results.*' -o -path '*/methods/*.json' -o -path '*/partial/*.json' \) \
                 -print0 | xargs -0 -I{} install -D -m 644 {} "../$dest/{}") ;;
     restore) [ -d "$dest/$name" ] || continue
