@@ -70,7 +70,8 @@ def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
             "n_questions": first.get("n_questions"), "rows": rows, "comparisons": comparisons,
             "own_minus_shuffled_by_type": own, "settings": {k: first.get(k) for k in SHARED},
             "commits": sorted({c for row in rows.values() for c in row["commits"]}),
-            "code": sorted({c for row in rows.values() for c in row.get("code", row["commits"])})}
+            "code": sorted({c for row in rows.values() for c in row.get("code", row["commits"])}),
+            "machines": sorted({m for row in rows.values() for m in row.get("machines", [])})}
 
 
 def goals(summary: dict) -> list[dict]:
@@ -132,6 +133,9 @@ def _agreement(summaries: list[dict]) -> list[str]:
         if len(s["code"]) > 1 or any(c.endswith("+changes") for c in s["code"]):  # package trees: docs commits differ
             lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version or from uncommitted "
                          f"changes** ({', '.join(s['commits'])}).")
+        if len(s.get("machines", [])) > 1:  # quality is comparable across CPUs, times are not
+            lines.append(f"{s['dataset']}, {s['model']}: rows timed on more than one machine, whose times are not "
+                         f"comparable ({'; '.join(s['machines'])}).")
     return lines
 
 

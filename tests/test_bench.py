@@ -317,6 +317,13 @@ def test_rows_whose_seeds_ran_different_code_are_flagged():
     for r, ratio in zip(timed, (1.9, 0.4)):  # seed 1 was paused or shared the cores
         r["rows"][0]["cpu_per_wall"] = ratio
     assert summarise(timed, [0, 1])["rows"][0]["cpu_per_wall_min"] == 0.4  # the seed whose times are suspect
+    for r, native in zip(timed, (True, False)):  # seed 1 ran on a CPU without native bf16
+        r["rows"][0]["machine"] = {"cpu": "EPYC", "cores": 2, "bf16_native": native, "threads": 2}
+    apart = summarise(timed, [0, 1])
+    assert len(apart["rows"][0]["machines"]) == 2
+    assert "timed on different machines (their times are not comparable): poly" in markdown(apart)
+    timed[1]["rows"][0]["machine"] = dict(timed[0]["rows"][0]["machine"])
+    assert "Machines: EPYC, 2 cores, native bf16, 2 threads." in markdown(summarise(timed, [0, 1]))
 
 
 def test_comparisons_refuse_runs_of_other_questions():

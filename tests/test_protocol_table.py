@@ -199,6 +199,11 @@ def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_f
     _seed(cf, 1, answers, code={**code, "commit": "def", "tree": "t2"})  # the package changed between the seeds
     shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
     assert "**hotpotqa-cf, m: rows from more than one code version" in shown
+    cpu = {"cpu": "EPYC", "cores": 2, "bf16_native": True, "threads": 2}
+    _seed(cf, 0, answers, code={**code, "tree": "t1"}, machine=cpu)
+    _seed(cf, 1, answers, code={**code, "tree": "t1"}, machine={**cpu, "bf16_native": False})  # another session's CPU
+    shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
+    assert "hotpotqa-cf, m: rows timed on more than one machine, whose times are not comparable" in shown
 
 
 def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):

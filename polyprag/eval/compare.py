@@ -88,7 +88,15 @@ def _row(method: str, runs: list[dict]) -> dict:
             **({"cpu_per_wall_min": min(r["cpu_per_wall"] for r in runs)}
                if all("cpu_per_wall" in r for r in runs) else {}),
             "commits": sorted({code_label(r["code"], "commit") for r in runs if r.get("code")}),
-            "code": sorted({code_label(r["code"], "tree") for r in runs if r.get("code")})}
+            "code": sorted({code_label(r["code"], "tree") for r in runs if r.get("code")}),
+            "machines": sorted({machine_label(r["machine"]) for r in runs if r.get("machine")})}
+
+
+def machine_label(machine: dict) -> str:
+    """A row's CPU as its times depend on it (lm.models.machine): seeds timed on two of them are not averaged
+    unawares."""
+    bf16 = "native bf16" if machine["bf16_native"] else "no native bf16"
+    return f"{machine['cpu']}, {machine['cores']} cores, {bf16}, {machine['threads']} threads"
 
 
 def code_label(code: dict, key: str) -> str:
@@ -127,6 +135,12 @@ def markdown(summary: dict) -> str:
     if commits:
         lines += ["", f"Code: {', '.join(commits)}" + (f"; **rows whose seeds ran different package code: {', '.join(mixed)}**"
                                                         if mixed else ".")]
+    machines = sorted({m for r in summary["rows"] for m in r.get("machines", [])})
+    if machines:
+        timed_apart = [r["method"] for r in summary["rows"] if len(r.get("machines", [])) > 1]
+        lines += ["", f"Machines: {'; '.join(machines)}" + (f"; **rows whose seeds were timed on different machines "
+                                                            f"(their times are not comparable): {', '.join(timed_apart)}**"
+                                                            if timed_apart else ".")]
     return "\n".join(lines) + "\n"
 
 
