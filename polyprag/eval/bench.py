@@ -34,7 +34,8 @@ from ..text.datasets import Question
 from ..errors import InputError
 from ..settings import differences, with_defaults
 from .evaluate import code_version, data_fingerprint, prediction, score_row
-from .partial import Partial
+from .partial import Partial, answer_together
+from .workload import Workload, workload
 from ..kb.encode import build_samples
 from ..kb.knowledge import BuildConfig, KnowledgeBase, growth_for
 from ..modes import KB_DEFAULT, KB_MODES
@@ -43,7 +44,7 @@ from ..lm.models import DEFAULT_DTYPE, LoadedModel, load_model, machine, resolve
 from ..baselines.dyprag import Dyprag, DypragConfig, Translator
 from ..baselines.prag import PragAdapters, PragConfig
 from ..readers import gold_hits, reader
-from ..text.retrieve import TOP_K, BM25Index, Hit, shuffled_hits
+from ..text.retrieve import TOP_K, Hit, shuffled_hits
 
 log = logging.getLogger("polyprag")
 
@@ -124,24 +125,6 @@ class BenchConfig:
             raise InputError(f"unknown ablation(s) {unknown}; choose from {list(ABLATIONS)}.")
 
 
-@dataclass
-class Workload:
-    """What every method shares: the questions, the encoded documents and each question's top-k."""
-
-    questions: list[Question]
-    docs: list[Document]  # the documents encoded
-    hits: list[list[Hit]]
-    corpus: list[Document]  # the whole closed corpus (gold paragraphs may lie outside `docs`)
-
-    @property
-    def texts(self) -> list[str]:
-        return [q.question for q in self.questions]
-
-    @property
-    def retrieved(self) -> list[list[str]]:
-        return [[h.doc_id for h in hs] for hs in self.hits]
-
-
 def with_seed(config: BenchConfig, seed: int) -> BenchConfig:
     """The same benchmark with every trained method seeded by `seed`."""
     b = config.build
@@ -166,15 +149,6 @@ def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path
     atomic.write_text(out / "results.json", json.dumps(summary, indent=1, ensure_ascii=False))
     atomic.write_text(out / "results.md", compare.markdown(summary))
     return summary
-
-
-def workload(questions: list[Question], corpus: list[Document], mode: str, k: int) -> Workload:
-    """BM25 over the whole closed corpus; per-question mode then keeps only the paragraphs retrieved."""
-    hits = BM25Index.build(corpus).search([q.question for q in questions], k=k)
-    if mode == "closed":
-        return Workload(questions, corpus, hits, corpus)
-    wanted = {h.doc_id for hs in hits for h in hs}
-    return Workload(questions, [d for d in corpus if d.id in wanted], hits, corpus)
 
 
 class Bench:
@@ -296,9 +270,9 @@ class Bench:
 
     def _prag(self, name: str, work: Workload, timings: list[float]) -> tuple[list[Answer], dict]:
         """PRAG's rows chunk by chunk (eval.partial): each chunk's documents trained, then its questions answered
-        and saved, so that a run resumes from its committed answers on a machine without these adapters."""
-        cfg = self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag
-        recipe = "poly" if name.startswith("prag-shared") else "prag"
+        and saved, so that a run resumes from its committed answers on a machine without these adapters; the rows
+        of the plan that share these adapters (prag, -combine, -shuffled) answer each chunk together."""
+        cfg, recipe = self._prag_setting(name)
         lm = self._lm(f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}")  # PEFT wraps its model: one per adapter set
         folder = self.out / f"prag-{recipe}-lr{cfg.lr:g}-e{cfg.epochs}"
         tally = self.out / "partial" / f"{folder.name}.tally.json"  # committed beside the answers
@@ -307,15 +281,18 @@ class Bench:
         start = time.perf_counter()
         samples = self._samples(work, lm, recipe)
         samples_seconds = time.perf_counter() - start
-        mode = name.replace("-tuned", "").replace("-shared", "").replace("-shuffled", "")
-        hits = self._shuffled(work) if name in SHUFFLED else work.hits
-        answerer = reader(mode, docs=work.docs, prag=adapters)
-        index, ids = {d.id: i for i, d in enumerate(work.docs)}, [q.id for q in work.questions]
-        part = Partial.load(self.out / "partial" / f"{name}.json", ids, code_version()["tree"])
-        part.answer(ids, lambda c: adapters.encode(samples, work.docs, False, {index[h.doc_id] for i in c
-                                                                                for h in hits[i]}),
-                    lambda c, t: answerer.answer([work.texts[i] for i in c], [hits[i] for i in c], self.config.generation,
-                                                 False, t), self.progress, name)
+        family = [m for m in self._plan() if m == name or m.startswith("prag") and not self._done(m).exists()
+                  and self._prag_setting(m) == (cfg, recipe)]
+        hits = {m: self._shuffled(work) if m in SHUFFLED else work.hits for m in family}
+        index, ids, tree = {d.id: i for i, d in enumerate(work.docs)}, [q.id for q in work.questions], code_version()["tree"]
+        parts = {m: Partial.load(self.out / "partial" / f"{m}.json", ids, tree) for m in family}
+        answer_together(parts, ids, lambda step: adapters.encode(samples, work.docs, False, {
+            index[h.doc_id] for m, chunk in step.items() for i in chunk for h in hits[m][i]}),
+            lambda m, c, t: reader(m.replace("-tuned", "").replace("-shared", "").replace("-shuffled", ""),
+                                   docs=work.docs, prag=adapters).answer([work.texts[i] for i in c], [hits[m][i] for i in c],
+                                                                        self.config.generation, False, t),
+            self.progress, " + ".join(family))
+        part = parts[name]
         timings += part.timings
         per_doc = adapters.encode(samples, work.docs, False, only=set())  # the tally, over every process that trained
         storage = adapters.storage_bytes(len(work.docs))
@@ -324,6 +301,11 @@ class Bench:
                               "samples": recipe, "samples_per_doc": round(len(samples) / len(work.docs), 2),
                               "_encode_seconds": samples_seconds + part.clock["encode"] - part.earlier["encode"],
                               "_earlier": part.earlier}
+
+    def _prag_setting(self, name: str) -> tuple[PragConfig, str]:
+        """A PRAG row's adapters: its training settings and samples (PRAG's published recipe or poly's)."""
+        return (self.config.prag_tuned if name.startswith("prag-tuned") else self.config.prag,
+                "poly" if name.startswith("prag-shared") else "prag")
 
     def _shuffled(self, work: Workload) -> list[list[Hit]]:
         return shuffled_hits(work.hits, [d.id for d in work.docs], self.config.build.training.seed)

@@ -56,21 +56,6 @@ class Partial:
                              "pinned at its commit), or delete the file to answer every question again.")
         return cls(path, tree, saved["ids"], [Answer(**a) for a in saved["answers"]], saved["timings"], saved["clock"])
 
-    def answer(self, question_ids: list[str], prepare: Callable[[list[int]], object],
-               answer: Callable[[list[int], list[float]], list[Answer]], progress: bool = True, desc: str = "") -> None:
-        """Answer every question not answered yet, a chunk (question indices) at a time: `prepare(chunk)` (the
-        chunk's training, counted as encoding), then `answer(chunk, timings)`, then the chunk saved."""
-        bar = tqdm(total=len(question_ids), initial=len(self.ids), desc=desc, unit="q", disable=not progress)
-        for chunk in self.chunks(question_ids):
-            wall, cpu = time.perf_counter(), time.process_time()
-            prepare(chunk)
-            encode, timings = time.perf_counter() - wall, []
-            answers = answer(chunk, timings)
-            self.add([question_ids[i] for i in chunk], answers, timings, time.perf_counter() - wall,
-                     time.process_time() - cpu, encode)
-            bar.update(len(chunk))
-        bar.close()
-
     def chunks(self, question_ids: list[str]) -> list[list[int]]:
         """The indices of the questions still to answer, CHUNK at a time."""
         todo = list(range(len(self.ids), len(question_ids)))
@@ -87,3 +72,30 @@ class Partial:
         kept = [{k: v for k, v in asdict(a).items() if k != "passages"} for a in self.answers]  # passages: not scored
         atomic.write_text(self.path, json.dumps({"tree": self.tree, "ids": self.ids, "answers": kept, "timings": self.timings,
                                                  "clock": self.clock}, ensure_ascii=False))
+
+
+def answer_together(parts: dict[str, Partial], question_ids: list[str],
+                    prepare: Callable[[dict[str, list[int]]], object],
+                    answer: Callable[[str, list[int], list[float]], list[Answer]], progress: bool = True,
+                    desc: str = "") -> None:
+    """Answer every question that the rows `parts` (by name: rows that answer with one set of adapters, such as
+    prag, prag-combine and prag-shuffled) have not, a chunk at a time: the rows furthest behind take their next
+    chunk together, `prepare({row: chunk})` trains what all of them need, then `answer(row, chunk, timings)` for
+    each, each saved. A family of rows so trains a document once per machine, not once per row; each row's clock
+    counts the training its chunk waited for (as encoding) and its own answering."""
+    n = len(question_ids)
+    bar = tqdm(total=n * len(parts), initial=sum(len(p.ids) for p in parts.values()), desc=desc, unit="q",
+               disable=not progress)
+    while todo := {name: p.chunks(question_ids)[0] for name, p in parts.items() if len(p.ids) < n}:
+        first = min(chunk[0] for chunk in todo.values())
+        step = {name: chunk for name, chunk in todo.items() if chunk[0] == first}
+        wall, cpu = time.perf_counter(), time.process_time()
+        prepare(step)
+        encode, encode_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        for name, chunk in step.items():
+            wall, cpu, timings = time.perf_counter(), time.process_time(), []
+            answers = answer(name, chunk, timings)
+            parts[name].add([question_ids[i] for i in chunk], answers, timings, encode + time.perf_counter() - wall,
+                            encode_cpu + time.process_time() - cpu, encode)
+            bar.update(len(chunk))
+    bar.close()
