@@ -22,19 +22,25 @@ def test_invented_entities_keep_the_shape_and_are_the_same_each_time():
     assert invent("3,677 seated").endswith(" seated") and invent("the United Kingdom").startswith("the ")
 
 
-def test_invented_names_are_ordinary_name_words_and_years_stay_in_the_past():
+def test_invented_names_are_ordinary_name_words_of_the_same_kind_and_years_stay_in_the_past():
     from polyprag.text.counterfactual import _NAME_WORDS, LAST_YEAR
 
-    for original in ("Chief of Protocol", "Marie Curie", "Greenwich Village, New York City"):
-        words = [w for w in invent(original).replace(",", "").split() if w not in ("of",)]
+    for original in ("Chief of Protocol", "Marie Curie", "Greenwich Village, New York City", "The Beatles"):
+        words = [w for w in invent(original).replace(",", "").split() if w not in ("of", "Chief", "Village", "City",
+                                                                                   "The")]
         assert words and all(w in _NAME_WORDS for w in words), invent(original)  # a reader can copy them
+    assert invent("Chief of Protocol").startswith("Chief of ") and invent("The Beatles").startswith("The ")
+    assert invent("Texas Tech University").endswith(" University") and invent("Lush Ltd.").endswith(" Ltd.")
     assert all(int(invent(str(y), a)) <= LAST_YEAR for y in range(1990, 2018) for a in range(5))
+    for a in range(20):  # every year of one entity moves by one offset: a span stays a span, in the past
+        start, end = map(int, invent("from 1969 to 2015", a).split()[1::2])
+        assert end - start == 2015 - 1969 and end <= LAST_YEAR
     assert invent("SF9").isupper() or any(c.isdigit() for c in invent("SF9"))
 
 
 def test_two_entities_never_share_an_invention_nor_take_a_word_of_the_corpus():
-    docs = [Document(f"d{i}", f"Topic {i}", f"Person {i} met Fisher in Town {i}.") for i in range(60)]
-    questions = [Question(f"q{i}", f"Whom did the person of topic {i} meet?", [f"Town {i}"], [f"d{i}"], "bridge")
+    docs = [Document(f"d{i}", f"Topic {i}", f"Person {i} met Fisher in Glenn {i}.") for i in range(60)]
+    questions = [Question(f"q{i}", f"Whom did the person of topic {i} meet?", [f"Glenn {i}"], [f"d{i}"], "bridge")
                  for i in range(60)]
     kept, new = substitute(questions, docs, CorpusBuilder())
     answers = [q.answers[0] for q in kept]
@@ -67,6 +73,9 @@ def test_only_named_or_numeric_answers_outside_the_question_are_substituted():
     assert not substitutable(Question("c", "What was Ada?", ["mathematician"]), gold)  # a common noun
     assert not substitutable(Question("d", "Was Ada born in London or Paris?", ["London"]), gold)  # named
     assert not substitutable(Question("e", "Where did Ada die?", ["Marylebone"]), gold)  # not in the gold
+    many = [f"An American film of {i}." for i in range(60)] + gold  # a nationality is vocabulary, not an entity
+    assert not substitutable(Question("h", "Of what nationality was the film?", ["American"]), many, many)
+    assert substitutable(Question("i", "When was the film made?", ["1815"]), many, many)  # a number is renamed
     assert bridge_entity(Question("f", "Who was Ada Lovelace's father?", ["Byron"]),
                          [Document("Ada", "Ada Lovelace", "x"), Document("B", "Lord Byron (poet)", "y")]) == "Lord Byron"
     assert bridge_entity(Question("g", "Who was Ada's father?", ["Byron"]),

@@ -3,20 +3,25 @@
 Entity substitution (Longpre et al. 2021, "Entity-Based Knowledge Conflicts in Question Answering"): each
 selected question's answer, and its bridge entity where it has one, is replaced by an invented entity of the
 same shape (a year by another year before 2018, a number by another number of as many digits, a name by
-ordinary name-words for its capitalised words — "Chief of Protocol" -> "Marden of Ashby", so that a small
-reader can copy it from a passage as it copies a real name; lowercase words, month names and particles kept),
+ordinary name-words for its capitalised words — "Texas Tech University" -> "Marden Ashby University", so that a
+small reader can copy it from a passage as it copies a real name; lowercase words, month names, particles and
+the capitalised words that say what kind of thing it is kept: University, River, Century, Ltd),
 in every paragraph of the corpus and in every question that names it, and the gold answer becomes the
 invented one. The first version made names of random syllables; with SmolLM2-135M, RAG scored 4.8 F1 on the
 100 counterfactual HotpotQA test questions (benchmarks/results/cf-v1-hotpotqa-test-n100-smollm2) and with these
 name-words 4.1, the gold paragraphs in the prompt 11.8 (benchmarks/results/cf-v2-check-hotpotqa-test-n100-smollm2):
 the small reader answers these multi-hop questions from its own prior (a name the question mentions) rather
-than from a passage that contradicts it, so on this variant every method sits near the floor at this size. One world for the whole corpus: a string
+than from a passage that contradicts it, so on this variant every method sits near the floor at this size.
+Version 3 (2026-12-05) keeps an invention's kind (the kind words above, "The"), shifts every year of one
+entity by one offset ("1969 until 1974" stays a span), and renames no word common to the corpus: v2 turned
+"American" into a name in a quarter of HotpotQA's paragraphs ("an Vance comedian"). One world for the whole corpus: a string
 maps to one invention (drawn from a hash of the string), so documents never contradict each other and a
 closed-book reader scores ≈ 0: every point must come from the documents.
 
 A question is kept only if it can be substituted: its answer is a name or a number (a capital or a digit: not
 yes/no, not a common noun that would be rewritten everywhere), of 3 characters to 5 words, appears in one of
-its gold paragraphs and not in the question (an either-or question names its answer). The split's
+its gold paragraphs and not in the question (an either-or question names its answer), and, unless a number, in
+at most COMMON_SHARE of the split's paragraphs (a nationality or a major country is vocabulary, not an entity). The split's
 rows are filtered so, then sampled per type as the real dataset is (datasets.load_counterfactual): n
 counterfactual questions are the first n substitutable ones of each type, never a reserved row.
 """
@@ -44,6 +49,25 @@ Paxton Pembury Penrose Prescott Quarles Quinlan Radley Ramsey Redford Rowan Rowl
 Stanton Stroud Sutton Tanner Thornton Tilbury Torrance Upton Varley Vance Wakefield Walden Warrick Webber
 Wexley Whitlock Winslow Wolcott Yardley Yates
 """.split())
+# Capitalised words that say what kind of thing a name is ("Texas Tech University", "the late 12th Century",
+# "Lush Ltd.", "Lord Combermere"): kept like lowercase words, so the invention stays an answer of the question's
+# kind. General English, written for this module; not the vocabulary of any dataset.
+_KINDS = set("""
+The Academy Agency Airlines Airport Album Alliance Arena Army Association Avenue Award Band Bank Battle Bay Beach
+Bishop Bridge Brothers Building Canal Captain Castle Cathedral Center Centre Century Championship Channel Chapel
+Chief Church City Club College Company Conference Corporation Council County Court Cup Dam Department District
+Division Duke Dynasty Earl Empire FC Festival Field Force Forest Fort Foundation Gallery Games Garden Gardens General
+Governor Group Hall High Highway Hill Hills Hospital Hotel House Inc Institute Island Islands Isles King Kingdom
+Lady Lake League Library Line Lord Ltd Manor Market Memorial Ministry Minister Mount Mountain Mountains Museum
+National Navy Network Ocean Office Orchestra Palace Park Party Peak Pictures Point Port President Press Prince
+Princess Prize Province Queen Railway Range Records Region Republic River Road Royal Saint School Sea Secretary
+Senate Senator Series Sir Society Square Stadium State States Station Street Studio Studios Temple Theater Theatre
+Tower Town Township Trail Tribe Trophy University Valley Village War Way Zoo
+""".split())
+# A name found in more of the paragraphs than this is vocabulary ("American", "Roman"): renaming it would rewrite
+# a quarter of the corpus into odd English, so it is neither an answer to substitute nor a bridge to rename
+COMMON_SHARE = 0.02
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[\W_]+")
 LAST_YEAR = 2017  # HotpotQA's and 2Wiki's paragraphs were written by then: an invented year is never later
 
@@ -53,13 +77,22 @@ LAST_YEAR = 2017  # HotpotQA's and 2Wiki's paragraphs were written by then: an i
 Question = Any
 
 
-def substitutable(q: Question, gold_texts: list[str]) -> bool:
+def substitutable(q: Question, gold_texts: list[str], texts: list[str] = ()) -> bool:
+    """`texts`: the paragraphs of the split, where a name too common to rename shows (COMMON_SHARE)."""
     answer = q.answers[0]
     if len(answer.strip()) < 3 or len(answer.split()) > 5 or not re.search(r"[A-Z\d]", answer):
         return False  # yes/no, a common noun ("director": one word everywhere) or a sentence: no entity
-    if answer.lower() in q.question.lower() or invent(answer) == answer:
+    if answer.lower() in q.question.lower() or invent(answer) == answer or common(answer, texts):
         return False
     return any(_pattern([answer]).search(t) for t in gold_texts)
+
+
+def common(name: str, texts: list[str]) -> bool:
+    """Whether `name`, not a number, is in more than COMMON_SHARE of `texts` (as a whole word)."""
+    if not texts or not re.search(r"[^\W\d_]", name):
+        return False
+    pattern = _pattern([name])
+    return sum(1 for t in texts if name in t and pattern.search(t)) > COMMON_SHARE * len(texts)
 
 
 def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple[list[Question], list[Document]]:
@@ -72,11 +105,11 @@ def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple
         new = mapping.get(q.answers[0]) or fresh(q.answers[0])
         for alias in q.answers:
             mapping.setdefault(alias, new)
-    answers = _pattern(list(mapping))
+    answers, texts = _pattern(list(mapping)), [d.text for d in docs]
     for q in questions:
         bridge = bridge_entity(q, [by_id[g] for g in q.gold_doc_ids])
         # a bridge holding an answer ("Conscription in the United States") would rename it away
-        if bridge and bridge not in mapping and not answers.search(bridge):
+        if bridge and bridge not in mapping and not answers.search(bridge) and not common(bridge, texts):
             mapping[bridge] = fresh(bridge)
     pattern = _pattern(list(mapping))
 
@@ -108,19 +141,25 @@ def invent(original: str, attempt: int = 0) -> str:
     """An invented entity of the same shape as `original`, the same every time for the same string (and
     attempt: a later attempt draws another one)."""
     rng = random.Random(hashlib.sha256(f"{attempt}:{original}".encode()).hexdigest())
-    return "".join(_invent_token(t, rng) for t in _TOKEN.findall(original))
+    shift = rng.choice((-1, 1)) * rng.randint(7, 60)  # one for every year of the entity: a span stays a span
+    years = [int(y) for y in _YEAR.findall(original) if 1000 <= int(y) <= 2100]
+    if years and max(years) + shift > LAST_YEAR:
+        shift = -abs(shift)
+    return "".join(_invent_token(t, rng, shift) for t in _TOKEN.findall(original))
 
 
 def _fresh_names(docs: list[Document]):
-    """invent, drawn again until the invention names nothing else: not another entity's invention, not a
-    string of the corpus (name-words are real words: "Fisher" may already stand in some paragraph)."""
+    """invent, drawn again until the invention names nothing else: not another entity's invention, and no word
+    of it that the original lacks in the corpus (name-words are real words: "Fisher" may already stand in some
+    paragraph, and an invention holding it would tie the invented entity to that one)."""
     taken: set[str] = set()
-    text = "\n".join(f"{d.title}\n{d.text}" for d in docs)
+    corpus_words = set(re.findall(r"[^\W\d_]+", "\n".join(f"{d.title}\n{d.text}" for d in docs)))
 
     def fresh(original: str) -> str:
+        old = set(re.findall(r"[^\W\d_]+", original))
         for attempt in range(50):
             new = invent(original, attempt)
-            if new not in taken and (new == original or not _pattern([new]).search(text)):
+            if new not in taken and not (set(re.findall(r"[^\W\d_]+", new)) - old) & corpus_words:
                 break
         taken.add(new)
         return new
@@ -128,16 +167,15 @@ def _fresh_names(docs: list[Document]):
     return fresh
 
 
-def _invent_token(token: str, rng: random.Random) -> str:
+def _invent_token(token: str, rng: random.Random, shift: int) -> str:
     if token.isdigit():
         value = int(token)
         if len(token) == 4 and 1000 <= value <= 2100:  # a year: another year, decades away, never in the future
-            shift = rng.choice((-1, 1)) * rng.randint(7, 60)
-            return str(value + shift if value + shift <= LAST_YEAR else value - abs(shift))
+            return str(value + shift)
         if len(token) <= 2:  # a day or a small count
             return str(rng.choice([v for v in range(1, 29) if v != value]))
         return str(rng.randint(10 ** (len(token) - 1), 10 ** len(token) - 1))
-    if not token[:1].isupper() or token in _KEEP:  # lowercase words say the type ("3,677 seated"): kept
+    if not token[:1].isupper() or token in _KEEP or token in _KINDS:  # they say the kind ("3,677 seated"): kept
         return token
     if token.isupper() and len(token) > 1:  # an acronym: as many other capitals
         return "".join(rng.choice([c for c in "ABCDEFGHKLMNPRSTVW" if c != old]) for old in token)

@@ -120,7 +120,8 @@ def load_counterfactual(base: str, path: Path, n: int, split: Split) -> tuple[li
     pool = split.rows(types)
     candidates, pool_docs = build_questions(path, base, rows, pool, types, convert)
     text = {d.id: d.text for d in pool_docs}
-    ok = {i for i, q in zip(pool, candidates) if substitutable(q, [text[g] for g in q.gold_doc_ids])}
+    texts = list(text.values())
+    ok = {i for i, q in zip(pool, candidates) if substitutable(q, [text[g] for g in q.gold_doc_ids], texts)}
     chosen = pick(types, n, split, order, keep=lambda i: i in ok)
     questions, docs = build_questions(path, base, rows, chosen, types, convert)
     return substitute(questions, docs, CorpusBuilder())
