@@ -277,14 +277,18 @@ DEFAULT_DTYPE = AUTO
 def resolve_dtype(dtype: str, device: str) -> str:
     """"auto" → bfloat16 on a CUDA GPU or a CPU with native bf16 (AVX512-BF16, AMX), float32 elsewhere (bf16
     emulated on an older CPU is slower than fp32); any other value is returned as it is."""
-    import torch
-
     if dtype != AUTO:
         return dtype
     if device.startswith("cuda"):
         return "bfloat16"
-    native = device == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bfloat16" if native else "float32"
+    return "bfloat16" if device == "cpu" and cpu_bf16_native() else "float32"
+
+
+def cpu_bf16_native() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def machine() -> dict:
@@ -296,7 +300,7 @@ def machine() -> dict:
     name = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), None)
     flags = next((set(line.split(":", 1)[1].split()) for line in cpuinfo.splitlines() if line.startswith("flags")), set())
     return {"cpu": name, "cores": os.cpu_count(), "avx512": "avx512f" in flags,
-            "bf16_native": bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+            "bf16_native": cpu_bf16_native(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
