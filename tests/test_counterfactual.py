@@ -35,6 +35,13 @@ def test_invented_names_are_ordinary_name_words_of_the_same_kind_and_years_stay_
     for a in range(20):  # every year of one entity moves by one offset: a span stays a span, in the past
         start, end = map(int, invent("from 1969 to 2015", a).split()[1::2])
         assert end - start == 2015 - 1969 and end <= LAST_YEAR
+        assert all(1000 <= int(invent(y, a)) <= LAST_YEAR for y in ("1000", "1012", "2016", "2030", "2100"))
+        start, end = map(int, invent("1010 to 2010", a).split()[::2])
+        assert end - start == 1000 and start >= 1000 and end <= LAST_YEAR
+    assert invent("1st Viscount Combermere").split()[:2] in ([f"{n}{s}", "Viscount"] for n in range(2, 29) for s in
+                                                         ("nd", "rd", "th", "st"))
+    assert all(invent(f"{n}th Avenue", a).split()[0][-2:] in ("st", "nd", "rd", "th") and
+               invent(f"{n}th Avenue", a).split()[0][:-2].isdigit() for n in (5, 12) for a in range(10))
     assert invent("SF9").isupper() or any(c.isdigit() for c in invent("SF9"))
 
 
@@ -100,3 +107,20 @@ def test_a_question_whose_answer_is_renamed_away_by_a_longer_one_is_dropped():
     q2 = Question("q2", "Where is Film B set?", ["New York City"], ["b"])
     kept, _ = substitute([q1, q2], docs, CorpusBuilder())
     assert [q.id for q in kept] == ["q2"]
+
+
+def test_a_bridge_common_in_the_split_keeps_its_name_and_no_two_entities_share_an_invention():
+    docs = [Document("a", "Ada", "Ada wrote the notes on the Analytical Engine."),
+            Document("e", "Analytical Engine", "The Analytical Engine was designed in 1837.")]
+    q = Question("q", "When was the machine Ada wrote about designed?", ["1837"], ["a", "e"], "bridge")
+    rare = [d.text for d in docs] + [f"A paper, number {i}." for i in range(200)]
+    (renamed,), new = substitute([q], docs, CorpusBuilder(), rare)  # in 2 of the split's 202 paragraphs: renamed
+    assert "Analytical Engine" not in renamed.question + " ".join(d.text for d in new)
+    split = [d.text for d in docs] + [f"The Analytical Engine, paper {i}." for i in range(60)]
+    (kept,), new = substitute([q], docs, CorpusBuilder(), split)  # in 62 of 62: vocabulary, kept
+    assert "Analytical Engine" in new[1].text and kept.answers != ["1837"]
+    docs = [Document(f"d{i}", f"Walk {i}", f"The walk is {i} km long.") for i in range(1, 31)]
+    questions = [Question(f"q{i}", f"How long is walk {i}?", [f"{i} km"], [f"d{i}"]) for i in range(1, 31)]
+    kept, _ = substitute(questions, docs, CorpusBuilder())  # 30 lengths, 28 small numbers to draw from
+    answers = [q.answers[0] for q in kept]
+    assert 0 < len(kept) < 30 and len(set(answers)) == len(answers)  # the last ones dropped, never shared

@@ -2,7 +2,8 @@
 
 Entity substitution (Longpre et al. 2021, "Entity-Based Knowledge Conflicts in Question Answering"): each
 selected question's answer, and its bridge entity where it has one, is replaced by an invented entity of the
-same shape (a year by another year before 2018, a number by another number of as many digits, a name by
+same shape (a year by another year from 1000 to 2017, every year of one entity moved by the same offset; a
+number by another with as many digits in each group, an ordinal keeping its suffix right; a name by
 ordinary name-words for its capitalised words — "Texas Tech University" -> "Marden Ashby University", so that a
 small reader can copy it from a passage as it copies a real name; lowercase words, month names, particles and
 the capitalised words that say what kind of thing it is kept: University, River, Century, Ltd),
@@ -54,20 +55,21 @@ Wexley Whitlock Winslow Wolcott Yardley Yates
 # kind. General English, written for this module; not the vocabulary of any dataset.
 _KINDS = set("""
 The Academy Agency Airlines Airport Album Alliance Arena Army Association Avenue Award Band Bank Battle Bay Beach
-Bishop Bridge Brothers Building Canal Captain Castle Cathedral Center Centre Century Championship Channel Chapel
-Chief Church City Club College Company Conference Corporation Council County Court Cup Dam Department District
-Division Duke Dynasty Earl Empire FC Festival Field Force Forest Fort Foundation Gallery Games Garden Gardens General
+Baron Baronet Bishop Bridge Brothers Building Canal Captain Cardinal Castle Cathedral Center Centre Century Championship Channel Chapel
+Chief Church City Club College Company Conference Corporation Council Count Countess County Court Cup Dam Department District
+Division Duke Dynasty Earl Emperor Empire Empress FC Festival Field Force Forest Fort Foundation Gallery Games Garden Gardens General
 Governor Group Hall High Highway Hill Hills Hospital Hotel House Inc Institute Island Islands Isles King Kingdom
-Lady Lake League Library Line Lord Ltd Manor Market Memorial Ministry Minister Mount Mountain Mountains Museum
+Lady Lake League Library Line Lord Ltd Manor Market Marquess Memorial Ministry Minister Mount Mountain Mountains Museum
 National Navy Network Ocean Office Orchestra Palace Park Party Peak Pictures Point Port President Press Prince
 Princess Prize Province Queen Railway Range Records Region Republic River Road Royal Saint School Sea Secretary
-Senate Senator Series Sir Society Square Stadium State States Station Street Studio Studios Temple Theater Theatre
-Tower Town Township Trail Tribe Trophy University Valley Village War Way Zoo
+Senate Senator Series Sir Society Sultan Square Stadium State States Station Street Studio Studios Temple Theater Theatre
+Tower Town Township Trail Tribe Trophy University Valley Village Viscount War Way Zoo
 """.split())
 # A name found in more of the paragraphs than this is vocabulary ("American", "Roman"): renaming it would rewrite
 # a quarter of the corpus into odd English, so it is neither an answer to substitute nor a bridge to rename
 COMMON_SHARE = 0.02
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
+_ORDINAL = re.compile(r"(?<!\d)(\d+)(st|nd|rd|th)(?![^\W\d_])")
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[\W_]+")
 LAST_YEAR = 2017  # HotpotQA's and 2Wiki's paragraphs were written by then: an invented year is never later
 
@@ -95,22 +97,26 @@ def common(name: str, texts: list[str]) -> bool:
     return sum(1 for t in texts if name in t and pattern.search(t)) > COMMON_SHARE * len(texts)
 
 
-def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple[list[Question], list[Document]]:
+def substitute(questions: list[Question], docs: list[Document], corpus,
+               texts: list[str] | None = None) -> tuple[list[Question], list[Document]]:
     """The questions and corpus in one invented world: every answer (and its aliases) and bridge entity mapped.
-    `corpus`: an empty datasets.CorpusBuilder, which gives the rewritten documents their ids."""
+    `corpus`: an empty datasets.CorpusBuilder, which gives the rewritten documents their ids. `texts`: the
+    paragraphs a name too common to rename is counted in (COMMON_SHARE): the split's, as for the answers, so
+    that what is renamed does not depend on n (default: `docs`)."""
     by_id = {d.id: d for d in docs}
     fresh = _fresh_names(docs)
     mapping: dict[str, str] = {}
     for q in questions:
         new = mapping.get(q.answers[0]) or fresh(q.answers[0])
-        for alias in q.answers:
+        for alias in q.answers if new else ():
             mapping.setdefault(alias, new)
-    answers, texts = _pattern(list(mapping)), [d.text for d in docs]
+    answers, texts = _pattern(list(mapping)), [d.text for d in docs] if texts is None else texts
     for q in questions:
         bridge = bridge_entity(q, [by_id[g] for g in q.gold_doc_ids])
         # a bridge holding an answer ("Conscription in the United States") would rename it away
         if bridge and bridge not in mapping and not answers.search(bridge) and not common(bridge, texts):
-            mapping[bridge] = fresh(bridge)
+            if new := fresh(bridge):
+                mapping[bridge] = new
     pattern = _pattern(list(mapping))
 
     def apply(text: str) -> str:
@@ -120,7 +126,8 @@ def substitute(questions: list[Question], docs: list[Document], corpus) -> tuple
     for d in docs:
         ids[d.id] = corpus.add(apply(d.title), apply(d.text))
     out = [replace(q, question=apply(q.question), answers=[mapping[q.answers[0]]],
-                   gold_doc_ids=list(dict.fromkeys(ids[g] for g in q.gold_doc_ids))) for q in questions]
+                   gold_doc_ids=list(dict.fromkeys(ids[g] for g in q.gold_doc_ids)))
+           for q in questions if q.answers[0] in mapping]  # a question whose answer found no invention is dropped
     # An answer inside another, longer one ("New York" / "New York City") can be renamed away with it: such a
     # question has no answer left in its documents and is dropped.
     text = {d.id: d.text for d in corpus.docs}
@@ -141,11 +148,24 @@ def invent(original: str, attempt: int = 0) -> str:
     """An invented entity of the same shape as `original`, the same every time for the same string (and
     attempt: a later attempt draws another one)."""
     rng = random.Random(hashlib.sha256(f"{attempt}:{original}".encode()).hexdigest())
-    shift = rng.choice((-1, 1)) * rng.randint(7, 60)  # one for every year of the entity: a span stays a span
-    years = [int(y) for y in _YEAR.findall(original) if 1000 <= int(y) <= 2100]
-    if years and max(years) + shift > LAST_YEAR:
-        shift = -abs(shift)
-    return "".join(_invent_token(t, rng, shift) for t in _TOKEN.findall(original))
+    shift = _year_shift([int(y) for y in _YEAR.findall(original) if 1000 <= int(y) <= 2100], rng)
+    new = "".join(_invent_token(t, rng, shift) for t in _TOKEN.findall(original))
+    return _ORDINAL.sub(lambda m: m.group(1) + _suffix(int(m.group(1))), new) if _ORDINAL.search(original) else new
+
+
+def _year_shift(years: list[int], rng: random.Random) -> int:
+    """One offset for every year of an entity, decades away, keeping each in 1000..LAST_YEAR (a span stays a
+    span); where no offset of 7 to 60 years keeps them there, the drawn one cut to the range."""
+    sign, size = rng.choice((-1, 1)), rng.randint(7, 60)
+    low, high = (1000 - min(years), LAST_YEAR - max(years)) if years else (0, 0)
+    if low > high:  # years a millennium apart: no offset keeps both in range
+        return 0
+    fits = [s for s in (sign * size, -sign * size) if low <= s <= high]
+    return fits[0] if fits else min(max(sign * size, low), high)
+
+
+def _suffix(n: int) -> str:
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 def _fresh_names(docs: list[Document]):
@@ -155,14 +175,15 @@ def _fresh_names(docs: list[Document]):
     taken: set[str] = set()
     corpus_words = set(re.findall(r"[^\W\d_]+", "\n".join(f"{d.title}\n{d.text}" for d in docs)))
 
-    def fresh(original: str) -> str:
+    def fresh(original: str) -> str | None:
         old = set(re.findall(r"[^\W\d_]+", original))
-        for attempt in range(50):
+        for attempt in range(1000):  # after 50 draws, a word of the corpus is allowed; another's invention never
             new = invent(original, attempt)
-            if new not in taken and not (set(re.findall(r"[^\W\d_]+", new)) - old) & corpus_words:
-                break
-        taken.add(new)
-        return new
+            if new not in taken and new != original and (
+                    attempt >= 50 or not (set(re.findall(r"[^\W\d_]+", new)) - old) & corpus_words):
+                taken.add(new)
+                return new
+        return None  # a shape with too few variants ("12 km" among thirty such): left as it is
 
     return fresh
 

@@ -124,7 +124,7 @@ def load_counterfactual(base: str, path: Path, n: int, split: Split) -> tuple[li
     ok = {i for i, q in zip(pool, candidates) if substitutable(q, [text[g] for g in q.gold_doc_ids], texts)}
     chosen = pick(types, n, split, order, keep=lambda i: i in ok)
     questions, docs = build_questions(path, base, rows, chosen, types, convert)
-    return substitute(questions, docs, CorpusBuilder())
+    return substitute(questions, docs, CorpusBuilder(), texts)
 
 
 def held_out(name: str, data_dir: str | Path, n: int, m: int, path: str | Path | None = None,
