@@ -9,8 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
-METHODS=closed-book-bare,rag,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
+METHODS=closed-book-bare,rag,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
 METHODS+=,prag-shared-combine
+# rag-gold (the reader with the question's gold paragraphs in its prompt; added 2026-12-05, a reader, computed once
+# for all seeds) is how much a document can give this reader at all: the scale own − shuffled is read against.
 # `prag` is PRAG's published data recipe at the lr and epochs chosen on dev questions by benchmarks/prag_dev.sh's
 # rule (benchmarks/prag_table.py reads its committed runs); prag-shared and prag-shuffled train the same way
 # DyPRAG's translator trains on other questions' paragraphs: a counterfactual world has none (datasets.held_out).
