@@ -70,6 +70,7 @@ Tower Town Township Trail Tribe Trophy University Valley Village Viscount War Wa
 COMMON_SHARE = 0.02
 _YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _ORDINAL = re.compile(r"(?<!\d)(\d+)(st|nd|rd|th)(?![^\W\d_])")
+_WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 _TOKEN = re.compile(r"[^\W\d_]+|\d+|[\W_]+")
 LAST_YEAR = 2017  # HotpotQA's and 2Wiki's paragraphs were written by then: an invented year is never later
 
@@ -173,14 +174,14 @@ def _fresh_names(docs: list[Document]):
     of it that the original lacks in the corpus (name-words are real words: "Fisher" may already stand in some
     paragraph, and an invention holding it would tie the invented entity to that one)."""
     taken: set[str] = set()
-    corpus_words = set(re.findall(r"[^\W\d_]+", "\n".join(f"{d.title}\n{d.text}" for d in docs)))
+    corpus_words = set(_WORD.findall("\n".join(f"{d.title}\n{d.text}" for d in docs)))
 
     def fresh(original: str) -> str | None:
-        old = set(re.findall(r"[^\W\d_]+", original))
+        old = set(_WORD.findall(original))
         for attempt in range(1000):  # after 50 draws, a word of the corpus is allowed; another's invention never
             new = invent(original, attempt)
             if new not in taken and new != original and (
-                    attempt >= 50 or not (set(re.findall(r"[^\W\d_]+", new)) - old) & corpus_words):
+                    attempt >= 50 or not (set(_WORD.findall(new)) - old) & corpus_words):
                 taken.add(new)
                 return new
         return None  # a shape with too few variants ("12 km" among thirty such): left as it is
