@@ -26,8 +26,8 @@ COMBINE_MIN = {"real": 2.0, "counterfactual": 5.0}
 RAG_SHARE = 0.9
 SEEDS = 3
 
-ROWS = ("closed-book-bare", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-shuffled",
-        "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag", "dyprag-tuned")
+ROWS = ("closed-book-bare", "rag", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
+        "prag-shuffled", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag", "dyprag-tuned")
 # settings every pair of one table must share (the pairs differ only in dataset and model)
 SHARED = ("n", "split", "corpus_mode", "k", "build", "prag", "dyprag", "dyprag_tuned", "generation", "dtype")
 
