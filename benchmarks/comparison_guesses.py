@@ -24,12 +24,17 @@ def first_word(prediction: str) -> str:
 
 
 def guesses(predictions: list[dict]) -> dict:
-    comparison = [p for p in predictions if p.get("qtype") == "comparison"]
-    yes_no = [p for p in comparison if normalize_answer(p["answers"][0]) in ("yes", "no")]
-    other = [p for p in comparison if p not in yes_no]
-    return {"yes_no": len(yes_no), "gold_yes": sum(normalize_answer(p["answers"][0]) == "yes" for p in yes_no),
-            "says_yes": sum(first_word(p["prediction"]) == "yes" for p in yes_no),
-            "right": sum(first_word(p["prediction"]) == normalize_answer(p["answers"][0]) for p in yes_no),
+    yes_no, other = [], []  # (gold, first word said) per yes/no question; the other comparison questions
+    for p in predictions:
+        if p.get("qtype") == "comparison":
+            gold = normalize_answer(p["answers"][0])
+            if gold in ("yes", "no"):
+                yes_no.append((gold, first_word(p["prediction"])))
+            else:
+                other.append(p)
+    return {"yes_no": len(yes_no), "gold_yes": sum(gold == "yes" for gold, _ in yes_no),
+            "says_yes": sum(said == "yes" for _, said in yes_no),
+            "right": sum(said == gold for gold, said in yes_no),
             "other": len(other),
             "other_f1": 100 * sum(f1_score(p["prediction"], p["answers"]) for p in other) / max(len(other), 1),
             "other_em": 100 * sum(exact_match(p["prediction"], p["answers"]) for p in other) / max(len(other), 1)}
