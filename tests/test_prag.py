@@ -70,33 +70,3 @@ def test_answers_come_back_per_question_with_latencies(tiny_chat_model_dir, tmp_
                           GenerationConfig(max_new_tokens=3), progress=False, timings=timings)
     assert len(answers) == 2 and len(timings) == 2 and all(t > 0 for t in timings)
     assert all(a.raw.startswith("The answer is") for a in answers)
-
-
-def test_documents_trained_side_by_side_get_the_adapters_they_get_alone(tiny_chat_model_dir, tmp_path):
-    """at_once > 1 puts several documents' samples in one padded batch, each row through its own document's LoRA
-    with its own mean loss: every document's saved adapter must equal the one it gets trained alone."""
-    from safetensors.torch import load_file
-
-    docs = [Document(f"d{i}", f"Town {i}", f"Town {i} was founded by person {i} in {1800 + i}.") for i in range(5)]
-    samples = [Sample(i, q, a) for i in range(5) for q, a in
-               ((f"Who founded Town {i}?", f"Person {i}"), (f"In which year, after a long and winding history of "
-                                                          f"disputes, was Town {i} founded?" * (1 + i % 3), f"{1800 + i}"))]
-    samples += [Sample(4, "One more question only the last town has?", "Yes")]  # another sample count: its own group
-    lm = load_model(str(tiny_chat_model_dir), dtype="float32")
-    alone = PragAdapters(lm, CONFIG, tmp_path / "alone")
-    alone.encode(samples, docs, progress=False)
-    together = PragAdapters(lm, CONFIG, tmp_path / "together")  # a second PEFT wrap of the same model
-    together.encode(samples, docs, progress=False, at_once=3)
-    for d in range(5):
-        a = load_file(tmp_path / "alone" / str(d) / "adapter_model.safetensors")
-        b = load_file(tmp_path / "together" / str(d) / "adapter_model.safetensors")
-        assert a.keys() == b.keys() and any(k.endswith("lora_B.weight") and v.abs().max() > 1e-4 for k, v in a.items())
-        for k in a:
-            assert torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4), (d, k)
-
-
-def test_groups_side_by_side_share_a_sample_count():
-    from polyprag.baselines.prag import side_by_side
-
-    assert side_by_side([0, 1, 2, 3, 4], {0: 5, 1: 5, 2: 3, 3: 5, 4: 5}, 3) == [[0, 1, 3], [4], [2]]
-    assert side_by_side([0, 1], {0: 5, 1: 5}, 1) == [[0], [1]]

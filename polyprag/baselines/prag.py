@@ -70,11 +70,10 @@ class PragAdapters:
         return self.folder / str(doc)
 
     def encode(self, samples: list[Sample], docs: list[Document], progress: bool = True,
-               only: set[int] | None = None, at_once: int = 1) -> float:
+               only: set[int] | None = None) -> float:
         """Train and save the adapter of every document (samples' `doc` indexes `docs`; `only`: of these indices)
         not saved yet; returns training seconds per document, counted over every run that trained some of them
-        (the tally file keeps them across resumes). `at_once`: documents trained side by side, each on its own
-        rows of one batch (the same adapters as one at a time, up to float rounding; fewer, larger passes)."""
+        (the tally file keeps them across resumes)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         self._check_resume(docs)
         by_doc: dict[int, list[Sample]] = {}
@@ -84,16 +83,13 @@ class PragAdapters:
         todo = [d for d in wanted if not (self.doc_dir(d) / "adapter_model.safetensors").exists()]
         start = time.perf_counter()
         tally = json.loads(self.tally.read_text()) if self.tally.exists() else {"seconds": 0.0, "docs": 0}
-        with tqdm(total=len(todo), desc=f"PRAG adapters (lr {self.config.lr:g})", unit="doc",
-                  disable=not progress) as bar:
-            for group in side_by_side(todo, {d: len(by_doc.get(d, [])) for d in todo}, at_once):
-                self._train(group, [by_doc.get(d, []) for d in group])
-                size = sum(f.stat().st_size for f in self.doc_dir(group[0]).iterdir())  # the same for every document
-                tally = {"seconds": tally["seconds"] + time.perf_counter() - start, "docs": tally["docs"] + len(group),
-                         "bytes_per_doc": size}
-                start = time.perf_counter()
-                atomic.write_text(self.tally, json.dumps(tally))
-                bar.update(len(group))
+        for doc in tqdm(todo, desc=f"PRAG adapters (lr {self.config.lr:g})", unit="doc", disable=not progress):
+            self._train_one(doc, by_doc.get(doc, []))
+            size = sum(f.stat().st_size for f in self.doc_dir(doc).iterdir())  # the same shapes for every document
+            tally = {"seconds": tally["seconds"] + time.perf_counter() - start, "docs": tally["docs"] + 1,
+                     "bytes_per_doc": size}
+            start = time.perf_counter()
+            atomic.write_text(self.tally, json.dumps(tally))
         return tally["seconds"] / max(tally["docs"], 1)
 
     def _check_resume(self, docs: list[Document]) -> None:
@@ -115,51 +111,25 @@ class PragAdapters:
         atomic.write_text(saved_config, json.dumps(config))
         atomic.write_text(saved_keys, json.dumps(keys + old[len(keys):]))
 
-    def _train(self, group: list[int], samples: list[list[Sample]]) -> None:
-        """Train these documents' adapters side by side and save each: row b of every batch is a sample of
-        document b and goes through document b's LoRA only, its loss is that row's own mean, and AdamW's update is
-        elementwise, so each document gets the steps it would get alone (the group has one sample count)."""
-        layers = [m for m in self.model.modules() if SLOT in getattr(m, "lora_A", {})]
-        inits = []
-        for doc in group:  # each document's fresh LoRA init, drawn as if it were trained alone
-            torch.manual_seed(self.config.seed * 100_003 + doc)
-            for m in layers:
-                m.reset_lora_parameters(SLOT, True)
-            inits.append([(m.lora_A[SLOT].weight.detach().clone(), m.lora_B[SLOT].weight.detach().clone()) for m in layers])
-        single = [(m.lora_A[SLOT], m.lora_B[SLOT]) for m in layers]
-        for i, m in enumerate(layers):  # (k, r, in) and (k, out, r): document b's factors at index b
-            m.lora_A[SLOT] = PerRow(torch.stack([init[i][0] for init in inits]))
-            m.lora_B[SLOT] = PerRow(torch.stack([init[i][1] for init in inits]))
-        try:
-            self._steps(group, samples, [p for m in layers for p in (m.lora_A[SLOT].weight, m.lora_B[SLOT].weight)])
-            trained = [(m.lora_A[SLOT].weight.detach(), m.lora_B[SLOT].weight.detach()) for m in layers]
-        finally:
-            for m, (a, b) in zip(layers, single):
-                m.lora_A[SLOT], m.lora_B[SLOT] = a, b
-        for j, doc in enumerate(group):
-            with torch.no_grad():
-                for (a, b), (ta, tb) in zip(single, trained):
-                    a.weight.copy_(ta[j])
-                    b.weight.copy_(tb[j])
-            self._save(doc)
-
-    def _steps(self, group: list[int], samples: list[list[Sample]], params: list[torch.nn.Parameter]) -> None:
+    def _train_one(self, doc: int, samples: list[Sample]) -> None:
+        torch.manual_seed(self.config.seed * 100_003 + doc)
+        for module in self.model.modules():  # fresh LoRA init for this document
+            if hasattr(module, "reset_lora_parameters") and SLOT in getattr(module, "lora_A", {}):
+                module.reset_lora_parameters(SLOT, True)
+        params = [p for n, p in self.model.named_parameters() if f".{SLOT}." in n]
         opt = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=0.0)
-        encoded = [[encode(self.lm.tokenizer, s, self.config.max_length) for s in doc_samples] for doc_samples in samples]
-        rngs = [random.Random(self.config.seed * 100_003 + doc) for doc in group]
+        encoded = [encode(self.lm.tokenizer, s, self.config.max_length) for s in samples]
+        rng = random.Random(self.config.seed * 100_003 + doc)
         self.model.train()
         for _ in range(self.config.epochs):
-            orders = [rng.sample(e, len(e)) for rng, e in zip(rngs, encoded)]  # batch 1 per document, as PRAG
-            for rows in zip(*orders):
-                batch = collate(list(rows), self.lm.tokenizer.pad_token_id, width_multiple(self.model))
+            for e in rng.sample(encoded, len(encoded)):  # batch 1, as PRAG
+                batch = collate([e], self.lm.tokenizer.pad_token_id, width_multiple(self.model))
                 batch.pop("doc")
-                loss = nll_loss(self.model, {k: v.to(self.model.device) for k, v in batch.items()}, per_row=True)
+                loss = nll_loss(self.model, {k: v.to(self.model.device) for k, v in batch.items()})
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         self.model.eval()
-
-    def _save(self, doc: int) -> None:
         with atomic.staged_dir(self.doc_dir(doc)) as tmp:
             self.model.save_pretrained(tmp, selected_adapters=[SLOT])
             for f in (tmp / SLOT).iterdir():  # PEFT puts a named adapter in a subfolder
@@ -225,25 +195,6 @@ class PragAdapters:
         if "bytes_per_doc" in tally:
             return tally["bytes_per_doc"] * n_docs
         return sum(f.stat().st_size for d in range(n_docs) for f in self.doc_dir(d).iterdir())
-
-
-class PerRow(torch.nn.Module):
-    """A LoRA factor of k documents at once, in place of PEFT's nn.Linear: row b of a batch through document b's."""
-
-    def __init__(self, weight: torch.Tensor):  # (k, out, in)
-        super().__init__()
-        self.weight = torch.nn.Parameter(weight)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (k, T, in) -> (k, T, out)
-        return torch.bmm(x, self.weight.transpose(1, 2))
-
-
-def side_by_side(docs: list[int], counts: dict[int, int], at_once: int) -> list[list[int]]:
-    """Groups of at most `at_once` documents with the same number of samples (each group steps together)."""
-    by_count: dict[int, list[int]] = {}
-    for d in docs:
-        by_count.setdefault(counts[d], []).append(d)
-    return [g[i:i + at_once] for g in by_count.values() for i in range(0, len(g), at_once)]
 
 
 def doc_key(doc: Document) -> str:

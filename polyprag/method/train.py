@@ -373,12 +373,11 @@ def _loss_tokens(rows: list[Encoded]) -> int:
     return sum(len(e.ids) - max(e.loss_from, 1) for e in rows)
 
 
-def nll_loss(model, batch: dict[str, torch.Tensor], per_row: bool = False) -> torch.Tensor:
+def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """`model(**batch).loss` (the mean next-token NLL over the labelled positions), with the output head applied
     only at those positions, a chunk at a time, and recomputed in the backward pass: the (B, T, V) logits and
     their gradient (0.6 GB at a batch of 4 × 384 tokens over SmolLM2's 49k words, 5× more over Gemma's 262k)
-    are never held, and the head does no work on the prompt's prefix or on padding. `per_row`: the sum of each
-    row's own mean instead (rows that train separate adapters: each gets the gradient it would get alone)."""
+    are never held, and the head does no work on the prompt's prefix or on padding."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps PRAG's model
     head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -386,23 +385,19 @@ def nll_loss(model, batch: dict[str, torch.Tensor], per_row: bool = False) -> to
     labels = batch["labels"][:, 1:]
     keep = labels != -100
     h, y = hidden[keep], labels[keep]  # (N, d), (N,)
-    if len(y) == 0 or per_row and not keep.any(1).all():
-        raise ValueError("a training batch (or, per row, one of its rows) without labelled tokens")
-    w = (1.0 / keep.sum(1, keepdim=True)).expand_as(keep)[keep] if per_row else None  # (N,): 1 / its row's count
+    if len(y) == 0:
+        raise ValueError("a training batch without labelled tokens")
     step = max(16, HEAD_CHUNK_BYTES // (4 * head.out_features))  # positions per chunk of fp32 logits
-    parts = [checkpoint(_head_nll, head, h[i:i + step], y[i:i + step], cap, None if w is None else w[i:i + step],
-                        use_reentrant=False) for i in range(0, len(y), step)]
-    return torch.stack(parts).sum() / (1 if per_row else len(y))
+    parts = [checkpoint(_head_nll, head, h[i:i + step], y[i:i + step], cap, use_reentrant=False)
+             for i in range(0, len(y), step)]
+    return torch.stack(parts).sum() / len(y)
 
 
-def _head_nll(head: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, cap: float | None,
-              w: torch.Tensor | None = None) -> torch.Tensor:
+def _head_nll(head: torch.nn.Module, h: torch.Tensor, y: torch.Tensor, cap: float | None) -> torch.Tensor:
     logits = head(h).float()  # (n, V)
     if cap:  # Gemma-2-style final logit soft-capping, as the model's own forward applies it
         logits = torch.tanh(logits / cap) * cap
-    if w is None:
-        return torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-    return (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
+    return torch.nn.functional.cross_entropy(logits, y, reduction="sum")
 
 
 def _loss(model, batch: dict[str, torch.Tensor], rows: list[Encoded], config: TrainConfig) -> torch.Tensor:
