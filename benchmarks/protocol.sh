@@ -10,7 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
 METHODS=closed-book-bare,rag,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
-METHODS+=,prag-shared-combine
+METHODS+=,prag-shared-combine,poly-shuffled-combine,poly-uniform-combine
+# poly-shuffled-combine and poly-uniform-combine (added 2026-12-05, 23:40, controls: nothing is chosen by them): the
+# retrieved passages in the prompt beside another document's routing or uniform routing. poly-combine's lead over
+# rag could be any adapter's answer format rather than the documents' knowledge; these two say which.
 # rag-gold (the reader with the question's gold paragraphs in its prompt; added 2026-12-05, a reader, computed once
 # for all seeds) is how much a document can give this reader at all: the scale own − shuffled is read against.
 # `prag` is PRAG's published data recipe at the lr and epochs chosen on dev questions by benchmarks/prag_dev.sh's

@@ -27,7 +27,8 @@ RAG_SHARE = 0.9
 SEEDS = 3
 
 ROWS = ("closed-book-bare", "rag", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
-        "prag-shuffled", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-arrow", "dyprag", "dyprag-tuned")
+        "prag-shuffled", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-uniform-combine",
+        "poly-shuffled-combine", "poly-arrow", "dyprag", "dyprag-tuned")
 # settings every pair of one table must share (the pairs differ only in dataset and model)
 SHARED = ("n", "split", "corpus_mode", "k", "build", "prag", "dyprag", "dyprag_tuned", "generation", "dtype")
 

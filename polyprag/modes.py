@@ -39,6 +39,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("poly-combine", "kb", True, "poly, with the passages in the prompt too", served=True, strength=True),
     Mode("poly-uniform", "kb", False, "every adapter weighted alike: what routing adds is poly minus this",
          served=True, uniform=True),
+    Mode("poly-uniform-combine", "kb", True, "poly-uniform, with the passages in the prompt too: what any adapter "
+         "adds beside the passages", uniform=True, strength=True),
     Mode("prag", "lora", False, "the sum of the retrieved documents' own LoRAs (PRAG)"),
     Mode("prag-combine", "lora", True, "prag, with the passages in the prompt too"),
     Mode("dyprag", "translator", False, "the sum of LoRAs a trained translator makes from the retrieved documents (DyPRAG)"),

@@ -255,7 +255,8 @@ def test_dyprag_without_other_questions_says_what_it_needs(tiny_chat_model_dir, 
 
 def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir, tmp_path):
     out = tmp_path / "seeds"
-    methods = "closed-book-bare,rag,prag,prag-shared,prag-shuffled,poly,poly-combine,poly-shuffled"
+    methods = ("closed-book-bare,rag,prag,prag-shared,prag-shuffled,poly,poly-combine,poly-shuffled,"
+               "poly-shuffled-combine,poly-uniform-combine")
     assert _bench(tiny_chat_model_dir, out, "--methods", methods, "--seeds", "0,1") == 0
     result = json.loads((out / "results.json").read_text())
     assert result["config"]["seeds"] == [0, 1] and result["config"]["split"] == "test"
@@ -267,7 +268,8 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
     assert rag[0] == rag[1]  # a reader is run once and copied
     pairs = {(c["a"], c["b"]): c for c in result["comparisons"]}
     assert {("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly-combine", "rag"),
-            ("prag", "prag-shuffled")} <= set(pairs)
+            ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"),
+            ("poly-combine", "poly-uniform-combine")} <= set(pairs)
     for c in pairs.values():
         lo, hi = c["ci95"]
         assert lo <= c["f1_diff"] <= hi and c["seeds"] == [0, 1] and c["n_questions"] == 3

@@ -259,3 +259,27 @@ def test_a_routing_file_shorter_than_its_header_says_is_refused(tmp_path):
     (tmp_path / "r.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="does not fit the file"):
         read_mapped(tmp_path / "r.safetensors")
+
+
+def test_routing_hits_mix_other_documents_beside_the_retrieved_passages(built, monkeypatch):
+    """poly-shuffled-combine's answer: the prompt reads the retrieved passages, the adapters mix the routing of
+    `routing_hits`; poly-uniform-combine: the passages beside every adapter alike, scaled like poly-combine."""
+    import polyprag.kb.knowledge as knowledge
+    from polyprag.text.retrieve import Hit
+
+    kb, _ = built
+    seen = {}
+
+    def fake(lm, questions, ps, generation, progress=True, timings=None, routing=None, **kw):
+        seen.update(passages=ps, weights=routing.weights)
+        return []
+    monkeypatch.setattr(knowledge, "answer_questions", fake)
+    own, other = [[Hit("marlow", 1.0)]], [[Hit("velmark", 1.0)]]
+    kb.answer(["Who finished Marlow Bridge?"], "poly-combine", hits=own, routing_hits=other)
+    assert "Ada Feld" in seen["passages"][0][0] and "Velmark" not in seen["passages"][0][0]
+    assert torch.equal(seen["weights"], kb.mixing_weights(other, "poly-combine"))
+    assert not torch.equal(seen["weights"], kb.mixing_weights(own, "poly-combine"))
+    kb.answer(["Who finished Marlow Bridge?"], "poly-uniform-combine", hits=own)
+    assert "Ada Feld" in seen["passages"][0][0]
+    strength = kb.manifest.build.combine_strength
+    assert torch.allclose(seen["weights"], kb.routing.uniform()[None] * strength)

@@ -49,12 +49,15 @@ from ..text.retrieve import TOP_K, Hit, shuffled_hits
 log = logging.getLogger("polyprag")
 
 METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-shared", "prag-shared-combine", "prag-tuned",
-           "prag-tuned-combine", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "prag-shuffled",
+           "prag-tuned-combine", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-uniform-combine",
+           "poly-shuffled-combine", "prag-shuffled",
            "poly-z", "poly-grow")
 # prag: PRAG's published data recipe (augment.prag_samples); prag-shared: PRAG trained on exactly poly's samples.
 # poly-shuffled / prag-shuffled: the controls: retrieval and passages unchanged, each retrieved document's routing
 # row / LoRA replaced by that of a document (seeded draw) the question did not retrieve (shuffled_hits).
-SHUFFLED = ("poly-shuffled", "prag-shuffled")
+# poly-shuffled-combine / poly-uniform-combine: the same controls beside the passages (the retrieved ones, unchanged):
+# does poly-combine's lead over rag come from the documents' own routing, or from any adapter's answer format?
+SHUFFLED = ("poly-shuffled", "prag-shuffled", "poly-shuffled-combine")
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
 # parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
 # poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
@@ -72,9 +75,10 @@ SPEED_MODES = ("closed-book-bare", "closed-book", "rag", "poly", "prag")
 COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly", "closed-book-bare"),
                ("poly", "poly-uniform"), ("poly", "dyprag"), ("poly-combine", "rag"), ("poly-combine", "prag-combine"),
                ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"),
-               ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"))
+               ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"),
+               ("poly-combine", "poly-shuffled-combine"), ("poly-combine", "poly-uniform-combine"))
 # own − shuffled: the knowledge that is the document's own, per question type too
-CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"))
+CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"))
 ABLATIONS = ("adapters", "rank", "routing")
 PLAN_KEYS = ("methods", "ablations")  # a rerun may run more or fewer methods in the same folder
 
@@ -375,9 +379,13 @@ class Bench:
             if name == "poly-arrow":  # poly's KB with Arrow's rows (method.arrow): what the learned rows add
                 kb = kb.with_arrow_routing()
         encode_seconds = time.perf_counter() - t0
-        mode = name if name in KB_MODES else KB_DEFAULT  # the added-half rows, ablations and control answer as poly
-        hits = self._shuffled(work) if name in SHUFFLED else work.hits
-        answers = reader(mode, kb=kb).answer(work.texts, hits, self.config.generation, self.progress, timings)
+        if name == "poly-shuffled-combine":  # the retrieved passages in the prompt, other documents' routing mixed
+            answers = kb.answer(work.texts, "poly-combine", generation=self.config.generation, progress=self.progress,
+                                timings=timings, hits=work.hits, routing_hits=self._shuffled(work))
+        else:
+            mode = name if name in KB_MODES else KB_DEFAULT  # the added-half rows, ablations and control answer as poly
+            hits = self._shuffled(work) if name in SHUFFLED else work.hits
+            answers = reader(mode, kb=kb).answer(work.texts, hits, self.config.generation, self.progress, timings)
         storage = kb.storage_bytes(folder)
         extra = {"storage_bytes": storage["inventory"] + storage["routing"],
                  "storage_bytes_per_doc": storage["routing_per_doc"], "kb_folder_bytes": storage["total"],

@@ -281,13 +281,14 @@ class KnowledgeBase:
     def answer(self, questions: list[str], mode: str = KB_DEFAULT, k: int = TOP_K,
                generation: GenerationConfig = GenerationConfig(), progress: bool = True,
                timings: list[float] | None = None, hits: list[list[Hit]] | None = None,
-               combine: str | None = None) -> list[Answer]:
-        """`combine` (COMBINES) overrides the KB's own setting."""
+               combine: str | None = None, routing_hits: list[list[Hit]] | None = None) -> list[Answer]:
+        """`combine` (COMBINES) overrides the KB's own setting; `routing_hits`: the documents whose routing rows
+        mix, if not the `hits` whose passages the prompt reads (bench's poly-shuffled-combine control)."""
         if mode not in KB_MODES:
             raise InputError(f"mode {mode!r} is not a knowledge-base mode; choose from {list(KB_MODES)}.")
         hits = hits if hits is not None else self.retrieve(questions, k)
         ps = passages(hits, {d.id: d for d in self.docs}) if MODES[mode].passages else None
-        routing = Routing(self.layers, self.mixing_weights(hits, mode, combine))
+        routing = Routing(self.layers, self.mixing_weights(hits if routing_hits is None else routing_hits, mode, combine))
         return answer_questions(self.lm, questions, ps, generation, progress=progress, timings=timings,
                                 routing=routing)
 
