@@ -81,7 +81,11 @@ def goals(summary: dict) -> list[dict]:
     kind = "counterfactual" if str(summary["dataset"]).endswith("-cf") else "real"
     rows, pairs = summary["rows"], {(c["a"], c["b"]): c for c in summary["comparisons"]}
     out = [_difference(pairs.get(("poly", "poly-shuffled")), "poly − poly-shuffled", OWN_MIN[kind]),
-           _difference(pairs.get(("poly-combine", "rag")), "poly-combine − rag", COMBINE_MIN[kind])]
+           _difference(pairs.get(("poly-combine", "rag")), "poly-combine − rag", COMBINE_MIN[kind]),
+           # not a goal of its own, the check on the one above: is poly-combine's lead the documents' knowledge
+           # (another document's routing beside the same passages scores less), or any adapter's answer form?
+           _difference(pairs.get(("poly-combine", "poly-shuffled-combine")),
+                       "of which the documents' own: poly-combine − poly-shuffled-combine", 0)]
     prags = [m for m in ("prag", "prag-shared") if m in rows]
     stronger = max(prags, key=lambda m: rows[m]["f1"]) if prags else "prag"  # by mean F1 over its seeds
     versus = pairs.get(("poly", stronger))

@@ -152,7 +152,7 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     right, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["x", "y", "z", "no"]
     half = ["Orla Pell", "1871", "z", "no"]
     answers = {"poly": right, "poly-shuffled": wrong, "poly-combine": half, "rag": half, "prag": half,
-               "prag-shared": ["Orla Pell", "y", "z", "no"]}
+               "prag-shared": ["Orla Pell", "y", "z", "no"], "poly-shuffled-combine": half}
     real = tmp_path / "protocol-hotpotqa-test-n100-m"
     for seed in (0, 1, 2):
         _seed(real, seed, answers)
@@ -164,9 +164,11 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     assert got["poly − poly-shuffled"]["met"] is True and got["poly − poly-shuffled"]["value"].startswith("+100.0")
     assert got["poly-combine − rag"]["met"] is False  # level: below +2 and the interval holds 0
     assert got["poly ≥ the stronger PRAG (prag)"]["met"] is True
+    own_share = got["of which the documents' own: poly-combine − poly-shuffled-combine"]
+    assert own_share["met"] is False and own_share["value"].startswith("+0.0")  # another document's routing: as good
     assert not any("× rag" in g for g in got)  # a goal of the counterfactual data only
     pending = protocol_table.goals(protocol_table.summarise(cf))
-    assert [g["met"] for g in pending] == [None] * 4 and pending[3]["value"].startswith("2.00 ×")
+    assert [g["met"] for g in pending] == [None] * 5 and pending[4]["value"].startswith("2.00 ×")
     _seed(cf, 2, {**answers, "poly": half})
     done = {g["goal"]: g["met"] for g in protocol_table.goals(protocol_table.summarise(cf))}
     assert done["poly ≥ 0.9 × rag"] is True  # 83.3 of 50.0 on average over the three seeds
