@@ -18,35 +18,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from polyprag.eval.compare import bootstrap_ci, question_ids
-from polyprag.eval.metrics import accuracy, f1_score, normalize_answer
+from polyprag.eval.metrics import accuracy, f1_score, normalize_answer, token_halves
 from protocol_table import seed_results
 
 MEASURES = ("f1", "contains", "recall", "precision", "words")
-SPECIAL = {"yes", "no", "noanswer"}
 PAIRS = (("poly-combine", "rag"), ("poly-combine", "poly-shuffled-combine"), ("poly-shuffled-combine", "rag"),
          ("poly-uniform-combine", "rag"), ("rag-gold", "rag"), ("poly", "poly-shuffled"))
-
-
-def halves(prediction: str, gold: str) -> tuple[float, float]:
-    """(recall, precision) of one normalised prediction against one normalised gold."""
-    if (prediction in SPECIAL or gold in SPECIAL) and prediction != gold:
-        return 0.0, 0.0
-    p, g = prediction.split(), gold.split()
-    same = sum((Counter(p) & Counter(g)).values())
-    return (same / len(g), same / len(p)) if same else (0.0, 0.0)
 
 
 def measures(prediction: str, golds: list[str]) -> dict[str, float]:
     """The five measures of one answer; recall and precision against the alias F1 scores best."""
     pred = normalize_answer(prediction)
     best = max(golds, key=lambda g: f1_score(prediction, [g]))
-    recall, precision = halves(pred, normalize_answer(best))
+    recall, precision = token_halves(pred, normalize_answer(best))
     return {"f1": 100 * f1_score(prediction, golds), "contains": 100 * accuracy(prediction, golds),
             "recall": 100 * recall, "precision": 100 * precision, "words": float(len(pred.split()))}
 

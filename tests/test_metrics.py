@@ -15,6 +15,7 @@ from polyprag.eval.metrics import (
     mean_scores,
     normalize_answer,
     score,
+    token_halves,
 )
 
 # --------------------------------------------------------------------------- normalisation
@@ -83,6 +84,13 @@ def test_f1_yes_no_are_all_or_nothing():
 def test_f1_yes_inside_longer_answer_gets_partial_credit():
     # Neither side is exactly yes/no/noanswer, so ordinary token overlap applies.
     assert f1_score("yes it is", ["yes it was"]) == pytest.approx(2 / 3)
+
+
+def test_token_halves_are_recall_and_precision_of_the_shared_tokens():
+    # "henry kaiser" against "henry j kaiser": 2 shared, recall 2/3, precision 2/2.
+    assert token_halves("henry kaiser", "henry j kaiser") == pytest.approx((2 / 3, 1.0))
+    assert token_halves("paris", "london") == (0.0, 0.0)
+    assert token_halves("yes it is", "yes") == (0.0, 0.0)  # HotpotQA's yes/no rule holds for the halves too
 
 
 def _reference_f1(pred_tokens, gold_tokens):

@@ -59,18 +59,22 @@ def exact_match(prediction: str, golds: list[str]) -> float:
     return 1.0 if any(pred == normalize_answer(g) for g in golds) else 0.0
 
 
-def _token_f1(pred: str, gold: str) -> float:
-    """Token F1 of two already-normalised strings, with HotpotQA's yes/no/noanswer rule."""
+def token_halves(pred: str, gold: str) -> tuple[float, float]:
+    """(recall, precision) of two already-normalised strings: the shared tokens over the gold's and over the
+    prediction's; HotpotQA's rule: a yes/no/noanswer answer that differs scores 0 on both."""
     if (pred in _SPECIAL_ANSWERS or gold in _SPECIAL_ANSWERS) and pred != gold:
-        return 0.0
-    pred_tokens = pred.split()
-    gold_tokens = gold.split()
+        return 0.0, 0.0
+    pred_tokens, gold_tokens = pred.split(), gold.split()
     num_same = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
     if num_same == 0:
-        return 0.0
-    precision = num_same / len(pred_tokens)
-    recall = num_same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
+        return 0.0, 0.0
+    return num_same / len(gold_tokens), num_same / len(pred_tokens)
+
+
+def _token_f1(pred: str, gold: str) -> float:
+    """Token F1 of two already-normalised strings, the harmonic mean of `token_halves`."""
+    recall, precision = token_halves(pred, gold)
+    return 2 * precision * recall / (precision + recall) if recall else 0.0
 
 
 def f1_score(prediction: str, golds: list[str]) -> float:
