@@ -45,3 +45,21 @@ def tiny_chat_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_base_model_dir(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("tiny-base"), chat=False)
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def bench_script(monkeypatch):
+    """Import a script of benchmarks/ by name, as it imports its siblings (benchmarks/ on the path); every module
+    imported from there is dropped afterwards, so no test sees another's copy."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    before = set(sys.modules)
+    yield importlib.import_module
+    for name in set(sys.modules) - before:
+        if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(BENCHMARKS)):
+            sys.modules.pop(name)

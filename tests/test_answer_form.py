@@ -11,13 +11,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def form(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import answer_form
-
-    yield answer_form
-    sys.modules.pop("answer_form", None)
-    sys.modules.pop("protocol_table", None)
+def form(bench_script):
+    return bench_script("answer_form")
 
 
 def test_measures_split_content_from_form(form):

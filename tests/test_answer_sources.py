@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def answer_sources(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import answer_sources
-
-    yield answer_sources
-    for name in ("answer_sources", "protocol_table", "rerun"):
-        sys.modules.pop(name, None)
+def answer_sources(bench_script):
+    return bench_script("answer_sources")
 
 
 def test_each_answer_is_placed_by_the_first_text_that_holds_it(answer_sources):
@@ -77,9 +71,8 @@ def test_own_minus_shuffled_counts_answers_recalled_from_the_retrieved_documents
         answer_sources.sources(wrong, args)
 
 
-def test_coverage_counts_questions_whose_answer_a_qa_pair_teaches(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import answer_coverage
+def test_coverage_counts_questions_whose_answer_a_qa_pair_teaches(bench_script):
+    answer_coverage = bench_script("answer_coverage")
     from polyprag.text.augment import title_questions
     from polyprag.text.augment_rules import rule_augment
     from polyprag.text.corpus import load_corpus
@@ -96,4 +89,3 @@ def test_coverage_counts_questions_whose_answer_a_qa_pair_teaches(monkeypatch):
     assert row["answer_is_a_target_with_title_qa"] == pytest.approx(200 / 3, abs=0.1)
     assert row["answer_in_retrieved_text"] == pytest.approx(200 / 3, abs=0.1)
     assert row["qa_per_doc"] == 1.0 and row["questions"] == 3
-    sys.modules.pop("answer_coverage", None)

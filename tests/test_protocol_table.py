@@ -1,7 +1,6 @@
 """benchmarks/protocol_table.py and benchmarks/levers_table.py: tables from the seed folders that have landed."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def scripts(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import levers_table
-    import protocol_table
-
-    yield protocol_table, levers_table
-    sys.modules.pop("levers_table", None)
-    sys.modules.pop("protocol_table", None)
+def scripts(bench_script):
+    return bench_script("protocol_table"), bench_script("levers_table")
 
 
 def _seed(run: Path, seed: int, answers: dict[str, list[str]], **row_fields) -> None:
@@ -51,9 +44,8 @@ def test_own_minus_shuffled_per_lever_with_its_interval_and_types(scripts, tmp_p
     assert "| hotpotqa-cf | format-uniform | 2 | 75.0 | 37.5 | +37.5 [" in levers_table.markdown([row])
 
 
-def test_the_user_path_agrees_with_bench_only_where_the_interval_holds_zero(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import user_path
+def test_the_user_path_agrees_with_bench_only_where_the_interval_holds_zero(bench_script, tmp_path):
+    user_path = bench_script("user_path")
 
     gold = [{"id": f"q{i}", "answers": ["Orla Pell"]} for i in range(40)]
     same = [{**g, "prediction": "Orla Pell" if i % 2 else "x"} for i, g in enumerate(gold)]
@@ -68,7 +60,6 @@ def test_the_user_path_agrees_with_bench_only_where_the_interval_holds_zero(monk
     report = user_path.check(tmp_path / "user", tmp_path / "bench")
     assert report["poly"]["agree"] and report["poly"]["diff"] == 0 and report["poly"]["bench_seeds"] == 2
     assert not report["poly-combine"]["agree"] and report["poly-combine"]["diff"] == -50.0
-    sys.modules.pop("user_path", None)
 
 
 def test_the_levers_rule_sends_on_only_a_higher_score_whose_own_knowledge_does_not_fall(scripts):
@@ -118,9 +109,8 @@ def test_collect_and_restore_round_trip_a_runs_rows_and_leave_its_kb_behind(tmp_
     assert bad.returncode == 2 and "unknown lever nosuch" in bad.stderr
 
 
-def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import prag_table
+def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(bench_script, tmp_path):
+    prag_table = bench_script("prag_table")
 
     right, half, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["Orla Pell", "1871", "x", "no"], ["x"] * 4
     for corpus, seeds in (("briefs", (0, 1)), ("hotpotqa", (0,))):
@@ -143,8 +133,6 @@ def test_prag_dev_rule_scores_only_variants_complete_on_the_published_seeds(monk
     table = prag_table.cells(tmp_path)
     with pytest.raises(SystemExit, match="unequal seeds"):
         prag_table.flags(table, prag_table.scores(table))
-    sys.modules.pop("prag_table", None)
-    sys.modules.pop("protocol_table", None)
 
 
 def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path):

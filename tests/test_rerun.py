@@ -14,12 +14,8 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture()
-def rerun(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import rerun
-
-    yield rerun
-    sys.modules.pop("rerun", None)
+def rerun(bench_script):
+    return bench_script("rerun")
 
 
 def test_a_run_on_your_own_files_reopens_with_the_same_files_named(rerun, tiny_chat_model_dir, tmp_path):
@@ -36,9 +32,8 @@ def test_a_run_on_your_own_files_reopens_with_the_same_files_named(rerun, tiny_c
     assert len(run.kb.docs) == len(run.work.docs)  # closed corpus: every document, as the run encoded them
 
 
-def test_the_strength_rule_averages_seeds_then_corpora(monkeypatch, tmp_path, capsys):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    import strength_table
+def test_the_strength_rule_averages_seeds_then_corpora(bench_script, monkeypatch, tmp_path, capsys):
+    strength_table = bench_script("strength_table")
 
     f1 = {"briefs": [{0.5: 60.0, 1.0: 50.0}, {0.5: 40.0, 1.0: 50.0}], "hotpotqa": [{0.5: 30.0, 1.0: 34.0}]}
     for corpus, seeds in f1.items():
@@ -56,4 +51,3 @@ def test_the_strength_rule_averages_seeds_then_corpora(monkeypatch, tmp_path, ca
         [{"method": "poly-combine (s=0.5)", "f1": 30.0}]))  # a strength missing from a seed: no choice
     with pytest.raises(SystemExit, match="seeds per strength"):
         strength_table.main()
-    sys.modules.pop("strength_table", None)
