@@ -10,7 +10,8 @@ them), per method, the seed-averaged means over questions of:
 - `recall` / `precision`: the answer's tokens shared with the best gold alias over the gold's / the answer's tokens
   (F1's two halves; HotpotQA's yes/no rule: a wrong yes/no scores 0 on both);
 - `words`: the answer's length in normalised tokens.
-Then, for each pair A:B, A − B on each with the paired bootstrap 95% CI over questions (`compare.bootstrap_ci`).
+Then, for each pair A:B, A − B on each with the paired bootstrap 95% CI over questions (`compare.bootstrap_ci`), over
+the seeds both rows have (a row with fewer seeds is compared with the same seeds of the other, as protocol_table does).
 A lead that sits in precision and words, with contains and recall level, is form: the same answer said shorter.
 """
 
@@ -74,9 +75,11 @@ def main() -> None:
         a, b = pair.split(":")
         if a not in table or b not in table:
             continue
-        cells, row = [], {"a": a, "b": b}
+        both = [r for r in results if a in r["predictions"] and b in r["predictions"]]  # paired seeds, as protocol_table
+        qa, qb = per_question(both, a, args.qtype), per_question(both, b, args.qtype)
+        cells, row = [], {"a": a, "b": b, "seeds": [r["config"]["seed"] for r in both]}
         for x in MEASURES:
-            diff = table[a][x] - table[b][x]
+            diff = qa[x] - qb[x]
             lo, hi = bootstrap_ci(diff)
             row[x] = {"diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)]}
             cells.append(f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]")

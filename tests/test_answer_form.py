@@ -46,3 +46,16 @@ def test_script_reports_a_lead_that_is_only_form(tmp_path):
     assert (pair["a"], pair["b"]) == ("poly-combine", "rag")
     assert pair["contains"]["diff"] == pair["recall"]["diff"] == 0.0
     assert pair["precision"]["diff"] > 0 and pair["words"]["diff"] == -1.5
+
+
+def test_a_pair_is_read_over_the_seeds_both_rows_have(tmp_path):
+    # dyprag has seed 0 only: poly − dyprag pairs seed 0 with seed 0, not poly's mean over its two seeds
+    _seed(tmp_path, 0, {"poly": ["x", "x"], "dyprag": ["x", "x"]})
+    _seed(tmp_path, 1, {"poly": ["Orla Pell", "1871"]})
+    out = tmp_path / "form.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "answer_form.py"), str(tmp_path), "--pairs", "poly:dyprag",
+                    "--json", str(out)], check=True, capture_output=True, text=True)
+    report = json.loads(out.read_text())
+    assert report["means"]["poly"]["f1"] == 50.0  # the method's own row: its two seeds
+    pair = report["pairs"][0]
+    assert pair["seeds"] == [0] and pair["f1"]["diff"] == 0.0
