@@ -119,11 +119,15 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, ti
                   "--dtype", "float32") == 0
 
 
-def test_a_rerun_may_ask_for_fewer_methods_and_reports_those(rerun, tiny_chat_model_dir):
+def test_a_rerun_asking_fewer_methods_still_reports_every_finished_row(rerun, tiny_chat_model_dir):
+    before = [r["method"] for r in json.loads((rerun / "results.json").read_text())["rows"]]
     kept = (rerun / "methods" / "rag.json").stat().st_mtime_ns
     assert _bench(tiny_chat_model_dir, rerun, "--methods", "closed-book,rag") == 0
     result = json.loads((rerun / "results.json").read_text())
-    assert [r["method"] for r in result["rows"]] == ["closed-book", "rag"]
+    rows = [r["method"] for r in result["rows"]]
+    # the asked rows first, then every other finished row of the folder: nothing the run holds drops out
+    assert rows[:2] == ["closed-book", "rag"] and sorted(rows) == sorted(before) and len(before) > 2
+    assert result["config"]["methods"] == rows and "| prag |" in (rerun / "results.md").read_text()
     assert (rerun / "methods" / "rag.json").stat().st_mtime_ns == kept
 
 

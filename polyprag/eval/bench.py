@@ -6,7 +6,8 @@ them all); "per-question" (PRAG's) encodes only the paragraphs some question ret
 Storage counts the parametric knowledge a method keeps on top of the corpus text and its BM25 index.
 
 OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them, and
-may ask for other methods: only the settings that change a method's result must match);
+may ask for other methods: only the settings that change a method's result must match; the reports hold
+every finished row);
 the knowledge bases and PRAG adapters trained so far (a rerun continues them); partial/: the answers of a PRAG
 row still running, chunk by chunk, and its adapters' training tally (eval.partial: a rerun without the adapters,
 on another machine, continues from them); and the reports:
@@ -474,14 +475,20 @@ class Bench:
         return kb
 
     # --- reports ----------------------------------------------------------------------------------------
+    def _finished(self) -> list[Path]:
+        """Every finished row of the folder, this invocation's in plan order first: a rerun naming fewer methods
+        reports the folder's whole run, not only what it was asked this time (methods/ holds every row)."""
+        planned = [self._done(m) for m in self._plan()]
+        return [*planned, *sorted(set((self.out / "methods").glob("*.json")) - set(planned))]
+
     def report(self, work: Workload, notes: dict) -> dict:
-        done = [json.loads(self._done(m).read_text(encoding="utf-8")) for m in self._plan()]
+        done = [json.loads(path.read_text(encoding="utf-8")) for path in self._finished()]
         rows = [d["row"] for d in done]
         added = {d.id for d in work.docs[1::2]}  # the half Poly-z encodes by routing only
         for d in done:
             d["row"].update(breakdown(work.questions, work.hits, d["predictions"], added))
-        result = {"config": {**json.loads((self.out / "config.json").read_text()), "n_questions": len(work.questions),
-                             "n_docs": len(work.docs), **notes},
+        config = {**json.loads((self.out / "config.json").read_text()), "methods": [r["method"] for r in rows]}
+        result = {"config": {**config, "n_questions": len(work.questions), "n_docs": len(work.docs), **notes},
                   "storage": storage_claims(rows, len(work.docs)), "routing": routing_report(self.out, work.questions, work.hits), "rows": rows,
                   "predictions": {d["row"]["method"]: d["predictions"] for d in done}}
         atomic.write_text(self.out / "results.json", json.dumps(result, indent=1, ensure_ascii=False))
