@@ -70,3 +70,9 @@ def test_chunked_head_through_peft_as_prag_trains():
     torch.manual_seed(0)
     model = get_peft_model(_llama(), LoraConfig(r=2, lora_alpha=32, target_modules=["up_proj"], init_lora_weights=False))
     _assert_same_loss_and_gradients(model, [p for p in model.parameters() if p.requires_grad])
+
+
+def test_a_trainable_output_head_is_refused_not_silently_left_without_gradient():
+    model = _llama().float()  # every weight trainable, the head included
+    with pytest.raises(ValueError, match="freeze it"):
+        nll_loss(model, _batch())
