@@ -5,7 +5,8 @@ that nodes only reference left out (they are the model's, not the pass's).
     .venv/bin/python benchmarks/saved_by_node.py [--tokens 256] [--dtype bfloat16]
 
 Beside benchmarks/saved_activations.py (a whole build's largest pass, by dtype and width, weights included): this
-walks one pass's graph, so it names the node that keeps each tensor. The output head is left out: training recomputes it chunk by chunk (method.train.nll_loss), so it keeps nothing.
+walks one pass's graph, so it names the node that keeps each tensor. The output head is left out: training applies it chunk by chunk and keeps only each chunk's (n, d) gradient
+(method.train.nll_loss), none of its logits.
 """
 
 from __future__ import annotations

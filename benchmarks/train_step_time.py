@@ -33,7 +33,11 @@ def checkpointed_nll(body, lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     keep = labels != -100
     h, y = hidden[keep], labels[keep]
     step = max(16, T.HEAD_CHUNK_BYTES // (4 * head.out_features))
-    nll = lambda h, y: torch.nn.functional.cross_entropy(head(h).float(), y, reduction="sum")  # noqa: E731
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+
+    def nll(h, y):
+        logits = head(h).float()
+        return torch.nn.functional.cross_entropy(torch.tanh(logits / cap) * cap if cap else logits, y, reduction="sum")
     return torch.stack([checkpoint(nll, h[i:i + step], y[i:i + step], use_reentrant=False)
                         for i in range(0, len(y), step)]).sum() / len(y)
 
@@ -46,7 +50,8 @@ def fused_nll(body, lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     keep = labels != -100
     h, y = hidden[keep], labels[keep]
     step = max(16, T.HEAD_CHUNK_BYTES // (4 * head.out_features))
-    return torch.stack([T._HeadNLL.apply(h[i:i + step], head.weight, head.bias, y[i:i + step], None)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.stack([T._HeadNLL.apply(h[i:i + step], head.weight, head.bias, y[i:i + step], cap)
                         for i in range(0, len(y), step)]).sum() / len(y)
 
 

@@ -380,7 +380,7 @@ def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     again in the backward pass), and it does no work on the prompt's prefix or on padding."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps PRAG's model
     head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
-    if any(p.requires_grad for p in head.parameters()):
+    if torch.is_grad_enabled() and any(p.requires_grad for p in head.parameters()):  # no_grad: a loss to read
         raise ValueError("nll_loss computes no gradient for the output head: freeze it (the base model is frozen in "
                          "every polyprag training)")
     inputs = {k: v for k, v in batch.items() if k != "labels"}
@@ -398,7 +398,8 @@ def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 class _HeadNLL(torch.autograd.Function):
     """Σ NLL of y under the head's logits at h, and its gradient with respect to h from the same logits.
     Written out because autograd would keep each chunk's (n, V) softmax for the backward pass or, checkpointed,
-    apply the head a second time there (9% of a PRAG step with SmolLM2, a third of the head's work with Gemma)."""
+    apply the head a second time there (benchmarks/train_step_time.py). The head is applied as F.linear of its
+    weight and bias: a head module's own forward or hooks (quantized, wrapped) are not run."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor,
@@ -410,6 +411,8 @@ class _HeadNLL(torch.autograd.Function):
         logp = torch.log_softmax(logits, dim=-1)  # (n, V)
         rows = torch.arange(len(y), device=y.device)
         loss = -logp[rows, y].sum()
+        if not ctx.needs_input_grad[0]:  # no_grad, or h needs none: the gradient's (n, V) @ (V, d) is skipped
+            return loss
         grad = logp.exp_()  # d loss / d logits = softmax − one-hot(y), in place of logp: one (n, V) buffer
         grad[rows, y] -= 1
         if cap:
@@ -419,7 +422,7 @@ class _HeadNLL(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
-        (grad_h,) = ctx.saved_tensors
+        (grad_h,) = ctx.saved_tensors  # saved whenever backward can be called (needs_input_grad[0])
         return (grad_h * grad_loss).to(grad_h.dtype), None, None, None, None
 
 
