@@ -25,34 +25,30 @@ from polyprag.method import train as T
 from polyprag.method.train import Encoded, collate
 
 
-def checkpointed_nll(body, lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The loss before 2026-12-06: each chunk's NLL checkpointed, so the backward pass applies the head again."""
-    head = lm.get_output_embeddings()
+def chunked_nll(body, lm, batch: dict[str, torch.Tensor], chunk_nll) -> torch.Tensor:
+    """The mean NLL over the labelled positions, `chunk_nll(head, h, y, cap)` summing each chunk's (as nll_loss
+    does, with the body passed in, so a compiled body can be timed too)."""
+    head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
     hidden = body(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state[:, :-1]
     labels = batch["labels"][:, 1:]
     keep = labels != -100
     h, y = hidden[keep], labels[keep]
     step = max(16, T.HEAD_CHUNK_BYTES // (4 * head.out_features))
-    cap = getattr(lm.config, "final_logit_softcapping", None)
+    return torch.stack([chunk_nll(head, h[i:i + step], y[i:i + step], cap)
+                        for i in range(0, len(y), step)]).sum() / len(y)
 
+
+def checkpointed(head, h, y, cap) -> torch.Tensor:
+    """The loss before 2026-12-06: each chunk's NLL checkpointed, so the backward pass applies the head again."""
     def nll(h, y):
         logits = head(h).float()
         return torch.nn.functional.cross_entropy(torch.tanh(logits / cap) * cap if cap else logits, y, reduction="sum")
-    return torch.stack([checkpoint(nll, h[i:i + step], y[i:i + step], use_reentrant=False)
-                        for i in range(0, len(y), step)]).sum() / len(y)
+    return checkpoint(nll, h, y, use_reentrant=False)
 
 
-def fused_nll(body, lm, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """polyprag's loss (`method.train.nll_loss`) with the body passed in, so a compiled body can be timed too."""
-    head = lm.get_output_embeddings()
-    hidden = body(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state[:, :-1]
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    h, y = hidden[keep], labels[keep]
-    step = max(16, T.HEAD_CHUNK_BYTES // (4 * head.out_features))
-    cap = getattr(lm.config, "final_logit_softcapping", None)
-    return torch.stack([T._HeadNLL.apply(h[i:i + step], head.weight, head.bias, y[i:i + step], cap)
-                        for i in range(0, len(y), step)]).sum() / len(y)
+def fused(head, h, y, cap) -> torch.Tensor:
+    """polyprag's loss now (`method.train.nll_loss`): the gradient with respect to h from the same logits."""
+    return T._HeadNLL.apply(h, head.weight, head.bias, y, cap)
 
 
 def time_steps(prag: PragAdapters, loss_fn, rows: list[Encoded], warmup: int) -> tuple[float, float, list[float]]:
@@ -91,11 +87,11 @@ def main() -> None:
     rows = [Encoded(0, [rng.randrange(100, vocab) for _ in range(rng.randint(60, 200))], 10)
             for _ in range(3 + args.steps)]
     body = lm.model.base_model  # the transformer without its head (LoRA layers injected in place by PEFT)
-    variants = {"checkpointed head (before)": lambda b: checkpointed_nll(body, lm.model, b),
-                "head gradient in the loss's pass (now)": lambda b: fused_nll(body, lm.model, b)}
+    variants = {"checkpointed head (before)": lambda b: chunked_nll(body, lm.model, b, checkpointed),
+                "head gradient in the loss's pass (now)": lambda b: chunked_nll(body, lm.model, b, fused)}
     if args.compile:
         compiled = torch.compile(body, dynamic=True)
-        variants["now, body under torch.compile"] = lambda b: fused_nll(compiled, lm.model, b)
+        variants["now, body under torch.compile"] = lambda b: chunked_nll(compiled, lm.model, b, fused)
     results = {}
     for name, fn in variants.items():
         warm, per_step, losses = time_steps(prag, fn, rows, 3)
