@@ -6,7 +6,7 @@ that nodes only reference left out (they are the model's, not the pass's).
 
 Beside benchmarks/saved_activations.py (a whole build's largest pass, by dtype and width, weights included): this
 walks one pass's graph, so it names the node that keeps each tensor. The output head is left out: training applies it chunk by chunk and keeps only each chunk's (n, d) gradient
-(method.train.nll_loss), none of its logits.
+(method.loss.nll_loss), none of its logits.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from polyprag.baselines.prag import SLOT, PragAdapters, PragConfig
 from polyprag.lm.models import load_model, machine
-from polyprag.method import train as T
+from polyprag.method import loss as T
 from polyprag.method.train import Encoded, collate
 
 
@@ -47,8 +47,8 @@ def checkpointed(head, h, y, cap) -> torch.Tensor:
 
 
 def fused(head, h, y, cap) -> torch.Tensor:
-    """polyprag's loss now (`method.train.nll_loss`): the gradient with respect to h from the same logits."""
-    return T._HeadNLL.apply(h, head.weight, head.bias, y, cap)
+    """polyprag's loss now (`method.loss.nll_loss`): the gradient with respect to h from the same logits."""
+    return T.HeadNLL.apply(h, head.weight, head.bias, y, cap)
 
 
 def time_steps(prag: PragAdapters, loss_fn, rows: list[Encoded], warmup: int) -> tuple[float, float, list[float]]:

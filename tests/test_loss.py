@@ -7,7 +7,7 @@ from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, GPT2Config, GPT2L
                           LlamaForCausalLM)
 
 from polyprag.lm.adapters import InventoryConfig, inject, mixing
-from polyprag.method.train import nll_loss
+from polyprag.method.loss import nll_loss
 
 V = 300
 
@@ -61,14 +61,14 @@ def test_chunked_head_gives_the_models_loss_and_gradients(make, monkeypatch):
             l.lora_B.normal_(0, 0.3)
     params = [p for l in layers for p in (l.lora_A, l.lora_B)]
     w = torch.rand(3, len(layers), 3).softmax(-1)
-    monkeypatch.setattr("polyprag.method.train.HEAD_CHUNK_BYTES", 1)  # chunks of 16 positions: many of them
+    monkeypatch.setattr("polyprag.method.loss.HEAD_CHUNK_BYTES", 1)  # chunks of 16 positions: many of them
     with mixing(layers, w):
         _assert_same_loss_and_gradients(model, params)
 
 
 def test_chunked_head_through_peft_as_prag_trains(monkeypatch):
     torch.manual_seed(0)
-    monkeypatch.setattr("polyprag.method.train.HEAD_CHUNK_BYTES", 1)  # several chunks, as a PRAG row of SmolLM2 has
+    monkeypatch.setattr("polyprag.method.loss.HEAD_CHUNK_BYTES", 1)  # several chunks, as a PRAG row of SmolLM2 has
     model = get_peft_model(_llama(), LoraConfig(r=2, lora_alpha=32, target_modules=["up_proj"], init_lora_weights=False))
     _assert_same_loss_and_gradients(model, [p for p in model.parameters() if p.requires_grad])
 

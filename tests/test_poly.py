@@ -10,7 +10,8 @@ from polyprag.text.augment import Sample
 from polyprag.lm.models import load_model
 from polyprag.method.routing import RoutingTable
 from polyprag.method.config import TrainConfig
-from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, nll_loss, train
+from polyprag.method.loss import nll_loss
+from polyprag.method.train import WIDTH_MULTIPLE, collate, encode, train
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from ..lm.generate import GenerationConfig
 from ..text.augment import Sample
 from ..text.corpus import Document
 from ..lm.models import LoadedModel
-from ..method.train import collate, encode, nll_loss, width_multiple
+from ..method.loss import nll_loss
+from ..method.train import collate, encode, width_multiple
 
 log = logging.getLogger("polyprag")
 SLOT = "encoding"  # the adapter being trained; each document's copy is saved from it
