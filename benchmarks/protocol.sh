@@ -27,6 +27,10 @@ METHODS+=,prag-shared-combine,poly-shuffled-combine,poly-uniform-combine
 # and every claim against DyPRAG is made against the stronger of the rows run.
 # Applied 2026-12-05: dyprag 18.7, dyprag-tuned 10.7 (benchmarks/results/dyprag-dev/): dyprag-tuned stays out.
 REAL_ONLY=,dyprag
+# The readers' and poly's rows of all three seeds first (~3 h of a SmolLM2 pair's ~20 on a 2-core CPU), then the
+# rest (PRAG's and DyPRAG's trainings): a pair's first reading lands in a session or two (BENCHMARKS.md, "What the
+# rest costs"). Added 2026-12-06 before the second pair began; the rows are the same either way.
+FIRST=closed-book-bare,rag,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,poly-shuffled-combine,poly-uniform-combine
 # --dtype float32: "auto" (a user's default) is bf16 on a CPU with native bf16 and fp32 elsewhere, and the machines
 # this runs on across sessions differ (benchmarks/results/dtype-build-time-avx2-2026-12-05: bf16 20x slower without
 # it); a pair's rows must not mix dtypes (a resume resolving otherwise is refused), and fp32 runs fast on both.
@@ -53,9 +57,11 @@ for pair in "${PAIRS[@]}"; do
     run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
-         .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-           --model "${MODEL[$model]}" --methods "$methods" "${prag[@]}" --dtype float32 --out "runs/$name" \
-           || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; } ;;
+         for rows in "$FIRST" "$methods"; do  # the first pass resumes at once once its rows are done
+           .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
+             --model "${MODEL[$model]}" --methods "$rows" "${prag[@]}" --dtype float32 --out "runs/$name" \
+             || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; break; }
+         done ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
     *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac

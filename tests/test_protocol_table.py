@@ -211,3 +211,29 @@ def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):
     assert held.returncode == 1 and "another polyprag bench holds runs/protocol-2wiki-test-n100-smollm2 " in held.stderr
     assert "Traceback" not in held.stderr and not (root / "runs" / "protocol-hotpotqa-test-n100-smollm2").exists()
     # stopped before any pair: not even the first ran beside the bench that holds the second
+
+
+def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_trained_baselines(tmp_path):
+    """protocol.sh's first pass (FIRST) lands a pair's poly reading in a session or two; the second runs every row."""
+    import shutil
+    import subprocess
+
+    root = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    bin_ = root / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").write_text("#!/bin/sh\necho --prag-lr 0.0003 --prag-epochs 4\n")  # prag_table.py --flags
+    (bin_ / "polyprag").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')  # records each bench
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    done = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "run", "hotpotqa:smollm2",
+                           "hotpotqa-cf:smollm2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    methods = [c[c.index("--methods") + 1].split(",") for c in calls]
+    assert [c[c.index("--dataset") + 1] for c in calls] == ["hotpotqa", "hotpotqa", "hotpotqa-cf", "hotpotqa-cf"]
+    first, real, _, cf = methods
+    assert set(first) < set(real) and set(first) < set(cf) and "poly" in first and "rag-gold" in first
+    assert not any(m.startswith(("prag", "dyprag")) for m in first)
+    assert "dyprag" in real and "dyprag" not in cf and set(real) - set(cf) == {"dyprag"}
+    assert all(c[c.index("--prag-lr") + 1] == "0.0003" and "--seeds" in c for c in calls)
