@@ -277,6 +277,7 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
     for c in pairs.values():
         lo, hi = c["ci95"]
         assert lo <= c["f1_diff"] <= hi and c["seeds"] == [0, 1] and c["n_questions"] == 3
+        assert c["ci95_seeds"][0] <= lo + 1e-9 and hi <= c["ci95_seeds"][1] + 1e-9  # seeds add spread, never remove it
     assert by["prag"]["samples"] == "prag" and by["prag-shared"]["samples"] == "poly"
     assert "| poly | poly-shuffled |" in (out / "results.md").read_text()
     assert all(len(r["commits"]) == 1 for r in by.values())  # every row names the code it ran (one version here)
@@ -370,6 +371,31 @@ def test_a_verdict_needs_the_interval_and_every_seed():
     assert "seeds disagree" in verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "f1_diff_per_seed": [5, 4, -6]})
     assert verdict({"a": "poly", "b": "prag", "ci95": [-1.0, 3.0], "f1_diff_per_seed": [2.0]}) == "not separated"
     assert verdict({"a": "poly", "b": "prag", "ci95": [-3.0, -1.0], "f1_diff_per_seed": [-2.0]}) == "prag better"
+    # separated over questions, but another draw of the trainings could close the gap: not "better"
+    assert verdict({"a": "poly", "b": "prag", "ci95": [0.5, 3.0], "ci95_seeds": [-1.0, 4.0],
+                    "f1_diff_per_seed": [2.0, 1.0, 3.0]}) == "a ahead over questions, not over seeds too"
+    assert verdict({"a": "poly", "b": "prag", "ci95": [-3.0, -1.0], "ci95_seeds": [-4.0, -0.5],
+                    "f1_diff_per_seed": [-2.0, -1.0]}) == "prag better"
+
+
+def test_the_interval_over_seeds_widens_with_the_seeds_spread_and_pairs_the_questions():
+    import numpy as np
+
+    from polyprag.eval.compare import bootstrap_ci, bootstrap_ci_seeds
+
+    rng = np.random.default_rng(1)
+    questions = rng.uniform(0, 100, 200)  # (Q,) each question's difficulty, shared by both methods
+    steady = np.stack([questions + 5] * 3)  # (3, Q): a method 5 above b, the same every seed
+    b = np.stack([questions] * 3)
+    lo, hi = bootstrap_ci_seeds(steady, b)
+    assert (lo, hi) == pytest.approx((5.0, 5.0))  # paired questions: their spread cancels, no seeds spread
+    shaky = questions + np.array([[-10.0], [5.0], [20.0]])  # (3, Q): mean +5, seeds at -10 / +5 / +20
+    lo, hi = bootstrap_ci_seeds(shaky, b)
+    assert lo < -5 and hi > 15 and lo < 5 < hi  # the seeds' spread, which the questions-only interval hides
+    assert bootstrap_ci_seeds(shaky, b) == (lo, hi)  # seeded: a rerun of the table gives the same interval
+    assert bootstrap_ci(shaky.mean(0) - b.mean(0)) == pytest.approx((5.0, 5.0))
+    one = bootstrap_ci_seeds(shaky[:1], b[:1])  # one seed each: nothing to resample but the questions
+    assert one == pytest.approx((-10.0, -10.0))
 
 
 def test_a_second_bench_on_the_same_out_folder_is_refused_at_once(tmp_path, capsys):

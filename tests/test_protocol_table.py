@@ -161,7 +161,8 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     done = {g["goal"]: g["met"] for g in protocol_table.goals(protocol_table.summarise(cf))}
     assert done["poly ≥ 0.9 × rag"] is True  # 83.3 of 50.0 on average over the three seeds
     summaries = [{**s, "goals": protocol_table.goals(s)} for s in map(protocol_table.summarise, (real, cf))]
-    assert "| hotpotqa, m | poly-combine − rag | ≥ +2, CI above 0 | +0.0 [+0.0, +0.0] (3) | **no** |" in \
+    assert "| hotpotqa, m | poly-combine − rag | ≥ +2, both CIs above 0 | +0.0 [+0.0, +0.0], seeds too [+0.0, +0.0] " \
+           "(3) | **no** |" in \
         protocol_table.markdown(summaries)
 
 
