@@ -10,8 +10,8 @@ them), per method, the seed-averaged means over questions of:
 - `recall` / `precision`: the answer's tokens shared with the best gold alias over the gold's / the answer's tokens
   (F1's two halves; HotpotQA's yes/no rule: a wrong yes/no scores 0 on both);
 - `words`: the answer's length in normalised tokens.
-Then, for each pair A:B, A − B on each with the paired bootstrap 95% CI over questions (`compare.bootstrap_ci`), over
-the seeds both rows have (a row with fewer seeds is compared with the same seeds of the other, as protocol_table does).
+Then, for each pair A:B, A − B on each with the paired bootstrap 95% CI over questions (`compare.bootstrap_ci`) and
+the one over the seeds too (`compare.bootstrap_ci_seeds`, in parentheses), over the seeds both rows have (a row with fewer seeds is compared with the same seeds of the other, as protocol_table does).
 A lead that sits in precision and words, with contains and recall level, is form: the same answer said shorter.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polyprag.eval.compare import bootstrap_ci, question_ids
+from polyprag.eval.compare import bootstrap_ci, bootstrap_ci_seeds, question_ids
 from polyprag.eval.metrics import accuracy, f1_score, normalize_answer, token_halves
 from protocol_table import seed_results
 
@@ -42,14 +42,14 @@ def measures(prediction: str, golds: list[str]) -> dict[str, float]:
 
 
 def per_question(results: list[dict], method: str, qtype: str | None = None) -> dict[str, np.ndarray]:
-    """Each measure (Q,) averaged over the seeds that ran the method (only questions of `qtype`, if named)."""
+    """Each measure (S, Q) per seed that ran the method and question (only questions of `qtype`, if named)."""
     have = [r for r in results if method in r["predictions"]]
     question_ids(have, method)
     runs = [[measures(p["prediction"], p["answers"]) for p in r["predictions"][method]
              if qtype is None or p.get("qtype") == qtype] for r in have]
     if not runs[0]:
         raise SystemExit(f"{method}: no question of type {qtype!r} (the types are the predictions' `qtype`)")
-    return {m: np.mean([[q[m] for q in run] for run in runs], axis=0) for m in MEASURES}
+    return {m: np.array([[q[m] for q in run] for run in runs], dtype=float) for m in MEASURES}
 
 
 def main() -> None:
@@ -79,10 +79,12 @@ def main() -> None:
         qa, qb = per_question(both, a, args.qtype), per_question(both, b, args.qtype)
         cells, row = [], {"a": a, "b": b, "seeds": [r["config"]["seed"] for r in both]}
         for x in MEASURES:
-            diff = qa[x] - qb[x]
+            diff = qa[x].mean(0) - qb[x].mean(0)  # (Q,): seed-averaged
             lo, hi = bootstrap_ci(diff)
-            row[x] = {"diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)]}
-            cells.append(f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]")
+            seeds_lo, seeds_hi = bootstrap_ci_seeds(qa[x], qb[x])
+            row[x] = {"diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)],
+                      "ci95_seeds": [round(seeds_lo, 2), round(seeds_hi, 2)]}
+            cells.append(f"{diff.mean():+.1f} [{lo:+.1f}, {hi:+.1f}] ([{seeds_lo:+.1f}, {seeds_hi:+.1f}])")
         out["pairs"].append(row)
         print(f"| {a} − {b} | " + " | ".join(cells) + " |")
     if args.json:

@@ -23,7 +23,7 @@ import numpy as np
 
 from polyprag.eval.bench import workload
 from polyprag.text.retrieve import shuffled_hits
-from polyprag.eval.compare import bootstrap_ci
+from polyprag.eval.compare import bootstrap_ci, bootstrap_ci_seeds
 from polyprag.eval.metrics import normalize_answer
 from protocol_table import seed_results
 from rerun import run_data
@@ -88,22 +88,23 @@ def report(run: Path, found: dict[str, Found]) -> str:
     for method, f in sorted(found.items()):
         cells = [f"{100 * (f.sources == i).mean():.1f}" for i in range(len(SOURCES))]
         lines.append(f"| {method} | {len(f.seeds)} | " + " | ".join(cells) + " |")
-    lines += ["", "| a | b | source | a − b (points) | 95% CI |", "|---|---|---|---|---|"]
+    lines += ["", "| a | b | source | a − b (points) | 95% CI | over the seeds too |", "|---|---|---|---|---|---|"]
     for a, b, what in PAIRS:
         if (d := difference(found, a, b, what)) is not None:
-            lines.append(f"| {a} | {b} | {what} | {d[0]:+.1f} | [{d[1]:+.1f}, {d[2]:+.1f}] |")
+            lines.append(f"| {a} | {b} | {what} | {d[0]:+.1f} | [{d[1]:+.1f}, {d[2]:+.1f}] | [{d[3]:+.1f}, {d[4]:+.1f}] |")
     return "\n".join(lines) + "\n"
 
 
-def difference(found: dict[str, Found], a: str, b: str, what: str) -> tuple[float, float, float] | None:
-    """a − b in points of answers from `what`, with its paired bootstrap 95% CI; None unless both ran the same
-    seeds."""
+def difference(found: dict[str, Found], a: str, b: str, what: str) -> tuple[float, ...] | None:
+    """a − b in points of answers from `what`, with its paired bootstrap 95% CI over questions and the one over the
+    seeds too (lo, hi each); None unless both ran the same seeds."""
     if a not in found or b not in found or found[a].seeds != found[b].seeds:
         return None
     i = SOURCES.index(what)
-    diff = 100 * ((found[a].sources == i).mean(0) - (found[b].sources == i).mean(0))  # (Q,): seed-averaged
+    hits_a, hits_b = 100.0 * (found[a].sources == i), 100.0 * (found[b].sources == i)  # (S, Q) each
+    diff = hits_a.mean(0) - hits_b.mean(0)  # (Q,): seed-averaged
     lo, hi = bootstrap_ci(diff)
-    return float(diff.mean()), lo, hi
+    return (float(diff.mean()), lo, hi, *bootstrap_ci_seeds(hits_a, hits_b))
 
 
 def main() -> None:

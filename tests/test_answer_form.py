@@ -46,6 +46,7 @@ def test_script_reports_a_lead_that_is_only_form(tmp_path):
     assert (pair["a"], pair["b"]) == ("poly-combine", "rag")
     assert pair["contains"]["diff"] == pair["recall"]["diff"] == 0.0
     assert pair["precision"]["diff"] > 0 and pair["words"]["diff"] == -1.5
+    assert pair["words"]["ci95_seeds"] == pair["words"]["ci95"] == [-2.0, -1.0]  # the same answers every seed
 
 
 def test_a_pair_is_read_over_the_seeds_both_rows_have(tmp_path):
