@@ -26,7 +26,7 @@ COMBINE_MIN = {"real": 2.0, "counterfactual": 5.0}
 RAG_SHARE = 0.9
 SEEDS = 3
 
-ROWS = ("closed-book-bare", "rag", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
+ROWS = ("closed-book-bare", "rag", "rag-bare", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
         "prag-shuffled", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-uniform-combine",
         "poly-shuffled-combine", "poly-arrow", "dyprag", "dyprag-tuned")
 # settings every pair of one table must share (the pairs differ only in dataset and model)
@@ -80,8 +80,13 @@ def goals(summary: dict) -> list[dict]:
     fewer than SEEDS seeds (or did not run), else whether the value reaches its target."""
     kind = "counterfactual" if str(summary["dataset"]).endswith("-cf") else "real"
     rows, pairs = summary["rows"], {(c["a"], c["b"]): c for c in summary["comparisons"]}
-    out = [_difference(pairs.get(("poly", "poly-shuffled")), "poly − poly-shuffled", OWN_MIN[kind]),
-           _difference(pairs.get(("poly-combine", "rag")), "poly-combine − rag", COMBINE_MIN[kind]),
+    # rag at its best: rag's prompt carries the example exchanges, poly-combine's does not (rag-bare asks as it
+    # does); the goal is read against the stronger, and waits for rag-bare where a pair has not run it
+    rag = max((m for m in ("rag", "rag-bare") if m in rows), key=lambda m: rows[m]["f1"], default="rag")
+    combine = _difference(pairs.get(("poly-combine", rag)), f"poly-combine − the stronger rag ({rag})", COMBINE_MIN[kind])
+    if "rag-bare" not in rows:
+        combine["met"] = None
+    out = [_difference(pairs.get(("poly", "poly-shuffled")), "poly − poly-shuffled", OWN_MIN[kind]), combine,
            # not a goal of its own, the check on the one above: is poly-combine's lead the documents' knowledge
            # (another document's routing beside the same passages scores less), or any adapter's answer form?
            _difference(pairs.get(("poly-combine", "poly-shuffled-combine")),
@@ -93,12 +98,12 @@ def goals(summary: dict) -> list[dict]:
                 "met": _decided(versus, versus and versus["f1_diff"] >= 0)
                 if len(prags) == 2 and all(len(rows[m]["seeds"]) >= SEEDS for m in prags) else None})
     if kind == "counterfactual":
-        poly, rag = rows.get("poly"), rows.get("rag")
-        done = poly and rag and min(len(poly["seeds"]), len(rag["seeds"])) >= SEEDS
-        out.append({"goal": f"poly ≥ {RAG_SHARE} × rag", "target": f"≥ {RAG_SHARE:.2f}",
-                    "value": f"{poly['f1'] / rag['f1']:.2f} × ({poly['f1']:.1f} / {rag['f1']:.1f})"
-                    if poly and rag and rag["f1"] else "-",
-                    "met": (poly["f1"] >= RAG_SHARE * rag["f1"]) if done else None})
+        poly, reader = rows.get("poly"), rows.get(rag)
+        done = poly and reader and "rag-bare" in rows and min(len(poly["seeds"]), len(reader["seeds"])) >= SEEDS
+        out.append({"goal": f"poly ≥ {RAG_SHARE} × the stronger rag ({rag})", "target": f"≥ {RAG_SHARE:.2f}",
+                    "value": f"{poly['f1'] / reader['f1']:.2f} × ({poly['f1']:.1f} / {reader['f1']:.1f})"
+                    if poly and reader and reader["f1"] else "-",
+                    "met": (poly["f1"] >= RAG_SHARE * reader["f1"]) if done else None})
     return out
 
 

@@ -32,6 +32,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("closed-book-bare", "model", False, "asked as the parametric modes ask (no examples), no adapter",
          retrieves=False),
     Mode("rag", "model", True, "the top-k passages in the prompt", served=True, shots=True),
+    Mode("rag-bare", "model", True, "the top-k passages asked as the parametric modes ask (no examples), no adapter: "
+         "poly-combine's and prag-combine's prompt without their adapters"),
     Mode("rag-gold", "model", True, "the question's gold paragraphs in the prompt: the reader's upper bound",
          shots=True, gold=True),
     Mode("poly", "kb", False, "the adapters mixed by the mean of the retrieved documents' routing weights",

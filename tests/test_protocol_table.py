@@ -140,7 +140,7 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     right, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["x", "y", "z", "no"]
     half = ["Orla Pell", "1871", "z", "no"]
     answers = {"poly": right, "poly-shuffled": wrong, "poly-combine": half, "rag": half, "prag": half,
-               "prag-shared": ["Orla Pell", "y", "z", "no"], "poly-shuffled-combine": half}
+               "prag-shared": ["Orla Pell", "y", "z", "no"], "poly-shuffled-combine": half, "rag-bare": wrong}
     real = tmp_path / "protocol-hotpotqa-test-n100-m"
     for seed in (0, 1, 2):
         _seed(real, seed, answers)
@@ -150,7 +150,7 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
         _seed(cf, seed, answers)
     got = {g["goal"]: g for g in protocol_table.goals(protocol_table.summarise(real))}
     assert got["poly − poly-shuffled"]["met"] is True and got["poly − poly-shuffled"]["value"].startswith("+100.0")
-    assert got["poly-combine − rag"]["met"] is False  # level: below +2 and the interval holds 0
+    assert got["poly-combine − the stronger rag (rag)"]["met"] is False  # level: below +2 and the interval holds 0
     assert got["poly ≥ the stronger PRAG (prag)"]["met"] is True
     own_share = got["of which the documents' own: poly-combine − poly-shuffled-combine"]
     assert own_share["met"] is False and own_share["value"].startswith("+0.0")  # another document's routing: as good
@@ -159,9 +159,9 @@ def test_the_goals_are_read_at_three_seeds_and_pending_before(scripts, tmp_path)
     assert [g["met"] for g in pending] == [None] * 5 and pending[4]["value"].startswith("2.00 ×")
     _seed(cf, 2, {**answers, "poly": half})
     done = {g["goal"]: g["met"] for g in protocol_table.goals(protocol_table.summarise(cf))}
-    assert done["poly ≥ 0.9 × rag"] is True  # 83.3 of 50.0 on average over the three seeds
+    assert done["poly ≥ 0.9 × the stronger rag (rag)"] is True  # 83.3 of 50.0 on average over the three seeds
     summaries = [{**s, "goals": protocol_table.goals(s)} for s in map(protocol_table.summarise, (real, cf))]
-    assert "| hotpotqa, m | poly-combine − rag | ≥ +2, both CIs above 0 | +0.0 [+0.0, +0.0], seeds too [+0.0, +0.0] " \
+    assert "| hotpotqa, m | poly-combine − the stronger rag (rag) | ≥ +2, both CIs above 0 | +0.0 [+0.0, +0.0], seeds too [+0.0, +0.0] " \
            "(3) | **no** |" in \
         protocol_table.markdown(summaries)
 
@@ -238,3 +238,19 @@ def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_t
     assert not any(m.startswith(("prag", "dyprag")) for m in first)
     assert "dyprag" in real and "dyprag" not in cf and set(real) - set(cf) == {"dyprag"}
     assert all(c[c.index("--prag-lr") + 1] == "0.0003" and "--seeds" in c for c in calls)
+
+
+def test_poly_combine_is_read_against_the_stronger_rag_and_waits_for_rag_bare(scripts, tmp_path):
+    """rag's prompt carries example exchanges, poly-combine's does not: the goal takes the stronger of the two readers."""
+    protocol_table, _ = scripts
+    right, half, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["Orla Pell", "1871", "z", "no"], ["x", "y", "z", "no"]
+    run = tmp_path / "protocol-hotpotqa-test-n100-m"
+    for seed in (0, 1, 2):
+        _seed(run, seed, {"poly-combine": right, "rag": wrong, "poly": half, "poly-shuffled": half})
+    goal = protocol_table.goals(protocol_table.summarise(run))[1]
+    assert goal["goal"] == "poly-combine − the stronger rag (rag)" and goal["met"] is None  # rag-bare not run yet
+    for seed in (0, 1, 2):
+        _seed(run, seed, {"rag-bare": half})
+    goal = protocol_table.goals(protocol_table.summarise(run))[1]
+    assert goal["goal"] == "poly-combine − the stronger rag (rag-bare)" and goal["value"].startswith("+50.0")
+    assert goal["met"] is False  # +50 over rag-bare, but 4 questions: neither interval lies above 0

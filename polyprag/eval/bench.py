@@ -60,15 +60,17 @@ METHODS = ("closed-book", "rag", "prag", "prag-combine", "prag-shared", "prag-sh
 # does poly-combine's lead over rag come from the documents' own routing, or from any adapter's answer format?
 SHUFFLED = ("poly-shuffled", "prag-shuffled", "poly-shuffled-combine")
 # rag-gold: a reader upper bound (needs gold paragraphs). closed-book-bare: the reader asked the way the
-# parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost.
+# parametric methods ask (no example exchanges) with no adapter: what their adapters add or cost. rag-bare: the
+# same with the passages, the -combine rows' prompt without adapters (rag carries the example exchanges, the
+# -combine rows do not: a lead over rag alone could be the prompt's; a claim is made against the stronger reader).
 # poly-notrain: poly-z's split, the added half routed from its embeddings (`add --no-train`; needs
 # --routing-init cluster).
 # dyprag, dyprag-combine: DyPRAG's translator, trained on PRAG adapters of `dyprag_train_n` other questions'
 # paragraphs of the same dataset (datasets.held_out: on the test split, dev questions).
 # dyprag-tuned(-combine): the same at a higher lr and more epochs (DyPRAG's lr 1e-5 was set for ~10k documents).
-OPTIONAL = ("rag-gold", "closed-book-bare", "poly-notrain", "poly-arrow", "dyprag", "dyprag-combine",
+OPTIONAL = ("rag-gold", "closed-book-bare", "rag-bare", "poly-notrain", "poly-arrow", "dyprag", "dyprag-combine",
             "dyprag-tuned", "dyprag-tuned-combine")
-READERS = ("closed-book", "closed-book-bare", "rag", "rag-gold")  # the base model alone, nothing trained
+READERS = ("closed-book", "closed-book-bare", "rag", "rag-bare", "rag-gold")  # the base model alone, nothing trained
 CORPUS_MODES = ("per-question", "closed")
 # what `bench-speed` times one question at a time; the first is the base the others are divided by
 SPEED_MODES = ("closed-book-bare", "closed-book", "rag", "poly", "prag")
@@ -77,7 +79,8 @@ COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-share
                ("poly", "poly-uniform"), ("poly", "dyprag"), ("poly-combine", "rag"), ("poly-combine", "prag-combine"),
                ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"),
                ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"),
-               ("poly-combine", "poly-shuffled-combine"), ("poly-combine", "poly-uniform-combine"))
+               ("poly-combine", "poly-shuffled-combine"), ("poly-combine", "poly-uniform-combine"),
+               ("poly-combine", "rag-bare"), ("prag-combine", "rag-bare"))
 # own − shuffled: the knowledge that is the document's own, per question type too
 CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"))
 ABLATIONS = ("adapters", "rank", "routing")
