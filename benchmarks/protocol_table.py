@@ -1,6 +1,6 @@
 """The protocol's table from whatever has landed: every `protocol-*` run folder's finished seeds and methods.
 
-    .venv/bin/python benchmarks/protocol_table.py [benchmarks/results] [--json OUT.json]
+    .venv/bin/python benchmarks/protocol_table.py [benchmarks/results | ONE_RUN_FOLDER] [--json OUT.json]
 
 For each run (benchmarks/protocol.sh names them protocol-DATASET-test-n100-MODEL) it reads each seed's
 finished methods (seed-S/methods/*.json: rows and predictions) and summarises them as `bench --seeds` does
@@ -189,7 +189,9 @@ def main() -> None:
     p.add_argument("root", nargs="?", default="benchmarks/results")
     p.add_argument("--json", dest="json_out")
     args = p.parse_args()
-    runs = sorted(d for d in Path(args.root).glob("protocol-*") if d.is_dir() and list(d.glob("seed-*/methods/*.json")))
+    root = Path(args.root)  # a folder of protocol runs, or one bench run folder of any name (its seed-S/ inside)
+    runs = [root] if list(root.glob("seed-*/methods/*.json")) else sorted(
+        d for d in root.glob("protocol-*") if d.is_dir() and list(d.glob("seed-*/methods/*.json")))
     summaries = [{**s, "goals": goals(s)} for s in map(summarise, runs)]
     print(markdown(summaries))
     if args.json_out:
