@@ -254,3 +254,21 @@ def test_poly_combine_is_read_against_the_stronger_rag_and_waits_for_rag_bare(sc
     goal = protocol_table.goals(protocol_table.summarise(run))[1]
     assert goal["goal"] == "poly-combine − the stronger rag (rag-bare)" and goal["value"].startswith("+50.0")
     assert goal["met"] is False  # +50 over rag-bare, but 4 questions: neither interval lies above 0
+
+
+def test_the_table_reads_one_run_folder_of_any_name(tmp_path):
+    import subprocess
+    import sys
+
+    right, wrong = ["Orla Pell", "1871", "Velmark", "yes"], ["x", "y", "z", "no"]
+    for seed in (0, 1):
+        _seed(tmp_path / "briefs-test-m", seed, {"poly": right, "poly-shuffled": wrong})
+        _seed(tmp_path / "protocol-hotpotqa-test-n100-m", seed, {"poly": wrong, "poly-shuffled": wrong})
+    one = subprocess.run([sys.executable, str(BENCHMARKS / "protocol_table.py"), str(tmp_path / "briefs-test-m")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "| poly | poly-shuffled | +100.0 |" in one  # that folder's rows, not the other's
+    assert "| poly | poly-shuffled | +0.0 |" not in one
+    every = subprocess.run([sys.executable, str(BENCHMARKS / "protocol_table.py"), str(tmp_path)],
+                           capture_output=True, text=True, check=True).stdout
+    assert "| poly | poly-shuffled | +0.0 |" in every  # the root: protocol-* folders only
+    assert "| poly | poly-shuffled | +100.0 |" not in every
