@@ -9,11 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's polyprag, whichever the venv was installed from
-METHODS=closed-book-bare,rag,rag-bare,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
+METHODS=closed-book,closed-book-bare,rag,rag-bare,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,prag,prag-combine,prag-shuffled,prag-shared
 METHODS+=,prag-shared-combine,poly-shuffled-combine,poly-uniform-combine
 # poly-shuffled-combine and poly-uniform-combine (added 2026-12-05, 23:40, controls: nothing is chosen by them): the
 # retrieved passages in the prompt beside another document's routing or uniform routing. poly-combine's lead over
 # rag could be any adapter's answer format rather than the documents' knowledge; these two say which.
+# closed-book (the question after the reader's example exchanges; added with rag-bare, for the same reason: a claim
+# that poly beats the bare reader is made against the stronger of closed-book and closed-book-bare).
 # rag-bare (added 2026-12-06 before any run of it, a reader, computed once for all seeds): the retrieved passages
 # asked as the -combine rows ask (no example exchanges), no adapter. rag's prompt carries the reader's example
 # exchanges and the -combine rows' does not, so poly-combine − rag mixes prompt and adapters; the goal on
@@ -34,7 +36,7 @@ REAL_ONLY=,dyprag
 # The readers' and poly's rows of all three seeds first (~3 h of a SmolLM2 pair's ~20 on a 2-core CPU), then the
 # rest (PRAG's and DyPRAG's trainings): a pair's first reading lands in a session or two (BENCHMARKS.md, "What the
 # rest costs"). Added 2026-12-06 before the second pair began; the rows are the same either way.
-FIRST=closed-book-bare,rag,rag-bare,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,poly-shuffled-combine,poly-uniform-combine
+FIRST=closed-book,closed-book-bare,rag,rag-bare,rag-gold,poly,poly-combine,poly-uniform,poly-shuffled,poly-shuffled-combine,poly-uniform-combine
 # --dtype float32: "auto" (a user's default) is bf16 on a CPU with native bf16 and fp32 elsewhere, and the machines
 # this runs on across sessions differ (benchmarks/results/dtype-build-time-avx2-2026-12-05: bf16 20x slower without
 # it); a pair's rows must not mix dtypes (a resume resolving otherwise is refused), and fp32 runs fast on both.

@@ -26,7 +26,7 @@ COMBINE_MIN = {"real": 2.0, "counterfactual": 5.0}
 RAG_SHARE = 0.9
 SEEDS = 3
 
-ROWS = ("closed-book-bare", "rag", "rag-bare", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
+ROWS = ("closed-book", "closed-book-bare", "rag", "rag-bare", "rag-gold", "prag", "prag-combine", "prag-shared", "prag-shared-combine",
         "prag-shuffled", "poly", "poly-combine", "poly-uniform", "poly-shuffled", "poly-uniform-combine",
         "poly-shuffled-combine", "poly-arrow", "dyprag", "dyprag-tuned")
 # settings every pair of one table must share (the pairs differ only in dataset and model)

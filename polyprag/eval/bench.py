@@ -80,7 +80,7 @@ COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-share
                ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"),
                ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"),
                ("poly-combine", "poly-shuffled-combine"), ("poly-combine", "poly-uniform-combine"),
-               ("poly-combine", "rag-bare"), ("prag-combine", "rag-bare"))
+               ("poly-combine", "rag-bare"), ("prag-combine", "rag-bare"), ("poly", "closed-book"))
 # own − shuffled: the knowledge that is the document's own, per question type too
 CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"))
 ABLATIONS = ("adapters", "rank", "routing")
