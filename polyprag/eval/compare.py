@@ -4,10 +4,11 @@ A seed changes what is trained (poly's inventory and routing, PRAG's LoRAs, the 
 questions, retrieval and readers stay, so each question's F1 is averaged over the seeds first and the
 difference between two methods is resampled over questions (10,000 resamples, percentile 95% interval: `ci95`).
 That interval holds the questions' sampling only: a method trained again on another seed moves its F1 as well
-(±2–6 F1 at n = 100), so `ci95_seeds` resamples both, each method's seeds drawn apart (seed s of one method is no
-kin of seed s of another) and the questions paired. With 3 seeds that second interval is crude (a bootstrap of 3
-values), but it is the one that says whether another draw of trainings could close the gap. "a beats b" only
-where both intervals lie above 0 and every seed agrees.
+(±2–6 F1 at n = 100), so `ci95_seeds` resamples both: the questions paired, and the seeds paired too (seed s of
+poly and of poly-shuffled answer with the same knowledge base, of prag and prag-shuffled with the same LoRAs: what a
+seed's training does cancels in their difference; for methods trained apart, pairing by index is as valid as
+drawing apart). With 3 seeds it is crude: 10 possible draws of the seeds, and a bootstrap of 3 values understates
+their variance by about a third. "a beats b" only where both intervals lie above 0 and every seed agrees.
 """
 
 from __future__ import annotations
@@ -32,15 +33,19 @@ def bootstrap_ci(diff: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) ->
 def bootstrap_ci_seeds(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
                        block: int = 1000) -> tuple[float, float]:
     """The 95% percentile interval of mean(a) − mean(b), `a` (S_a, Q) and `b` (S_b, Q) F1 per seed and question:
-    each resample draws the questions (paired) and each method's seeds, with replacement."""
+    each resample draws the questions and the seeds with replacement, both paired (the same draw of seeds for a and
+    b when they have as many; apart otherwise)."""
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a has {a.shape[1]} questions and b {b.shape[1]}: they cannot be paired")
     rng = np.random.default_rng(seed)
     means = []
     for start in range(0, resamples, block):  # blocks keep the (block, S, Q) draws small for long question lists
         r = min(block, resamples - start)
         qs = rng.integers(0, a.shape[1], (r, a.shape[1]))  # (r, Q)
-        da = a[rng.integers(0, len(a), (r, len(a)))].mean(1)  # (r, Q): each resample's seed mean per question
-        db = b[rng.integers(0, len(b), (r, len(b)))].mean(1)
-        means.append(np.take_along_axis(da - db, qs, 1).mean(1))  # (r,)
+        seeds_a = rng.integers(0, len(a), (r, len(a)))  # (r, S_a)
+        seeds_b = seeds_a if len(a) == len(b) else rng.integers(0, len(b), (r, len(b)))
+        diff = a[seeds_a].mean(1) - b[seeds_b].mean(1)  # (r, Q): each resample's seed means per question
+        means.append(np.take_along_axis(diff, qs, 1).mean(1))  # (r,)
     lo, hi = np.percentile(np.concatenate(means), [2.5, 97.5])
     return float(lo), float(hi)
 
