@@ -42,8 +42,9 @@ def lever_row(run: Path) -> dict:
             "encode_s_per_doc": rows.get("poly", {}).get("encode_s_per_doc")}
 
 
-def recall(run: Path, data_dir: str) -> tuple[float, float, float] | None:
-    """poly − poly-shuffled in points of answers recalled from the retrieved documents, with its CI."""
+def recall(run: Path, data_dir: str) -> tuple[float, ...] | None:
+    """poly − poly-shuffled in points of answers recalled from the retrieved documents, with its CI over questions
+    (then the one over the seeds too: `answer_sources.difference`)."""
     files = argparse.Namespace(data_dir=data_dir, corpus=str(BRIEFS / "docs.jsonl"),
                                questions=str(BRIEFS / "questions-dev.jsonl"))
     try:
