@@ -11,7 +11,8 @@ them), per method, the seed-averaged means over questions of:
   (F1's two halves; HotpotQA's yes/no rule: a wrong yes/no scores 0 on both);
 - `words`: the answer's length in normalised tokens.
 Then, for each pair A:B, A − B on each with the paired bootstrap 95% CI over questions (`compare.bootstrap_ci`) and
-the one over the seeds too (`compare.bootstrap_ci_seeds`, in parentheses), over the seeds both rows have (a row with fewer seeds is compared with the same seeds of the other, as protocol_table does).
+the one over the seeds too (`compare.bootstrap_ci_seeds`, in parentheses), over the seeds both rows have (a row
+with fewer seeds is compared with the same seeds of the other, as protocol_table does).
 A lead that sits in precision and words, with contains and recall level, is form: the same answer said shorter.
 """
 
