@@ -4,7 +4,9 @@
 # Everything is resumable: rerunning this script skips every finished method of every seed. After each pair
 # (and whenever you stop), `benchmarks/protocol.sh collect` copies the finished rows into benchmarks/results/
 # to commit; on a fresh checkout `benchmarks/protocol.sh restore` puts them back into runs/ first.
-#   benchmarks/protocol.sh [run|collect|restore] [PAIR...]     e.g. benchmarks/protocol.sh run hotpotqa-cf:smollm2
+#   benchmarks/protocol.sh [run|first|collect|restore] [PAIR...]     e.g. benchmarks/protocol.sh run hotpotqa-cf:smollm2
+# `first` runs only the first pass (FIRST, below) of each pair named: several pairs' first readings before any
+# pair's trained baselines.
 # A pair that fails is reported and the next one runs (rerun the script for it once fixed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +54,7 @@ failed=()
 # it would spoil both runs' timings. (flock exits 1 when the lock is held; any other failure checks nothing.)
 for pair in "${PAIRS[@]}"; do
   name=protocol-${pair%%:*}-test-n100-${pair##*:} rc=0
-  [ "$action" = run ] && [ -e "runs/.$name.lock" ] && { flock -n "runs/.$name.lock" true || rc=$?; }
+  [[ $action == run || $action == first ]] && [ -e "runs/.$name.lock" ] && { flock -n "runs/.$name.lock" true || rc=$?; }
   [ $rc -eq 1 ] && { echo "protocol.sh: another polyprag bench holds runs/$name (fuser runs/.$name.lock names it);" \
                           "stop it first" >&2; exit 1; }
 done
@@ -60,16 +62,17 @@ for pair in "${PAIRS[@]}"; do
   dataset=${pair%%:*} model=${pair##*:}
   name=protocol-$dataset-test-n100-$model
   case $action in
-    run) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
+    run|first) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
-         for rows in "$FIRST" "$methods"; do  # the first pass resumes at once once its rows are done
+         passes=("$FIRST" "$methods"); [ "$action" = first ] && passes=("$FIRST")
+         for rows in "${passes[@]}"; do  # the first pass resumes at once once its rows are done
            .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
              --model "${MODEL[$model]}" --methods "$rows" "${prag[@]}" --dtype float32 --out "runs/$name" \
              || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; break; }
          done ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;
-    *) echo "usage: $0 [run|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [run|first|collect|restore] [DATASET:MODEL...]" >&2; exit 2 ;;
   esac
 done
 [ ${#failed[@]} -eq 0 ] || { echo "protocol.sh: failed pairs: ${failed[*]}" >&2; exit 1; }

@@ -215,7 +215,8 @@ def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):
 
 
 def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_trained_baselines(tmp_path):
-    """protocol.sh's first pass (FIRST) lands a pair's poly reading in a session or two; the second runs every row."""
+    """protocol.sh's first pass (FIRST) lands a pair's poly reading in a session or two; the second runs every row;
+    `first` runs only the first pass, of each pair named."""
     import shutil
     import subprocess
 
@@ -238,6 +239,13 @@ def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_t
     assert not any(m.startswith(("prag", "dyprag")) for m in first)
     assert "dyprag" in real and "dyprag" not in cf and set(real) - set(cf) == {"dyprag"}
     assert all(c[c.index("--prag-lr") + 1] == "0.0003" and "--seeds" in c for c in calls)
+    (tmp_path / "calls").unlink()
+    done = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "first", "hotpotqa-cf:smollm2",
+                           "hotpotqa:gemma3"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+    assert [(c[c.index("--dataset") + 1], c[c.index("--model") + 1], c[c.index("--methods") + 1]) for c in calls] == [
+        ("hotpotqa-cf", "smollm2-135m-instruct", ",".join(first)), ("hotpotqa", "gemma3-270m", ",".join(first))]
 
 
 def test_poly_combine_is_read_against_the_stronger_rag_and_waits_for_rag_bare(scripts, tmp_path):
