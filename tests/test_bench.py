@@ -364,6 +364,18 @@ def test_shuffled_hits_never_give_a_question_its_own_documents():
         assert len({h.doc_id for h in new}) == len(new) and [h.score for h in new] == [h.score for h in own]
 
 
+def test_a_difference_is_rounded_once_for_its_report():
+    # F1 0, 61.5 (4 of 9 words) and 100 against 0 three times: a − b is 53.846, which two-decimal storage would
+    # print as 53.9 (53.846 -> 53.85 -> 53.9)
+    from polyprag.eval.compare import compare
+    gold = ["a b c d e f g h i j"]
+    answers = {"a": ["a", "a b c d e", "a b c d e f g h i j"], "b": ["z", "z", "z"]}
+    run = {"config": {"seed": 0}, "predictions": {m: [{"id": i, "prediction": p, "answers": gold}
+                                                       for i, p in enumerate(ps)] for m, ps in answers.items()}}
+    c = compare([run], "a", "b")
+    assert f"{c['f1_diff']:.1f}" == "53.8" and f"{c['f1_diff_per_seed'][0]:.1f}" == "53.8"
+
+
 def test_a_verdict_needs_the_interval_and_every_seed():
     from polyprag.eval.compare import verdict
 

@@ -81,9 +81,10 @@ def compare(results: list[dict], a: str, b: str, qtypes: list[str] | None = None
     lo, hi = bootstrap_ci(diff)
     seeds_lo, seeds_hi = bootstrap_ci_seeds(fa, fb)
     per_seed = fa.mean(1) - fb.mean(1)  # (S,): each seed's own difference
-    return {"a": a, "b": b, "f1_diff": round(float(diff.mean()), 2), "ci95": [round(lo, 2), round(hi, 2)],
-            "ci95_seeds": [round(seeds_lo, 2), round(seeds_hi, 2)],
-            "f1_diff_per_seed": [round(float(x), 2) for x in per_seed], "n_questions": int(len(diff)),
+    # 3 decimals: reports print 1, and rounding twice (5.747 -> 5.75 -> 5.8) would misstate the last digit
+    return {"a": a, "b": b, "f1_diff": round(float(diff.mean()), 3), "ci95": [round(lo, 3), round(hi, 3)],
+            "ci95_seeds": [round(seeds_lo, 3), round(seeds_hi, 3)],
+            "f1_diff_per_seed": [round(float(x), 3) for x in per_seed], "n_questions": int(len(diff)),
             "seeds": [r["config"]["seed"] for r in results]}
 
 
