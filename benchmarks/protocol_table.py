@@ -129,7 +129,8 @@ def _decided(c: dict | None, met) -> bool | None:
 
 
 def _row(results: list[dict], method: str) -> dict:
-    row = compare._row(method, [next(r for r in x["rows"] if r["method"] == method) for x in results])
+    row = compare._row(method, [next(r for r in x["rows"] if r["method"] == method) for x in results],
+                       compare.per_seed_f1(results, method).mean(1))
     return {**row, "seeds": [r["config"]["seed"] for r in results]}
 
 

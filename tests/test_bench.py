@@ -376,6 +376,21 @@ def test_a_difference_is_rounded_once_for_its_report():
     assert f"{c['f1_diff']:.1f}" == "53.8" and f"{c['f1_diff_per_seed'][0]:.1f}" == "53.8"
 
 
+def test_a_seed_and_a_mean_over_seeds_are_rounded_once_for_their_report():
+    # 3 of 10 gold words: F1 46.154, which a row stored to 2 decimals (as bench stored them before 2026-12-07) printed
+    # as 46.1 (46.154 -> 46.15 -> 46.1); the summary reads the seeds' F1 from their predictions, not their rows
+    from polyprag.eval.compare import summarise
+    from polyprag.eval.evaluate import _pct
+    from polyprag.eval.metrics import score
+
+    pred = {"id": 0, "prediction": "b c d", "answers": ["b c d e f g h i j k"]}
+    runs = [{"config": {"seed": s}, "rows": [{"method": "m", "f1": 46.15, "em": 0.0, "recall_at_k": None}],
+             "predictions": {"m": [pred]}} for s in (0, 1)]
+    row = summarise(runs, [0, 1])["rows"][0]
+    assert f"{row['f1']:.1f}" == "46.2" and [f"{x:.1f}" for x in row["f1_per_seed"]] == ["46.2", "46.2"]
+    assert f"{_pct(score(pred['prediction'], pred['answers']))['f1']:.1f}" == "46.2"  # a seed's own row
+
+
 def test_a_verdict_needs_the_interval_and_every_seed():
     from polyprag.eval.compare import verdict
 

@@ -80,7 +80,8 @@ COMPARISONS = (("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-share
                ("prag", "prag-shuffled"), ("prag", "closed-book-bare"), ("prag-combine", "rag"), ("poly", "poly-arrow"),
                ("poly-combine", "prag-shared-combine"), ("poly", "dyprag-tuned"),
                ("poly-combine", "poly-shuffled-combine"), ("poly-combine", "poly-uniform-combine"),
-               ("poly-combine", "rag-bare"), ("prag-combine", "rag-bare"), ("poly", "closed-book"))
+               ("poly-combine", "rag-bare"), ("prag-combine", "rag-bare"), ("poly", "closed-book"),
+               ("prag", "prag-shared"), ("prag-combine", "prag-shared-combine"))  # which PRAG is the stronger
 # own − shuffled: the knowledge that is the document's own, per question type too
 CONTROLS = (("poly", "poly-shuffled"), ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"))
 ABLATIONS = ("adapters", "rank", "routing")
@@ -153,6 +154,12 @@ def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path
         bench = Bench(model, with_seed(config, seed), out / f"seed-{seed}", progress,
                       readers_from=first if seed != seeds[0] else None)
         results.append(bench.run(questions, corpus, {**notes, "seed": seed}, held_out))
+    return write_summary(out, results, seeds)
+
+
+def write_summary(out: Path, results: list[dict], seeds: list[int]) -> dict:
+    """OUT/results.json and results.md from the seeds' results (also benchmarks/resummarise.py's, for a run whose
+    summary an older compare.py wrote)."""
     summary = compare.summarise(results, seeds, COMPARISONS, CONTROLS)
     atomic.write_text(out / "results.json", json.dumps(summary, indent=1, ensure_ascii=False))
     atomic.write_text(out / "results.md", compare.markdown(summary))

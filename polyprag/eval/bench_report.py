@@ -64,11 +64,11 @@ def breakdown(questions: list[Question], hits: list[list[Hit]], predictions: lis
     groups: dict[str, list[float]] = {}
     for q, x in zip(questions, f1):
         groups.setdefault(q.qtype or "all", []).append(x)
-    out = {"f1_by_type": {t: round(100 * statistics.fmean(v), 2) for t, v in groups.items()}}
+    out = {"f1_by_type": {t: round(100 * statistics.fmean(v), 3) for t, v in groups.items()}}
     top = [hs[0].doc_id if hs else None for hs in hits]
     for name, inside in (("f1_added_half", True), ("f1_trained_half", False)):
         part = [x for x, t in zip(f1, top) if t is not None and (t in added) == inside]
-        out[name] = round(100 * statistics.fmean(part), 2) if part else None
+        out[name] = round(100 * statistics.fmean(part), 3) if part else None
     return out
 
 

@@ -94,7 +94,8 @@ def summarise(results: list[dict], seeds: list[int], pairs: tuple[tuple[str, str
     of `pairs` where both ran, and the `controls` pairs (own − shuffled) per question type too."""
     first = results[0]
     methods = [r["method"] for r in first["rows"] if all(r["method"] in x["predictions"] for x in results)]
-    rows = [_row(m, [next(r for r in x["rows"] if r["method"] == m) for x in results]) for m in methods]
+    rows = [_row(m, [next(r for r in x["rows"] if r["method"] == m) for x in results], per_seed_f1(results, m).mean(1))
+            for m in methods]
     types = [p.get("qtype", "") for p in first["predictions"][methods[0]]] if methods else []
     comparisons = [compare(results, a, b) for a, b in pairs if a in methods and b in methods]
     own = []
@@ -107,12 +108,14 @@ def summarise(results: list[dict], seeds: list[int], pairs: tuple[tuple[str, str
             "own_minus_shuffled_by_type": own}
 
 
-def _row(method: str, runs: list[dict]) -> dict:
-    f1, em = [r["f1"] for r in runs], [r["em"] for r in runs]
+def _row(method: str, runs: list[dict], seeds_f1: np.ndarray) -> dict:
+    # (S,) F1 from the predictions, not the rows: a row's stored F1 is rounded (to 2 decimals before 2026-12-07)
+    f1, em = [round(float(x), 3) for x in seeds_f1], [r["em"] for r in runs]
     types = sorted({t for r in runs for t in r.get("f1_by_type", {})})
-    return {"method": method, "f1": round(statistics.fmean(f1), 2), "f1_sd": round(_sd(f1), 2),
-            "f1_per_seed": f1, "em": round(statistics.fmean(em), 2), "recall_at_k": runs[0]["recall_at_k"],
-            "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 2) for t in types},
+    # 3 decimals, as compare's differences: a report's one decimal is rounded once (20.253 -> 20.3, not 20.2)
+    return {"method": method, "f1": round(statistics.fmean(f1), 3), "f1_sd": round(_sd(f1), 3),
+            "f1_per_seed": f1, "em": round(statistics.fmean(em), 3), "recall_at_k": runs[0]["recall_at_k"],
+            "f1_by_type": {t: round(statistics.fmean(r["f1_by_type"].get(t, 0.0) for r in runs), 3) for t in types},
             **{k: runs[0][k] for k in ("storage_bytes", "storage_bytes_per_doc", "samples", "samples_per_doc")
                if k in runs[0]},
             **({"encode_s_per_doc": round(statistics.fmean(r["encode_s_per_doc"] for r in runs), 3)}  # each seed trains

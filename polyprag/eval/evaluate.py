@@ -119,14 +119,15 @@ def score_row(mode: str, questions: list[Question], answers: list[Answer], retri
     prag = mean_scores([score(a.answer_prag, q.answers) for q, a in zip(questions, answers)])
     with_gold = [(q, r) for q, r in zip(questions, retrieved) if q.gold_doc_ids]
     recall = statistics.fmean(recall_at_k(q.gold_doc_ids, r) for q, r in with_gold) if with_gold else None
-    return {"method": mode, "n": len(questions), **_pct(ours), "em_prag": round(100 * prag.em, 2),
-            "f1_prag": round(100 * prag.f1, 2), "recall_at_k": None if recall is None else round(recall, 4),
+    return {"method": mode, "n": len(questions), **_pct(ours), "em_prag": round(100 * prag.em, 3),
+            "f1_prag": round(100 * prag.f1, 3), "recall_at_k": None if recall is None else round(recall, 4),
             "latency_p50_s": round(statistics.median(timings), 3), "latency_p95_s": round(percentile(timings, 95), 3),
             "seconds_per_question": round(seconds / len(questions), 3)}
 
 
 def _pct(s: Scores) -> dict:
-    return {"em": round(100 * s.em, 2), "f1": round(100 * s.f1, 2), "acc": round(100 * s.acc, 2)}
+    # 3 decimals: reports print 1, and a mean of rows stored to 2 would round twice (20.253 -> 20.25 -> 20.2)
+    return {"em": round(100 * s.em, 3), "f1": round(100 * s.f1, 3), "acc": round(100 * s.acc, 3)}
 
 
 def prediction(q: Question, a: Answer, retrieved: list[str]) -> dict:
