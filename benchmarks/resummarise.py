@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from polyprag.eval.bench import write_summary
+from polyprag.eval.bench import COMPARISONS, CONTROLS
+from polyprag.eval.compare import write_summary
 
 
 def resummarise(run: Path) -> None:
@@ -15,7 +16,7 @@ def resummarise(run: Path) -> None:
     if not seeds:
         sys.exit(f"{run}: no seed-S/results.json in it; give a multi-seed bench run's --out folder")
     results = [json.loads((run / f"seed-{s}" / "results.json").read_text()) for s in seeds]
-    write_summary(run, results, seeds)
+    write_summary(run, results, seeds, COMPARISONS, CONTROLS)
     print(f"{run}: results.json, results.md from seeds {seeds}")
 
 

@@ -154,16 +154,7 @@ def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path
         bench = Bench(model, with_seed(config, seed), out / f"seed-{seed}", progress,
                       readers_from=first if seed != seeds[0] else None)
         results.append(bench.run(questions, corpus, {**notes, "seed": seed}, held_out))
-    return write_summary(out, results, seeds)
-
-
-def write_summary(out: Path, results: list[dict], seeds: list[int]) -> dict:
-    """OUT/results.json and results.md from the seeds' results (also benchmarks/resummarise.py's, for a run whose
-    summary an older compare.py wrote)."""
-    summary = compare.summarise(results, seeds, COMPARISONS, CONTROLS)
-    atomic.write_text(out / "results.json", json.dumps(summary, indent=1, ensure_ascii=False))
-    atomic.write_text(out / "results.md", compare.markdown(summary))
-    return summary
+    return compare.write_summary(out, results, seeds, COMPARISONS, CONTROLS)
 
 
 class Bench:

@@ -13,10 +13,13 @@ their variance by about a third. "a beats b" only where both intervals lie above
 
 from __future__ import annotations
 
+import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 
+from .. import atomic
 from .metrics import score
 
 RESAMPLES = 10_000
@@ -106,6 +109,16 @@ def summarise(results: list[dict], seeds: list[int], pairs: tuple[tuple[str, str
     config = {k: v for k, v in first["config"].items() if k not in ("seed", "command")}
     return {"config": {**config, "seeds": seeds}, "rows": rows, "comparisons": comparisons,
             "own_minus_shuffled_by_type": own}
+
+
+def write_summary(out: Path, results: list[dict], seeds: list[int], pairs: tuple[tuple[str, str], ...] = (),
+                  controls: tuple[tuple[str, str], ...] = ()) -> dict:
+    """OUT/results.json and results.md from the seeds' results (bench's, and benchmarks/resummarise.py's for a run
+    whose summary an older compare.py wrote)."""
+    summary = summarise(results, seeds, pairs, controls)
+    atomic.write_text(out / "results.json", json.dumps(summary, indent=1, ensure_ascii=False))
+    atomic.write_text(out / "results.md", markdown(summary))
+    return summary
 
 
 def _row(method: str, runs: list[dict], seeds_f1: np.ndarray) -> dict:
