@@ -69,6 +69,14 @@
 # fp32 means running its reference set again (~3 h) and ~3 h per lever; the evidence protocol (issue 30) has
 # waited on the defaults for three sessions. So heads4, format-uniform, title1 and paraphrase stay explored on dev,
 # not confirmed (BENCHMARKS.md says so); the protocol's rows measure the defaults as they are.
+# Added 2026-12-07 (07:40), as the forward resumed and before any of its new rows finished: on a CPU that computes
+# bf16 natively (the first such machine since the stop: an AMD EPYC with AVX512-BF16), the forward goes on from the
+# set kept so far, in the order fixed above: `forward bf16+context1+qa6 heads4 format-uniform title1 paraphrase`,
+# from the checkout pinned at 6b2b78d with this file copied in (as the qa6 step ran), one lever per session where
+# time allows; the reference set's rows are restored from benchmarks/results. A lever that passes joins the set;
+# the defaults move only when the forward has reached its end (all four decided), in one commit, so that the
+# protocol pairs begun on today's defaults (each from its pinned worktree) keep measuring what users ran then, and
+# pairs begun after that commit run on the new set.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
