@@ -7,10 +7,10 @@ out=${1:?usage: $0 OUT_DIR}
 mkdir -p "$out"
 commit=$(git rev-parse --short HEAD)
 d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT  # the clone and its venv go whether make demo passes or fails
 git clone -q . "$d/polyprag"
 (cd "$d/polyprag" && POLYPRAG_HOME="$d/home" /usr/bin/time -f "wall %e s, maxrss %M KiB" make demo) \
   > "$out/make-demo-$commit.log" 2>&1
 .venv/bin/python -c "import json; from polyprag.lm.models import machine; print(json.dumps(machine()))" \
   > "$out/machine.json"
-rm -rf "$d"
 grep -E "^(INFO +(closed-book|rag|poly)|wall )" "$out/make-demo-$commit.log" || tail -5 "$out/make-demo-$commit.log"
