@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     ask = sub.add_parser("ask", help="answer one question over a corpus or a knowledge base")
-    ask.add_argument("question")
+    ask.add_argument("question", help="the question, in quotes")
     ask.add_argument("--corpus", help="JSONL, JSON list, or folder of .txt/.md (for --mode rag)")
     ask.add_argument("--kb", help="a knowledge base folder from `polyprag build` (for the poly modes)")
     ask.add_argument("--mode", choices=SERVED, default=None,
@@ -104,19 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--dataset", choices=(*DATASETS, "sample"), required=True,
                      help="a shared dataset (in --data-dir), or sample: the bundled 30 invented documents")
     _data_args(exp)
-    exp.add_argument("--n", type=int, default=100)
+    exp.add_argument("--n", type=int, default=100, help="questions per split written (default 100)")
     exp.add_argument("--out", required=True, help="folder for docs.jsonl and questions.jsonl")
     exp.set_defaults(func=cmd_export)
 
     aug = sub.add_parser("augment", help="rewrite + QA pairs per document (PRAG protocol), cached")
-    aug.add_argument("corpus")
+    aug.add_argument("corpus", help="JSONL, JSON list, or folder of .txt/.md")
     aug.add_argument("--out", required=True, help="augmentations as JSONL")
     _augment_args(aug)
     _common(aug)
     aug.set_defaults(func=cmd_augment)
 
     build = sub.add_parser("build", help="encode a corpus into a knowledge base (adapters + routing)")
-    build.add_argument("corpus")
+    build.add_argument("corpus", help="JSONL, JSON list, or folder of .txt/.md")
     build.add_argument("--out", required=True, help="the knowledge base folder (written atomically)")
     build.add_argument("--resume", action="store_true", help="continue from the last epoch checkpoint")
     _keep_args(build)
@@ -145,14 +145,16 @@ def _bench_parsers(sub) -> None:
                        help="per-question (PRAG's: each question's top-k paragraphs) or closed (all paragraphs)")
     bench.add_argument("--out", required=True, help="run folder; rerunning the same command resumes it")
     bench.add_argument("--prag-lr", type=float, default=PragConfig().lr, help="PRAG as published (default 3e-4)")
-    bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs)
+    bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs,
+                       help="PRAG's epochs (default %(default)s, as published)")
     bench.add_argument("--prag-tuned-lr", type=float, default=1e-3, help="PRAG tuned for small models (default 1e-3)")
-    bench.add_argument("--prag-tuned-epochs", type=int, default=2)
+    bench.add_argument("--prag-tuned-epochs", type=int, default=2, help="prag-tuned's epochs (default 2)")
     bench.add_argument("--dyprag-lr", type=float, default=DypragConfig().lr,
                        help="DyPRAG's translator lr (default 1e-5, as published)")
-    bench.add_argument("--dyprag-epochs", type=int, default=DypragConfig().epochs)
+    bench.add_argument("--dyprag-epochs", type=int, default=DypragConfig().epochs,
+                       help="DyPRAG's translator epochs (default %(default)s, as published)")
     bench.add_argument("--dyprag-tuned-lr", type=float, default=1e-3, help="dyprag-tuned's lr (default 1e-3)")
-    bench.add_argument("--dyprag-tuned-epochs", type=int, default=2)
+    bench.add_argument("--dyprag-tuned-epochs", type=int, default=2, help="dyprag-tuned's epochs (default 2)")
     bench.add_argument("--dyprag-train-n", type=int, default=100,
                        help="questions beyond --n whose paragraphs train DyPRAG's translator (default 100)")
     bench.add_argument("--add-epochs", type=int, help="poly-z / poly-grow: epochs of the add (default: the build's)")
@@ -168,7 +170,7 @@ def _bench_parsers(sub) -> None:
     bench.set_defaults(func=cmd_bench)
 
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
-    demo.add_argument("--json", dest="json_out")
+    demo.add_argument("--json", dest="json_out", help="write config, rows and predictions to this JSON file")
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
     _build_args(demo)
     _common(demo)
@@ -182,7 +184,7 @@ def _tool_parsers(sub) -> None:
     serve = sub.add_parser("serve", help="HTTP service and web page over a KB: ask, add/remove documents (jobs)")
     serve.add_argument("kb", help="a knowledge base folder; additions and removals are saved back to it")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--augment-url", default="", help="the LLM server that augments new documents, when the KB's manifest names one: it is used only if "
                         "you name the same URL here (a KB from elsewhere could name any server)")
     _keep_args(serve)
@@ -199,7 +201,7 @@ def _tool_parsers(sub) -> None:
                               description="Write the mixture a question (or a set of documents) gets as a PEFT "
                               "LoRA adapter (adapter_config.json + adapter_model.safetensors) that PEFT and "
                               "multi-LoRA servers load: retrieve and route in polyprag, generate anywhere.")
-    exp_lora.add_argument("kb")
+    exp_lora.add_argument("kb", help="a knowledge base folder")
     which = exp_lora.add_mutually_exclusive_group(required=True)
     which.add_argument("--question", help="retrieve its top-k documents and mix them as `poly` would")
     which.add_argument("--docs", help="comma-separated document ids to mix")
@@ -281,7 +283,7 @@ def _lifecycle_parsers(sub) -> None:
                              "an inventory grown by `add --grow` shrinks back. Runs beside a service on the same "
                              "folder (it keeps answering and picks up the new version); if another writer saved "
                              "meanwhile, their additions and removals are carried over before saving.")
-    compact.add_argument("kb")
+    compact.add_argument("kb", help="the knowledge base folder; saved as its next version")
     compact.add_argument("--adapters", type=int, help="inventory size M (default: the build's)")
     compact.add_argument("--epochs", type=int, help="training epochs (default: the KB's build setting)")
     compact.add_argument("--augment-cache", help="JSONL cache (default: $POLYPRAG_HOME/augment-cache.jsonl)")
@@ -296,7 +298,7 @@ def _lifecycle_parsers(sub) -> None:
                         description="Remove documents by id: their routing rows, texts and index entries go; the "
                         "other documents' answers do not change. To replace a document, remove it and then "
                         "`polyprag add` the new text. Prints the new version number.")
-    rm.add_argument("kb")
+    rm.add_argument("kb", help="the knowledge base folder; saved as its next version")
     rm.add_argument("ids", nargs="+", metavar="ID", help="document ids, as in the KB's docs.jsonl")
     rm.add_argument("--model", help="override the KB's own base model (must be the same model)")
     _keep_args(rm)
@@ -304,16 +306,16 @@ def _lifecycle_parsers(sub) -> None:
     rm.set_defaults(func=cmd_remove)
 
     ver = sub.add_parser("versions", help="list a knowledge base's versions and what produced each")
-    ver.add_argument("kb")
+    ver.add_argument("kb", help="a knowledge base folder")
     ver.set_defaults(func=cmd_versions)
 
     back = sub.add_parser("rollback", help="make an earlier version current again (undo with another rollback)")
-    back.add_argument("kb")
+    back.add_argument("kb", help="the knowledge base folder")
     back.add_argument("version", type=int, help="a version number from `polyprag versions KB`")
     back.set_defaults(func=cmd_rollback)
 
     ins = sub.add_parser("inspect", help="routing statistics of a knowledge base; optional PCA plot")
-    ins.add_argument("kb")
+    ins.add_argument("kb", help="a knowledge base folder")
     ins.add_argument("--plot", help="write the PCA of the documents' routing vectors to this PNG")
     ins.add_argument("--json", dest="json_out", help="write the statistics to this JSON file")
     ins.add_argument("--top", type=int, default=5, help="adapters listed, and documents shown with neighbours (default 5)")

@@ -128,3 +128,15 @@ def test_the_cli_caps_onednns_primitive_cache_unless_the_user_set_it(tmp_path, m
     monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")  # the user's own value wins
     assert main(["-q", "export", "--dataset", "sample", "--out", str(tmp_path / "b")]) == 0
     assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "1024"
+
+
+def test_cli_reference_is_current():
+    """docs/cli-reference.md is what docs/cli_reference.py writes from the parser: no command or flag undocumented."""
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).parents[1] / "docs" / "cli_reference.py"
+    spec = importlib.util.spec_from_file_location("cli_reference", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.OUT.read_text() == module.reference(), \
+        "docs/cli-reference.md is stale: run .venv/bin/python docs/cli_reference.py and commit it"
