@@ -77,6 +77,8 @@
 # the defaults move only when the forward has reached its end (all four decided), in one commit, so that the
 # protocol pairs begun on today's defaults (each from its pinned worktree) keep measuring what users ran then, and
 # pairs begun after that commit run on the new set.
+# 2026-12-07 10:44: heads4 not confirmed (score 43.9 vs 42.4; HotpotQA own - shuffled +6.5 vs +7.3, a fall); the
+# forward goes on from bf16+context1+qa6 with format-uniform (BENCHMARKS.md, "The forward resumes ...").
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
