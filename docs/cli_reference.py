@@ -24,15 +24,12 @@ def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.
 def _flag_row(action: argparse.Action, prog: str) -> str:
     """`| flags | value | help |` for one argument, its help expanded as argparse expands it (%(default)s ...)."""
     names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.metavar or action.dest}`"
-    if action.choices is not None:
-        value = " \\| ".join(str(c) for c in action.choices)
-    elif action.nargs == 0:
-        value = "(switch)"
+    choices = None if action.choices is None else [str(c) for c in action.choices]
+    if choices is not None:
+        value = " \\| ".join(choices)
     else:
-        value = str(action.metavar or action.dest.upper())
-    params = dict(vars(action), prog=prog)
-    if action.choices is not None:
-        params["choices"] = ", ".join(str(c) for c in action.choices)
+        value = "(switch)" if action.nargs == 0 else str(action.metavar or action.dest.upper())
+    params = dict(vars(action), prog=prog) | ({"choices": ", ".join(choices)} if choices is not None else {})
     text = action.help % params if action.help and action.help is not argparse.SUPPRESS else ""
     text = " ".join(text.split()).replace("|", "\\|")  # one table cell: no line breaks, no bare pipes
     return f"| {names} | {value} | {text} |"
@@ -54,6 +51,7 @@ def reference() -> str:
     for name, text, sub in commands:
         lines += ["", f"## polyprag {name}", "", text, "", *_table(sub)]
     return "\n".join(lines) + "\n"
+
 
 if __name__ == "__main__":
     OUT.write_text(reference())
