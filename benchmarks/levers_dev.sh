@@ -80,6 +80,8 @@
 # 2026-12-07 10:44: heads4 not confirmed (score 43.9 vs 42.4; HotpotQA own - shuffled +6.5 vs +7.3, a fall); the
 # forward goes on from bf16+context1+qa6 with format-uniform (BENCHMARKS.md, "The forward resumes ...").
 # 2026-12-07 12:14: format-uniform's briefs 3 seeds and HotpotQA seeds 0-1 in; stopped for CI before seed 2.
+# 2026-12-07 13:55: format-uniform not confirmed (score 43.1 vs 42.4; HotpotQA own - shuffled +2.8 vs +7.3, a fall;
+# poly -5.1 [-9.6, -0.7] paired); the forward goes on from bf16+context1+qa6 with title1.
 # The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
