@@ -82,7 +82,8 @@
 # 2026-12-07 12:14: format-uniform's briefs 3 seeds and HotpotQA seeds 0-1 in; stopped for CI before seed 2.
 # 2026-12-07 13:55: format-uniform not confirmed (score 43.1 vs 42.4; HotpotQA own - shuffled +2.8 vs +7.3, a fall;
 # poly -5.1 [-9.6, -0.7] paired); the forward goes on from bf16+context1+qa6 with title1.
-# The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16`.
+# The verdicts: `.venv/bin/python benchmarks/levers_table.py runs --n 100 --reference bf16+context1+qa6` (the set
+# kept so far; `benchmarks/levers_paired.py runs SET SET+LEVER` for the paired CIs).
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
