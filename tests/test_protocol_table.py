@@ -280,3 +280,31 @@ def test_the_table_reads_one_run_folder_of_any_name(tmp_path):
                            capture_output=True, text=True, check=True).stdout
     assert "| poly | poly-shuffled | +0.0 |" in every  # the root: protocol-* folders only
     assert "| poly | poly-shuffled | +100.0 |" not in every
+
+
+def test_forward_stops_a_lever_whose_own_knowledge_fell_on_the_briefs_before_its_hotpotqa_seeds(tmp_path):
+    """levers_dev.sh forward: a fall of own − shuffled on the briefs decides the rule, so HotpotQA's 3 seeds
+    (~2 h) are not run for that lever; a lever that holds there runs HotpotQA and is judged by the verdict row."""
+    import shutil
+    import subprocess
+
+    root = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    bin_ = root / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    table = ["| briefs | bf16 | 3 | 21.0 | 1.7 | +19.3 [+10.4, +28.9] | all +19.3 |",
+             "| briefs | bf16+title1 | 3 | 19.5 | 4.1 | +15.4 [+7.3, +25.1] | all +15.4 |",
+             "| briefs | bf16+heads4 | 3 | 27.6 | 0.7 | +26.9 [+17.0, +37.3] | all +26.9 |",
+             "| bf16+heads4 | 43.9 | +1.4 | - | briefs 3, hotpotqa 3 | yes |"]  # levers_table.py's rows, as it prints them
+    (bin_ / "python").write_text("#!/bin/sh\ncat <<'T'\n" + "\n".join(table) + "\nT\n")
+    (bin_ / "polyprag").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')  # records each bench
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    done = subprocess.run(["bash", str(root / "benchmarks" / "levers_dev.sh"), "forward", "bf16", "title1", "heads4"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    outs = [c.split()[c.split().index("--out") + 1] for c in (tmp_path / "calls").read_text().splitlines()]
+    assert outs == ["runs/levers-dev-briefs-n30-smollm2-bf16+title1", "runs/levers-dev-briefs-n30-smollm2-bf16+heads4",
+                    "runs/levers-dev-hotpotqa-n100-smollm2-bf16+heads4"]
+    assert "after title1: own - shuffled fell on the briefs (+15.4 +19.3), so the set is bf16" in done.stdout
+    assert "after heads4: the set is bf16+heads4" in done.stdout
