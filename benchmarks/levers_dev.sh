@@ -88,6 +88,12 @@
 # HotpotQA seed 0 had begun: forward runs a lever's briefs first, and where own - shuffled fell on them it stops that
 # lever there, since the rule says no whatever HotpotQA shows; the verdicts are unchanged, ~2 h of CPU saved each.
 # title1 is the first so decided; its HotpotQA dev runs can still be had with `confirm bf16+context1+qa6+title1`.
+# Added 2026-12-07 (14:50), after paraphrase's briefs runs and before any of its HotpotQA seeds finished: paraphrase
+# asks each QA pair once more as a cloze (HotpotQA dev: 4,294 training samples against the set's 2,790, 1.54x), so,
+# as for epochs3, its cost is checked before it can join the defaults: if the rule confirms it, `bench-speed` times
+# the set with and without it back to back on one machine, nothing else running, and it joins only if its encode
+# s/doc is within issue 32's bound scaled to that machine (8.4 / 5.64: at most 1.49x the set's); else it stays a
+# flag and the defaults stay the set.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
