@@ -325,14 +325,15 @@ def cmd_bench_speed(args) -> None:
         raise InputError(f"--retrieval-sizes {args.retrieval_sizes!r}: give whole numbers, comma-separated "
                          "(e.g. 10000,100000).") from None
     if min(args.n_docs, args.n_questions, args.batch, args.epochs or 1, args.poly_epochs or 1, args.max_new_tokens,
-           *sizes) < 1 or min(args.top_layers, args.prag_protocol_epochs) < 0:
+           *sizes) < 1 or min(args.top_layers, args.prag_protocol_epochs, args.paraphrases) < 0:
         raise InputError("--n-docs, --n-questions, --batch, --epochs, --poly-epochs, --max-new-tokens and every "
-                         "--retrieval-sizes value must be >= 1, --top-layers and --prag-protocol-epochs >= 0.")
+                         "--retrieval-sizes value must be >= 1, --top-layers, --prag-protocol-epochs and "
+                         "--paraphrases >= 0.")
     config = SpeedConfig(model=args.model, n_docs=args.n_docs, n_questions=args.n_questions, batch=args.batch,
                          max_new_tokens=args.max_new_tokens, retrieval_sizes=sizes,
                          **({"poly_epochs": args.epochs, "prag_epochs": args.epochs} if args.epochs else {}),
                          **({"poly_epochs": args.poly_epochs} if args.poly_epochs else {}), top_layers=args.top_layers,
-                         prag_protocol_epochs=args.prag_protocol_epochs,
+                         prag_protocol_epochs=args.prag_protocol_epochs, paraphrases=args.paraphrases,
                          rss=not args.no_rss, device=args.device, dtype=args.dtype,
                          serve_dtype=args.serve_dtype)
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]

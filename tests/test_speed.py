@@ -6,6 +6,11 @@ import json
 import pytest
 
 from polyprag.cli import main
+from polyprag.commands import SAMPLE
+from polyprag.kb.encode import build_samples
+from polyprag.kb.knowledge import BuildConfig
+from polyprag.text.augment import augment_documents
+from polyprag.text.corpus import load_corpus
 from polyprag.lm.models import resolve_dtype
 
 
@@ -13,7 +18,7 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     out = tmp_path / "speed.json"
     assert main(["-q", "bench-speed", "--model", str(tiny_chat_model_dir), "--json", str(out), "--n-docs", "3",
                  "--n-questions", "2", "--batch", "4", "--retrieval-sizes", "50,200", "--max-new-tokens", "3",
-                 "--poly-epochs", "1", "--top-layers", "1", "--prag-protocol-epochs", "2"]) == 0
+                 "--poly-epochs", "1", "--top-layers", "1", "--prag-protocol-epochs", "2", "--paraphrases", "1"]) == 0
     r = json.loads(out.read_text())
     assert set(r["ratios"]) >= {"poly_p50_over_closed_book", "rag_p50_over_closed_book", "prag_p50_over_closed_book",
                                 "batched_poly_throughput_over_closed_book", "encode_s_per_doc_poly_over_prag"}
@@ -38,7 +43,13 @@ def test_bench_speed_measures_everything_it_promises(tiny_chat_model_dir, tmp_pa
     assert r["config"]["serve_dtype"] == "auto" and r["peak_rss_dtype"] == {"build": serving, "serve": serving}
     assert f"peak RSS of `serve` (base model in {serving})" in shown
     assert r["encode"]["poly_epochs"] == 1 and r["encode"]["prag_epochs"] == 1 and r["config"]["top_layers"] == 1
-    assert "poly (1 epochs, last 1 blocks) vs prag (1), its own data recipe" in shown
+    # the build's --paraphrases, so a lever's cost is timed beside the defaults': more samples than without it
+    docs = load_corpus(SAMPLE / "docs.jsonl")[:3]
+    plain = build_samples(docs, augment_documents(docs, "rules", progress=False, max_qa=BuildConfig().max_qa),
+                          BuildConfig())
+    assert r["config"]["paraphrases"] == 1 and r["n_samples"] > len(plain)
+    assert f"poly (1 epochs, last 1 blocks, 1 paraphrases, {r['n_samples']} samples) vs prag (1), its own data" in \
+        out.with_suffix(".md").read_text()  # the console wraps a line this long
     assert "poly vs prag on poly's samples" in shown
     assert "poly vs prag at the protocol's 2 epochs, its own data recipe" in shown
 

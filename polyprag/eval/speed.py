@@ -61,6 +61,7 @@ class SpeedConfig:
     prag_epochs: int = PragConfig().epochs
     prag_protocol_epochs: int = 0  # >0: PRAG's recipe timed again at these epochs (the protocol's dev choice)
     top_layers: int = InventoryConfig().top_layers  # poly's adapters on the last N blocks (0: all)
+    paraphrases: int = BuildConfig().paraphrases  # build's --paraphrases: a lever's cost beside the defaults'
     retrieval_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     retrieval_queries: int = 50
     rss: bool = True  # the two child processes (build, serve): the slowest part on a small corpus
@@ -74,7 +75,7 @@ def bench_speed(config: SpeedConfig, docs: list[Document], questions: list[str],
     docs = docs[:config.n_docs]
     lm = load_model(config.model, config.device, config.dtype)
     build = BuildConfig(inventory=InventoryConfig(top_layers=config.top_layers),
-                        training=TrainConfig(epochs=config.poly_epochs))
+                        training=TrainConfig(epochs=config.poly_epochs), paraphrases=config.paraphrases)
     augs = augment_documents(docs, build.augmenter, lm, progress=False, max_qa=build.max_qa)
     samples = build_samples(docs, augs, build)  # as the build makes them
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +204,8 @@ def _peak_rss(config: SpeedConfig, docs: list[Document], tmp: Path) -> dict:
     cli = [sys.executable, "-m", "polyprag.cli"]
     placement = ["--model", config.model, "--device", config.device]
     build = [*cli, "-q", "build", str(tmp / "docs.jsonl"), "--out", str(tmp / "kb"), "--epochs", str(config.poly_epochs),
-             "--top-layers", str(config.top_layers), "--augment-cache", str(tmp / "c.jsonl"), *placement,
+             "--top-layers", str(config.top_layers), "--paraphrases", str(config.paraphrases),
+             "--augment-cache", str(tmp / "c.jsonl"), *placement,
              "--dtype", config.dtype]
     serve = [*cli, "serve", str(tmp / "kb"), *placement, "--dtype", config.serve_dtype]  # the wrapper adds a --port
     return {"build": child_peak(build), "serve": child_peak(serve, serving=True)}
@@ -263,6 +265,8 @@ def markdown(result: dict) -> str:
                  f"{r['batched_poly_throughput_over_closed_book']:.2f}× |")
     top = result["config"].get("top_layers", 0)
     blocks = f", last {top} blocks" if top else ""
+    if para := result["config"].get("paraphrases"):
+        blocks += f", {para} paraphrases, {result['n_samples']} samples"
     lines.append(f"| encode s/doc: poly ({enc['poly_epochs']} epochs{blocks}) vs prag ({enc['prag_epochs']}), "
                  f"its own data recipe | {enc['poly_s_per_doc']:.2f} vs {enc['prag_recipe_s_per_doc']:.2f} | "
                  f"{r['encode_s_per_doc_poly_over_prag_recipe']:.2f}× |")
