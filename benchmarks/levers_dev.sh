@@ -94,6 +94,9 @@
 # the set with and without it back to back on one machine, nothing else running, and it joins only if its encode
 # s/doc is within issue 32's bound scaled to that machine (8.4 / 5.64: at most 1.49x the set's); else it stays a
 # flag and the defaults stay the set.
+# 2026-12-07 13:55: format-uniform decided (above); 14:18: title1 not confirmed (own - shuffled fell on the briefs,
+# +15.4 vs +19.3; HotpotQA not run); 15:35: paraphrase's briefs held (+25.5 vs +19.3), HotpotQA seed 0 in (+7.2 vs
+# the set's seed 0 +10.0); stopped for CI before seed 1. `forward bf16+context1+qa6 paraphrase` resumes there.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
