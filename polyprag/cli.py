@@ -225,8 +225,9 @@ def _tool_parsers(sub) -> None:
                        help="also time PRAG's own recipe at N epochs: the protocol's dev choice, printed by "
                        "benchmarks/prag_table.py --flags (default 0: not timed)")
     speed.add_argument("--top-layers", type=int, default=0, help="poly's adapters on the last N blocks (default 0: all)")
-    speed.add_argument("--paraphrases", type=int, default=0,
-                       help="poly's build with each QA pair asked N more ways (build's --paraphrases; default 0)")
+    speed.add_argument("--paraphrases", type=int, default=BuildConfig().paraphrases,
+                       help="poly's build with each QA pair asked N more ways (build's --paraphrases; "
+                       "default build's, %(default)s)")
     speed.add_argument("--max-new-tokens", type=int, default=GenerationConfig().max_new_tokens,
                        help="per answer (default: ask's; the committed bench-speed results used 16)")
     speed.add_argument("--retrieval-sizes", default="10000,100000,1000000",
