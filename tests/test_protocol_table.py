@@ -308,3 +308,39 @@ def test_forward_stops_a_lever_whose_own_knowledge_fell_on_the_briefs_before_its
                     "runs/levers-dev-hotpotqa-n100-smollm2-bf16+heads4"]
     assert "after title1: own - shuffled fell on the briefs (+15.4 +19.3), so the set is bf16" in done.stdout
     assert "after heads4: the set is bf16+heads4" in done.stdout
+
+
+def test_lever_cost_times_the_defaults_then_the_lever_and_judges_the_ratio_against_the_bound(tmp_path):
+    """benchmarks/lever_cost.sh: bench-speed twice (the defaults, then with the lever's flags), and the verdict is
+    poly's encode s/doc ratio against the bound, over or within, from the two JSONs."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    bin_ = root / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").symlink_to(sys.executable)
+    fake = """#!/bin/sh
+echo "$@" >> CALLS
+out=$(echo "$@" | sed 's/.*--json \\([^ ]*\\).*/\\1/'); mkdir -p "$(dirname "$out")"
+case "$*" in *--paraphrases*) s=8.0 n=300 ;; *) s=5.0 n=200 ;; esac
+echo "{\\"encode\\": {\\"poly_s_per_doc\\": $s}, \\"n_samples\\": $n, \\"machine\\": {\\"cpu\\": \\"x\\"}}" > "$out"
+""".replace("CALLS", str(tmp_path / "calls"))
+    (bin_ / "polyprag").write_text(fake)
+    (bin_ / "polyprag").chmod(0o755)
+    script = str(root / "benchmarks" / "lever_cost.sh")
+    over = subprocess.run(["bash", script, str(tmp_path / "a"), "--paraphrases 1"], capture_output=True, text=True,
+                          timeout=60, cwd=root)
+    assert over.returncode == 0, over.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and "--paraphrases" not in calls[0] and "--paraphrases 1" in calls[1]
+    verdict = json.loads((tmp_path / "a" / "verdict.json").read_text())
+    assert verdict["ratio"] == pytest.approx(1.6) and not verdict["within"]
+    assert verdict["samples"] == {"defaults": 200, "lever": 300}
+    assert "1.60x (bound 1.49x): over" in over.stdout
+    within = subprocess.run(["bash", script, str(tmp_path / "b"), "--paraphrases 1", "1.7"], capture_output=True,
+                            text=True, timeout=60, cwd=root)
+    assert within.returncode == 0, within.stderr
+    assert json.loads((tmp_path / "b" / "verdict.json").read_text())["within"]
