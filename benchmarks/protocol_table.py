@@ -172,7 +172,7 @@ def markdown(summaries: list[dict]) -> str:
         lines += [f"**{s['dataset']}, {s['model']}** ({s['n_questions']} questions, {s['split']} split): a − b, "
                   "paired bootstrap 95% CI over questions, and over the seeds too", "",
                   "| a | b | a − b | 95% CI | seeds too | a − b per seed | reading |", "|---|---|---|---|---|---|---|"]
-        lines += [compare._comparison_line(c) for c in s["comparisons"]]
+        lines += [compare.comparison_line(c) for c in s["comparisons"]]
         if s["own_minus_shuffled_by_type"]:
             lines += ["", "| own − shuffled | type | questions | a − b | 95% CI | seeds too | reading |",
                       "|---|---|---|---|---|---|---|"]

@@ -344,3 +344,27 @@ echo "{\\"encode\\": {\\"poly_s_per_doc\\": $s}, \\"n_samples\\": $n, \\"machine
                             text=True, timeout=60, cwd=root)
     assert within.returncode == 0, within.stderr
     assert json.loads((tmp_path / "b" / "verdict.json").read_text())["within"]
+
+
+def test_paired_prints_any_two_rows_of_a_run_with_the_comparison_bench_would_write(tmp_path, bench_script, capsys):
+    """benchmarks/paired.py: a pair bench's summary does not report, from the seeds' results.json, the same
+    numbers as polyprag.eval.compare (a − b per seed, CIs), and a refusal for a folder without seeds."""
+    from polyprag.eval.compare import compare
+
+    gold = ["Orla Pell", "1871", "Velmark", "yes"]
+    answers = {0: {"poly": ["Orla Pell", "1871", "x", "yes"], "prag-tuned": ["x", "1871", "x", "no"]},
+               1: {"poly": ["Orla Pell", "x", "Velmark", "yes"], "prag-tuned": ["x", "x", "x", "yes"]}}
+    results = []
+    for seed, rows in answers.items():
+        preds = {m: [{"id": i, "prediction": p, "answers": [g]} for i, (p, g) in enumerate(zip(got, gold))]
+                 for m, got in rows.items()}
+        results.append({"config": {"seed": seed}, "predictions": preds})
+        (tmp_path / f"seed-{seed}").mkdir()
+        (tmp_path / f"seed-{seed}" / "results.json").write_text(json.dumps(results[-1]))
+    bench_script("paired").main([str(tmp_path), "poly:prag-tuned"])
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("| poly | prag-tuned | +50.0 |")  # 3 of 4 right against 1 of 4, both seeds
+    assert compare(results, "poly", "prag-tuned")["f1_diff_per_seed"] == [50.0, 50.0]
+    assert "+50.0 / +50.0" in line
+    with pytest.raises(SystemExit, match="no seed-S/results.json"):
+        bench_script("paired").main([str(tmp_path / "empty"), "poly:prag-tuned"])

@@ -23,6 +23,7 @@ from .. import atomic
 from .metrics import score
 
 RESAMPLES = 10_000
+COMPARISON_HEADER = "| a | b | a − b | 95% CI | seeds too | a − b per seed | reading |\n|---|---|---|---|---|---|---|"
 
 
 def bootstrap_ci(diff: np.ndarray, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
@@ -171,8 +172,8 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {r['method']} | {r['f1']:.1f} ± {r['f1_sd']:.1f} | {per_seed} | {r['em']:.1f} | {recall} |")
     lines += ["", "Paired bootstrap over questions (each question's F1 averaged over the seeds; 10,000 resamples), and",
               "over the seeds too (each method's seeds resampled apart, the questions paired):",
-              "", "| a | b | a − b | 95% CI | seeds too | a − b per seed | reading |", "|---|---|---|---|---|---|---|"]
-    lines += [_comparison_line(x) for x in summary["comparisons"]]
+              "", *COMPARISON_HEADER.splitlines()]
+    lines += [comparison_line(x) for x in summary["comparisons"]]
     if summary["own_minus_shuffled_by_type"]:
         lines += ["", "Own − shuffled (the knowledge that is the document's own) per question type:", "",
                   "| a | b | type | questions | a − b | 95% CI | seeds too | reading |", "|---|---|---|---|---|---|---|---|"]
@@ -193,7 +194,7 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _comparison_line(x: dict) -> str:
+def comparison_line(x: dict) -> str:
     seeds = " / ".join(f"{d:+.1f}" for d in x.get("f1_diff_per_seed", []))
     return (f"| {x['a']} | {x['b']} | {x['f1_diff']:+.1f} | {interval(x['ci95'])} | {interval(x.get('ci95_seeds'))} | "
             f"{seeds} | {verdict(x)} |")
