@@ -70,13 +70,15 @@ class BuildConfig:
                                                  "measured on dev (benchmarks/levers_dev.sh paraphrase)")
     title_qa: int = setting(0, "questions per document whose answer is its own name (a sentence naming it, the name "
                                "blanked): the reverse direction of its facts, which two-hop questions ask", at_least=0,
-                            at_most=3, chosen="every build's behaviour before the setting existed; the lever is measured "
-                                              "on dev (benchmarks/levers_dev.sh title1)")
+                            at_most=3, chosen="dev: 1 not confirmed on top of bf16+context1+qa6 by the rule of "
+                                              "benchmarks/levers_dev.sh (own - shuffled fell on the briefs; BENCHMARKS.md, "
+                                              "\"The forward resumes\"); first every build's behaviour")
     format_routing: str = setting("own", "how the --contrast questions (answer format) train: own (the document's "
                                          "routing, as its facts) or uniform (every adapter alike: format apart from "
                                          "facts)", choices=("own", "uniform"),
-                                 chosen="every build's behaviour before the setting existed; the lever is measured on "
-                                        "dev (benchmarks/levers_dev.sh)")
+                                 chosen="dev: uniform not confirmed on top of bf16+context1+qa6 by the rule of "
+                                        "benchmarks/levers_dev.sh (own - shuffled fell on HotpotQA dev; BENCHMARKS.md, "
+                                        "\"The forward resumes\"); first every build's behaviour")
     # Staged (issue 32's schedule): a base inventory first, then adapters only the later documents train, as an
     # `add --grow` would make them, within one build of the same size
     stages: int = setting(1, "1: every document and adapter trained together; 2: half the adapters trained on every "

@@ -52,7 +52,10 @@ class InventoryConfig:
     # Multi-head routing (MHR, arXiv 2211.03831): a document's mixture may take one adapter's block of inputs and
     # another's next block, so M adapters make M^H mixtures instead of M; H = 1 is Polytropon's single head.
     heads: int = setting(1, "routing heads: each adapter's inputs and outputs split into H blocks, each block "
-                            "mixed by weights of its own (the routing row grows H-fold)", at_least=1)
+                            "mixed by weights of its own (the routing row grows H-fold)", at_least=1,
+                       chosen="dev: 4 not confirmed on top of bf16+context1+qa6 by the rule of benchmarks/levers_dev.sh "
+                              "(own - shuffled fell on HotpotQA dev; BENCHMARKS.md, \"The forward resumes\"); first "
+                              "Polytropon's single head")
 
     def __post_init__(self):
         check(self)
