@@ -97,6 +97,9 @@
 # 2026-12-07 13:55: format-uniform decided (above); 14:18: title1 not confirmed (own - shuffled fell on the briefs,
 # +15.4 vs +19.3; HotpotQA not run); 15:35: paraphrase's briefs held (+25.5 vs +19.3), HotpotQA seed 0 in (+7.2 vs
 # the set's seed 0 +10.0); stopped for CI before seed 1. `forward bf16+context1+qa6 paraphrase` resumes there.
+# 2026-12-07 18:23: paraphrase confirmed (score 43.7 vs 42.4; own - shuffled on HotpotQA +7.29 vs +7.25 unrounded,
+# on the briefs +25.5 vs +19.3); the forward is over, its set bf16+context1+qa6+paraphrase. The cost check above
+# (benchmarks/lever_cost.sh runs/cost-paraphrase "--paraphrases 1") decides whether it joins the defaults.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.
