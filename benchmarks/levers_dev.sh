@@ -100,6 +100,9 @@
 # 2026-12-07 18:23: paraphrase confirmed (score 43.7 vs 42.4; own - shuffled on HotpotQA +7.29 vs +7.25 unrounded,
 # on the briefs +25.5 vs +19.3); the forward is over, its set bf16+context1+qa6+paraphrase. The cost check above
 # (benchmarks/lever_cost.sh runs/cost-paraphrase "--paraphrases 1") decides whether it joins the defaults.
+# 2026-12-07 19:30: it passed (1.24x, bound 1.49x) and paraphrases=1 is build's default since. So from that commit on
+# every run here has paraphrases (the row "defaults" and every set, e.g. bf16 = bf16+paraphrase); the committed rows
+# above ran before it (their config.json says paraphrases 0), and a later forward starts from a new reference row.
 # Measures per run: poly, poly-shuffled (own - shuffled: the document's own knowledge), poly-uniform, poly-combine,
 # the bare reader; each row records its encode s/doc. Resumable: rerun the same command. `collect` copies the
 # finished rows into benchmarks/results/levers-dev-n30 (and -n100) to commit; `restore` puts them back into runs/.

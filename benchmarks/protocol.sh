@@ -42,6 +42,12 @@ FIRST=closed-book,closed-book-bare,rag,rag-bare,rag-gold,poly,poly-combine,poly-
 # --dtype float32: "auto" (a user's default) is bf16 on a CPU with native bf16 and fp32 elsewhere, and the machines
 # this runs on across sessions differ (benchmarks/results/dtype-build-time-avx2-2026-12-05: bf16 20x slower without
 # it); a pair's rows must not mix dtypes (a resume resolving otherwise is refused), and fp32 runs fast on both.
+# --rows-from (added 2026-12-07 when paraphrases joined the build's defaults): the pairs begun at the defaults before
+# them are kept in benchmarks/results/before-paraphrase/; each pair now runs at the new defaults into its usual folder,
+# and takes from that record the rows no build setting reaches (the readers, PRAG, DyPRAG: polyprag/eval/reuse.py
+# refuses a record whose other settings differ), so only poly's rows and prag-shared's (trained on poly's samples) run
+# again. Those copied rows name the run and commit that computed them.
+EARLIER=benchmarks/results/before-paraphrase
 # The eight headline pairs, then PopQA and CWQ with SmolLM2 (the evidence issue: "seeds if time allows").
 PAIRS=(hotpotqa:smollm2 hotpotqa-cf:smollm2 hotpotqa:gemma3 hotpotqa-cf:gemma3
        2wiki:smollm2 2wiki-cf:smollm2 2wiki:gemma3 2wiki-cf:gemma3 popqa:smollm2 cwq:smollm2)
@@ -65,10 +71,11 @@ for pair in "${PAIRS[@]}"; do
     run|first) methods=$METHODS; [[ $dataset == *-cf ]] || methods+=$REAL_ONLY
          flags=$(.venv/bin/python benchmarks/prag_table.py benchmarks/results/prag-dev --flags)  # stops on no choice
          read -ra prag <<< "$flags"
+         earlier=(); [ -d "$EARLIER/$name" ] && earlier=(--rows-from "$EARLIER/$name")
          passes=("$FIRST" "$methods"); [ "$action" = first ] && passes=("$FIRST")
          for rows in "${passes[@]}"; do  # the first pass resumes at once once its rows are done
            .venv/bin/polyprag bench --dataset "$dataset" --split test --n 100 --seeds 0,1,2 \
-             --model "${MODEL[$model]}" --methods "$rows" "${prag[@]}" --dtype float32 --out "runs/$name" \
+             --model "${MODEL[$model]}" --methods "$rows" "${prag[@]}" "${earlier[@]}" --dtype float32 --out "runs/$name" \
              || { failed+=("$pair"); echo "protocol.sh: $pair failed (above); going on with the next pair" >&2; break; }
          done ;;
     collect|restore) benchmarks/results_copy.sh "$action" . "$name" ;;

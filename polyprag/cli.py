@@ -144,6 +144,8 @@ def _bench_parsers(sub) -> None:
     bench.add_argument("--corpus-mode", choices=CORPUS_MODES, default="per-question",
                        help="per-question (PRAG's: each question's top-k paragraphs) or closed (all paragraphs)")
     bench.add_argument("--out", required=True, help="run folder; rerunning the same command resumes it")
+    bench.add_argument("--rows-from", help="an earlier run's --out of the same questions and settings but the build's: "
+                       "its finished reader, PRAG and DyPRAG rows are copied, not recomputed (after poly's defaults change)")
     bench.add_argument("--prag-lr", type=float, default=PragConfig().lr, help="PRAG as published (default 3e-4)")
     bench.add_argument("--prag-epochs", type=int, default=PragConfig().epochs,
                        help="PRAG's epochs (default %(default)s, as published)")

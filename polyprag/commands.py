@@ -239,11 +239,13 @@ def _bench_run(args, config: BenchConfig, seeds: list[int] | None, questions, co
     if any(needs(m) == "translator" for m in config.methods) and args.dataset not in (None, "sample"):
         held = held_out(args.dataset, args.data_dir, args.n, args.dyprag_train_n, args.data_file, Split(args.split))
     if seeds:
-        summary = run_seeds(args.model or DEFAULT_MODEL, config, seeds, args.out, questions, corpus, notes, held)
+        summary = run_seeds(args.model or DEFAULT_MODEL, config, seeds, args.out, questions, corpus, notes, held,
+                            rows_from=args.rows_from)
         console.print(compare_markdown(summary), highlight=False, markup=False)
         console.print(f"wrote {args.out}/results.json and results.md (each seed's run in {args.out}/seed-S)")
         return
-    result = Bench(args.model or DEFAULT_MODEL, config, args.out).run(questions, corpus, notes, held)
+    rows_from = Path(args.rows_from) if args.rows_from else None
+    result = Bench(args.model or DEFAULT_MODEL, config, args.out, rows_from=rows_from).run(questions, corpus, notes, held)
     console.print(markdown(result), highlight=False, markup=False)
     console.print(f"wrote {args.out}/results.json, results.md and plots")
 

@@ -96,6 +96,35 @@ def test_a_rerun_on_other_questions_or_documents_is_refused(rerun, tiny_chat_mod
     assert json.loads((rerun / "config.json").read_text())["data"] == data
 
 
+def test_rows_no_build_setting_reaches_are_copied_from_an_earlier_run(run, tiny_chat_model_dir, tmp_path, capsys):
+    out = tmp_path / "new-defaults"  # poly's build changed (--max-qa 2): readers and PRAG train and answer as before
+    assert _bench(tiny_chat_model_dir, out, "--methods", "rag,prag,poly", "--max-qa", "2", "--rows-from", str(run)) == 0
+    for name in ("rag", "prag"):
+        mine, theirs = (json.loads((d / "methods" / f"{name}.json").read_text()) for d in (out, run))
+        assert mine["row"].pop("copied_from") == str(run) and mine == theirs
+    poly = json.loads((out / "methods" / "poly.json").read_text())["row"]
+    assert "copied_from" not in poly and poly["code"]  # trained here, on this build
+    capsys.readouterr()
+    other = tmp_path / "other-k"  # another retrieval depth: its rows are not this run's
+    assert _bench(tiny_chat_model_dir, other, "--methods", "rag", "--k", "2", "--rows-from", str(run)) == 2
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"--rows-from {run}: that run differs from this one beyond poly's build (k: 3 in the run, 2 now)" in shown
+    assert not (other / "methods" / "rag.json").exists()
+    assert _bench(tiny_chat_model_dir, tmp_path / "x", "--methods", "rag", "--rows-from", str(tmp_path)) == 2
+    assert "no config.json there" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_record_with_fewer_seeds_lends_what_it_has_and_a_missing_one_is_named(tmp_path):
+    from polyprag.errors import InputError
+    from polyprag.eval.reuse import seed_folder
+
+    (tmp_path / "record" / "seed-0").mkdir(parents=True)
+    assert seed_folder(tmp_path / "record", 0) == tmp_path / "record" / "seed-0"
+    assert seed_folder(tmp_path / "record", 1) is None and seed_folder(None, 0) is None  # seed 1 runs every row
+    with pytest.raises(InputError, match="--rows-from .*nowhere: no such folder"):
+        seed_folder(tmp_path / "nowhere", 0)
+
+
 def test_a_run_saved_before_a_setting_existed_resumes_with_its_default(rerun, tiny_chat_model_dir, capsys):
     config = json.loads((rerun / "config.json").read_text())
     assert (config.pop("device"), config.pop("dtype")) == ("cpu", resolve_dtype("auto", "cpu"))  # bench's default
@@ -269,7 +298,7 @@ def test_seeds_give_mean_sd_and_paired_bootstrap_comparisons(tiny_chat_model_dir
     seed_runs = [json.loads((out / f"seed-{s}" / "config.json").read_text()) for s in (0, 1)]
     assert [c["build"]["training"]["seed"] for c in seed_runs] == [0, 1] == [c["prag"]["seed"] for c in seed_runs]
     rag = [json.loads((out / f"seed-{s}" / "methods" / "rag.json").read_text()) for s in (0, 1)]
-    assert rag[0] == rag[1]  # a reader is run once and copied
+    assert rag[1]["row"].pop("copied_from") == str(out / "seed-0") and rag[0] == rag[1]  # a reader runs once, copied
     pairs = {(c["a"], c["b"]): c for c in result["comparisons"]}
     assert {("poly", "poly-shuffled"), ("poly", "prag"), ("poly", "prag-shared"), ("poly-combine", "rag"),
             ("prag", "prag-shuffled"), ("poly-combine", "poly-shuffled-combine"),

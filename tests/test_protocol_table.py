@@ -228,6 +228,8 @@ def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_t
     (bin_ / "polyprag").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')  # records each bench
     for f in bin_.iterdir():
         f.chmod(0o755)
+    earlier = "benchmarks/results/before-paraphrase/protocol-hotpotqa-test-n100-smollm2"  # a pair begun before
+    (root / earlier).mkdir(parents=True)
     done = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "run", "hotpotqa:smollm2",
                            "hotpotqa-cf:smollm2"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -239,6 +241,8 @@ def test_the_protocol_runs_the_readers_and_polys_rows_of_every_seed_before_the_t
     assert not any(m.startswith(("prag", "dyprag")) for m in first)
     assert "dyprag" in real and "dyprag" not in cf and set(real) - set(cf) == {"dyprag"}
     assert all(c[c.index("--prag-lr") + 1] == "0.0003" and "--seeds" in c for c in calls)
+    # its rows no build setting reaches come from that record; the pair with no record runs every row
+    assert [c[c.index("--rows-from") + 1] if "--rows-from" in c else None for c in calls] == [earlier, earlier, None, None]
     (tmp_path / "calls").unlink()
     done = subprocess.run(["bash", str(root / "benchmarks" / "protocol.sh"), "first", "hotpotqa-cf:smollm2",
                            "hotpotqa:gemma3"], capture_output=True, text=True, timeout=60)

@@ -5,9 +5,8 @@ and greedy decoding. Corpus modes: "closed" encodes every paragraph of the selec
 them all); "per-question" (PRAG's) encodes only the paragraphs some question retrieved (its top-k).
 Storage counts the parametric knowledge a method keeps on top of the corpus text and its BM25 index.
 
-OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them, and
-may ask for other methods: only the settings that change a method's result must match; the reports hold
-every finished row);
+OUT/ holds one run: config.json; methods/<method>.json for each finished method (a rerun skips them and may ask
+for others: only the settings that change a method's result must match; the reports hold every finished row);
 the knowledge bases and PRAG adapters trained so far (a rerun continues them); partial/: the answers of a PRAG
 row still running, chunk by chunk, and its adapters' training tally (eval.partial: a rerun without the adapters,
 on another machine, continues from them); and the reports:
@@ -24,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .. import atomic
-from . import compare
+from . import compare, reuse
 from ..kb import lifecycle, plots
 from ..lm.answer import Answer
 from ..lm.generate import GenerationConfig
@@ -71,6 +70,7 @@ SHUFFLED = ("poly-shuffled", "prag-shuffled", "poly-shuffled-combine")
 OPTIONAL = ("rag-gold", "closed-book-bare", "rag-bare", "poly-notrain", "poly-arrow", "dyprag", "dyprag-combine",
             "dyprag-tuned", "dyprag-tuned-combine")
 READERS = ("closed-book", "closed-book-bare", "rag", "rag-bare", "rag-gold")  # the base model alone, nothing trained
+BUILD_FREE = tuple(m for m in METHODS + OPTIONAL if m in READERS or m.startswith(("prag", "dyprag")) and "shared" not in m)
 CORPUS_MODES = ("per-question", "closed")
 # what `bench-speed` times one question at a time; the first is the base the others are divided by
 SPEED_MODES = ("closed-book-bare", "closed-book", "rag", "poly", "prag")
@@ -144,27 +144,27 @@ def with_seed(config: BenchConfig, seed: int) -> BenchConfig:
 
 def run_seeds(model: str, config: BenchConfig, seeds: list[int], out: str | Path, questions: list[Question],
               corpus: list[Document], notes: dict, held_out: tuple[list[Question], list[Document]] = ([], []),
-              progress: bool = True) -> dict:
+              progress: bool = True, rows_from: str | Path | None = None) -> dict:
     """One Bench run per seed in OUT/seed-S (each resumable; reader rows computed once), then OUT/results.json
     and results.md: mean ± sd per method and the paired bootstrap comparisons (compare.py)."""
-    out = Path(out)
-    results = []
+    out, results = Path(out), []
     for seed in seeds:
-        first = out / f"seed-{seeds[0]}"
         bench = Bench(model, with_seed(config, seed), out / f"seed-{seed}", progress,
-                      readers_from=first if seed != seeds[0] else None)
+                      readers_from=out / f"seed-{seeds[0]}" if seed != seeds[0] else None,
+                      rows_from=reuse.seed_folder(rows_from, seed))
         results.append(bench.run(questions, corpus, {**notes, "seed": seed}, held_out))
     return compare.write_summary(out, results, seeds, COMPARISONS, CONTROLS)
 
 
 class Bench:
     def __init__(self, model: str, config: BenchConfig, out: str | Path, progress: bool = True,
-                 readers_from: Path | None = None):
+                 readers_from: Path | None = None, rows_from: Path | None = None):
         """`readers_from`: another seed's run folder of the same questions, whose finished reader rows (nothing
-        trained, greedy: the same every seed) are copied instead of recomputed."""
+        trained, greedy: the same every seed) are copied instead of recomputed; `rows_from`: an earlier run's
+        folder of this seed whose rows that no build setting reaches are copied (reuse.py)."""
         dtype = resolve_dtype(config.dtype, resolve_device(config.device))  # not "auto": resumed elsewhere, rows must not mix dtypes
         self.model, self.config, self.out, self.progress = model, replace(config, dtype=dtype), Path(out), progress
-        self.readers_from = readers_from
+        self.readers_from, self.rows_from = readers_from, rows_from
         self._lms: dict[str, LoadedModel] = {}
         self._prag_adapters: dict[tuple | str, PragAdapters] = {}  # "dyprag": the translator's training set
         self._kbs: dict[Path, KnowledgeBase] = {}
@@ -179,6 +179,8 @@ class Bench:
             raise InputError("dyprag needs questions beyond the evaluated ones to train its translator: use "
                              "--dataset NAME with a file holding more than --n questions (--dyprag-train-n more).")
         self._check_config(data_fingerprint(questions, corpus), data_fingerprint(*held_out) if held_out[0] else None)
+        if self.rows_from:  # its BUILD_FREE rows are this run's too, unless its settings differ beyond the build
+            reuse.check_record(self.rows_from, self.out)
         work = workload(questions, corpus, self.config.corpus_mode, self.config.k)
         log.info("%d questions, %d documents to encode (%s corpus)", len(questions), len(work.docs),
                  self.config.corpus_mode)
@@ -186,9 +188,10 @@ class Bench:
             if self._done(name).exists():
                 (self.out / "partial" / f"{name}.json").unlink(missing_ok=True)  # its answers are in the row
                 continue
-            other = self.readers_from / "methods" / self._done(name).name if self.readers_from else None
-            if name in READERS and other is not None and other.exists():
-                atomic.write_text(self._done(name), other.read_text(encoding="utf-8"))
+            rows = [s / "methods" / self._done(name).name for s, ok in ((self.rows_from, name in BUILD_FREE),
+                    (self.readers_from, name in READERS)) if s is not None and ok]
+            if found := [r for r in rows if r.exists()]:
+                reuse.copy_row(found[0], self._done(name))
                 continue
             log.info("running %s", name)
             self._save_method(name, *self._method(name, work))
@@ -484,8 +487,7 @@ class Bench:
 
     def report(self, work: Workload, notes: dict) -> dict:
         done = [json.loads(path.read_text(encoding="utf-8")) for path in self._finished()]
-        rows = [d["row"] for d in done]
-        added = {d.id for d in work.docs[1::2]}  # the half Poly-z encodes by routing only
+        rows, added = [d["row"] for d in done], {d.id for d in work.docs[1::2]}  # added: the half Poly-z routes only
         for d in done:
             d["row"].update(breakdown(work.questions, work.hits, d["predictions"], added))
         config = {**json.loads((self.out / "config.json").read_text()), "methods": [r["method"] for r in rows]}
