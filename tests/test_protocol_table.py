@@ -372,3 +372,42 @@ def test_paired_prints_any_two_rows_of_a_run_with_the_comparison_bench_would_wri
     assert "+50.0 / +50.0" in line
     with pytest.raises(SystemExit, match="no seed-S/results.json"):
         bench_script("paired").main([str(tmp_path / "empty"), "poly:prag-tuned"])
+
+
+def test_build_peak_measures_each_flag_set_in_its_own_build(tmp_path):
+    """benchmarks/build_peak.sh: one build per flag set under GNU time, each row the peak of its own build (a fake
+    build that holds ~200 MiB only when given --paraphrases 0 must show that row, and only that row, above it)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if not Path("/usr/bin/time").exists():
+        if os.environ.get("CI"):  # CI must run it: .ci/run installs GNU time
+            pytest.fail("/usr/bin/time (GNU time) is missing")
+        pytest.skip("needs GNU time at /usr/bin/time (apt-get install time)")
+    root = tmp_path / "repo"
+    shutil.copytree(BENCHMARKS, root / "benchmarks", ignore=shutil.ignore_patterns("results", "data"))
+    (root / "polyprag" / "data" / "sample").mkdir(parents=True)
+    (root / "polyprag" / "data" / "sample" / "docs.jsonl").write_text("".join(f'{{"id": "d{i}"}}\n' for i in range(40)))
+    bin_ = root / ".venv" / "bin"
+    bin_.mkdir(parents=True)
+    (bin_ / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # the venv's, with torch (machine())
+    fake = f"""#!/bin/sh
+echo "$@" >> {tmp_path / "calls"}
+case "$*" in *"--paraphrases 0"*) exec {sys.executable} -c "b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096])" ;; esac
+"""
+    (bin_ / "polyprag").write_text(fake)
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    done = subprocess.run(["bash", str(root / "benchmarks" / "build_peak.sh"), str(tmp_path / "out"), "--paraphrases 0",
+                           ""], capture_output=True, text=True, timeout=60, cwd=root,
+                          env={**os.environ, "DOCS": "8", "PYTHONPATH": str(Path(__file__).parents[1])})  # the real package
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 2 and calls[0].endswith("--epochs 1 --paraphrases 0") and calls[1].endswith("--epochs 1")
+    assert len((tmp_path / "out" / "docs.jsonl").read_text().splitlines()) == 8
+    rows = (tmp_path / "out" / "table.md").read_text().splitlines()[2:]
+    mib = [int(r.split(" MiB")[0].split("= ")[-1]) for r in rows]
+    assert rows[0].startswith("| --paraphrases 0 |") and rows[1].startswith("| (the defaults) |")
+    assert mib[0] >= 200 > mib[1]
