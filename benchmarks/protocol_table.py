@@ -67,11 +67,15 @@ def summarise(run: Path, methods: tuple[str, ...] = ROWS) -> dict:
             for t in sorted(set(types)):
                 own.append({**compare.compare(both, a, b, [x == t for x in types]), "qtype": t})
     first = results[0]["config"] if results else {}
+    # rows an earlier run computed (`bench --rows-from`): their own commits, named apart from the pair's own code
+    copied = sorted({r["method"] for res in results for r in res["rows"] if r.get("copied_from")})
+    own_code = [row for m, row in rows.items() if m not in copied]
     return {"run": run.name, "dataset": first.get("dataset"), "model": first.get("model"), "split": first.get("split"),
             "n_questions": first.get("n_questions"), "rows": rows, "comparisons": comparisons,
             "own_minus_shuffled_by_type": own, "settings": {k: first.get(k) for k in SHARED},
             "commits": sorted({c for row in rows.values() for c in row["commits"]}),
-            "code": sorted({c for row in rows.values() for c in row.get("code", row["commits"])}),
+            "code": sorted({c for row in own_code for c in row.get("code", row["commits"])}), "copied": copied,
+            "copied_commits": sorted({c for m in copied for c in rows[m]["commits"]}) if copied else [],
             "machines": sorted({m for row in rows.values() for m in row.get("machines", [])})}
 
 
@@ -152,6 +156,9 @@ def _agreement(summaries: list[dict]) -> list[str]:
         if len(s["code"]) > 1 or any(c.endswith("+changes") for c in s["code"]):  # package trees: docs commits differ
             lines.append(f"**{s['dataset']}, {s['model']}: rows from more than one code version or from uncommitted "
                          f"changes** ({', '.join(s['commits'])}).")
+        if s.get("copied"):
+            lines.append(f"{s['dataset']}, {s['model']}: rows copied from an earlier run (`bench --rows-from`: no build "
+                         f"setting reaches them), computed at {', '.join(s['copied_commits'])}: {', '.join(s['copied'])}.")
         if len(s.get("machines", [])) > 1:  # quality is comparable across CPUs, times are not
             lines.append(f"{s['dataset']}, {s['model']}: rows timed on more than one machine, whose times are not "
                          f"comparable ({'; '.join(s['machines'])}).")

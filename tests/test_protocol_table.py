@@ -195,6 +195,17 @@ def test_the_table_names_its_code_shows_exact_match_on_counterfactual_data_and_f
     _seed(cf, 1, answers, code={**code, "tree": "t1"}, machine={**cpu, "bf16_native": False})  # another session's CPU
     shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
     assert "hotpotqa-cf, m: rows timed on more than one machine, whose times are not comparable" in shown
+    # rows an earlier run computed (bench --rows-from) keep their own commit, named apart: not this pair's mixed code
+    for seed in (0, 1):
+        _seed(cf, seed, {"poly": answers["poly"]}, code={**code, "commit": "new", "tree": "t2"})
+        _seed(cf, seed, {"rag": answers["rag"]}, code={**code, "commit": "old", "tree": "t1"}, copied_from="rec")
+    shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
+    assert "hotpotqa-cf, m: rows from more than one" not in shown
+    assert "hotpotqa-cf, m: rows copied from an earlier run (`bench --rows-from`: no build setting reaches them), " \
+           "computed at old: rag." in " ".join(shown.split())
+    _seed(cf, 1, {"poly": answers["poly"]}, code={**code, "commit": "newer", "tree": "t3"})  # its own rows still checked
+    shown = protocol_table.markdown([{**protocol_table.summarise(r), "goals": []} for r in (real, cf)])
+    assert "**hotpotqa-cf, m: rows from more than one code version" in shown
 
 
 def test_the_protocol_stops_while_another_bench_holds_a_pairs_folder(tmp_path):

@@ -191,7 +191,7 @@ class Bench:
             rows = [s / "methods" / self._done(name).name for s, ok in ((self.rows_from, name in BUILD_FREE),
                     (self.readers_from, name in READERS)) if s is not None and ok]
             if found := [r for r in rows if r.exists()]:
-                reuse.copy_row(found[0], self._done(name))
+                reuse.copy_row(found[0], self._done(name), record=found[0].parents[1] == self.rows_from)
                 continue
             log.info("running %s", name)
             self._save_method(name, *self._method(name, work))

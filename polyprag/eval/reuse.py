@@ -51,8 +51,12 @@ def check_record(source: Path, out: Path) -> None:
                          f"({'; '.join(diff)}); its rows would not be this run's. Drop --rows-from.")
 
 
-def copy_row(source: Path, dest: Path) -> None:
-    """A finished row into this run, saying which run computed it (its `code` field says at which commit)."""
+def copy_row(source: Path, dest: Path, record: bool) -> None:
+    """A finished row into this run; one from an earlier run's `record` says which run computed it (its `code`
+    field says at which commit), a reader's from this run's first seed is copied as it is."""
+    if not record:
+        atomic.write_text(dest, source.read_text(encoding="utf-8"))
+        return
     saved = json.loads(source.read_text(encoding="utf-8"))  # {"row": ..., "predictions": ...}, as Bench saves it
     saved["row"] = {**saved["row"], "copied_from": str(source.parent.parent)}
     atomic.write_text(dest, json.dumps(saved, ensure_ascii=False))
