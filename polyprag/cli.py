@@ -15,7 +15,7 @@ from . import atomic, distributed
 from .lm.adapters import InventoryConfig
 from .eval.bench import CORPUS_MODES, METHODS, OPTIONAL
 from .commands import (cmd_ask, cmd_augment, cmd_bench, cmd_bench_speed, cmd_build, cmd_demo, cmd_eval, cmd_export,
-                       cmd_export_lora, cmd_serve, console)
+                       cmd_export_lora, cmd_serve, console, DEMO_DOCS)
 from .lm.generate import GenerationConfig
 from .kb_commands import cmd_add, cmd_compact, cmd_inspect, cmd_remove, cmd_rollback, cmd_versions
 from .text.datasets import DATASETS, RESERVED_PER_TYPE, SPLITS
@@ -174,6 +174,8 @@ def _bench_parsers(sub) -> None:
     demo = sub.add_parser("demo", help="build a KB from the bundled sample of invented facts; compare modes")
     demo.add_argument("--json", dest="json_out", help="write config, rows and predictions to this JSON file")
     demo.add_argument("--out", help="keep the demo KB in this folder (default: a temporary one)")
+    demo.add_argument("--n-docs", type=int, default=DEMO_DOCS,
+                      help=f"the first N of the sample's 30 documents and their questions (default {DEMO_DOCS})")
     _build_args(demo)
     _common(demo)
     # the build's own defaults, as `build` + `ask` run them (until 2026-12-04 the demo trained a denser recipe of its

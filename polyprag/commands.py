@@ -20,9 +20,9 @@ from .lm.generate import GenerationConfig
 from .text.augment import augment_documents, write_augmentations
 from .eval.bench import METHODS, Bench, BenchConfig, markdown, run_seeds
 from .eval.compare import markdown as compare_markdown
-from .text.corpus import chunk_documents, load_corpus, write_jsonl
+from .text.corpus import Document, chunk_documents, load_corpus, write_jsonl
 from .baselines.dyprag import DypragConfig
-from .text.datasets import (CORPUS_NOTE, SPLITS, Split, held_out, load_dataset, load_questions,
+from .text.datasets import (CORPUS_NOTE, SPLITS, Question, Split, held_out, load_dataset, load_questions,
                        write_questions)
 from .errors import InputError
 from .eval.evaluate import EvalConfig, EvalResult, code_version, evaluate
@@ -40,6 +40,9 @@ from .method.config import TrainConfig
 console = Console()
 log = logging.getLogger("polyprag")
 SAMPLE = files("polyprag") / "data" / "sample"
+# `demo` builds the sample's first DEMO_DOCS documents and asks their questions: 12 of 30 keep a fresh clone's
+# `make demo` under 5 minutes on a 2-core CPU at the build's defaults (BENCHMARKS.md, "The demo's size").
+DEMO_DOCS = 12
 
 
 def keep_of(args) -> int:
@@ -346,9 +349,17 @@ def cmd_bench_speed(args) -> None:
     console.print(f"wrote {args.json_out} and {table}")
 
 
-def cmd_demo(args) -> None:
-    questions = load_questions(SAMPLE / "questions.jsonl")
+def demo_sample(n_docs: int) -> tuple[list[Document], list[Question]]:
+    """The sample's first `n_docs` documents and the questions answered from them alone."""
     docs = load_corpus(SAMPLE / "docs.jsonl")
+    if not 1 <= n_docs <= len(docs):
+        raise InputError(f"--n-docs {n_docs}: the sample holds {len(docs)} documents; pass 1 to {len(docs)}.")
+    kept = {d.id for d in docs[:n_docs]}
+    return docs[:n_docs], [q for q in load_questions(SAMPLE / "questions.jsonl") if set(q.gold_doc_ids) <= kept]
+
+
+def cmd_demo(args) -> None:
+    docs, questions = demo_sample(args.n_docs)
     config = _build_config(args)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp) / "kb"

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from polyprag.cli import ONEDNN_CACHE, main
+from polyprag.commands import DEMO_DOCS, demo_sample
 from polyprag.text.corpus import Document, write_jsonl
 
 DOCS = [Document("marlow", "Marlow Bridge", "A stone arch bridge over the river Tesk, finished in 1862 by Ada Feld."),
@@ -55,10 +56,20 @@ def test_eval_on_own_data_writes_the_json_schema(data, tiny_chat_model_dir):
     (["eval", "--dataset", "hotpotqa", "--data-dir", "/nonexistent"], "not found"),
     (["ask", "--corpus", "/nonexistent.jsonl", "Who?"], "/nonexistent.jsonl"),
     (["ask", "--mode", "closed-book", "--model", "no-such-model", "Who?"], "resolves to nothing"),
+    (["demo", "--n-docs", "31"], "--n-docs 31: the sample holds 30 documents"),
 ])
 def test_bad_input_is_one_clear_error_and_exit_code_2(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("n", [1, DEMO_DOCS, 30])
+def test_the_demo_asks_only_what_its_documents_answer(n):
+    docs, questions = demo_sample(n)
+    ids = [d.id for d in docs]
+    assert len(docs) == n and ids == [d.id for d in demo_sample(30)[0][:n]]
+    assert len(questions) == 2 * n  # the sample's two questions per document, none about a document left out
+    assert all(set(q.gold_doc_ids) <= set(ids) for q in questions)
 
 
 @pytest.mark.parametrize("command", [["build", "DOCS"], ["bench", "--dataset", "sample"], ["export", "--dataset", "sample"],
