@@ -163,6 +163,34 @@ def test_a_fixed_mmap_threshold_returns_large_freed_blocks(monkeypatch):
     assert kept("fixed") < 1  # fixed at 4 MiB (the default): the block was mapped apart and unmapped on free
 
 
+# A child process: 100 MiB of 64 KiB blocks in the heap, every other one freed (50 MiB of free pages between live
+# blocks, which no free() returns), then trim_heap; prints how many MiB the trim gave back.
+_TRIMMED = """
+import os
+from polyprag.lm import models
+models.fix_mmap_threshold()
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+blocks = [b"\\x01" * 2**16 for _ in range(1600)]
+kept = blocks[::2]
+del blocks
+before = rss()
+models.trim_heap()
+print(before - rss())
+"""
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator and Linux's /proc only")
+@pytest.mark.parametrize("policy", ["polyprag", "glibc"])
+def test_trimming_the_heap_returns_free_pages_between_live_blocks_unless_glibc_policy_is_asked(monkeypatch, policy):
+    for name in ("MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES", models.THRESHOLD_ENV):
+        monkeypatch.delenv(name, raising=False)
+    env = {**os.environ, **({models.THRESHOLD_ENV: "glibc"} if policy == "glibc" else {})}
+    returned = float(subprocess.run([sys.executable, "-c", _TRIMMED], capture_output=True, text=True, check=True,
+                                    env=env).stdout)
+    assert returned > 40 if policy == "polyprag" else returned < 5
+
+
 @pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "65536"}, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"},
                                  {models.THRESHOLD_ENV: "glibc"}])
 def test_the_users_own_allocator_settings_win(monkeypatch, env):

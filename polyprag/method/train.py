@@ -30,7 +30,7 @@ from .. import atomic, distributed
 from ..lm.adapters import (PolyLoRALinear, adapter_cosine, inventory_state, load_inventory_state, mixing, old_part,
                        recompute_context)
 from ..lm.prompts import answer_completion, build_prompt, prompt_prefix
-from ..lm.models import release_heap
+from ..lm.models import release_heap, trim_heap
 from ..text.augment import Sample
 from ..errors import InputError
 from .routing import MASKED, RoutingTable, entropy_stats
@@ -283,6 +283,7 @@ def _epoch(run: _Run, epoch: int, history: list[dict], partial: dict | None) -> 
                 p.grad[old_part(k, run.frozen_adapters)] = 0
         grads.append(routing.grad_norm())
         opt.step()
+        trim_heap()  # the pass's freed activations back to the OS: ~75 MiB off a build's peak (models.trim_heap)
         losses.append(distributed.total(loss))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if run.checkpoint_dir and time.monotonic() - saved > CHECKPOINT_EVERY_S and i + 1 < len(batches) \
