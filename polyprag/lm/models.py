@@ -145,14 +145,15 @@ def release_heap() -> None:
     """Hand freed memory back to the OS: glibc keeps freed blocks in the heap, so a step that follows a large
     one in the same process (answering after a build, a build after the first use's conversion) peaks on top."""
     gc.collect()
-    trim_heap()
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)
 
 
 def trim_heap() -> None:
-    """glibc's malloc_trim: the free pages inside the heap go back to the OS. A build calls it after every batch:
-    the passes' freed activations otherwise pile up between live blocks, and the default build of the 30 sample
-    documents peaked at 1,468 / 1,460 MiB without it, 1,390 / 1,398 with it (~30 ms a batch; BENCHMARKS.md, "The
-    heap trimmed after every batch"). Skipped under POLYPRAG_MMAP_THRESHOLD=glibc, glibc's own policy."""
+    """glibc's malloc_trim, after every training batch: the passes' freed activations otherwise pile up between
+    live heap blocks, and the default build of the 30 sample documents peaked at 1,468 / 1,460 MiB without it,
+    1,390 / 1,398 with it, for ~5 % of the build's time (BENCHMARKS.md, "The heap trimmed after every batch").
+    Skipped under POLYPRAG_MMAP_THRESHOLD=glibc, glibc's own policy."""
     if os.environ.get(THRESHOLD_ENV) != "glibc" and (libc := _glibc()) is not None:
         libc.malloc_trim(0)
 

@@ -283,7 +283,7 @@ def _epoch(run: _Run, epoch: int, history: list[dict], partial: dict | None) -> 
                 p.grad[old_part(k, run.frozen_adapters)] = 0
         grads.append(routing.grad_norm())
         opt.step()
-        trim_heap()  # the pass's freed activations back to the OS: ~75 MiB off a build's peak (models.trim_heap)
+        trim_heap()  # the batch's freed activations back to the OS: ~70 MiB off a build's peak (models.trim_heap)
         losses.append(distributed.total(loss))
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
         if run.checkpoint_dir and time.monotonic() - saved > CHECKPOINT_EVERY_S and i + 1 < len(batches) \
