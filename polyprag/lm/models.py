@@ -7,6 +7,7 @@ into a cache folder), or a Hugging Face id. Prompt formatting per model lives in
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import hashlib
 import importlib.util
@@ -158,6 +159,7 @@ def trim_heap() -> None:
         libc.malloc_trim(0)
 
 
+@functools.cache  # once per process: trim_heap asks for it after every training batch
 def _glibc() -> ctypes.CDLL | None:
     """glibc, whose allocator polyprag tunes; None elsewhere (macOS, musl, Windows keep their own policy)."""
     try:
