@@ -39,10 +39,17 @@ from .method.config import TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
+
 SAMPLE = files("polyprag") / "data" / "sample"
 # `demo` builds the sample's first DEMO_DOCS documents and asks their questions: 12 of 30 keep a fresh clone's
 # `make demo` under 5 minutes on a 2-core CPU at the build's defaults (BENCHMARKS.md, "The demo's size").
 DEMO_DOCS = 12
+
+
+def print_markdown(text: str) -> None:
+    """A markdown table as written, one row a line: rich wraps at 80 columns when stdout is not a terminal, which
+    breaks a table piped to a file."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def keep_of(args) -> int:
@@ -244,12 +251,12 @@ def _bench_run(args, config: BenchConfig, seeds: list[int] | None, questions, co
     if seeds:
         summary = run_seeds(args.model or DEFAULT_MODEL, config, seeds, args.out, questions, corpus, notes, held,
                             rows_from=args.rows_from)
-        console.print(compare_markdown(summary), highlight=False, markup=False)
+        print_markdown(compare_markdown(summary))
         console.print(f"wrote {args.out}/results.json and results.md (each seed's run in {args.out}/seed-S)")
         return
     rows_from = Path(args.rows_from) if args.rows_from else None
     result = Bench(args.model or DEFAULT_MODEL, config, args.out, rows_from=rows_from).run(questions, corpus, notes, held)
-    console.print(markdown(result), highlight=False, markup=False)
+    print_markdown(markdown(result))
     console.print(f"wrote {args.out}/results.json, results.md and plots")
 
 
@@ -345,7 +352,7 @@ def cmd_bench_speed(args) -> None:
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))
     table = Path(args.json_out).with_suffix(".md")  # written from the same result: the two cannot disagree
     table.write_text(markdown(result) + "\n", encoding="utf-8")
-    console.print(markdown(result), highlight=False, markup=False)
+    print_markdown(markdown(result))
     console.print(f"wrote {args.json_out} and {table}")
 
 

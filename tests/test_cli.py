@@ -151,3 +151,10 @@ def test_cli_reference_is_current():
     spec.loader.exec_module(module)
     assert module.OUT.read_text() == module.reference(), \
         "docs/cli-reference.md is stale: run .venv/bin/python docs/cli_reference.py and commit it"
+
+
+def test_a_markdown_table_prints_one_row_a_line_when_stdout_is_a_file(capsys):
+    from polyprag.commands import print_markdown
+    row = "| encode s/doc: poly vs prag at the protocol's 4 epochs, its own data recipe " + "x" * 300 + " | 0.75× |"
+    print_markdown("| measure | value |\n|---|---|\n" + row)
+    assert capsys.readouterr().out.splitlines() == ["| measure | value |", "|---|---|", row]
