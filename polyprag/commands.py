@@ -39,7 +39,6 @@ from .method.config import TrainConfig
 
 console = Console()
 log = logging.getLogger("polyprag")
-
 SAMPLE = files("polyprag") / "data" / "sample"
 # `demo` builds the sample's first DEMO_DOCS documents and asks their questions: 12 of 30 keep a fresh clone's
 # `make demo` under 5 minutes on a 2-core CPU at the build's defaults (BENCHMARKS.md, "The demo's size").
@@ -351,8 +350,9 @@ def cmd_bench_speed(args) -> None:
     questions = [q.question for q in load_questions(SAMPLE / "questions.jsonl")]
     result = bench_speed(config, load_corpus(SAMPLE / "docs.jsonl"), questions, Path(args.json_out))
     table = Path(args.json_out).with_suffix(".md")  # written from the same result: the two cannot disagree
-    table.write_text(markdown(result) + "\n", encoding="utf-8")
-    print_markdown(markdown(result))
+    text = markdown(result)
+    table.write_text(text + "\n", encoding="utf-8")
+    print_markdown(text)
     console.print(f"wrote {args.json_out} and {table}")
 
 
